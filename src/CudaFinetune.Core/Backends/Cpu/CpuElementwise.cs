@@ -1,0 +1,137 @@
+using System.Numerics;
+using System.Numerics.Tensors;
+using CudaFinetune.Numerics;
+
+namespace CudaFinetune.Backends.Cpu;
+
+/// <summary>Elementwise ops and reductions over flat element ranges, cut into fixed chunks.</summary>
+internal static unsafe class CpuElementwise
+{
+    /// <summary>Elements per chunk: reductions sum each chunk, then the chunk sums in order, so the
+    /// grouping (and the result) never depends on the thread count.</summary>
+    internal const int Chunk = 16384;
+
+    internal static int Chunks(long count) => (int)((count + Chunk - 1) / Chunk);
+
+    public static void Add<T>(CpuWorkerPool pool, T* a, T* b, T* output, long count) where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        var job = new BinaryJob<T> { A = a, B = b, Output = output, Count = count };
+        pool.For(Chunks(count), ref job);
+    }
+
+    public static void AddScaled<T>(CpuWorkerPool pool, T* x, T scale, T* accumulator, long count) where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        var job = new AxpyJob<T> { X = x, Scale = scale, Accumulator = accumulator, Count = count };
+        pool.For(Chunks(count), ref job);
+    }
+
+    public static void Dropout<T>(CpuWorkerPool pool, T* x, T* output, long count, double probability, DropoutKey key) where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        var (hi0, hi1) = key.CounterWords();
+        var job = new DropoutJob<T>
+        {
+            X = x, Output = output, Count = count, Seed = key.Seed, Hi0 = hi0, Hi1 = hi1,
+            Threshold = DropoutThreshold(probability), Scale = T.CreateTruncating(1.0 / (1.0 - probability)),
+        };
+        pool.For(Chunks(count), ref job);
+    }
+
+    /// <summary>An element is kept when the top 24 bits of its Philox word are ≥ this threshold.</summary>
+    internal static uint DropoutThreshold(double probability) => (uint)Math.Round(probability * (1 << 24));
+
+    /// <summary>Σ x (or Σ x² when <paramref name="squares"/>), chunk sums in double, added in order.</summary>
+    public static double Reduce<T>(CpuWorkerPool pool, T* x, long count, bool squares, double[] partials) where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int chunks = Chunks(count);
+        fixed (double* p = partials)
+        {
+            var job = new ReduceJob<T> { X = x, Count = count, Squares = squares, Partials = p };
+            pool.For(chunks, ref job);
+        }
+        double total = 0;
+        for (int i = 0; i < chunks; i++)
+        {
+            total += partials[i];
+        }
+        return total;
+    }
+
+    private static (long Start, int Length) Range(int index, long count)
+    {
+        long start = (long)index * Chunk;
+        return (start, (int)Math.Min(Chunk, count - start));
+    }
+
+    private struct BinaryJob<T> : IParallelJob where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        public T* A;
+        public T* B;
+        public T* Output;
+        public long Count;
+
+        public readonly void Execute(int index)
+        {
+            var (s, n) = Range(index, Count);
+            TensorPrimitives.Add(new ReadOnlySpan<T>(A + s, n), new ReadOnlySpan<T>(B + s, n), new Span<T>(Output + s, n));
+        }
+    }
+
+    private struct AxpyJob<T> : IParallelJob where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        public T* X;
+        public T Scale;
+        public T* Accumulator;
+        public long Count;
+
+        public readonly void Execute(int index)
+        {
+            var (s, n) = Range(index, Count);
+            var acc = new Span<T>(Accumulator + s, n);
+            TensorPrimitives.MultiplyAdd(new ReadOnlySpan<T>(X + s, n), Scale, acc, acc);
+        }
+    }
+
+    private struct DropoutJob<T> : IParallelJob where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        public T* X;
+        public T* Output;
+        public long Count;
+        public ulong Seed;
+        public uint Hi0;
+        public uint Hi1;
+        public uint Threshold;
+        public T Scale;
+
+        public readonly void Execute(int index)
+        {
+            var (s, n) = Range(index, Count);
+            // Chunk starts are multiples of 4, so each Philox block serves four consecutive elements.
+            for (long i = s; i < s + n; i += 4)
+            {
+                ulong block = (ulong)i >> 2;
+                var (r0, r1, r2, r3) = Philox.Generate((uint)block, (uint)(block >> 32), Hi0, Hi1, (uint)Seed, (uint)(Seed >> 32));
+                Apply(i, r0);
+                if (i + 1 < s + n) { Apply(i + 1, r1); }
+                if (i + 2 < s + n) { Apply(i + 2, r2); }
+                if (i + 3 < s + n) { Apply(i + 3, r3); }
+            }
+        }
+
+        private readonly void Apply(long i, uint word) => Output[i] = (word >> 8) >= Threshold ? X[i] * Scale : T.Zero;
+    }
+
+    private struct ReduceJob<T> : IParallelJob where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        public T* X;
+        public long Count;
+        public bool Squares;
+        public double* Partials;
+
+        public readonly void Execute(int index)
+        {
+            var (s, n) = Range(index, Count);
+            var span = new ReadOnlySpan<T>(X + s, n);
+            Partials[index] = double.CreateTruncating(Squares ? TensorPrimitives.SumOfSquares(span) : TensorPrimitives.Sum(span));
+        }
+    }
+}

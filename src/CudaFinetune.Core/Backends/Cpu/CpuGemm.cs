@@ -1,0 +1,326 @@
+using System.Numerics;
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace CudaFinetune.Backends.Cpu;
+
+/// <summary>
+/// Cache-blocked, multi-threaded GEMM: C[M,N] = alpha · op(A)[M,K] · op(B)[K,N] + beta · C, for
+/// float and double, row-major with leading dimensions.
+/// <para>
+/// op(B) is packed once into NR-wide column panels (K contiguous per panel). C is cut into fixed
+/// MC × NT task tiles; each task packs its KC × MC slices of op(A) into MR-row panels and runs a
+/// register-blocked MR × NR micro-kernel (two SIMD vectors wide, FMA). Every element of C is
+/// summed over K in the same order whatever the thread count, so results are bitwise
+/// reproducible.
+/// </para>
+/// </summary>
+internal static unsafe class CpuGemm
+{
+    internal const int MR = 6;
+    private const int KC = 256;
+    private const int MC = 16 * MR;
+    private const int NT = 512;
+
+    /// <summary>Bytes of scratch the packed op(B) needs.</summary>
+    internal static long PackedBBytes<T>(int n, int k) where T : unmanaged
+        => (long)RoundUp(n, Nr<T>()) * k * Unsafe.SizeOf<T>();
+
+    /// <summary>Micro-tile width in elements: two of the widest accelerated vectors.</summary>
+    internal static int Nr<T>() where T : unmanaged
+        => Vector512.IsHardwareAccelerated ? 2 * Vector512<T>.Count : 2 * Vector256<T>.Count;
+
+    public static void Run<T>(CpuWorkerPool pool, T* packedB, bool transA, bool transB, int m, int n, int k,
+        T alpha, T* a, int lda, T* b, int ldb, T beta, T* c, int ldc)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        if (m == 0 || n == 0)
+        {
+            return;
+        }
+        if (k == 0 || alpha == T.Zero)
+        {
+            ScaleC(m, n, beta, c, ldc);
+            return;
+        }
+        int nr = Nr<T>();
+        int panels = (n + nr - 1) / nr;
+        var pack = new PackBJob<T>
+        {
+            B = b, Ldb = ldb, TransB = transB, N = n, K = k, Nr = nr, Packed = packedB,
+            PanelsPerTask = Math.Max(1, 64 / (k / 64 + 1)), Panels = panels,
+        };
+        pool.For((panels + pack.PanelsPerTask - 1) / pack.PanelsPerTask, ref pack);
+
+        var compute = new ComputeJob<T>
+        {
+            A = a, Lda = lda, TransA = transA, PackedB = packedB, C = c, Ldc = ldc,
+            M = m, N = n, K = k, Nr = nr, Alpha = alpha, Beta = beta,
+            MTiles = (m + MC - 1) / MC, NTiles = (n + NT - 1) / NT,
+        };
+        pool.For(compute.MTiles * compute.NTiles, ref compute);
+    }
+
+    private static void ScaleC<T>(int m, int n, T beta, T* c, int ldc) where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        for (int i = 0; i < m; i++)
+        {
+            var row = new Span<T>(c + (long)i * ldc, n);
+            if (beta == T.Zero)
+            {
+                row.Clear();
+            }
+            else
+            {
+                System.Numerics.Tensors.TensorPrimitives.Multiply(row, beta, row);
+            }
+        }
+    }
+
+    private static int RoundUp(int x, int to) => (x + to - 1) / to * to;
+
+    /// <summary>Packs op(B) into panels [panel][k][nr], zero-padding the last panel.</summary>
+    private struct PackBJob<T> : IParallelJob where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        public T* B;
+        public int Ldb;
+        public bool TransB;
+        public int N;
+        public int K;
+        public int Nr;
+        public T* Packed;
+        public int Panels;
+        public int PanelsPerTask;
+
+        public readonly void Execute(int index)
+        {
+            int first = index * PanelsPerTask, last = Math.Min(Panels, first + PanelsPerTask);
+            for (int p = first; p < last; p++)
+            {
+                int j0 = p * Nr, width = Math.Min(Nr, N - j0);
+                T* dst = Packed + (long)p * K * Nr;
+                for (int kk = 0; kk < K; kk++, dst += Nr)
+                {
+                    if (!TransB)
+                    {
+                        new ReadOnlySpan<T>(B + (long)kk * Ldb + j0, width).CopyTo(new Span<T>(dst, width));
+                    }
+                    else
+                    {
+                        T* src = B + (long)j0 * Ldb + kk;
+                        for (int j = 0; j < width; j++)
+                        {
+                            dst[j] = src[(long)j * Ldb];
+                        }
+                    }
+                    for (int j = width; j < Nr; j++)
+                    {
+                        dst[j] = T.Zero;
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>One MC × NT tile of C over all of K.</summary>
+    private struct ComputeJob<T> : IParallelJob where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        public T* A;
+        public int Lda;
+        public bool TransA;
+        public T* PackedB;
+        public T* C;
+        public int Ldc;
+        public int M;
+        public int N;
+        public int K;
+        public int Nr;
+        public T Alpha;
+        public T Beta;
+        public int MTiles;
+        public int NTiles;
+
+        public readonly void Execute(int index)
+        {
+            int i0 = index / NTiles * MC, j0 = index % NTiles * NT;
+            int mLen = Math.Min(MC, M - i0), nLen = Math.Min(NT, N - j0);
+            T* packedA = PackBuffer<T>.Get(MC * KC);
+            T* tile = stackalloc T[MR * 2 * Vector512<T>.Count];
+            for (int k0 = 0; k0 < K; k0 += KC)
+            {
+                int kc = Math.Min(KC, K - k0);
+                PackA(packedA, i0, mLen, k0, kc);
+                bool first = k0 == 0;
+                for (int jj = 0; jj < nLen; jj += Nr)
+                {
+                    int j = j0 + jj, nr = Math.Min(Nr, nLen - jj);
+                    T* bPanel = PackedB + (long)(j / Nr) * K * Nr + (long)k0 * Nr;
+                    for (int ii = 0; ii < mLen; ii += MR)
+                    {
+                        int mr = Math.Min(MR, mLen - ii);
+                        T* aPanel = packedA + (long)ii * kc;
+                        if (Vector512.IsHardwareAccelerated)
+                        {
+                            MicroKernel512(kc, aPanel, bPanel, tile);
+                        }
+                        else
+                        {
+                            MicroKernel256(kc, aPanel, bPanel, tile);
+                        }
+                        MergeTile(tile, C + (long)(i0 + ii) * Ldc + j, mr, nr, first);
+                    }
+                }
+            }
+        }
+
+        /// <summary>Packs rows [i0, i0+mLen) × k [k0, k0+kc) of op(A) as [panel][k][MR], zero-padded.</summary>
+        private readonly void PackA(T* dst, int i0, int mLen, int k0, int kc)
+        {
+            for (int ii = 0; ii < mLen; ii += MR)
+            {
+                int rows = Math.Min(MR, mLen - ii);
+                T* panel = dst + (long)ii * kc;
+                for (int r = 0; r < MR; r++)
+                {
+                    if (r >= rows)
+                    {
+                        for (int kk = 0; kk < kc; kk++)
+                        {
+                            panel[kk * MR + r] = T.Zero;
+                        }
+                        continue;
+                    }
+                    int i = i0 + ii + r;
+                    if (!TransA)
+                    {
+                        T* src = A + (long)i * Lda + k0;
+                        for (int kk = 0; kk < kc; kk++)
+                        {
+                            panel[kk * MR + r] = src[kk];
+                        }
+                    }
+                    else
+                    {
+                        T* src = A + (long)k0 * Lda + i;
+                        for (int kk = 0; kk < kc; kk++)
+                        {
+                            panel[kk * MR + r] = src[(long)kk * Lda];
+                        }
+                    }
+                }
+            }
+        }
+
+        /// <summary>C = alpha·tile + beta·C on the first K block (C ignored when beta is 0), else C += alpha·tile.</summary>
+        private readonly void MergeTile(T* tile, T* c, int rows, int cols, bool first)
+        {
+            for (int r = 0; r < rows; r++)
+            {
+                T* src = tile + r * Nr;
+                T* dst = c + (long)r * Ldc;
+                for (int j = 0; j < cols; j++)
+                {
+                    T value = Alpha * src[j];
+                    dst[j] = first ? (Beta == T.Zero ? value : value + Beta * dst[j]) : dst[j] + value;
+                }
+            }
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<T> FusedMultiplyAdd<T>(Vector256<T> a, Vector256<T> b, Vector256<T> c) where T : unmanaged
+    {
+        if (System.Runtime.Intrinsics.X86.Fma.IsSupported && typeof(T) == typeof(float))
+        {
+            return System.Runtime.Intrinsics.X86.Fma.MultiplyAdd(a.AsSingle(), b.AsSingle(), c.AsSingle()).As<float, T>();
+        }
+        if (System.Runtime.Intrinsics.X86.Fma.IsSupported && typeof(T) == typeof(double))
+        {
+            return System.Runtime.Intrinsics.X86.Fma.MultiplyAdd(a.AsDouble(), b.AsDouble(), c.AsDouble()).As<double, T>();
+        }
+        return a * b + c;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<T> FusedMultiplyAdd<T>(Vector512<T> a, Vector512<T> b, Vector512<T> c) where T : unmanaged
+    {
+        if (Avx512F.IsSupported && typeof(T) == typeof(float))
+        {
+            return Avx512F.FusedMultiplyAdd(a.AsSingle(), b.AsSingle(), c.AsSingle()).As<float, T>();
+        }
+        if (Avx512F.IsSupported && typeof(T) == typeof(double))
+        {
+            return Avx512F.FusedMultiplyAdd(a.AsDouble(), b.AsDouble(), c.AsDouble()).As<double, T>();
+        }
+        return a * b + c;
+    }
+
+    /// <summary>tile[MR][NR] = Σ_k aPanel[k][r] · bPanel[k][:], NR = two Vector512s.</summary>
+    private static void MicroKernel512<T>(int kc, T* a, T* b, T* tile) where T : unmanaged
+    {
+        int w = Vector512<T>.Count;
+        Vector512<T> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
+        Vector512<T> c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
+        for (int p = 0; p < kc; p++, a += MR, b += 2 * w)
+        {
+            var b0 = Vector512.Load(b);
+            var b1 = Vector512.Load(b + w);
+            var x = Vector512.Create(a[0]); c00 = FusedMultiplyAdd(x, b0, c00); c01 = FusedMultiplyAdd(x, b1, c01);
+            x = Vector512.Create(a[1]); c10 = FusedMultiplyAdd(x, b0, c10); c11 = FusedMultiplyAdd(x, b1, c11);
+            x = Vector512.Create(a[2]); c20 = FusedMultiplyAdd(x, b0, c20); c21 = FusedMultiplyAdd(x, b1, c21);
+            x = Vector512.Create(a[3]); c30 = FusedMultiplyAdd(x, b0, c30); c31 = FusedMultiplyAdd(x, b1, c31);
+            x = Vector512.Create(a[4]); c40 = FusedMultiplyAdd(x, b0, c40); c41 = FusedMultiplyAdd(x, b1, c41);
+            x = Vector512.Create(a[5]); c50 = FusedMultiplyAdd(x, b0, c50); c51 = FusedMultiplyAdd(x, b1, c51);
+        }
+        int s = 2 * w;
+        c00.Store(tile); c01.Store(tile + w);
+        c10.Store(tile + s); c11.Store(tile + s + w);
+        c20.Store(tile + 2 * s); c21.Store(tile + 2 * s + w);
+        c30.Store(tile + 3 * s); c31.Store(tile + 3 * s + w);
+        c40.Store(tile + 4 * s); c41.Store(tile + 4 * s + w);
+        c50.Store(tile + 5 * s); c51.Store(tile + 5 * s + w);
+    }
+
+    /// <summary>The same micro-kernel two Vector256s wide, for machines without AVX-512.</summary>
+    private static void MicroKernel256<T>(int kc, T* a, T* b, T* tile) where T : unmanaged
+    {
+        int w = Vector256<T>.Count;
+        Vector256<T> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
+        Vector256<T> c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
+        for (int p = 0; p < kc; p++, a += MR, b += 2 * w)
+        {
+            var b0 = Vector256.Load(b);
+            var b1 = Vector256.Load(b + w);
+            var x = Vector256.Create(a[0]); c00 = FusedMultiplyAdd(x, b0, c00); c01 = FusedMultiplyAdd(x, b1, c01);
+            x = Vector256.Create(a[1]); c10 = FusedMultiplyAdd(x, b0, c10); c11 = FusedMultiplyAdd(x, b1, c11);
+            x = Vector256.Create(a[2]); c20 = FusedMultiplyAdd(x, b0, c20); c21 = FusedMultiplyAdd(x, b1, c21);
+            x = Vector256.Create(a[3]); c30 = FusedMultiplyAdd(x, b0, c30); c31 = FusedMultiplyAdd(x, b1, c31);
+            x = Vector256.Create(a[4]); c40 = FusedMultiplyAdd(x, b0, c40); c41 = FusedMultiplyAdd(x, b1, c41);
+            x = Vector256.Create(a[5]); c50 = FusedMultiplyAdd(x, b0, c50); c51 = FusedMultiplyAdd(x, b1, c51);
+        }
+        int s = 2 * w;
+        c00.Store(tile); c01.Store(tile + w);
+        c10.Store(tile + s); c11.Store(tile + s + w);
+        c20.Store(tile + 2 * s); c21.Store(tile + 2 * s + w);
+        c30.Store(tile + 3 * s); c31.Store(tile + 3 * s + w);
+        c40.Store(tile + 4 * s); c41.Store(tile + 4 * s + w);
+        c50.Store(tile + 5 * s); c51.Store(tile + 5 * s + w);
+    }
+
+    /// <summary>A per-thread, grow-only, pinned packing buffer.</summary>
+    private static class PackBuffer<T> where T : unmanaged
+    {
+        [ThreadStatic]
+        private static T[]? t_buffer;
+
+        public static T* Get(int length)
+        {
+            if (t_buffer is null || t_buffer.Length < length)
+            {
+                t_buffer = GC.AllocateArray<T>(length, pinned: true);
+            }
+            return (T*)Unsafe.AsPointer(ref t_buffer[0]);
+        }
+    }
+}

@@ -1,0 +1,150 @@
+using System.Runtime.CompilerServices;
+
+namespace CudaFinetune.Backends.Cpu;
+
+/// <summary>One unit of a parallel loop; <see cref="Execute"/> is called once per index.</summary>
+internal interface IParallelJob
+{
+    void Execute(int index);
+}
+
+/// <summary>
+/// A fixed set of worker threads that run <c>For(count, ref job)</c> without allocating: the job is a
+/// struct on the caller's stack that workers reach through a pointer while the caller waits.
+/// Each index must write disjoint outputs, so results never depend on which thread ran which index
+/// or on the thread count. Calls are serialised; a job must not start another loop.
+/// </summary>
+internal sealed unsafe class CpuWorkerPool : IDisposable
+{
+    private readonly Thread[] _workers;
+    private readonly object _gate = new();
+    private readonly object _callGate = new();
+    private readonly ManualResetEventSlim _finished = new(false);
+
+    private delegate*<void*, int, void> _body;
+    private void* _job;
+    private int _count;
+    private int _next;
+    private int _running;
+    private long _generation;
+    private bool _stopping;
+    private Exception? _failure;
+
+    public CpuWorkerPool(int threads)
+    {
+        if (threads < 1)
+        {
+            throw new ArgumentOutOfRangeException(nameof(threads), threads, "at least one thread is needed");
+        }
+        Threads = threads;
+        _workers = new Thread[threads - 1];
+        for (int i = 0; i < _workers.Length; i++)
+        {
+            _workers[i] = new Thread(WorkerLoop) { IsBackground = true, Name = $"cpu-backend-{i + 1}" };
+            _workers[i].Start();
+        }
+    }
+
+    /// <summary>Threads that execute a loop, the caller included.</summary>
+    public int Threads { get; }
+
+    public void For<TJob>(int count, ref TJob job) where TJob : struct, IParallelJob
+    {
+        if (count <= 0)
+        {
+            return;
+        }
+        if (count == 1 || _workers.Length == 0)
+        {
+            for (int i = 0; i < count; i++)
+            {
+                job.Execute(i);
+            }
+            return;
+        }
+        lock (_callGate)
+        {
+            lock (_gate)
+            {
+                _body = &Invoke<TJob>;
+                _job = Unsafe.AsPointer(ref job);
+                _count = count;
+                _next = 0;
+                _failure = null;
+                _running = _workers.Length + 1;
+                _finished.Reset();
+                _generation++;
+                Monitor.PulseAll(_gate);
+            }
+            RunIndices();
+            if (Interlocked.Decrement(ref _running) != 0)
+            {
+                _finished.Wait();
+            }
+            _job = null;
+            if (_failure is { } failure)
+            {
+                throw new AggregateException("a CPU backend worker failed", failure);
+            }
+        }
+    }
+
+    private static void Invoke<TJob>(void* job, int index) where TJob : struct, IParallelJob
+        => Unsafe.AsRef<TJob>(job).Execute(index);
+
+    private void RunIndices()
+    {
+        int i;
+        while ((i = Interlocked.Increment(ref _next) - 1) < _count)
+        {
+            try
+            {
+                _body(_job, i);
+            }
+            catch (Exception e)
+            {
+                Interlocked.CompareExchange(ref _failure, e, null);
+                Volatile.Write(ref _next, _count);
+            }
+        }
+    }
+
+    private void WorkerLoop()
+    {
+        long seen = 0;
+        while (true)
+        {
+            lock (_gate)
+            {
+                while (_generation == seen && !_stopping)
+                {
+                    Monitor.Wait(_gate);
+                }
+                if (_stopping)
+                {
+                    return;
+                }
+                seen = _generation;
+            }
+            RunIndices();
+            if (Interlocked.Decrement(ref _running) == 0)
+            {
+                _finished.Set();
+            }
+        }
+    }
+
+    public void Dispose()
+    {
+        lock (_gate)
+        {
+            _stopping = true;
+            Monitor.PulseAll(_gate);
+        }
+        foreach (var worker in _workers)
+        {
+            worker.Join();
+        }
+        _finished.Dispose();
+    }
+}

@@ -1,0 +1,128 @@
+using CudaFinetune.Tensors;
+
+namespace CudaFinetune.Backends;
+
+/// <summary>
+/// The op-level interface the model is written against once. Every op takes its inputs and
+/// preallocated outputs as tensors plus plain sizes; nothing on the training path allocates.
+/// Layout conventions (row-major):
+/// <list type="bullet">
+/// <item>activations are [tokens, features] with tokens = batch * seqLen, batch-major;</item>
+/// <item>linear weights are [out, in] as in Hugging Face (y = x·Wᵀ);</item>
+/// <item>attention q is [tokens, queryHeads * headDim], k and v [tokens, kvHeads * headDim];</item>
+/// <item>"accumulate" outputs are added into (+=), never overwritten, so gradients of shared inputs
+/// can be summed without extra buffers.</item>
+/// </list>
+/// All ops are deterministic: same inputs, same bits, regardless of thread count.
+/// </summary>
+public interface IBackend : IDisposable
+{
+    /// <summary>The backend's name as the CLI spells it (cpu, cuda, cuda-emulated).</summary>
+    string Name { get; }
+
+    Device Device { get; }
+
+    /// <summary>The floating-point type activations are computed in.</summary>
+    DType ComputeType { get; }
+
+    // ---- memory -------------------------------------------------------------------------
+
+    /// <summary>A new zero-filled tensor owned by the caller.</summary>
+    Tensor Allocate(DType dtype, Shape shape);
+
+    /// <summary>Copies host values into <paramref name="destination"/> (element types must match its dtype's host type).</summary>
+    void CopyFromHost<T>(ReadOnlySpan<T> source, Tensor destination) where T : unmanaged;
+
+    /// <summary>Copies <paramref name="source"/> out to host memory.</summary>
+    void CopyToHost<T>(Tensor source, Span<T> destination) where T : unmanaged;
+
+    /// <summary>destination = source, converting between floating dtypes where they differ.</summary>
+    void Copy(Tensor source, Tensor destination);
+
+    /// <summary>Sets every element to <paramref name="value"/>.</summary>
+    void Fill(Tensor tensor, double value);
+
+    // ---- linear algebra -----------------------------------------------------------------
+
+    /// <summary>
+    /// c = alpha · op(a) · op(b) + beta · c, where op transposes when asked. a, b and c are read as
+    /// 2-D [Rows, Columns] matrices; op(a) is [M, K], op(b) is [K, N], c is [M, N]. With beta = 0
+    /// the old contents of c are ignored (even NaN).
+    /// </summary>
+    void MatMul(Tensor a, bool transposeA, Tensor b, bool transposeB, Tensor c, double alpha = 1, double beta = 0);
+
+    // ---- elementwise --------------------------------------------------------------------
+
+    /// <summary>output = a + b (output may be a or b).</summary>
+    void Add(Tensor a, Tensor b, Tensor output);
+
+    /// <summary>accumulator += scale · x.</summary>
+    void AddScaled(Tensor x, double scale, Tensor accumulator);
+
+    /// <summary>output = x ⊙ keep / (1 − p), with keep drawn from <paramref name="key"/>; linear, so it is also its own backward.</summary>
+    void Dropout(Tensor x, Tensor output, double probability, DropoutKey key);
+
+    // ---- embedding ----------------------------------------------------------------------
+
+    /// <summary>output[n, :] = table[ids[n], :].</summary>
+    void EmbeddingForward(Tensor table, Tensor tokenIds, Tensor output);
+
+    /// <summary>dTable[ids[n], :] += dOutput[n, :], summed in token order.</summary>
+    void EmbeddingBackward(Tensor dOutput, Tensor tokenIds, Tensor dTable);
+
+    // ---- normalisation ------------------------------------------------------------------
+
+    /// <summary>output = x / rms(x) ⊙ weight per row; saves 1/rms in <paramref name="rstd"/> [rows].</summary>
+    void RmsNormForward(Tensor x, Tensor weight, double epsilon, Tensor output, Tensor rstd);
+
+    /// <summary>dx += ∂/∂x; dWeight (if given) += ∂/∂weight.</summary>
+    void RmsNormBackward(Tensor dOutput, Tensor x, Tensor weight, Tensor rstd, Tensor dx, Tensor? dWeight);
+
+    // ---- rotary position embedding ------------------------------------------------------
+
+    /// <summary>
+    /// Rotates x [tokens, heads · headDim] in place with the Hugging Face rotate-half convention.
+    /// cos and sin are [seqLen, headDim/2]; token n sits at position n mod seqLen. With
+    /// <paramref name="inverse"/> it applies the transpose rotation (the backward).
+    /// </summary>
+    void Rope(Tensor x, int heads, Tensor cos, Tensor sin, int seqLen, bool inverse);
+
+    // ---- attention ----------------------------------------------------------------------
+
+    /// <summary>Causal grouped-query attention; saves each row's log-sum-exp [batch, queryHeads, seqLen].</summary>
+    void AttentionForward(Tensor q, Tensor k, Tensor v, Tensor output, Tensor logSumExp, in AttentionShape shape);
+
+    /// <summary>Gradients of <see cref="AttentionForward"/>; dq, dk and dv are overwritten.</summary>
+    void AttentionBackward(Tensor dOutput, Tensor q, Tensor k, Tensor v, Tensor output, Tensor logSumExp,
+        Tensor dq, Tensor dk, Tensor dv, in AttentionShape shape);
+
+    // ---- MLP activation -----------------------------------------------------------------
+
+    /// <summary>output = silu(gate) ⊙ up.</summary>
+    void SwiGluForward(Tensor gate, Tensor up, Tensor output);
+
+    /// <summary>dGate and dUp are overwritten with the gradients of <see cref="SwiGluForward"/>.</summary>
+    void SwiGluBackward(Tensor dOutput, Tensor gate, Tensor up, Tensor dGate, Tensor dUp);
+
+    // ---- loss ---------------------------------------------------------------------------
+
+    /// <summary>
+    /// Softmax cross-entropy per row of logits [rows, vocab] against integer targets [rows]
+    /// (a target of <see cref="IgnoreIndex"/> or below zero counts nothing). Writes each row's loss
+    /// (0 for ignored rows) into <paramref name="rowLoss"/>. When <paramref name="dLogits"/> is given
+    /// it receives (softmax − onehot) · gradientScale for counted rows and 0 for ignored ones; it may
+    /// be the logits tensor itself.
+    /// </summary>
+    void CrossEntropy(Tensor logits, Tensor targets, Tensor rowLoss, Tensor? dLogits, double gradientScale);
+
+    // ---- reductions (results come back to the host) -------------------------------------
+
+    /// <summary>Σ x in a fixed order.</summary>
+    double Sum(Tensor x);
+
+    /// <summary>Σ x² in a fixed order.</summary>
+    double SumOfSquares(Tensor x);
+
+    /// <summary>Label value that the loss ignores, as in PyTorch and Hugging Face.</summary>
+    public const int IgnoreIndex = -100;
+}
