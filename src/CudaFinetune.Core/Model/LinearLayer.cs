@@ -1,0 +1,134 @@
+using CudaFinetune.Backends;
+using CudaFinetune.Tensors;
+
+namespace CudaFinetune.Model;
+
+/// <summary>
+/// One projection y = x·Wᵀ, optionally with a LoRA adapter: y += s · (dropout(x)·Aᵀ)·Bᵀ.
+/// The adapter's small products are recomputed in the backward (they cost N·in·r) instead of
+/// being stored; the dropout mask is regenerated from its counter-based key.
+/// </summary>
+internal sealed class LinearLayer
+{
+    public LinearLayer(Parameter weight, Parameter? loraA, Parameter? loraB, double loraScale, double dropout, int layer, int use)
+    {
+        Weight = weight;
+        LoraA = loraA;
+        LoraB = loraB;
+        LoraScale = loraScale;
+        Dropout = dropout;
+        Layer = layer;
+        Use = use;
+    }
+
+    public Parameter Weight { get; }
+    public Parameter? LoraA { get; }
+    public Parameter? LoraB { get; }
+    public double LoraScale { get; }
+    public double Dropout { get; }
+    public int Layer { get; }
+
+    /// <summary>Which dropout stream of the layer this projection uses.</summary>
+    public int Use { get; }
+
+    public int InFeatures => Weight.Value.Shape[1];
+    public int OutFeatures => Weight.Value.Shape[0];
+    public int Rank => LoraA?.Value.Shape[0] ?? 0;
+
+    /// <summary>y = x·Wᵀ (+ the adapter).</summary>
+    public void Forward(IBackend backend, Tensor x, Tensor y, LinearScratch scratch, ulong seed, long step)
+    {
+        backend.MatMul(x, false, Weight.Value, true, y);
+        if (LoraA is null || LoraB is null)
+        {
+            return;
+        }
+        Tensor low = scratch.Low;
+        backend.MatMul(Dropped(backend, x, scratch, seed, step), false, LoraA.Value, true, low);
+        backend.MatMul(low, false, LoraB.Value, true, y, alpha: LoraScale, beta: 1);
+    }
+
+    /// <summary>dx (+)= ∂/∂x; trainable weights' gradients += their parts.</summary>
+    public void Backward(IBackend backend, Tensor x, Tensor dy, Tensor dx, bool accumulateDx, LinearScratch scratch, ulong seed, long step)
+    {
+        backend.MatMul(dy, false, Weight.Value, false, dx, beta: accumulateDx ? 1 : 0);
+        if (Weight.Gradient is { } dW)
+        {
+            backend.MatMul(dy, true, x, false, dW, beta: 1);
+        }
+        if (LoraA is null || LoraB is null)
+        {
+            return;
+        }
+        Tensor dropped = Dropped(backend, x, scratch, seed, step);
+        Tensor low = scratch.Low, dLow = scratch.DLow;
+        backend.MatMul(dropped, false, LoraA.Value, true, low);
+        if (LoraB.Gradient is { } dB)
+        {
+            backend.MatMul(dy, true, low, false, dB, alpha: LoraScale, beta: 1);
+        }
+        backend.MatMul(dy, false, LoraB.Value, false, dLow, alpha: LoraScale);
+        if (LoraA.Gradient is { } dA)
+        {
+            backend.MatMul(dLow, true, dropped, false, dA, beta: 1);
+        }
+        if (Dropout == 0)
+        {
+            backend.MatMul(dLow, false, LoraA.Value, false, dx, beta: 1);
+            return;
+        }
+        Tensor dDropped = scratch.Dropped(InFeatures);
+        backend.MatMul(dLow, false, LoraA.Value, false, dDropped);
+        backend.Dropout(dDropped, dDropped, Dropout, Key(seed, step));
+        backend.AddScaled(dDropped, 1, dx);
+    }
+
+    private Tensor Dropped(IBackend backend, Tensor x, LinearScratch scratch, ulong seed, long step)
+    {
+        if (Dropout == 0)
+        {
+            return x;
+        }
+        Tensor dropped = scratch.Dropped(InFeatures);
+        backend.Dropout(x, dropped, Dropout, Key(seed, step));
+        return dropped;
+    }
+
+    private DropoutKey Key(ulong seed, long step) => new(seed, step, Layer, Use);
+}
+
+/// <summary>
+/// Scratch a LoRA projection borrows for one batch shape: a [rows, in] buffer for the dropped
+/// input (viewed at each input width the model has) and [rows, r] buffers for the low-rank
+/// products. Views are made once, so the training step allocates nothing.
+/// </summary>
+internal sealed class LinearScratch : IDisposable
+{
+    private readonly Tensor _dropped;
+    private readonly Dictionary<int, Tensor> _droppedViews = [];
+
+    public LinearScratch(IBackend backend, int rows, int rank, IEnumerable<int> inputWidths)
+    {
+        int[] widths = [.. inputWidths.Distinct()];
+        _dropped = backend.Allocate(backend.ComputeType, new Shape(rows * widths.Max()));
+        foreach (int w in widths)
+        {
+            _droppedViews[w] = new Tensor(_dropped.Storage, _dropped.DType, new Shape(rows, w), 0, ownsStorage: false);
+        }
+        Low = backend.Allocate(backend.ComputeType, new Shape(rows, Math.Max(1, rank)));
+        DLow = backend.Allocate(backend.ComputeType, new Shape(rows, Math.Max(1, rank)));
+    }
+
+    public Tensor Low { get; }
+
+    public Tensor DLow { get; }
+
+    public Tensor Dropped(int width) => _droppedViews[width];
+
+    public void Dispose()
+    {
+        _dropped.Dispose();
+        Low.Dispose();
+        DLow.Dispose();
+    }
+}

@@ -1,0 +1,286 @@
+using CudaFinetune.Backends;
+using CudaFinetune.Lora;
+using CudaFinetune.Numerics;
+using CudaFinetune.Tensors;
+
+namespace CudaFinetune.Model;
+
+/// <summary>How a model is trained: LoRA adapters on a frozen base, or every weight (full fine-tuning).</summary>
+public sealed record LlamaModelOptions
+{
+    /// <summary>LoRA settings; null trains every base weight.</summary>
+    public LoraConfig? Lora { get; init; }
+
+    /// <summary>Seeds the LoRA A initialisation and the dropout masks.</summary>
+    public ulong Seed { get; init; } = 42;
+}
+
+/// <summary>
+/// LlamaForCausalLM written once against <see cref="IBackend"/>: embedding, decoder layers
+/// (RMSNorm → q/k/v → RoPE → causal GQA → o_proj → residual; RMSNorm → SwiGLU MLP → residual),
+/// final norm, lm_head (or the tied embedding) and the shifted causal-LM loss, with a hand-written
+/// backward. Gradients accumulate into <see cref="Parameter.Gradient"/> until <see cref="ZeroGradients"/>.
+/// </summary>
+public sealed class LlamaModel : IDisposable
+{
+    private const int UseQ = 0, UseK = 1, UseV = 2, UseO = 3, UseGate = 4, UseUp = 5, UseDown = 6;
+
+    private readonly IBackend _backend;
+    private readonly Layer[] _layers;
+    private readonly Parameter _embedding;
+    private readonly Parameter _finalNorm;
+    private readonly Parameter _head;
+    private readonly ulong _seed;
+    private LlamaActivations? _activations;
+
+    /// <summary>Builds the model over <paramref name="baseWeights"/> (which it then owns), adding LoRA adapters when configured.</summary>
+    public LlamaModel(IBackend backend, LlamaConfig config, ParameterSet baseWeights, LlamaModelOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(backend);
+        ArgumentNullException.ThrowIfNull(config);
+        ArgumentNullException.ThrowIfNull(baseWeights);
+        config.Validate();
+        options ??= new LlamaModelOptions();
+        options.Lora?.Validate();
+        _backend = backend;
+        Config = config;
+        Lora = options.Lora;
+        _seed = options.Seed;
+        Parameters = baseWeights;
+
+        foreach (var (name, shape) in LlamaTensorNames.BaseWeights(config))
+        {
+            var p = baseWeights[name];
+            if (p.Value.Shape != new Shape(shape) || p.Value.DType != backend.ComputeType || p.Value.Device != backend.Device)
+            {
+                throw new ArgumentException($"{name}: expected {backend.ComputeType} {new Shape(shape)} on {backend.Device}, got {p.Value}");
+            }
+            if (Lora is null && p.Gradient is null)
+            {
+                p.Gradient = backend.Allocate(backend.ComputeType, p.Value.Shape);
+            }
+        }
+
+        _embedding = baseWeights[LlamaTensorNames.Embedding];
+        _finalNorm = baseWeights[LlamaTensorNames.FinalNorm];
+        _head = config.TieWordEmbeddings ? _embedding : baseWeights[LlamaTensorNames.LmHead];
+        _layers = new Layer[config.NumHiddenLayers];
+        int loraIndex = 0;
+        for (int l = 0; l < _layers.Length; l++)
+        {
+            LinearLayer Linear(string module, int use) => MakeLinear(l, module, use, ref loraIndex);
+            _layers[l] = new Layer(
+                baseWeights[LlamaTensorNames.InputNorm(l)],
+                baseWeights[LlamaTensorNames.PostAttentionNorm(l)],
+                Linear("q_proj", UseQ), Linear("k_proj", UseK), Linear("v_proj", UseV), Linear("o_proj", UseO),
+                Linear("gate_proj", UseGate), Linear("up_proj", UseUp), Linear("down_proj", UseDown));
+        }
+    }
+
+    public LlamaConfig Config { get; }
+
+    public LoraConfig? Lora { get; }
+
+    public IBackend Backend => _backend;
+
+    /// <summary>Base weights (Hugging Face names) followed by LoRA adapters (PEFT names).</summary>
+    public ParameterSet Parameters { get; }
+
+    public IEnumerable<Parameter> TrainableParameters => Parameters.Trainable;
+
+    private LinearLayer MakeLinear(int layer, string module, int use, ref int loraIndex)
+    {
+        var weight = Parameters[LlamaTensorNames.LinearWeight(layer, module)];
+        if (Lora is null || !Lora.TargetModules.Contains(module))
+        {
+            return new LinearLayer(weight, null, null, 0, 0, layer, use);
+        }
+        var (outFeatures, inFeatures) = LlamaTensorNames.LinearShape(Config, module);
+        var a = NewTrainable(LoraConfig.TensorName(layer, module, 'A'), Lora.Rank, inFeatures);
+        var b = NewTrainable(LoraConfig.TensorName(layer, module, 'B'), outFeatures, Lora.Rank);
+        InitializeLoraA(a, inFeatures, loraIndex++);
+        return new LinearLayer(weight, a, b, Lora.Scale, Lora.Dropout, layer, use);
+    }
+
+    private Parameter NewTrainable(string name, int rows, int cols)
+    {
+        var shape = new Shape(rows, cols);
+        return Parameters.Add(new Parameter(name, _backend.Allocate(_backend.ComputeType, shape), _backend.Allocate(_backend.ComputeType, shape)));
+    }
+
+    /// <summary>
+    /// PEFT's default: kaiming_uniform_(A, a=√5), i.e. U(−1/√in, 1/√in); B stays zero so the adapted
+    /// model starts equal to the base. Drawn from Philox keyed by the seed and the adapter's index.
+    /// </summary>
+    private void InitializeLoraA(Parameter a, int fanIn, int index)
+    {
+        double bound = 1.0 / Math.Sqrt(fanIn);
+        var values = new double[a.Value.ElementCount];
+        for (int i = 0; i < values.Length; i++)
+        {
+            uint w0 = Philox.Word(_seed, 0x4C6F5241u, (uint)index, 2L * i);
+            uint w1 = Philox.Word(_seed, 0x4C6F5241u, (uint)index, 2L * i + 1);
+            values[i] = (2 * Philox.ToUniformDouble(w0, w1) - 1) * bound;
+        }
+        CopyIn(values, a.Value);
+    }
+
+    private void CopyIn(double[] values, Tensor destination)
+    {
+        if (destination.DType == DType.F64)
+        {
+            _backend.CopyFromHost<double>(values, destination);
+        }
+        else
+        {
+            _backend.CopyFromHost<float>([.. values.Select(v => (float)v)], destination);
+        }
+    }
+
+    /// <summary>Sets every trainable parameter's gradient to zero.</summary>
+    public void ZeroGradients()
+    {
+        foreach (var p in TrainableParameters)
+        {
+            _backend.Fill(p.Gradient!, 0);
+        }
+    }
+
+    /// <summary>The mean next-token loss of a batch, as LlamaForCausalLM(labels=…).loss computes it.</summary>
+    public LossResult Forward(TokenBatch batch) => Run(batch, step: 0, backward: false, gradientScale: 0);
+
+    /// <summary>
+    /// Forward and backward: returns the loss and adds <paramref name="gradientScale"/> · ∂(mean loss)/∂θ
+    /// to each trainable parameter's gradient. <paramref name="step"/> keys the dropout masks.
+    /// </summary>
+    public LossResult ForwardBackward(TokenBatch batch, long step, double gradientScale = 1) => Run(batch, step, backward: true, gradientScale);
+
+    private LossResult Run(TokenBatch batch, long step, bool backward, double gradientScale)
+    {
+        ArgumentNullException.ThrowIfNull(batch);
+        var act = ActivationsFor(batch);
+        int counted = batch.ShiftedTargets(act.HostTargets, Config.VocabSize);
+        _backend.CopyFromHost<int>(batch.InputIds, act.TokenIds);
+        _backend.CopyFromHost<int>(act.HostTargets, act.Targets);
+
+        var attention = new AttentionShape(batch.BatchSize, batch.SeqLen, Config.NumAttentionHeads, Config.KeyValueHeads, Config.HeadSize, 1.0 / Math.Sqrt(Config.HeadSize));
+        _backend.EmbeddingForward(_embedding.Value, act.TokenIds, act.Residual[0]);
+        for (int l = 0; l < _layers.Length; l++)
+        {
+            LayerForward(l, act, attention, step);
+        }
+        _backend.RmsNormForward(act.Residual[^1], _finalNorm.Value, Config.RmsNormEps, act.FinalNormed, act.FinalRstd);
+
+        double lossSum = HeadAndLoss(act, backward, counted == 0 ? 0 : gradientScale / counted);
+        if (backward)
+        {
+            Backward(act, attention, step);
+        }
+        return new LossResult(lossSum, counted);
+    }
+
+    private LlamaActivations ActivationsFor(TokenBatch batch)
+    {
+        if (_activations is { } a && a.Batch == batch.BatchSize && a.SeqLen == batch.SeqLen)
+        {
+            return a;
+        }
+        _activations?.Dispose();
+        _activations = new LlamaActivations(_backend, Config, batch.BatchSize, batch.SeqLen, Lora?.Rank ?? 0);
+        return _activations;
+    }
+
+    private void LayerForward(int l, LlamaActivations act, in AttentionShape attention, long step)
+    {
+        var layer = _layers[l];
+        var scratch = act.Lora;
+        _backend.RmsNormForward(act.Residual[l], layer.InputNorm.Value, Config.RmsNormEps, act.Normed1[l], act.Rstd1[l]);
+        layer.Q.Forward(_backend, act.Normed1[l], act.Q[l], scratch, _seed, step);
+        layer.K.Forward(_backend, act.Normed1[l], act.K[l], scratch, _seed, step);
+        layer.V.Forward(_backend, act.Normed1[l], act.V[l], scratch, _seed, step);
+        _backend.Rope(act.Q[l], Config.NumAttentionHeads, act.RopeCos, act.RopeSin, act.SeqLen, inverse: false);
+        _backend.Rope(act.K[l], Config.KeyValueHeads, act.RopeCos, act.RopeSin, act.SeqLen, inverse: false);
+        _backend.AttentionForward(act.Q[l], act.K[l], act.V[l], act.Attention[l], act.LogSumExp[l], attention);
+        layer.O.Forward(_backend, act.Attention[l], act.ProjectionOut, scratch, _seed, step);
+        _backend.Add(act.Residual[l], act.ProjectionOut, act.Mid[l]);
+
+        _backend.RmsNormForward(act.Mid[l], layer.PostAttentionNorm.Value, Config.RmsNormEps, act.Normed2[l], act.Rstd2[l]);
+        layer.Gate.Forward(_backend, act.Normed2[l], act.Gate[l], scratch, _seed, step);
+        layer.Up.Forward(_backend, act.Normed2[l], act.Up[l], scratch, _seed, step);
+        _backend.SwiGluForward(act.Gate[l], act.Up[l], act.Activated[l]);
+        layer.Down.Forward(_backend, act.Activated[l], act.ProjectionOut, scratch, _seed, step);
+        _backend.Add(act.Mid[l], act.ProjectionOut, act.Residual[l + 1]);
+    }
+
+    /// <summary>
+    /// Logits a chunk of rows at a time, cross-entropy against the shifted targets, and — when
+    /// training — the gradient into the final norm's output and the head weight, computed while
+    /// the chunk's logits are at hand.
+    /// </summary>
+    private double HeadAndLoss(LlamaActivations act, bool backward, double dLogitScale)
+    {
+        double lossSum = 0;
+        for (int c = 0; c < act.LogitChunks; c++)
+        {
+            Tensor x = act.FinalNormedChunks[c], logits = act.LogitChunkViews[c];
+            _backend.MatMul(x, false, _head.Value, true, logits);
+            _backend.CrossEntropy(logits, act.TargetChunks[c], act.RowLossChunks[c], backward ? logits : null, dLogitScale);
+            if (backward)
+            {
+                _backend.MatMul(logits, false, _head.Value, false, act.DNormedChunks[c]);
+                if (_head.Gradient is { } dHead)
+                {
+                    _backend.MatMul(logits, true, x, false, dHead, beta: 1);
+                }
+            }
+        }
+        lossSum += _backend.Sum(act.RowLoss);
+        return lossSum;
+    }
+
+    private void Backward(LlamaActivations act, in AttentionShape attention, long step)
+    {
+        _backend.Fill(act.DResidual, 0);
+        _backend.RmsNormBackward(act.DNormed, act.Residual[^1], _finalNorm.Value, act.FinalRstd, act.DResidual, _finalNorm.Gradient);
+        for (int l = _layers.Length - 1; l >= 0; l--)
+        {
+            LayerBackward(l, act, attention, step);
+        }
+        if (_embedding.Gradient is { } dEmbedding)
+        {
+            _backend.EmbeddingBackward(act.DResidual, act.TokenIds, dEmbedding);
+        }
+    }
+
+    /// <summary>DResidual holds ∂loss/∂(layer output) on entry and ∂loss/∂(layer input) on exit.</summary>
+    private void LayerBackward(int l, LlamaActivations act, in AttentionShape attention, long step)
+    {
+        var layer = _layers[l];
+        var scratch = act.Lora;
+        // MLP block: out = mid + down(swiglu(gate(n2), up(n2))), n2 = norm(mid).
+        layer.Down.Backward(_backend, act.Activated[l], act.DResidual, act.DActivated, false, scratch, _seed, step);
+        _backend.SwiGluBackward(act.DActivated, act.Gate[l], act.Up[l], act.DGate, act.DUp);
+        layer.Gate.Backward(_backend, act.Normed2[l], act.DGate, act.DNormed, false, scratch, _seed, step);
+        layer.Up.Backward(_backend, act.Normed2[l], act.DUp, act.DNormed, true, scratch, _seed, step);
+        _backend.RmsNormBackward(act.DNormed, act.Mid[l], layer.PostAttentionNorm.Value, act.Rstd2[l], act.DResidual, layer.PostAttentionNorm.Gradient);
+
+        // Attention block: mid = x + o(attn(rope(q(n1)), rope(k(n1)), v(n1))), n1 = norm(x).
+        layer.O.Backward(_backend, act.Attention[l], act.DResidual, act.DAttention, false, scratch, _seed, step);
+        _backend.AttentionBackward(act.DAttention, act.Q[l], act.K[l], act.V[l], act.Attention[l], act.LogSumExp[l], act.DQ, act.DK, act.DV, attention);
+        _backend.Rope(act.DQ, Config.NumAttentionHeads, act.RopeCos, act.RopeSin, act.SeqLen, inverse: true);
+        _backend.Rope(act.DK, Config.KeyValueHeads, act.RopeCos, act.RopeSin, act.SeqLen, inverse: true);
+        layer.Q.Backward(_backend, act.Normed1[l], act.DQ, act.DNormed, false, scratch, _seed, step);
+        layer.K.Backward(_backend, act.Normed1[l], act.DK, act.DNormed, true, scratch, _seed, step);
+        layer.V.Backward(_backend, act.Normed1[l], act.DV, act.DNormed, true, scratch, _seed, step);
+        _backend.RmsNormBackward(act.DNormed, act.Residual[l], layer.InputNorm.Value, act.Rstd1[l], act.DResidual, layer.InputNorm.Gradient);
+    }
+
+    public void Dispose()
+    {
+        _activations?.Dispose();
+        Parameters.Dispose();
+    }
+
+    private sealed record Layer(Parameter InputNorm, Parameter PostAttentionNorm,
+        LinearLayer Q, LinearLayer K, LinearLayer V, LinearLayer O, LinearLayer Gate, LinearLayer Up, LinearLayer Down);
+}

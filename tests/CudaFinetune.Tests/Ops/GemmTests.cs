@@ -1,0 +1,104 @@
+using CudaFinetune.Backends.Cpu;
+using CudaFinetune.Tensors;
+using NUnit.Framework;
+using static CudaFinetune.Tests.Support.HostTensors;
+
+namespace CudaFinetune.Tests.Ops;
+
+/// <summary>The blocked GEMM against a plain triple loop, across shapes that hit every edge of the tiling.</summary>
+[TestFixture]
+public sealed class GemmTests
+{
+    private static double[] Naive(bool ta, bool tb, int m, int n, int k, double alpha, double[] a, double[] b, double beta, double[] c)
+    {
+        var result = new double[m * n];
+        for (int i = 0; i < m; i++)
+        {
+            for (int j = 0; j < n; j++)
+            {
+                double s = 0;
+                for (int p = 0; p < k; p++)
+                {
+                    double av = ta ? a[p * m + i] : a[i * k + p];
+                    double bv = tb ? b[j * k + p] : b[p * n + j];
+                    s += av * bv;
+                }
+                result[i * n + j] = alpha * s + (beta == 0 ? 0 : beta * c[i * n + j]);
+            }
+        }
+        return result;
+    }
+
+    private static IEnumerable<TestCaseData> Shapes()
+    {
+        int[][] shapes = [[1, 1, 1], [7, 5, 3], [6, 32, 256], [13, 33, 257], [97, 70, 300], [200, 515, 40], [5, 1030, 17]];
+        foreach (var s in shapes)
+        {
+            foreach (bool ta in new[] { false, true })
+            {
+                foreach (bool tb in new[] { false, true })
+                {
+                    yield return new TestCaseData(s[0], s[1], s[2], ta, tb);
+                }
+            }
+        }
+    }
+
+    [TestCaseSource(nameof(Shapes))]
+    public void Matches_naive_product_in_double(int m, int n, int k, bool ta, bool tb)
+    {
+        using var backend = new CpuBackend(DType.F64, threads: 2);
+        var rng = new Random(m * 1000 + n * 10 + k);
+        double[] a = Random(rng, m * k), b = Random(rng, k * n), c = Random(rng, m * n);
+        using var tA = ta ? FromDoubles(backend, a, k, m) : FromDoubles(backend, a, m, k);
+        using var tB = tb ? FromDoubles(backend, b, n, k) : FromDoubles(backend, b, k, n);
+        using var tC = FromDoubles(backend, c, m, n);
+        backend.MatMul(tA, ta, tB, tb, tC, alpha: 0.5, beta: 2);
+        Assert.That(Read(backend, tC), Is.EqualTo(Naive(ta, tb, m, n, k, 0.5, a, b, 2, c)).Within(1e-11));
+    }
+
+    [TestCase(33, 65, 513)]
+    [TestCase(128, 256, 96)]
+    public void Float_matches_naive_product_within_float_rounding(int m, int n, int k)
+    {
+        using var backend = new CpuBackend(DType.F32, threads: 2);
+        var rng = new Random(11);
+        double[] a = Random(rng, m * k), b = Random(rng, k * n);
+        using var tA = FromDoubles(backend, a, m, k);
+        using var tB = FromDoubles(backend, b, n, k);
+        using var tC = backend.Allocate(DType.F32, new Shape(m, n));
+        backend.Fill(tC, float.NaN);
+        backend.MatMul(tA, false, tB, true, tC);
+        double[] expected = Naive(false, true, m, n, k, 1, [.. a.Select(v => (double)(float)v)], [.. b.Select(v => (double)(float)v)], 0, new double[m * n]);
+        Assert.That(Read(backend, tC), Is.EqualTo(expected).Within(1e-4), "beta = 0 ignores the NaN already in C");
+    }
+
+    [Test]
+    public void Result_is_bitwise_identical_for_one_and_two_threads()
+    {
+        var rng = new Random(12);
+        int m = 150, n = 700, k = 600;
+        double[] a = Random(rng, m * k), b = Random(rng, k * n);
+        float[] Run(int threads)
+        {
+            using var backend = new CpuBackend(DType.F32, threads);
+            using var tA = FromDoubles(backend, a, k, m);
+            using var tB = FromDoubles(backend, b, k, n);
+            using var tC = backend.Allocate(DType.F32, new Shape(m, n));
+            backend.MatMul(tA, true, tB, false, tC);
+            return tC.HostSpan<float>().ToArray();
+        }
+        Assert.That(Run(2), Is.EqualTo(Run(1)));
+    }
+
+    [Test]
+    public void Mismatched_shapes_are_refused_with_the_shapes_named()
+    {
+        using var backend = new CpuBackend(DType.F32, threads: 1);
+        using var a = backend.Allocate(DType.F32, new Shape(3, 4));
+        using var b = backend.Allocate(DType.F32, new Shape(5, 6));
+        using var c = backend.Allocate(DType.F32, new Shape(3, 6));
+        var e = Assert.Throws<ArgumentException>(() => backend.MatMul(a, false, b, false, c));
+        Assert.That(e!.Message, Does.Contain("[3, 4]").And.Contain("[5, 6]"));
+    }
+}
