@@ -36,7 +36,7 @@ internal sealed class LinearLayer
     public int Rank => LoraA?.Value.Shape[0] ?? 0;
 
     /// <summary>y = x·Wᵀ (+ the adapter).</summary>
-    public void Forward(IBackend backend, Tensor x, Tensor y, LinearScratch scratch, ulong seed, long step)
+    public void Forward(IBackend backend, Tensor x, Tensor y, LinearScratch scratch, in DropoutContext context)
     {
         backend.MatMul(x, false, Weight.Value, true, y);
         if (LoraA is null || LoraB is null)
@@ -44,12 +44,12 @@ internal sealed class LinearLayer
             return;
         }
         Tensor low = scratch.Low;
-        backend.MatMul(Dropped(backend, x, scratch, seed, step), false, LoraA.Value, true, low);
+        backend.MatMul(Dropped(backend, x, scratch, context), false, LoraA.Value, true, low);
         backend.MatMul(low, false, LoraB.Value, true, y, alpha: LoraScale, beta: 1);
     }
 
     /// <summary>dx (+)= ∂/∂x; trainable weights' gradients += their parts.</summary>
-    public void Backward(IBackend backend, Tensor x, Tensor dy, Tensor dx, bool accumulateDx, LinearScratch scratch, ulong seed, long step)
+    public void Backward(IBackend backend, Tensor x, Tensor dy, Tensor dx, bool accumulateDx, LinearScratch scratch, in DropoutContext context)
     {
         backend.MatMul(dy, false, Weight.Value, false, dx, beta: accumulateDx ? 1 : 0);
         if (Weight.Gradient is { } dW)
@@ -60,7 +60,7 @@ internal sealed class LinearLayer
         {
             return;
         }
-        Tensor dropped = Dropped(backend, x, scratch, seed, step);
+        Tensor dropped = Dropped(backend, x, scratch, context);
         Tensor low = scratch.Low, dLow = scratch.DLow;
         backend.MatMul(dropped, false, LoraA.Value, true, low);
         if (LoraB.Gradient is { } dB)
@@ -72,29 +72,35 @@ internal sealed class LinearLayer
         {
             backend.MatMul(dLow, true, dropped, false, dA, beta: 1);
         }
-        if (Dropout == 0)
+        if (!context.Applies(Dropout))
         {
             backend.MatMul(dLow, false, LoraA.Value, false, dx, beta: 1);
             return;
         }
         Tensor dDropped = scratch.Dropped(InFeatures);
         backend.MatMul(dLow, false, LoraA.Value, false, dDropped);
-        backend.Dropout(dDropped, dDropped, Dropout, Key(seed, step));
+        backend.Dropout(dDropped, dDropped, Dropout, context.Key(Layer, Use));
         backend.AddScaled(dDropped, 1, dx);
     }
 
-    private Tensor Dropped(IBackend backend, Tensor x, LinearScratch scratch, ulong seed, long step)
+    private Tensor Dropped(IBackend backend, Tensor x, LinearScratch scratch, in DropoutContext context)
     {
-        if (Dropout == 0)
+        if (!context.Applies(Dropout))
         {
             return x;
         }
         Tensor dropped = scratch.Dropped(InFeatures);
-        backend.Dropout(x, dropped, Dropout, Key(seed, step));
+        backend.Dropout(x, dropped, Dropout, context.Key(Layer, Use));
         return dropped;
     }
+}
 
-    private DropoutKey Key(ulong seed, long step) => new(seed, step, Layer, Use);
+/// <summary>Whether dropout is active in this pass (training) and which masks it draws (seed, step).</summary>
+internal readonly record struct DropoutContext(ulong Seed, long Step, bool Training)
+{
+    public bool Applies(double probability) => Training && probability > 0;
+
+    public DropoutKey Key(int layer, int use) => new(Seed, Step, layer, use);
 }
 
 /// <summary>

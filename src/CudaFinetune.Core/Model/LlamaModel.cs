@@ -146,16 +146,22 @@ public sealed class LlamaModel : IDisposable
         }
     }
 
-    /// <summary>The mean next-token loss of a batch, as LlamaForCausalLM(labels=…).loss computes it.</summary>
-    public LossResult Forward(TokenBatch batch) => Run(batch, step: 0, backward: false, gradientScale: 0);
+    /// <summary>
+    /// The mean next-token loss of a batch, as LlamaForCausalLM(labels=…).loss computes it. In eval
+    /// mode (the default) dropout is off; with <paramref name="training"/> it applies the masks of
+    /// <paramref name="step"/>, exactly as <see cref="ForwardBackward"/> at that step would.
+    /// </summary>
+    public LossResult Forward(TokenBatch batch, bool training = false, long step = 0)
+        => Run(batch, new DropoutContext(_seed, step, training), backward: false, gradientScale: 0);
 
     /// <summary>
     /// Forward and backward: returns the loss and adds <paramref name="gradientScale"/> · ∂(mean loss)/∂θ
     /// to each trainable parameter's gradient. <paramref name="step"/> keys the dropout masks.
     /// </summary>
-    public LossResult ForwardBackward(TokenBatch batch, long step, double gradientScale = 1) => Run(batch, step, backward: true, gradientScale);
+    public LossResult ForwardBackward(TokenBatch batch, long step, double gradientScale = 1)
+        => Run(batch, new DropoutContext(_seed, step, Training: true), backward: true, gradientScale);
 
-    private LossResult Run(TokenBatch batch, long step, bool backward, double gradientScale)
+    private LossResult Run(TokenBatch batch, in DropoutContext dropout, bool backward, double gradientScale)
     {
         ArgumentNullException.ThrowIfNull(batch);
         var act = ActivationsFor(batch);
@@ -167,14 +173,14 @@ public sealed class LlamaModel : IDisposable
         _backend.EmbeddingForward(_embedding.Value, act.TokenIds, act.Residual[0]);
         for (int l = 0; l < _layers.Length; l++)
         {
-            LayerForward(l, act, attention, step);
+            LayerForward(l, act, attention, dropout);
         }
         _backend.RmsNormForward(act.Residual[^1], _finalNorm.Value, Config.RmsNormEps, act.FinalNormed, act.FinalRstd);
 
         double lossSum = HeadAndLoss(act, backward, counted == 0 ? 0 : gradientScale / counted);
         if (backward)
         {
-            Backward(act, attention, step);
+            Backward(act, attention, dropout);
         }
         return new LossResult(lossSum, counted);
     }
@@ -190,25 +196,25 @@ public sealed class LlamaModel : IDisposable
         return _activations;
     }
 
-    private void LayerForward(int l, LlamaActivations act, in AttentionShape attention, long step)
+    private void LayerForward(int l, LlamaActivations act, in AttentionShape attention, in DropoutContext dropout)
     {
         var layer = _layers[l];
         var scratch = act.Lora;
         _backend.RmsNormForward(act.Residual[l], layer.InputNorm.Value, Config.RmsNormEps, act.Normed1[l], act.Rstd1[l]);
-        layer.Q.Forward(_backend, act.Normed1[l], act.Q[l], scratch, _seed, step);
-        layer.K.Forward(_backend, act.Normed1[l], act.K[l], scratch, _seed, step);
-        layer.V.Forward(_backend, act.Normed1[l], act.V[l], scratch, _seed, step);
+        layer.Q.Forward(_backend, act.Normed1[l], act.Q[l], scratch, dropout);
+        layer.K.Forward(_backend, act.Normed1[l], act.K[l], scratch, dropout);
+        layer.V.Forward(_backend, act.Normed1[l], act.V[l], scratch, dropout);
         _backend.Rope(act.Q[l], Config.NumAttentionHeads, act.RopeCos, act.RopeSin, act.SeqLen, inverse: false);
         _backend.Rope(act.K[l], Config.KeyValueHeads, act.RopeCos, act.RopeSin, act.SeqLen, inverse: false);
         _backend.AttentionForward(act.Q[l], act.K[l], act.V[l], act.Attention[l], act.LogSumExp[l], attention);
-        layer.O.Forward(_backend, act.Attention[l], act.ProjectionOut, scratch, _seed, step);
+        layer.O.Forward(_backend, act.Attention[l], act.ProjectionOut, scratch, dropout);
         _backend.Add(act.Residual[l], act.ProjectionOut, act.Mid[l]);
 
         _backend.RmsNormForward(act.Mid[l], layer.PostAttentionNorm.Value, Config.RmsNormEps, act.Normed2[l], act.Rstd2[l]);
-        layer.Gate.Forward(_backend, act.Normed2[l], act.Gate[l], scratch, _seed, step);
-        layer.Up.Forward(_backend, act.Normed2[l], act.Up[l], scratch, _seed, step);
+        layer.Gate.Forward(_backend, act.Normed2[l], act.Gate[l], scratch, dropout);
+        layer.Up.Forward(_backend, act.Normed2[l], act.Up[l], scratch, dropout);
         _backend.SwiGluForward(act.Gate[l], act.Up[l], act.Activated[l]);
-        layer.Down.Forward(_backend, act.Activated[l], act.ProjectionOut, scratch, _seed, step);
+        layer.Down.Forward(_backend, act.Activated[l], act.ProjectionOut, scratch, dropout);
         _backend.Add(act.Mid[l], act.ProjectionOut, act.Residual[l + 1]);
     }
 
@@ -238,13 +244,13 @@ public sealed class LlamaModel : IDisposable
         return lossSum;
     }
 
-    private void Backward(LlamaActivations act, in AttentionShape attention, long step)
+    private void Backward(LlamaActivations act, in AttentionShape attention, in DropoutContext dropout)
     {
         _backend.Fill(act.DResidual, 0);
         _backend.RmsNormBackward(act.DNormed, act.Residual[^1], _finalNorm.Value, act.FinalRstd, act.DResidual, _finalNorm.Gradient);
         for (int l = _layers.Length - 1; l >= 0; l--)
         {
-            LayerBackward(l, act, attention, step);
+            LayerBackward(l, act, attention, dropout);
         }
         if (_embedding.Gradient is { } dEmbedding)
         {
@@ -253,25 +259,25 @@ public sealed class LlamaModel : IDisposable
     }
 
     /// <summary>DResidual holds ∂loss/∂(layer output) on entry and ∂loss/∂(layer input) on exit.</summary>
-    private void LayerBackward(int l, LlamaActivations act, in AttentionShape attention, long step)
+    private void LayerBackward(int l, LlamaActivations act, in AttentionShape attention, in DropoutContext dropout)
     {
         var layer = _layers[l];
         var scratch = act.Lora;
         // MLP block: out = mid + down(swiglu(gate(n2), up(n2))), n2 = norm(mid).
-        layer.Down.Backward(_backend, act.Activated[l], act.DResidual, act.DActivated, false, scratch, _seed, step);
+        layer.Down.Backward(_backend, act.Activated[l], act.DResidual, act.DActivated, false, scratch, dropout);
         _backend.SwiGluBackward(act.DActivated, act.Gate[l], act.Up[l], act.DGate, act.DUp);
-        layer.Gate.Backward(_backend, act.Normed2[l], act.DGate, act.DNormed, false, scratch, _seed, step);
-        layer.Up.Backward(_backend, act.Normed2[l], act.DUp, act.DNormed, true, scratch, _seed, step);
+        layer.Gate.Backward(_backend, act.Normed2[l], act.DGate, act.DNormed, false, scratch, dropout);
+        layer.Up.Backward(_backend, act.Normed2[l], act.DUp, act.DNormed, true, scratch, dropout);
         _backend.RmsNormBackward(act.DNormed, act.Mid[l], layer.PostAttentionNorm.Value, act.Rstd2[l], act.DResidual, layer.PostAttentionNorm.Gradient);
 
         // Attention block: mid = x + o(attn(rope(q(n1)), rope(k(n1)), v(n1))), n1 = norm(x).
-        layer.O.Backward(_backend, act.Attention[l], act.DResidual, act.DAttention, false, scratch, _seed, step);
+        layer.O.Backward(_backend, act.Attention[l], act.DResidual, act.DAttention, false, scratch, dropout);
         _backend.AttentionBackward(act.DAttention, act.Q[l], act.K[l], act.V[l], act.Attention[l], act.LogSumExp[l], act.DQ, act.DK, act.DV, attention);
         _backend.Rope(act.DQ, Config.NumAttentionHeads, act.RopeCos, act.RopeSin, act.SeqLen, inverse: true);
         _backend.Rope(act.DK, Config.KeyValueHeads, act.RopeCos, act.RopeSin, act.SeqLen, inverse: true);
-        layer.Q.Backward(_backend, act.Normed1[l], act.DQ, act.DNormed, false, scratch, _seed, step);
-        layer.K.Backward(_backend, act.Normed1[l], act.DK, act.DNormed, true, scratch, _seed, step);
-        layer.V.Backward(_backend, act.Normed1[l], act.DV, act.DNormed, true, scratch, _seed, step);
+        layer.Q.Backward(_backend, act.Normed1[l], act.DQ, act.DNormed, false, scratch, dropout);
+        layer.K.Backward(_backend, act.Normed1[l], act.DK, act.DNormed, true, scratch, dropout);
+        layer.V.Backward(_backend, act.Normed1[l], act.DV, act.DNormed, true, scratch, dropout);
         _backend.RmsNormBackward(act.DNormed, act.Residual[l], layer.InputNorm.Value, act.Rstd1[l], act.DResidual, layer.InputNorm.Gradient);
     }
 
