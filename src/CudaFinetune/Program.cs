@@ -1,0 +1,49 @@
+using System.CommandLine;
+using CudaFinetune.Cli.Commands;
+using CudaFinetune.Errors;
+
+namespace CudaFinetune.Cli;
+
+/// <summary>
+/// The <c>CudaFinetune</c> executable: builds the verb tree (one file per verb under Commands/) and
+/// maps outcomes to the exit codes the design fixes: 0 done, 1 a check failed, 2 a user error
+/// (bad flag, file or input; printed as one "error:" line, never a stack trace). Any other
+/// exception is an engine fault and propagates with the runtime's own non-zero exit code.
+/// </summary>
+internal static class Program
+{
+    public const int ExitSuccess = 0;
+    public const int ExitCheckFailed = 1;
+    public const int ExitUserError = 2;
+
+    public static int Main(string[] args) => Run(args, Console.Out, Console.Error);
+
+    /// <summary>Runs the command line in-process with the given writers; returns the exit code.</summary>
+    internal static int Run(string[] args, TextWriter output, TextWriter error)
+    {
+        var root = new RootCommand("CudaFinetune fine-tunes Llama-family language models (LoRA or full-parameter) "
+            + "with its own CUDA kernels or on the CPU, and resumes exactly from its checkpoints.")
+        {
+            InitModelCommand.Create(),
+        };
+        ParseResult parse = root.Parse(args);
+        if (parse.Errors.Count > 0)
+        {
+            foreach (var parseError in parse.Errors)
+            {
+                error.WriteLine($"error: {parseError.Message}");
+            }
+            error.WriteLine("run 'CudaFinetune --help' for usage");
+            return ExitUserError;
+        }
+        try
+        {
+            return parse.Invoke(new InvocationConfiguration { Output = output, Error = error, EnableDefaultExceptionHandler = false });
+        }
+        catch (UserErrorException e)
+        {
+            error.WriteLine($"error: {e.Message}");
+            return ExitUserError;
+        }
+    }
+}
