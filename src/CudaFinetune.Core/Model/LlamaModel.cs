@@ -31,6 +31,7 @@ public sealed class LlamaModel : IDisposable
     private readonly Parameter _finalNorm;
     private readonly Parameter _head;
     private readonly ulong _seed;
+    private readonly Parameter[] _trainable;
     private LlamaActivations? _activations;
 
     /// <summary>Builds the model over <paramref name="baseWeights"/> (which it then owns), adding LoRA adapters when configured.</summary>
@@ -75,6 +76,7 @@ public sealed class LlamaModel : IDisposable
                 Linear("q_proj", UseQ), Linear("k_proj", UseK), Linear("v_proj", UseV), Linear("o_proj", UseO),
                 Linear("gate_proj", UseGate), Linear("up_proj", UseUp), Linear("down_proj", UseDown));
         }
+        _trainable = [.. Parameters.Trainable];
     }
 
     public LlamaConfig Config { get; }
@@ -86,7 +88,8 @@ public sealed class LlamaModel : IDisposable
     /// <summary>Base weights (Hugging Face names) followed by LoRA adapters (PEFT names).</summary>
     public ParameterSet Parameters { get; }
 
-    public IEnumerable<Parameter> TrainableParameters => Parameters.Trainable;
+    /// <summary>The parameters that receive gradients, in <see cref="Parameters"/> order.</summary>
+    public IReadOnlyList<Parameter> TrainableParameters => _trainable;
 
     private LinearLayer MakeLinear(int layer, string module, int use, ref int loraIndex)
     {
@@ -140,7 +143,7 @@ public sealed class LlamaModel : IDisposable
     /// <summary>Sets every trainable parameter's gradient to zero.</summary>
     public void ZeroGradients()
     {
-        foreach (var p in TrainableParameters)
+        foreach (var p in _trainable)
         {
             _backend.Fill(p.Gradient!, 0);
         }

@@ -170,6 +170,28 @@ public sealed class LlamaModelTests
     }
 
     [Test]
+    public void Training_step_allocates_nothing_once_warmed_up()
+    {
+        // Measured on the calling thread, which runs the model's orchestration and its share of
+        // every kernel (process-wide counters also see the test host's own threads).
+        var config = LlamaPresets.Tiny with { VocabSize = 256 };
+        var weights = TestModels.RandomWeights(config, 51);
+        var batch = TestModels.Batch(config, 52, batch: 2, seqLen: 32);
+        using var backend = new CpuBackend(DType.F32, threads: 2);
+        using var model = TestModels.Create(backend, config, weights, new LlamaModelOptions { Lora = new LoraConfig() });
+        model.ForwardBackward(batch, 0);
+        model.Forward(batch);
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int step = 1; step <= 3; step++)
+        {
+            model.ZeroGradients();
+            model.ForwardBackward(batch, step);
+            model.Forward(batch);
+        }
+        Assert.That(GC.GetAllocatedBytesForCurrentThread() - before, Is.Zero, "bytes allocated by three warmed-up training steps");
+    }
+
+    [Test]
     public void Float32_agrees_with_float64()
     {
         var config = TestModels.Small(true);

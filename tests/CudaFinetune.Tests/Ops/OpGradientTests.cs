@@ -52,6 +52,32 @@ public sealed class OpGradientTests
     }
 
     [Test]
+    public void Linear_projection_gradients_from_matmul_match_finite_differences()
+    {
+        // y = x·Wᵀ; the model's backward is dx = dy·W and dW = dyᵀ·x, both MatMul calls.
+        var rng = new Random(10);
+        int rows = 6, inFeatures = 5, outFeatures = 4;
+        double[] x = HostTensors.Random(rng, rows * inFeatures), weight = HostTensors.Random(rng, outFeatures * inFeatures), w = HostTensors.Random(rng, rows * outFeatures);
+        using var tx = FromDoubles(_backend, x, rows, inFeatures);
+        using var tw = FromDoubles(_backend, weight, outFeatures, inFeatures);
+        using var y = _backend.Allocate(DType.F64, new Shape(rows, outFeatures));
+        double Loss()
+        {
+            Write(_backend, tx, x);
+            Write(_backend, tw, weight);
+            _backend.MatMul(tx, false, tw, true, y);
+            return Weighted(Read(_backend, y), w);
+        }
+        using var dy = FromDoubles(_backend, w, rows, outFeatures);
+        using var dx = _backend.Allocate(DType.F64, new Shape(rows, inFeatures));
+        using var dW = _backend.Allocate(DType.F64, new Shape(outFeatures, inFeatures));
+        _backend.MatMul(dy, false, tw, false, dx);
+        _backend.MatMul(dy, true, tx, false, dW);
+        AssertMatches("linear dx", x, Read(_backend, dx), Loss);
+        AssertMatches("linear dweight", weight, Read(_backend, dW), Loss);
+    }
+
+    [Test]
     public void RmsNorm_backward_accumulates_into_dx()
     {
         var rng = new Random(2);
