@@ -1,19 +1,22 @@
 using System.Numerics;
 using System.Numerics.Tensors;
-using System.Runtime.CompilerServices;
 
 namespace CudaFinetune.Backends.Cpu;
 
 /// <summary>
-/// Causal grouped-query attention, exact softmax, one query row at a time (the CPU needs no
-/// tiling to avoid the T×T matrix: a row of scores lives in a per-thread buffer).
-/// <para>Forward: s_j = scale·q·k_j (j ≤ t), out = Σ softmax(s)_j v_j, lse = logsumexp(s).</para>
-/// <para>Backward, per (batch, kv head) so each task owns its dk and dv rows:
-/// p_j = exp(s_j − lse), dp_j = dout·v_j, ds_j = p_j (dp_j − dout·out),
-/// dq = scale Σ ds_j k_j, dk_j += scale ds_j q, dv_j += p_j dout.</para>
+/// Causal grouped-query attention with an exact softmax, computed a block of query rows at a time
+/// with inline GEMMs (the CPU may hold a block × keys slab of scores; only the GPU kernel must
+/// avoid it). Per (batch, head) in the forward, per (batch, kv head) in the backward so each task
+/// owns its dk and dv rows; every sum runs in a fixed order.
+/// <para>Forward, block rows t: S = scale·Q·Kᵀ, P = softmax over j ≤ t, O = P·V, lse = logsumexp.</para>
+/// <para>Backward: P = exp(S − lse) on j ≤ t; dV += Pᵀ·dO; dP = dO·Vᵀ; dS = scale·P ⊙ (dP − rowsum(dO ⊙ O));
+/// dQ = dS·K; dK += dSᵀ·Q.</para>
 /// </summary>
 internal static unsafe class CpuAttention
 {
+    /// <summary>Query rows per block.</summary>
+    private const int BlockRows = 64;
+
     public static void Forward<T>(CpuWorkerPool pool, T* q, T* k, T* v, T* output, T* lse, in AttentionShape shape)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
@@ -39,6 +42,15 @@ internal static unsafe class CpuAttention
         public T Scale;
         public bool Backward;
 
+        private readonly int QStride => Shape.QueryHeads * Shape.HeadDim;
+
+        private readonly int KvStride => Shape.KvHeads * Shape.HeadDim;
+
+        /// <summary>Row t of head h in batch b of a [tokens, queryHeads·headDim] tensor.</summary>
+        private readonly T* QRows(T* basePtr, int b, int h, int t) => basePtr + ((long)(b * Shape.SeqLen + t) * Shape.QueryHeads + h) * Shape.HeadDim;
+
+        private readonly T* KvRows(T* basePtr, int b, int h, int t) => basePtr + ((long)(b * Shape.SeqLen + t) * Shape.KvHeads + h) * Shape.HeadDim;
+
         public readonly void Execute(int index)
         {
             if (Backward)
@@ -51,39 +63,27 @@ internal static unsafe class CpuAttention
             }
         }
 
-        private readonly T* QRow(T* basePtr, int b, int t, int h) => basePtr + ((long)(b * Shape.SeqLen + t) * Shape.QueryHeads + h) * Shape.HeadDim;
-
-        private readonly T* KvRow(T* basePtr, int b, int t, int h) => basePtr + ((long)(b * Shape.SeqLen + t) * Shape.KvHeads + h) * Shape.HeadDim;
-
         private readonly void ForwardHead(int b, int h)
         {
             int d = Shape.HeadDim, kvh = h / Shape.GroupSize;
-            Span<T> scores = RowBuffer<T>.Get(Shape.SeqLen);
-            for (int t = 0; t < Shape.SeqLen; t++)
+            T* scores = ThreadScratch<T>.Get(ScratchSlot.Scores, (long)BlockRows * Shape.SeqLen);
+            for (int t0 = 0; t0 < Shape.SeqLen; t0 += BlockRows)
             {
-                var qRow = new ReadOnlySpan<T>(QRow(Q, b, t, h), d);
-                T max = T.NegativeInfinity;
-                for (int j = 0; j <= t; j++)
+                int rows = Math.Min(BlockRows, Shape.SeqLen - t0), keys = t0 + rows;
+                Gemm(false, true, rows, keys, d, Scale, QRows(Q, b, h, t0), QStride, KvRows(K, b, kvh, 0), KvStride, T.Zero, scores, keys);
+                for (int i = 0; i < rows; i++)
                 {
-                    T s = Scale * TensorPrimitives.Dot(qRow, new ReadOnlySpan<T>(KvRow(K, b, j, kvh), d));
-                    scores[j] = s;
-                    max = T.Max(max, s);
+                    int t = t0 + i;
+                    var valid = new Span<T>(scores + (long)i * keys, t + 1);
+                    T max = TensorPrimitives.Max<T>(valid);
+                    TensorPrimitives.Subtract(valid, max, valid);
+                    TensorPrimitives.Exp<T>(valid, valid);
+                    T sum = TensorPrimitives.Sum<T>(valid);
+                    TensorPrimitives.Multiply(valid, T.One / sum, valid);
+                    new Span<T>(scores + (long)i * keys + t + 1, keys - t - 1).Clear();
+                    Lse[((long)b * Shape.QueryHeads + h) * Shape.SeqLen + t] = max + T.Log(sum);
                 }
-                T sum = T.Zero;
-                for (int j = 0; j <= t; j++)
-                {
-                    T p = T.Exp(scores[j] - max);
-                    scores[j] = p;
-                    sum += p;
-                }
-                var outRow = new Span<T>(QRow(Out, b, t, h), d);
-                outRow.Clear();
-                T inv = T.One / sum;
-                for (int j = 0; j <= t; j++)
-                {
-                    TensorPrimitives.MultiplyAdd(new ReadOnlySpan<T>(KvRow(V, b, j, kvh), d), scores[j] * inv, outRow, outRow);
-                }
-                Lse[((long)b * Shape.QueryHeads + h) * Shape.SeqLen + t] = max + T.Log(sum);
+                Gemm(false, false, rows, d, keys, T.One, scores, keys, KvRows(V, b, kvh, 0), KvStride, T.Zero, QRows(Out, b, h, t0), QStride);
             }
         }
 
@@ -92,50 +92,51 @@ internal static unsafe class CpuAttention
             int d = Shape.HeadDim;
             for (int t = 0; t < Shape.SeqLen; t++)
             {
-                new Span<T>(KvRow(DK, b, t, kvh), d).Clear();
-                new Span<T>(KvRow(DV, b, t, kvh), d).Clear();
+                new Span<T>(KvRows(DK, b, kvh, t), d).Clear();
+                new Span<T>(KvRows(DV, b, kvh, t), d).Clear();
             }
+            T* probs = ThreadScratch<T>.Get(ScratchSlot.Scores, (long)BlockRows * Shape.SeqLen);
+            T* dScores = ThreadScratch<T>.Get(ScratchSlot.ScoreGradients, (long)BlockRows * Shape.SeqLen);
             for (int h = kvh * Shape.GroupSize; h < (kvh + 1) * Shape.GroupSize; h++)
             {
-                for (int t = 0; t < Shape.SeqLen; t++)
+                for (int t0 = 0; t0 < Shape.SeqLen; t0 += BlockRows)
                 {
-                    var qRow = new ReadOnlySpan<T>(QRow(Q, b, t, h), d);
-                    var dOutRow = new ReadOnlySpan<T>(QRow(DOut, b, t, h), d);
-                    var dqRow = new Span<T>(QRow(DQ, b, t, h), d);
-                    T lse = Lse[((long)b * Shape.QueryHeads + h) * Shape.SeqLen + t];
-                    T rowDot = TensorPrimitives.Dot(dOutRow, new ReadOnlySpan<T>(QRow(Out, b, t, h), d));
-                    dqRow.Clear();
-                    for (int j = 0; j <= t; j++)
+                    int rows = Math.Min(BlockRows, Shape.SeqLen - t0), keys = t0 + rows;
+                    T* qBlock = QRows(Q, b, h, t0), dOutBlock = QRows(DOut, b, h, t0);
+                    Gemm(false, true, rows, keys, d, Scale, qBlock, QStride, KvRows(K, b, kvh, 0), KvStride, T.Zero, probs, keys);
+                    for (int i = 0; i < rows; i++)
                     {
-                        var kRow = new ReadOnlySpan<T>(KvRow(K, b, j, kvh), d);
-                        var dvRow = new Span<T>(KvRow(DV, b, j, kvh), d);
-                        var dkRow = new Span<T>(KvRow(DK, b, j, kvh), d);
-                        T prob = T.Exp(Scale * TensorPrimitives.Dot(qRow, kRow) - lse);
-                        T dp = TensorPrimitives.Dot(dOutRow, new ReadOnlySpan<T>(KvRow(V, b, j, kvh), d));
-                        T ds = prob * (dp - rowDot) * Scale;
-                        TensorPrimitives.MultiplyAdd(dOutRow, prob, dvRow, dvRow);
-                        TensorPrimitives.MultiplyAdd(kRow, ds, dqRow, dqRow);
-                        TensorPrimitives.MultiplyAdd(qRow, ds, dkRow, dkRow);
+                        int t = t0 + i;
+                        var valid = new Span<T>(probs + (long)i * keys, t + 1);
+                        TensorPrimitives.Subtract(valid, Lse[((long)b * Shape.QueryHeads + h) * Shape.SeqLen + t], valid);
+                        TensorPrimitives.Exp<T>(valid, valid);
+                        new Span<T>(probs + (long)i * keys + t + 1, keys - t - 1).Clear();
                     }
+                    // dV[0:keys] += Pᵀ·dO
+                    Gemm(true, false, keys, d, rows, T.One, probs, keys, dOutBlock, QStride, T.One, KvRows(DV, b, kvh, 0), KvStride);
+                    // dP = dO·Vᵀ, then dS = scale·P ⊙ (dP − rowsum(dO ⊙ O))
+                    Gemm(false, true, rows, keys, d, T.One, dOutBlock, QStride, KvRows(V, b, kvh, 0), KvStride, T.Zero, dScores, keys);
+                    for (int i = 0; i < rows; i++)
+                    {
+                        int t = t0 + i;
+                        T rowDot = TensorPrimitives.Dot(new ReadOnlySpan<T>(QRows(DOut, b, h, t), d), new ReadOnlySpan<T>(QRows(Out, b, h, t), d));
+                        var ds = new Span<T>(dScores + (long)i * keys, keys);
+                        TensorPrimitives.Subtract(ds, rowDot, ds);
+                        TensorPrimitives.Multiply(ds, new ReadOnlySpan<T>(probs + (long)i * keys, keys), ds);
+                        TensorPrimitives.Multiply(ds, Scale, ds);
+                    }
+                    // dQ = dS·K; dK[0:keys] += dSᵀ·Q
+                    Gemm(false, false, rows, d, keys, T.One, dScores, keys, KvRows(K, b, kvh, 0), KvStride, T.Zero, QRows(DQ, b, h, t0), QStride);
+                    Gemm(true, false, keys, d, rows, T.One, dScores, keys, qBlock, QStride, T.One, KvRows(DK, b, kvh, 0), KvStride);
                 }
             }
         }
-    }
 
-    /// <summary>A per-thread, grow-only row of scores.</summary>
-    private static class RowBuffer<T> where T : unmanaged
-    {
-        [ThreadStatic]
-        private static T[]? t_buffer;
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Span<T> Get(int length)
+        /// <summary>A GEMM on this thread, with its packing buffer from the thread's scratch.</summary>
+        private static void Gemm(bool transA, bool transB, int m, int n, int k, T alpha, T* a, int lda, T* b, int ldb, T beta, T* c, int ldc)
         {
-            if (t_buffer is null || t_buffer.Length < length)
-            {
-                t_buffer = new T[Math.Max(length, 1024)];
-            }
-            return t_buffer.AsSpan(0, length);
+            T* packed = ThreadScratch<T>.Get(ScratchSlot.GemmPackB, CpuGemm.PackedBBytes<T>(n, k) / sizeof(T));
+            CpuGemm.Run(null, packed, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
         }
     }
 }

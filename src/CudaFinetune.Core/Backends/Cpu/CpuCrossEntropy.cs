@@ -34,31 +34,28 @@ internal static unsafe class CpuCrossEntropy
         {
             var x = new ReadOnlySpan<T>(Logits + (long)r * Vocab, Vocab);
             int target = Targets[r];
-            Span<T> d = DLogits == null ? default : new Span<T>(DLogits + (long)r * Vocab, Vocab);
             if (target < 0)
             {
                 RowLoss[r] = T.Zero;
-                d.Clear();
+                if (DLogits != null)
+                {
+                    new Span<T>(DLogits + (long)r * Vocab, Vocab).Clear();
+                }
                 return;
             }
+            T targetLogit = x[target];
             T max = TensorPrimitives.Max(x);
-            T sum = T.Zero;
-            for (int i = 0; i < Vocab; i++)
+            // e = exp(x − max), written where the gradient goes (which may be x itself) or to scratch.
+            Span<T> e = DLogits == null ? ThreadScratch<T>.Row(Vocab) : new Span<T>(DLogits + (long)r * Vocab, Vocab);
+            TensorPrimitives.Subtract(x, max, e);
+            TensorPrimitives.Exp(e, e);
+            T sum = TensorPrimitives.Sum<T>(e);
+            RowLoss[r] = max + T.Log(sum) - targetLogit;
+            if (DLogits != null)
             {
-                sum += T.Exp(x[i] - max);
+                TensorPrimitives.Multiply(e, Scale / sum, e);
+                e[target] -= Scale;
             }
-            T logSumExp = max + T.Log(sum);
-            RowLoss[r] = logSumExp - x[target];
-            if (DLogits == null)
-            {
-                return;
-            }
-            // d may alias x: read each logit before overwriting it.
-            for (int i = 0; i < Vocab; i++)
-            {
-                d[i] = T.Exp(x[i] - logSumExp) * Scale;
-            }
-            d[target] -= Scale;
         }
     }
 }

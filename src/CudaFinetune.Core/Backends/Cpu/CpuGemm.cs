@@ -31,7 +31,12 @@ internal static unsafe class CpuGemm
     internal static int Nr<T>() where T : unmanaged
         => Vector512.IsHardwareAccelerated ? 2 * Vector512<T>.Count : 2 * Vector256<T>.Count;
 
-    public static void Run<T>(CpuWorkerPool pool, T* packedB, bool transA, bool transB, int m, int n, int k,
+    /// <summary>
+    /// Runs the GEMM on <paramref name="pool"/>, or inline on the calling thread when it is null
+    /// (for kernels that call GEMMs from inside their own parallel tasks). <paramref name="packedB"/>
+    /// must hold <see cref="PackedBBytes{T}"/> bytes.
+    /// </summary>
+    public static void Run<T>(CpuWorkerPool? pool, T* packedB, bool transA, bool transB, int m, int n, int k,
         T alpha, T* a, int lda, T* b, int ldb, T beta, T* c, int ldc)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
@@ -51,7 +56,7 @@ internal static unsafe class CpuGemm
             B = b, Ldb = ldb, TransB = transB, N = n, K = k, Nr = nr, Packed = packedB,
             PanelsPerTask = Math.Max(1, 64 / (k / 64 + 1)), Panels = panels,
         };
-        pool.For((panels + pack.PanelsPerTask - 1) / pack.PanelsPerTask, ref pack);
+        For(pool, (panels + pack.PanelsPerTask - 1) / pack.PanelsPerTask, ref pack);
 
         var compute = new ComputeJob<T>
         {
@@ -59,7 +64,20 @@ internal static unsafe class CpuGemm
             M = m, N = n, K = k, Nr = nr, Alpha = alpha, Beta = beta,
             MTiles = (m + MC - 1) / MC, NTiles = (n + NT - 1) / NT,
         };
-        pool.For(compute.MTiles * compute.NTiles, ref compute);
+        For(pool, compute.MTiles * compute.NTiles, ref compute);
+    }
+
+    private static void For<TJob>(CpuWorkerPool? pool, int count, ref TJob job) where TJob : struct, IParallelJob
+    {
+        if (pool is not null)
+        {
+            pool.For(count, ref job);
+            return;
+        }
+        for (int i = 0; i < count; i++)
+        {
+            job.Execute(i);
+        }
     }
 
     private static void ScaleC<T>(int m, int n, T beta, T* c, int ldc) where T : unmanaged, IBinaryFloatingPointIeee754<T>
@@ -145,7 +163,7 @@ internal static unsafe class CpuGemm
         {
             int i0 = index / NTiles * MC, j0 = index % NTiles * NT;
             int mLen = Math.Min(MC, M - i0), nLen = Math.Min(NT, N - j0);
-            T* packedA = PackBuffer<T>.Get(MC * KC);
+            T* packedA = ThreadScratch<T>.Get(ScratchSlot.GemmPackA, MC * KC);
             T* tile = stackalloc T[MR * 2 * Vector512<T>.Count];
             for (int k0 = 0; k0 < K; k0 += KC)
             {
@@ -306,21 +324,5 @@ internal static unsafe class CpuGemm
         c30.Store(tile + 3 * s); c31.Store(tile + 3 * s + w);
         c40.Store(tile + 4 * s); c41.Store(tile + 4 * s + w);
         c50.Store(tile + 5 * s); c51.Store(tile + 5 * s + w);
-    }
-
-    /// <summary>A per-thread, grow-only, pinned packing buffer.</summary>
-    private static class PackBuffer<T> where T : unmanaged
-    {
-        [ThreadStatic]
-        private static T[]? t_buffer;
-
-        public static T* Get(int length)
-        {
-            if (t_buffer is null || t_buffer.Length < length)
-            {
-                t_buffer = GC.AllocateArray<T>(length, pinned: true);
-            }
-            return (T*)Unsafe.AsPointer(ref t_buffer[0]);
-        }
     }
 }
