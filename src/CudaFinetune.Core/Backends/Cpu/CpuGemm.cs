@@ -180,11 +180,11 @@ internal static unsafe class CpuGemm
                         T* aPanel = packedA + (long)ii * kc;
                         if (Vector512.IsHardwareAccelerated)
                         {
-                            MicroKernel512(kc, aPanel, bPanel, tile);
+                            MicroKernel<Vector512Ops<T>, Vector512<T>, T>(kc, aPanel, bPanel, tile);
                         }
                         else
                         {
-                            MicroKernel256(kc, aPanel, bPanel, tile);
+                            MicroKernel<Vector256Ops<T>, Vector256<T>, T>(kc, aPanel, bPanel, tile);
                         }
                         MergeTile(tile, C + (long)(i0 + ii) * Ldc + j, mr, nr, first);
                     }
@@ -246,83 +246,98 @@ internal static unsafe class CpuGemm
         }
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<T> FusedMultiplyAdd<T>(Vector256<T> a, Vector256<T> b, Vector256<T> c) where T : unmanaged
+    /// <summary>tile[MR][NR] = Σ_k aPanel[k][r] · bPanel[k][:], NR = two vectors of <typeparamref name="TVec"/>.</summary>
+    private static void MicroKernel<TOps, TVec, T>(int kc, T* a, T* b, T* tile)
+        where TOps : struct, IVectorOps<TVec, T>
+        where TVec : struct
+        where T : unmanaged
     {
-        if (System.Runtime.Intrinsics.X86.Fma.IsSupported && typeof(T) == typeof(float))
-        {
-            return System.Runtime.Intrinsics.X86.Fma.MultiplyAdd(a.AsSingle(), b.AsSingle(), c.AsSingle()).As<float, T>();
-        }
-        if (System.Runtime.Intrinsics.X86.Fma.IsSupported && typeof(T) == typeof(double))
-        {
-            return System.Runtime.Intrinsics.X86.Fma.MultiplyAdd(a.AsDouble(), b.AsDouble(), c.AsDouble()).As<double, T>();
-        }
-        return a * b + c;
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<T> FusedMultiplyAdd<T>(Vector512<T> a, Vector512<T> b, Vector512<T> c) where T : unmanaged
-    {
-        if (Avx512F.IsSupported && typeof(T) == typeof(float))
-        {
-            return Avx512F.FusedMultiplyAdd(a.AsSingle(), b.AsSingle(), c.AsSingle()).As<float, T>();
-        }
-        if (Avx512F.IsSupported && typeof(T) == typeof(double))
-        {
-            return Avx512F.FusedMultiplyAdd(a.AsDouble(), b.AsDouble(), c.AsDouble()).As<double, T>();
-        }
-        return a * b + c;
-    }
-
-    /// <summary>tile[MR][NR] = Σ_k aPanel[k][r] · bPanel[k][:], NR = two Vector512s.</summary>
-    private static void MicroKernel512<T>(int kc, T* a, T* b, T* tile) where T : unmanaged
-    {
-        int w = Vector512<T>.Count;
-        Vector512<T> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
-        Vector512<T> c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
+        int w = TOps.Count;
+        TVec c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
+        TVec c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
         for (int p = 0; p < kc; p++, a += MR, b += 2 * w)
         {
-            var b0 = Vector512.Load(b);
-            var b1 = Vector512.Load(b + w);
-            var x = Vector512.Create(a[0]); c00 = FusedMultiplyAdd(x, b0, c00); c01 = FusedMultiplyAdd(x, b1, c01);
-            x = Vector512.Create(a[1]); c10 = FusedMultiplyAdd(x, b0, c10); c11 = FusedMultiplyAdd(x, b1, c11);
-            x = Vector512.Create(a[2]); c20 = FusedMultiplyAdd(x, b0, c20); c21 = FusedMultiplyAdd(x, b1, c21);
-            x = Vector512.Create(a[3]); c30 = FusedMultiplyAdd(x, b0, c30); c31 = FusedMultiplyAdd(x, b1, c31);
-            x = Vector512.Create(a[4]); c40 = FusedMultiplyAdd(x, b0, c40); c41 = FusedMultiplyAdd(x, b1, c41);
-            x = Vector512.Create(a[5]); c50 = FusedMultiplyAdd(x, b0, c50); c51 = FusedMultiplyAdd(x, b1, c51);
+            var b0 = TOps.Load(b);
+            var b1 = TOps.Load(b + w);
+            var x = TOps.Broadcast(a[0]); c00 = TOps.MultiplyAdd(x, b0, c00); c01 = TOps.MultiplyAdd(x, b1, c01);
+            x = TOps.Broadcast(a[1]); c10 = TOps.MultiplyAdd(x, b0, c10); c11 = TOps.MultiplyAdd(x, b1, c11);
+            x = TOps.Broadcast(a[2]); c20 = TOps.MultiplyAdd(x, b0, c20); c21 = TOps.MultiplyAdd(x, b1, c21);
+            x = TOps.Broadcast(a[3]); c30 = TOps.MultiplyAdd(x, b0, c30); c31 = TOps.MultiplyAdd(x, b1, c31);
+            x = TOps.Broadcast(a[4]); c40 = TOps.MultiplyAdd(x, b0, c40); c41 = TOps.MultiplyAdd(x, b1, c41);
+            x = TOps.Broadcast(a[5]); c50 = TOps.MultiplyAdd(x, b0, c50); c51 = TOps.MultiplyAdd(x, b1, c51);
         }
         int s = 2 * w;
-        c00.Store(tile); c01.Store(tile + w);
-        c10.Store(tile + s); c11.Store(tile + s + w);
-        c20.Store(tile + 2 * s); c21.Store(tile + 2 * s + w);
-        c30.Store(tile + 3 * s); c31.Store(tile + 3 * s + w);
-        c40.Store(tile + 4 * s); c41.Store(tile + 4 * s + w);
-        c50.Store(tile + 5 * s); c51.Store(tile + 5 * s + w);
+        TOps.Store(c00, tile); TOps.Store(c01, tile + w);
+        TOps.Store(c10, tile + s); TOps.Store(c11, tile + s + w);
+        TOps.Store(c20, tile + 2 * s); TOps.Store(c21, tile + 2 * s + w);
+        TOps.Store(c30, tile + 3 * s); TOps.Store(c31, tile + 3 * s + w);
+        TOps.Store(c40, tile + 4 * s); TOps.Store(c41, tile + 4 * s + w);
+        TOps.Store(c50, tile + 5 * s); TOps.Store(c51, tile + 5 * s + w);
     }
 
-    /// <summary>The same micro-kernel two Vector256s wide, for machines without AVX-512.</summary>
-    private static void MicroKernel256<T>(int kc, T* a, T* b, T* tile) where T : unmanaged
+    /// <summary>The few vector operations the micro-kernel needs, so one kernel serves both vector widths.</summary>
+    private interface IVectorOps<TVec, T> where T : unmanaged
     {
-        int w = Vector256<T>.Count;
-        Vector256<T> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
-        Vector256<T> c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
-        for (int p = 0; p < kc; p++, a += MR, b += 2 * w)
+        static abstract int Count { get; }
+        static abstract TVec Load(T* p);
+        static abstract TVec Broadcast(T value);
+        static abstract TVec MultiplyAdd(TVec a, TVec b, TVec c);
+        static abstract void Store(TVec v, T* p);
+    }
+
+    private readonly struct Vector512Ops<T> : IVectorOps<Vector512<T>, T> where T : unmanaged
+    {
+        public static int Count => Vector512<T>.Count;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<T> Load(T* p) => Vector512.Load(p);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<T> Broadcast(T value) => Vector512.Create(value);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void Store(Vector512<T> v, T* p) => v.Store(p);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<T> MultiplyAdd(Vector512<T> a, Vector512<T> b, Vector512<T> c)
         {
-            var b0 = Vector256.Load(b);
-            var b1 = Vector256.Load(b + w);
-            var x = Vector256.Create(a[0]); c00 = FusedMultiplyAdd(x, b0, c00); c01 = FusedMultiplyAdd(x, b1, c01);
-            x = Vector256.Create(a[1]); c10 = FusedMultiplyAdd(x, b0, c10); c11 = FusedMultiplyAdd(x, b1, c11);
-            x = Vector256.Create(a[2]); c20 = FusedMultiplyAdd(x, b0, c20); c21 = FusedMultiplyAdd(x, b1, c21);
-            x = Vector256.Create(a[3]); c30 = FusedMultiplyAdd(x, b0, c30); c31 = FusedMultiplyAdd(x, b1, c31);
-            x = Vector256.Create(a[4]); c40 = FusedMultiplyAdd(x, b0, c40); c41 = FusedMultiplyAdd(x, b1, c41);
-            x = Vector256.Create(a[5]); c50 = FusedMultiplyAdd(x, b0, c50); c51 = FusedMultiplyAdd(x, b1, c51);
+            if (Avx512F.IsSupported && typeof(T) == typeof(float))
+            {
+                return Avx512F.FusedMultiplyAdd(a.AsSingle(), b.AsSingle(), c.AsSingle()).As<float, T>();
+            }
+            if (Avx512F.IsSupported && typeof(T) == typeof(double))
+            {
+                return Avx512F.FusedMultiplyAdd(a.AsDouble(), b.AsDouble(), c.AsDouble()).As<double, T>();
+            }
+            return a * b + c;
         }
-        int s = 2 * w;
-        c00.Store(tile); c01.Store(tile + w);
-        c10.Store(tile + s); c11.Store(tile + s + w);
-        c20.Store(tile + 2 * s); c21.Store(tile + 2 * s + w);
-        c30.Store(tile + 3 * s); c31.Store(tile + 3 * s + w);
-        c40.Store(tile + 4 * s); c41.Store(tile + 4 * s + w);
-        c50.Store(tile + 5 * s); c51.Store(tile + 5 * s + w);
+    }
+
+    private readonly struct Vector256Ops<T> : IVectorOps<Vector256<T>, T> where T : unmanaged
+    {
+        public static int Count => Vector256<T>.Count;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<T> Load(T* p) => Vector256.Load(p);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<T> Broadcast(T value) => Vector256.Create(value);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void Store(Vector256<T> v, T* p) => v.Store(p);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<T> MultiplyAdd(Vector256<T> a, Vector256<T> b, Vector256<T> c)
+        {
+            if (Fma.IsSupported && typeof(T) == typeof(float))
+            {
+                return Fma.MultiplyAdd(a.AsSingle(), b.AsSingle(), c.AsSingle()).As<float, T>();
+            }
+            if (Fma.IsSupported && typeof(T) == typeof(double))
+            {
+                return Fma.MultiplyAdd(a.AsDouble(), b.AsDouble(), c.AsDouble()).As<double, T>();
+            }
+            return a * b + c;
+        }
     }
 }
