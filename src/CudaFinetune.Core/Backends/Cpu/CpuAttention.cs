@@ -20,6 +20,7 @@ internal static unsafe class CpuAttention
     public static void Forward<T>(CpuWorkerPool pool, T* q, T* k, T* v, T* output, T* lse, in AttentionShape shape)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
+        Reserve<T>(pool, shape, backward: false);
         var job = new Job<T> { Q = q, K = k, V = v, Out = output, Lse = lse, Shape = shape, Scale = T.CreateTruncating(shape.Scale) };
         pool.For(shape.Batch * shape.QueryHeads, ref job);
     }
@@ -27,12 +28,26 @@ internal static unsafe class CpuAttention
     public static void Backward<T>(CpuWorkerPool pool, T* dOut, T* q, T* k, T* v, T* output, T* lse, T* dq, T* dk, T* dv, in AttentionShape shape)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
+        Reserve<T>(pool, shape, backward: true);
         var job = new Job<T>
         {
             Q = q, K = k, V = v, Out = output, Lse = lse, Shape = shape, Scale = T.CreateTruncating(shape.Scale),
             DOut = dOut, DQ = dq, DK = dk, DV = dv, Backward = true,
         };
         pool.For(shape.Batch * shape.KvHeads, ref job);
+    }
+
+    /// <summary>Scratch every task needs: score blocks and the inline GEMMs' packing buffers (largest op(B): Kᵀ or V).</summary>
+    private static void Reserve<T>(CpuWorkerPool pool, in AttentionShape shape, bool backward) where T : unmanaged
+    {
+        long block = (long)BlockRows * shape.SeqLen * sizeof(T);
+        pool.Reserve(ScratchSlot.Scores, block);
+        if (backward)
+        {
+            pool.Reserve(ScratchSlot.ScoreGradients, block);
+        }
+        pool.Reserve(ScratchSlot.GemmPackA, CpuGemm.PackedABytes<T>());
+        pool.Reserve(ScratchSlot.GemmPackB, Math.Max(CpuGemm.PackedBBytes<T>(shape.SeqLen, shape.HeadDim), CpuGemm.PackedBBytes<T>(shape.HeadDim, shape.SeqLen)));
     }
 
     private struct Job<T> : IParallelJob where T : unmanaged, IBinaryFloatingPointIeee754<T>
@@ -66,7 +81,7 @@ internal static unsafe class CpuAttention
         private readonly void ForwardHead(int b, int h)
         {
             int d = Shape.HeadDim, kvh = h / Shape.GroupSize;
-            T* scores = ThreadScratch<T>.Get(ScratchSlot.Scores, (long)BlockRows * Shape.SeqLen);
+            T* scores = WorkerScratch.Current.Get<T>(ScratchSlot.Scores, (long)BlockRows * Shape.SeqLen);
             for (int t0 = 0; t0 < Shape.SeqLen; t0 += BlockRows)
             {
                 int rows = Math.Min(BlockRows, Shape.SeqLen - t0), keys = t0 + rows;
@@ -95,8 +110,8 @@ internal static unsafe class CpuAttention
                 new Span<T>(KvRows(DK, b, kvh, t), d).Clear();
                 new Span<T>(KvRows(DV, b, kvh, t), d).Clear();
             }
-            T* probs = ThreadScratch<T>.Get(ScratchSlot.Scores, (long)BlockRows * Shape.SeqLen);
-            T* dScores = ThreadScratch<T>.Get(ScratchSlot.ScoreGradients, (long)BlockRows * Shape.SeqLen);
+            T* probs = WorkerScratch.Current.Get<T>(ScratchSlot.Scores, (long)BlockRows * Shape.SeqLen);
+            T* dScores = WorkerScratch.Current.Get<T>(ScratchSlot.ScoreGradients, (long)BlockRows * Shape.SeqLen);
             for (int h = kvh * Shape.GroupSize; h < (kvh + 1) * Shape.GroupSize; h++)
             {
                 for (int t0 = 0; t0 < Shape.SeqLen; t0 += BlockRows)
@@ -135,7 +150,7 @@ internal static unsafe class CpuAttention
         /// <summary>A GEMM on this thread, with its packing buffer from the thread's scratch.</summary>
         private static void Gemm(bool transA, bool transB, int m, int n, int k, T alpha, T* a, int lda, T* b, int ldb, T beta, T* c, int ldc)
         {
-            T* packed = ThreadScratch<T>.Get(ScratchSlot.GemmPackB, CpuGemm.PackedBBytes<T>(n, k) / sizeof(T));
+            T* packed = WorkerScratch.Current.Get<T>(ScratchSlot.GemmPackB, CpuGemm.PackedBBytes<T>(n, k) / sizeof(T));
             CpuGemm.Run(null, packed, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
         }
     }

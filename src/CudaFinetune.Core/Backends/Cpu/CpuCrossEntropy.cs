@@ -19,6 +19,7 @@ internal static unsafe class CpuCrossEntropy
                 throw new ArgumentOutOfRangeException(nameof(targets), targets[r], $"label at row {r} is outside the vocabulary of {vocab}");
             }
         }
+        pool.Reserve(ScratchSlot.Row, (long)vocab * sizeof(T));
         var job = new Job<T> { Logits = logits, Targets = targets, RowLoss = rowLoss, DLogits = dLogits, Scale = scale, Vocab = vocab };
         pool.For(rows, ref job);
     }
@@ -46,7 +47,7 @@ internal static unsafe class CpuCrossEntropy
             T targetLogit = x[target];
             T max = TensorPrimitives.Max(x);
             // e = exp(x − max), written where the gradient goes (which may be x itself) or to scratch.
-            Span<T> e = DLogits == null ? ThreadScratch<T>.Row(Vocab) : new Span<T>(DLogits + (long)r * Vocab, Vocab);
+            Span<T> e = DLogits == null ? WorkerScratch.Current.Row<T>(Vocab) : new Span<T>(DLogits + (long)r * Vocab, Vocab);
             TensorPrimitives.Subtract(x, max, e);
             TensorPrimitives.Exp(e, e);
             T sum = TensorPrimitives.Sum<T>(e);

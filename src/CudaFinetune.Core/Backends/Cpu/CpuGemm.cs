@@ -27,6 +27,9 @@ internal static unsafe class CpuGemm
     internal static long PackedBBytes<T>(int n, int k) where T : unmanaged
         => (long)RoundUp(n, Nr<T>()) * k * Unsafe.SizeOf<T>();
 
+    /// <summary>Bytes of per-task scratch the packed op(A) needs.</summary>
+    internal static long PackedABytes<T>() where T : unmanaged => (long)MC * KC * Unsafe.SizeOf<T>();
+
     /// <summary>Micro-tile width in elements: two of the widest accelerated vectors.</summary>
     internal static int Nr<T>() where T : unmanaged
         => Vector512.IsHardwareAccelerated ? 2 * Vector512<T>.Count : 2 * Vector256<T>.Count;
@@ -49,6 +52,7 @@ internal static unsafe class CpuGemm
             ScaleC(m, n, beta, c, ldc);
             return;
         }
+        pool?.Reserve(ScratchSlot.GemmPackA, PackedABytes<T>());
         int nr = Nr<T>();
         int panels = (n + nr - 1) / nr;
         var pack = new PackBJob<T>
@@ -163,7 +167,7 @@ internal static unsafe class CpuGemm
         {
             int i0 = index / NTiles * MC, j0 = index % NTiles * NT;
             int mLen = Math.Min(MC, M - i0), nLen = Math.Min(NT, N - j0);
-            T* packedA = ThreadScratch<T>.Get(ScratchSlot.GemmPackA, MC * KC);
+            T* packedA = WorkerScratch.Current.Get<T>(ScratchSlot.GemmPackA, MC * KC);
             T* tile = stackalloc T[MR * 2 * Vector512<T>.Count];
             for (int k0 = 0; k0 < K; k0 += KC)
             {

@@ -18,6 +18,7 @@ internal static unsafe class CpuSwiGlu
 
     public static void Backward<T>(CpuWorkerPool pool, T* dOutput, T* gate, T* up, T* dGate, T* dUp, long count) where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
+        pool.Reserve(ScratchSlot.Row, (long)CpuElementwise.Chunk * sizeof(T));
         var job = new Job<T> { DOutput = dOutput, Gate = gate, Up = up, DGate = dGate, DUp = dUp, Count = count, Backward = true };
         pool.For(CpuElementwise.Chunks(count), ref job);
     }
@@ -45,7 +46,7 @@ internal static unsafe class CpuSwiGlu
             var d = new ReadOnlySpan<T>(DOutput + start, n);
             var du = new Span<T>(DUp + start, n);
             var dg = new Span<T>(DGate + start, n);
-            Span<T> sigmoid = ThreadScratch<T>.Row(n);
+            Span<T> sigmoid = WorkerScratch.Current.Row<T>(n);
             TensorPrimitives.Sigmoid(g, sigmoid);
             TensorPrimitives.Multiply(g, sigmoid, du);       // silu(g)
             TensorPrimitives.Multiply(du, d, du);            // du = dout · silu(g)

@@ -20,6 +20,7 @@ internal sealed unsafe class CpuWorkerPool : IDisposable
     private readonly object _gate = new();
     private readonly object _callGate = new();
     private readonly ManualResetEventSlim _finished = new(false);
+    private readonly WorkerScratch[] _scratch;
 
     private delegate*<void*, int, void> _body;
     private void* _job;
@@ -37,11 +38,25 @@ internal sealed unsafe class CpuWorkerPool : IDisposable
             throw new ArgumentOutOfRangeException(nameof(threads), threads, "at least one thread is needed");
         }
         Threads = threads;
+        _scratch = [.. Enumerable.Range(0, threads).Select(_ => new WorkerScratch())];
         _workers = new Thread[threads - 1];
         for (int i = 0; i < _workers.Length; i++)
         {
-            _workers[i] = new Thread(WorkerLoop) { IsBackground = true, Name = $"cpu-backend-{i + 1}" };
+            var scratch = _scratch[i + 1];
+            _workers[i] = new Thread(() => WorkerLoop(scratch)) { IsBackground = true, Name = $"cpu-backend-{i + 1}" };
             _workers[i].Start();
+        }
+    }
+
+    /// <summary>Makes every participant's <paramref name="slot"/> at least <paramref name="bytes"/> long; call before <see cref="For"/>.</summary>
+    public void Reserve(ScratchSlot slot, long bytes)
+    {
+        lock (_callGate)
+        {
+            foreach (var scratch in _scratch)
+            {
+                scratch.Reserve(slot, bytes);
+            }
         }
     }
 
@@ -56,9 +71,20 @@ internal sealed unsafe class CpuWorkerPool : IDisposable
         }
         if (count == 1 || _workers.Length == 0)
         {
-            for (int i = 0; i < count; i++)
+            lock (_callGate)
             {
-                job.Execute(i);
+                var previous = WorkerScratch.Enter(_scratch[0]);
+                try
+                {
+                    for (int i = 0; i < count; i++)
+                    {
+                        job.Execute(i);
+                    }
+                }
+                finally
+                {
+                    WorkerScratch.Leave(previous);
+                }
             }
             return;
         }
@@ -76,7 +102,9 @@ internal sealed unsafe class CpuWorkerPool : IDisposable
                 _generation++;
                 Monitor.PulseAll(_gate);
             }
+            var previous = WorkerScratch.Enter(_scratch[0]);
             RunIndices();
+            WorkerScratch.Leave(previous);
             if (Interlocked.Decrement(ref _running) != 0)
             {
                 _finished.Wait();
@@ -109,8 +137,9 @@ internal sealed unsafe class CpuWorkerPool : IDisposable
         }
     }
 
-    private void WorkerLoop()
+    private void WorkerLoop(WorkerScratch scratch)
     {
+        WorkerScratch.Enter(scratch);
         long seen = 0;
         while (true)
         {
