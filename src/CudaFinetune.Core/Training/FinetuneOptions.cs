@@ -1,0 +1,138 @@
+using CudaFinetune.Errors;
+
+namespace CudaFinetune.Training;
+
+/// <summary>How batches are formed from tokenized examples.</summary>
+public enum BatchingStrategy
+{
+    /// <summary>Concatenate every example (with its labels) and cut the stream into context-length rows.</summary>
+    Packing,
+
+    /// <summary>Group examples of similar length, pad each batch to its longest row, mask the padding.</summary>
+    Padding,
+}
+
+/// <summary>Learning-rate schedules.</summary>
+public enum SchedulerKind
+{
+    /// <summary>lr × gamma after every epoch (llama-recipes' StepLR).</summary>
+    StepLR,
+    Cosine,
+    Linear,
+    Constant,
+}
+
+/// <summary>
+/// Everything one fine-tuning run needs, resolved from defaults, a config file and flags (in that
+/// order). Names follow the CLI flags; defaults follow llama-recipes' <c>train_config</c> where it
+/// has one. <see cref="Validate"/> rejects impossible values with one clear message.
+/// </summary>
+public sealed record FinetuneOptions
+{
+    // ---- what to train -------------------------------------------------------------------
+    /// <summary>Model directory (Hugging Face layout). Null in the built-in demo, which makes its own.</summary>
+    public string? Model { get; init; }
+
+    /// <summary>Training data: .json or .jsonl.</summary>
+    public string? Dataset { get; init; }
+
+    /// <summary>Where run.json, metrics.jsonl, loss.png (and later checkpoints/) go.</summary>
+    public string OutputDir { get; init; } = "output";
+
+    /// <summary>"lora" or "none" (full fine-tuning).</summary>
+    public string Peft { get; init; } = "lora";
+
+    public int LoraR { get; init; } = 8;
+    public double LoraAlpha { get; init; } = 32;
+    public double LoraDropout { get; init; } = 0.05;
+
+    /// <summary>Comma-separated module names or "all-linear".</summary>
+    public string LoraTargets { get; init; } = "q_proj,v_proj";
+
+    // ---- data ---------------------------------------------------------------------------
+    /// <summary>auto (recognise by fields), pretokenized, alpaca, samsum, text or custom.</summary>
+    public string DatasetFormat { get; init; } = "auto";
+
+    /// <summary>For custom files: "ourfield=input_field" pairs, e.g. "prompt=question,response=answer".</summary>
+    public string? FieldMap { get; init; }
+
+    /// <summary>For custom files: a prompt template with {field} placeholders; the response follows it.</summary>
+    public string? PromptTemplate { get; init; }
+
+    /// <summary>Separate validation file; when null, <see cref="ValidationFraction"/> of the data is held out.</summary>
+    public string? ValidationDataset { get; init; }
+
+    public double ValidationFraction { get; init; } = 0.1;
+
+    public int BatchSize { get; init; } = 4;
+
+    /// <summary>Tokens per row (llama-recipes' context_length).</summary>
+    public int ContextLength { get; init; } = 256;
+
+    public BatchingStrategy Batching { get; init; } = BatchingStrategy.Packing;
+
+    /// <summary>Shuffle the training batches every epoch.</summary>
+    public bool Shuffle { get; init; } = true;
+
+    // ---- optimisation -------------------------------------------------------------------
+    public int GradientAccumulationSteps { get; init; } = 1;
+    public int NumEpochs { get; init; } = 3;
+
+    /// <summary>Stop after this many optimizer steps (0: no limit).</summary>
+    public int MaxSteps { get; init; }
+
+    public double Lr { get; init; } = 1e-4;
+    public double WeightDecay { get; init; }
+    public double Beta1 { get; init; } = 0.9;
+    public double Beta2 { get; init; } = 0.999;
+    public double Epsilon { get; init; } = 1e-8;
+    public SchedulerKind Scheduler { get; init; } = SchedulerKind.StepLR;
+    public int WarmupSteps { get; init; }
+
+    /// <summary>StepLR's factor per epoch.</summary>
+    public double Gamma { get; init; } = 0.85;
+
+    /// <summary>Clip gradients to this global L2 norm (0: no clipping).</summary>
+    public double GradientClipping { get; init; } = 1.0;
+
+    public ulong Seed { get; init; } = 42;
+
+    /// <summary>Evaluate every this many optimizer steps (0: only at each epoch's end).</summary>
+    public int EvalEvery { get; init; }
+
+    /// <summary>auto, cpu (cuda when the CUDA backend exists).</summary>
+    public string Device { get; init; } = "auto";
+
+    /// <summary>Throws <see cref="UserErrorException"/> naming the first impossible value.</summary>
+    public void Validate()
+    {
+        static void Require(bool ok, string message)
+        {
+            if (!ok)
+            {
+                throw new UserErrorException(message);
+            }
+        }
+        Require(Peft is "lora" or "none", $"--peft must be lora or none, got '{Peft}'");
+        Require(LoraR > 0, $"--lora-r must be positive, got {LoraR}");
+        Require(LoraAlpha > 0, $"--lora-alpha must be positive, got {LoraAlpha}");
+        Require(LoraDropout is >= 0 and < 1, $"--lora-dropout must be in [0, 1), got {LoraDropout}");
+        Require(DatasetFormat is "auto" or "pretokenized" or "alpaca" or "samsum" or "text" or "custom",
+            $"--dataset-format must be auto, pretokenized, alpaca, samsum, text or custom, got '{DatasetFormat}'");
+        Require(ValidationFraction is >= 0 and < 1, $"--validation-fraction must be in [0, 1), got {ValidationFraction}");
+        Require(BatchSize > 0, $"--batch-size must be positive, got {BatchSize}");
+        Require(ContextLength > 1, $"--context-length must be at least 2, got {ContextLength}");
+        Require(GradientAccumulationSteps > 0, $"--gradient-accumulation-steps must be positive, got {GradientAccumulationSteps}");
+        Require(NumEpochs > 0, $"--num-epochs must be positive, got {NumEpochs}");
+        Require(MaxSteps >= 0, $"--max-steps must be 0 (no limit) or positive, got {MaxSteps}");
+        Require(Lr > 0 && double.IsFinite(Lr), $"--lr must be a positive number, got {Lr}");
+        Require(WeightDecay >= 0 && double.IsFinite(WeightDecay), $"--weight-decay must be zero or positive, got {WeightDecay}");
+        Require(Beta1 is >= 0 and < 1 && Beta2 is >= 0 and < 1, $"AdamW betas must be in [0, 1), got {Beta1}, {Beta2}");
+        Require(Epsilon > 0, $"AdamW epsilon must be positive, got {Epsilon}");
+        Require(WarmupSteps >= 0, $"--warmup-steps must be zero or positive, got {WarmupSteps}");
+        Require(Gamma > 0 && Gamma <= 1, $"--gamma must be in (0, 1], got {Gamma}");
+        Require(GradientClipping >= 0 && double.IsFinite(GradientClipping), $"--gradient-clipping must be zero (off) or positive, got {GradientClipping}");
+        Require(EvalEvery >= 0, $"--eval-every must be zero (epoch ends only) or positive, got {EvalEvery}");
+        Require(Device is "auto" or "cpu" or "cuda" or "cuda-emulated", $"--device must be auto, cpu, cuda or cuda-emulated, got '{Device}'");
+    }
+}
