@@ -1,0 +1,211 @@
+using System.Globalization;
+using System.Text.Json;
+using CudaFinetune.Errors;
+using YamlDotNet.Core;
+using YamlDotNet.RepresentationModel;
+
+namespace CudaFinetune.Config;
+
+/// <summary>
+/// Reads a configuration file (JSON by <c>.json</c>, YAML by <c>.yaml</c>/<c>.yml</c>) into a
+/// <see cref="ConfigMap"/>. Every failure is a <see cref="UserErrorException"/> whose message
+/// starts with the file (and the line where the parser knows it). JSON goes through JsonDocument,
+/// YAML through YamlDotNet's representation model only (no object-graph deserializer), so the
+/// code stays NativeAOT-safe.
+/// </summary>
+internal static class ConfigFileParser
+{
+    public static ConfigMap Read(string path)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        string extension = Path.GetExtension(path).ToLowerInvariant();
+        bool json = extension == ".json";
+        if (!json && extension is not (".yaml" or ".yml"))
+        {
+            throw new UserErrorException($"{path}: a config file must end in .json, .yaml or .yml (found '{(extension.Length == 0 ? "no extension" : extension)}')");
+        }
+        if (Directory.Exists(path))
+        {
+            throw new UserErrorException($"{path}: is a directory; --config needs a .json or .yaml file");
+        }
+        string text;
+        try
+        {
+            text = File.ReadAllText(path);
+        }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        {
+            throw new UserErrorException($"{path}: no such config file", e);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new UserErrorException($"{path}: cannot read the config file ({e.Message})", e);
+        }
+        return json ? ParseJson(text, path) : ParseYaml(text, path);
+    }
+
+    // ---- JSON ----------------------------------------------------------------------------------
+
+    public static ConfigMap ParseJson(string text, string source)
+    {
+        JsonDocument document;
+        try
+        {
+            document = JsonDocument.Parse(text, new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true });
+        }
+        catch (JsonException e)
+        {
+            string where = e.LineNumber is { } line ? $"{source}:{line + 1}" : source;
+            throw new UserErrorException($"{where}: not valid JSON ({StripJsonPosition(e.Message)})", e);
+        }
+        using (document)
+        {
+            JsonElement root = document.RootElement;
+            if (root.ValueKind != JsonValueKind.Object)
+            {
+                throw new UserErrorException($"{source}: the top level must be a JSON object of settings ({{\"key\": value, ...}}), found {JsonKindName(root.ValueKind)}");
+            }
+            return (ConfigMap)FromJson(root, source);
+        }
+    }
+
+    private static ConfigNode FromJson(JsonElement element, string source)
+    {
+        switch (element.ValueKind)
+        {
+            case JsonValueKind.Object:
+                var entries = new List<ConfigEntry>();
+                var seen = new HashSet<string>(StringComparer.Ordinal);
+                foreach (JsonProperty property in element.EnumerateObject())
+                {
+                    if (!seen.Add(property.Name))
+                    {
+                        throw new UserErrorException($"{source}: key '{property.Name}' appears twice; keep one");
+                    }
+                    entries.Add(new ConfigEntry(property.Name, FromJson(property.Value, source), 0));
+                }
+                return new ConfigMap(entries, 0);
+            case JsonValueKind.Array:
+                var items = new List<ConfigNode>();
+                foreach (JsonElement item in element.EnumerateArray())
+                {
+                    items.Add(FromJson(item, source));
+                }
+                return new ConfigList(items, 0);
+            case JsonValueKind.String:
+                return new ConfigScalar(element.GetString()!, ScalarKind.String, 0);
+            case JsonValueKind.Number:
+                return new ConfigScalar(element.GetRawText(), ScalarKind.Number, 0);
+            case JsonValueKind.True:
+                return new ConfigScalar("true", ScalarKind.Boolean, 0);
+            case JsonValueKind.False:
+                return new ConfigScalar("false", ScalarKind.Boolean, 0);
+            default:
+                return new ConfigScalar("null", ScalarKind.Null, 0);
+        }
+    }
+
+    /// <summary>System.Text.Json ends its messages with " LineNumber: 2 | BytePositionInLine: 7."; the line is reported separately.</summary>
+    private static string StripJsonPosition(string message)
+    {
+        int at = message.IndexOf(" LineNumber:", StringComparison.Ordinal);
+        return (at >= 0 ? message[..at] : message).TrimEnd();
+    }
+
+    private static string JsonKindName(JsonValueKind kind) => kind switch
+    {
+        JsonValueKind.Array => "an array",
+        JsonValueKind.String => "a string",
+        JsonValueKind.Number => "a number",
+        JsonValueKind.True or JsonValueKind.False => "a boolean",
+        _ => "null",
+    };
+
+    // ---- YAML ----------------------------------------------------------------------------------
+
+    private const string StrTag = "tag:yaml.org,2002:str";
+
+    public static ConfigMap ParseYaml(string text, string source)
+    {
+        var stream = new YamlStream();
+        try
+        {
+            stream.Load(new StringReader(text));
+        }
+        catch (YamlException e)
+        {
+            throw new UserErrorException($"{source}:{e.Start.Line}: not valid YAML ({YamlMessage(e)})", e);
+        }
+        catch (InvalidOperationException e)
+        {
+            // YamlDotNet 18 throws this (without a position) for some unterminated flow collections.
+            throw new UserErrorException($"{source}: not valid YAML (the parser stopped without a position; look for an unclosed '[', '{{' or quote)", e);
+        }
+        if (stream.Documents.Count == 0)
+        {
+            throw new UserErrorException($"{source}: holds no settings; write one 'key: value' per line");
+        }
+        if (stream.Documents.Count > 1)
+        {
+            throw new UserErrorException($"{source}: holds {stream.Documents.Count} YAML documents (separated by '---'); put all settings in one");
+        }
+        YamlNode root = stream.Documents[0].RootNode;
+        if (root is not YamlMappingNode)
+        {
+            string found = root switch
+            {
+                YamlSequenceNode => "a list",
+                YamlScalarNode s when s.Style == ScalarStyle.Plain && s.Value is null or "" or "~" or "null" => "nothing",
+                YamlScalarNode s => $"the scalar '{s.Value}'",
+                _ => "something else",
+            };
+            throw new UserErrorException($"{source}:{root.Start.Line}: the top level must be a mapping of settings, one 'key: value' per line; found {found}");
+        }
+        return (ConfigMap)FromYaml(root, source);
+    }
+
+    private static string YamlMessage(YamlException e)
+    {
+        string message = e.Message;
+        // YamlDotNet messages sometimes start with "(Line: 3, Col: 1, Idx: 12) - (Line: ...): ".
+        int close = message.StartsWith("(Line:", StringComparison.Ordinal) ? message.IndexOf("): ", StringComparison.Ordinal) : -1;
+        return (close >= 0 ? message[(close + 3)..] : message).Trim().TrimEnd('.');
+    }
+
+    private static ConfigNode FromYaml(YamlNode node, string source)
+    {
+        int line = ToLine(node.Start);
+        switch (node)
+        {
+            case YamlMappingNode mapping:
+                var entries = new List<ConfigEntry>();
+                foreach (KeyValuePair<YamlNode, YamlNode> pair in mapping.Children)
+                {
+                    if (pair.Key is not YamlScalarNode { Value: { } key })
+                    {
+                        throw new UserErrorException($"{source}:{ToLine(pair.Key.Start)}: keys must be plain names, not lists or mappings");
+                    }
+                    entries.Add(new ConfigEntry(key, FromYaml(pair.Value, source), ToLine(pair.Key.Start)));
+                }
+                return new ConfigMap(entries, line);
+            case YamlSequenceNode sequence:
+                var items = new List<ConfigNode>();
+                foreach (YamlNode item in sequence.Children)
+                {
+                    items.Add(FromYaml(item, source));
+                }
+                return new ConfigList(items, line);
+            case YamlScalarNode scalar:
+                bool plain = scalar.Style is ScalarStyle.Plain or ScalarStyle.Any
+                    && (scalar.Tag.IsEmpty || scalar.Tag.Value != StrTag);
+                return new ConfigScalar(scalar.Value ?? "", plain ? ScalarKind.Plain : ScalarKind.String, line);
+            default:
+                throw new UserErrorException($"{source}:{line}: unsupported YAML node");
+        }
+    }
+
+    private static int ToLine(Mark mark) => mark.Line > int.MaxValue ? int.MaxValue : (int)mark.Line;
+
+    /// <summary>The message prefix that locates something: "file:line" or just "file".</summary>
+    public static string Where(string source, int line) => line > 0 ? string.Create(CultureInfo.InvariantCulture, $"{source}:{line}") : source;
+}
