@@ -24,6 +24,9 @@ internal static class Program
         var root = new RootCommand("CudaFinetune fine-tunes Llama-family language models (LoRA or full-parameter) "
             + "with its own CUDA kernels or on the CPU, and resumes exactly from its checkpoints.")
         {
+            FinetuneCommand.Create(),
+            EvalCommand.Create(),
+            GenerateCommand.Create(),
             InitModelCommand.Create(),
         };
         ParseResult parse = root.Parse(args);

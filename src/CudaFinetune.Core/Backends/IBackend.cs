@@ -98,7 +98,7 @@ public interface IBackend : IDisposable
 
     // ---- MLP activation -----------------------------------------------------------------
 
-    /// <summary>output = silu(gate) ⊙ up.</summary>
+    /// <summary>output = silu(gate) ⊙ up; output must not be gate or up.</summary>
     void SwiGluForward(Tensor gate, Tensor up, Tensor output);
 
     /// <summary>dGate and dUp are overwritten with the gradients of <see cref="SwiGluForward"/>.</summary>
@@ -114,6 +114,24 @@ public interface IBackend : IDisposable
     /// be the logits tensor itself.
     /// </summary>
     void CrossEntropy(Tensor logits, Tensor targets, Tensor rowLoss, Tensor? dLogits, double gradientScale);
+
+    // ---- optimizer ----------------------------------------------------------------------
+
+    /// <summary>
+    /// One AdamW update of a parameter in place, exactly as PyTorch's AdamW (decoupled weight decay):
+    /// g = gradScale·grad; p ← p·(1 − lr·wd); m ← β1·m + (1−β1)·g; v ← β2·v + (1−β2)·g²;
+    /// p ← p − (lr / (1−β1ᵗ)) · m / (√v / √(1−β2ᵗ) + ε).
+    /// </summary>
+    void AdamWUpdate(Tensor parameter, Tensor gradient, Tensor firstMoment, Tensor secondMoment, in AdamWStep update);
+
+    // ---- inference ----------------------------------------------------------------------
+
+    /// <summary>
+    /// Attention for decoding with a key/value cache (batch 1): the n rows of q are positions
+    /// [past, past + n); kCache and vCache [capacity, kvHeads·headDim] hold rows 0..past+n−1; row i
+    /// attends to cache rows 0..past+i.
+    /// </summary>
+    void AttentionDecode(Tensor q, Tensor kCache, Tensor vCache, Tensor output, int past, in AttentionShape shape);
 
     // ---- reductions (results come back to the host) -------------------------------------
 

@@ -20,14 +20,14 @@ public sealed class ProfilingBackend : IBackend
     [
         "MatMul", "Add", "AddScaled", "Dropout", "EmbeddingForward", "EmbeddingBackward", "RmsNormForward", "RmsNormBackward",
         "Rope", "AttentionForward", "AttentionBackward", "SwiGluForward", "SwiGluBackward", "CrossEntropy", "Sum", "SumOfSquares",
-        "Fill", "Copy", "CopyFromHost", "CopyToHost",
+        "Fill", "Copy", "CopyFromHost", "CopyToHost", "AdamWUpdate", "AttentionDecode",
     ];
 
     private enum Op
     {
         MatMul, Add, AddScaled, Dropout, EmbeddingForward, EmbeddingBackward, RmsNormForward, RmsNormBackward,
         Rope, AttentionForward, AttentionBackward, SwiGluForward, SwiGluBackward, CrossEntropy, Sum, SumOfSquares,
-        Fill, Copy, CopyFromHost, CopyToHost,
+        Fill, Copy, CopyFromHost, CopyToHost, AdamWUpdate, AttentionDecode,
     }
 
     public ProfilingBackend(IBackend inner) => _inner = inner ?? throw new ArgumentNullException(nameof(inner));
@@ -181,6 +181,18 @@ public sealed class ProfilingBackend : IBackend
     {
         using var _ = Time(Op.CrossEntropy);
         _inner.CrossEntropy(logits, targets, rowLoss, dLogits, gradientScale);
+    }
+
+    public void AdamWUpdate(Tensor parameter, Tensor gradient, Tensor firstMoment, Tensor secondMoment, in AdamWStep update)
+    {
+        using var _ = Time(Op.AdamWUpdate);
+        _inner.AdamWUpdate(parameter, gradient, firstMoment, secondMoment, update);
+    }
+
+    public void AttentionDecode(Tensor q, Tensor kCache, Tensor vCache, Tensor output, int past, in AttentionShape shape)
+    {
+        using var _ = Time(Op.AttentionDecode);
+        _inner.AttentionDecode(q, kCache, vCache, output, past, shape);
     }
 
     public double Sum(Tensor x)

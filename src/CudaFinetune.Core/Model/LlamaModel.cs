@@ -32,7 +32,8 @@ public sealed class LlamaModel : IDisposable
     private readonly Parameter _head;
     private readonly ulong _seed;
     private readonly Parameter[] _trainable;
-    private LlamaActivations? _activations;
+    /// <summary>Activations per batch shape, so alternating train and eval shapes does not reallocate.</summary>
+    private readonly Dictionary<(int Batch, int SeqLen), LlamaActivations> _activations = [];
 
     /// <summary>Builds the model over <paramref name="baseWeights"/> (which it then owns), adding LoRA adapters when configured.</summary>
     public LlamaModel(IBackend backend, LlamaConfig config, ParameterSet baseWeights, LlamaModelOptions? options = null)
@@ -190,13 +191,23 @@ public sealed class LlamaModel : IDisposable
 
     private LlamaActivations ActivationsFor(TokenBatch batch)
     {
-        if (_activations is { } a && a.Batch == batch.BatchSize && a.SeqLen == batch.SeqLen)
+        var key = (batch.BatchSize, batch.SeqLen);
+        if (!_activations.TryGetValue(key, out var activations))
         {
-            return a;
+            activations = new LlamaActivations(_backend, Config, batch.BatchSize, batch.SeqLen, Lora?.Rank ?? 0);
+            _activations.Add(key, activations);
         }
-        _activations?.Dispose();
-        _activations = new LlamaActivations(_backend, Config, batch.BatchSize, batch.SeqLen, Lora?.Rank ?? 0);
-        return _activations;
+        return activations;
+    }
+
+    /// <summary>Frees the activation buffers kept for each batch shape seen so far.</summary>
+    public void ReleaseActivations()
+    {
+        foreach (var activations in _activations.Values)
+        {
+            activations.Dispose();
+        }
+        _activations.Clear();
     }
 
     private void LayerForward(int l, LlamaActivations act, in AttentionShape attention, in DropoutContext dropout)
@@ -286,10 +297,20 @@ public sealed class LlamaModel : IDisposable
 
     public void Dispose()
     {
-        _activations?.Dispose();
+        ReleaseActivations();
         Parameters.Dispose();
     }
 
-    private sealed record Layer(Parameter InputNorm, Parameter PostAttentionNorm,
+    // ---- what inference (TextGenerator) reads -----------------------------------------------
+
+    internal Layer LayerAt(int index) => _layers[index];
+
+    internal Parameter EmbeddingWeight => _embedding;
+
+    internal Parameter FinalNormWeight => _finalNorm;
+
+    internal Parameter HeadWeight => _head;
+
+    internal sealed record Layer(Parameter InputNorm, Parameter PostAttentionNorm,
         LinearLayer Q, LinearLayer K, LinearLayer V, LinearLayer O, LinearLayer Gate, LinearLayer Up, LinearLayer Down);
 }

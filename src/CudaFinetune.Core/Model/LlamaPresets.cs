@@ -5,10 +5,17 @@ namespace CudaFinetune.Model;
 /// <summary>Named model shapes for <c>init-model --preset</c>: small random models for demos, tests and benchmarks.</summary>
 public static class LlamaPresets
 {
-    /// <summary>A Llama-3.2-shaped miniature (GQA, tied embeddings, llama3 RoPE scaling) that trains in seconds on a CPU.</summary>
+    /// <summary>
+    /// A Llama-3.2-shaped miniature (GQA, tied embeddings, llama3 RoPE scaling) that trains in seconds
+    /// on a CPU, with GPT-2's vocabulary so the demo can use a real BPE tokenizer.
+    /// </summary>
     public static LlamaConfig Tiny { get; } = new()
     {
-        VocabSize = 1024,
+        VocabSize = 50257,
+        // ≈ 1/√hidden rather than transformers' 0.02, so a random model this small passes signal
+        // through its layers and its tied head can express confident predictions (at 0.02 the
+        // largest reachable logit is about 2.6 and no adapter can lower the loss below ~8).
+        InitializerRange = 0.15,
         HiddenSize = 128,
         IntermediateSize = 352,
         NumHiddenLayers = 2,
@@ -19,8 +26,8 @@ public static class LlamaPresets
         RopeTheta = 500000.0,
         RopeScaling = new RopeScaling { Factor = 32.0, LowFreqFactor = 1.0, HighFreqFactor = 4.0, OriginalMaxPositionEmbeddings = 256 },
         TieWordEmbeddings = true,
-        BosTokenId = 1,
-        EosTokenId = 2,
+        BosTokenId = null,
+        EosTokenId = 50256,
     };
 
     /// <summary>The benchmark model: vocab 8192, hidden 256, intermediate 768, 4 layers, 8 heads, 4 KV heads, untied head.</summary>
@@ -41,6 +48,9 @@ public static class LlamaPresets
     };
 
     public static IReadOnlyList<string> Names { get; } = ["tiny", "bench-tiny"];
+
+    /// <summary>The tokenizer a preset's model directory records (null: pretokenized data only).</summary>
+    public static string? TokenizerName(string name) => name == "tiny" ? "gpt2" : null;
 
     public static LlamaConfig Get(string name) => name switch
     {

@@ -92,8 +92,8 @@ public sealed record FinetuneOptions
     /// <summary>StepLR's factor per epoch.</summary>
     public double Gamma { get; init; } = 0.85;
 
-    /// <summary>Clip gradients to this global L2 norm (0: no clipping).</summary>
-    public double GradientClipping { get; init; } = 1.0;
+    /// <summary>Clip gradients to this global L2 norm (0: no clipping, llama-recipes' default).</summary>
+    public double GradientClipping { get; init; }
 
     public ulong Seed { get; init; } = 42;
 
@@ -102,6 +102,9 @@ public sealed record FinetuneOptions
 
     /// <summary>auto, cpu (cuda when the CUDA backend exists).</summary>
     public string Device { get; init; } = "auto";
+
+    /// <summary>Replace an earlier run's files in <see cref="OutputDir"/> (refused otherwise, so nothing saved is lost).</summary>
+    public bool Overwrite { get; init; }
 
     /// <summary>Throws <see cref="UserErrorException"/> naming the first impossible value.</summary>
     public void Validate()

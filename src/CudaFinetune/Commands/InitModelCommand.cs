@@ -5,6 +5,7 @@ using CudaFinetune.Errors;
 using CudaFinetune.IO;
 using CudaFinetune.Model;
 using CudaFinetune.Tensors;
+using CudaFinetune.Tokenizers;
 
 namespace CudaFinetune.Cli.Commands;
 
@@ -71,6 +72,10 @@ internal static class InitModelCommand
         using ParameterSet weights = LlamaWeights.Allocate(backend, config);
         LlamaInitializer.Initialize(backend, weights, config, seed);
         HfModelDirectory.Save(directory, config, weights, fileDType);
+        if (LlamaPresets.TokenizerName(presetName) is { } tokenizerName)
+        {
+            TokenizerCatalog.WriteRecord(directory, TokenizerCatalog.Create(tokenizerName));
+        }
 
         long bytes = new FileInfo(Path.Combine(directory, HfModelDirectory.ConfigFileName)).Length
             + new FileInfo(Path.Combine(directory, HfModelDirectory.WeightsFileName)).Length;

@@ -34,11 +34,11 @@ public sealed class InitModelCommandTests
         string a = _dir.File("a"), b = _dir.File("b"), c = _dir.File("c");
         var first = Cli("init-model", "--preset", "tiny", "--seed", "5", "--out", a);
         Assert.That(first.Code, Is.Zero, first.Err);
-        Assert.That(first.Out, Does.Contain(a).And.Contain("500,352 parameters").And.Contain("bytes"));
+        Assert.That(first.Out, Does.Contain(a).And.Contain("6,802,176 parameters").And.Contain("bytes"));
         Assert.That(Cli("init-model", "--preset", "tiny", "--seed", "5", "--out", b).Code, Is.Zero);
         Assert.That(Cli("init-model", "--preset", "tiny", "--seed", "6", "--out", c).Code, Is.Zero);
 
-        Assert.That(Directory.GetFiles(a).Select(Path.GetFileName), Is.EquivalentTo(new[] { "config.json", "model.safetensors" }));
+        Assert.That(Directory.GetFiles(a).Select(Path.GetFileName), Is.EquivalentTo(new[] { "config.json", "model.safetensors", "tokenizer_config.json" }));
         Assert.That(Bytes(b, "config.json"), Is.EqualTo(Bytes(a, "config.json")));
         Assert.That(Bytes(b, "model.safetensors"), Is.EqualTo(Bytes(a, "model.safetensors")));
         Assert.That(Bytes(c, "config.json"), Is.EqualTo(Bytes(a, "config.json")));
@@ -56,7 +56,9 @@ public sealed class InitModelCommandTests
         {
             LlamaConfig tiny = LlamaPresets.Tiny;
             Assert.That(config, Is.EqualTo(tiny with { NumKeyValueHeads = tiny.KeyValueHeads, HeadDim = tiny.HeadSize, TorchDtype = "bfloat16" }));
-            Assert.That(LlamaWeights.CountParameters(weights), Is.EqualTo(500_352));
+            // embedding 50257·128, two layers of (2·128 norms + q 128·128 + k, v 64·128 + o 128·128 + gate, up, down 352·128), final norm 128
+            Assert.That(LlamaWeights.CountParameters(weights), Is.EqualTo(50257 * 128 + 2 * (256 + 16384 + 2 * 8192 + 16384 + 3 * 45056) + 128));
+            Assert.That(CudaFinetune.Tokenizers.TokenizerCatalog.TryLoadForModel(dir)?.Name, Is.EqualTo("gpt2"), "tiny records the GPT-2 tokenizer");
         }
     }
 

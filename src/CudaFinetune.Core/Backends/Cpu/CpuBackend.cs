@@ -340,6 +340,44 @@ public sealed unsafe class CpuBackend : IBackend
         }
     }
 
+    public void AdamWUpdate(Tensor parameter, Tensor gradient, Tensor firstMoment, Tensor secondMoment, in AdamWStep update)
+    {
+        CheckCompute(parameter, gradient, firstMoment);
+        CheckCompute(secondMoment, parameter);
+        SameCount(parameter, gradient);
+        SameCount(parameter, firstMoment);
+        SameCount(parameter, secondMoment);
+        if (parameter.DType == DType.F32)
+        {
+            CpuAdamW.Update(_pool, parameter.HostPointer<float>(), gradient.HostPointer<float>(), firstMoment.HostPointer<float>(), secondMoment.HostPointer<float>(), parameter.ElementCount, update);
+        }
+        else
+        {
+            CpuAdamW.Update(_pool, parameter.HostPointer<double>(), gradient.HostPointer<double>(), firstMoment.HostPointer<double>(), secondMoment.HostPointer<double>(), parameter.ElementCount, update);
+        }
+    }
+
+    public void AttentionDecode(Tensor q, Tensor kCache, Tensor vCache, Tensor output, int past, in AttentionShape shape)
+    {
+        shape.Validate();
+        CheckCompute(q, kCache, vCache);
+        CheckCompute(output, q);
+        int rows = q.Shape.Rows, kvWidth = shape.KvHeads * shape.HeadDim;
+        if (shape.Batch != 1 || q.Shape.Columns != shape.QueryHeads * shape.HeadDim || output.ElementCount != q.ElementCount
+            || kCache.Shape.Columns != kvWidth || vCache.Shape.Columns != kvWidth || past < 0 || past + rows > kCache.Shape.Rows || vCache.Shape.Rows != kCache.Shape.Rows)
+        {
+            throw new ArgumentException($"attention decode: q {q.Shape}, caches {kCache.Shape}/{vCache.Shape}, out {output.Shape}, past {past} do not match {shape}");
+        }
+        if (q.DType == DType.F32)
+        {
+            CpuAttentionDecode.Run(_pool, q.HostPointer<float>(), kCache.HostPointer<float>(), vCache.HostPointer<float>(), output.HostPointer<float>(), rows, past, shape);
+        }
+        else
+        {
+            CpuAttentionDecode.Run(_pool, q.HostPointer<double>(), kCache.HostPointer<double>(), vCache.HostPointer<double>(), output.HostPointer<double>(), rows, past, shape);
+        }
+    }
+
     public double Sum(Tensor x) => Reduce(x, squares: false);
 
     public double SumOfSquares(Tensor x) => Reduce(x, squares: true);

@@ -1,0 +1,119 @@
+using System.Text.Json;
+using CudaFinetune.Errors;
+using CudaFinetune.IO.Safetensors;
+using CudaFinetune.Lora;
+using CudaFinetune.Model;
+using CudaFinetune.Tensors;
+
+namespace CudaFinetune.IO;
+
+/// <summary>
+/// A LoRA adapter in PEFT's layout: <c>adapter_config.json</c> (peft_type LORA, r, lora_alpha,
+/// lora_dropout, target_modules) and <c>adapter_model.safetensors</c> with PEFT's tensor names
+/// (base_model.model.model.layers.N.self_attn.q_proj.lora_A.weight …), which are the names the
+/// model's adapter parameters already carry. <c>PeftModel.from_pretrained</c> reads it.
+/// </summary>
+public static class PeftAdapterDirectory
+{
+    public const string ConfigFileName = "adapter_config.json";
+    public const string WeightsFileName = "adapter_model.safetensors";
+
+    /// <summary>Writes the model's LoRA adapters (F32) and their configuration into <paramref name="directory"/>.</summary>
+    public static void Save(string directory, LlamaModel model, string? baseModelPath)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        var lora = model.Lora ?? throw new InvalidOperationException("the model has no LoRA adapters to save");
+        Directory.CreateDirectory(directory);
+        var tensors = model.Parameters.All.Where(p => p.Name.Contains(".lora_", StringComparison.Ordinal)).Select(p => (p.Name, p.Value)).ToList();
+        SafetensorsWriter.Write(Path.Combine(directory, WeightsFileName), tensors, DType.F32);
+        AtomicFile.Write(Path.Combine(directory, ConfigFileName), stream =>
+        {
+            using var json = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true });
+            json.WriteStartObject();
+            json.WriteString("peft_type", "LORA");
+            json.WriteString("task_type", "CAUSAL_LM");
+            if (baseModelPath is null)
+            {
+                json.WriteNull("base_model_name_or_path");
+            }
+            else
+            {
+                json.WriteString("base_model_name_or_path", baseModelPath);
+            }
+            json.WriteNumber("r", lora.Rank);
+            json.WriteNumber("lora_alpha", lora.Alpha);
+            json.WriteNumber("lora_dropout", lora.Dropout);
+            json.WriteStartArray("target_modules");
+            foreach (string module in lora.TargetModules)
+            {
+                json.WriteStringValue(module);
+            }
+            json.WriteEndArray();
+            json.WriteString("bias", "none");
+            json.WriteBoolean("fan_in_fan_out", false);
+            json.WriteBoolean("inference_mode", true);
+            json.WriteEndObject();
+        });
+    }
+
+    /// <summary>Reads adapter_config.json into a <see cref="LoraConfig"/>.</summary>
+    public static LoraConfig ReadConfig(string directory)
+    {
+        string path = Path.Combine(directory, ConfigFileName);
+        if (!File.Exists(path))
+        {
+            throw new UserErrorException($"no {ConfigFileName} in '{directory}': --adapter takes the directory a LoRA fine-tune wrote (its adapter/ folder)");
+        }
+        try
+        {
+            using var doc = JsonDocument.Parse(File.ReadAllBytes(path));
+            var root = doc.RootElement;
+            string peftType = root.TryGetProperty("peft_type", out var t) ? t.GetString() ?? "" : "";
+            if (!string.Equals(peftType, "LORA", StringComparison.OrdinalIgnoreCase))
+            {
+                throw new UserErrorException($"{path}: peft_type '{peftType}' is not supported; only LORA adapters are");
+            }
+            var modules = root.GetProperty("target_modules");
+            IReadOnlyList<string> targets = modules.ValueKind == JsonValueKind.String
+                ? LoraConfig.ParseTargets(modules.GetString()!)
+                : [.. modules.EnumerateArray().Select(m => m.GetString()!)];
+            var config = new LoraConfig
+            {
+                Rank = root.GetProperty("r").GetInt32(),
+                Alpha = root.GetProperty("lora_alpha").GetDouble(),
+                Dropout = root.TryGetProperty("lora_dropout", out var d) ? d.GetDouble() : 0,
+                TargetModules = targets,
+            };
+            config.Validate();
+            return config;
+        }
+        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
+        {
+            throw new UserErrorException($"{path} is not a valid PEFT adapter config: {e.Message}", e);
+        }
+    }
+
+    /// <summary>Copies the adapter weights into a model built with <see cref="ReadConfig"/>'s settings, checking every tensor.</summary>
+    public static void LoadWeights(string directory, LlamaModel model)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        string path = Path.Combine(directory, WeightsFileName);
+        if (!File.Exists(path))
+        {
+            throw new UserErrorException($"no {WeightsFileName} in '{directory}'");
+        }
+        using var reader = new SafetensorsReader(path);
+        foreach (var p in model.Parameters.All.Where(p => p.Name.Contains(".lora_", StringComparison.Ordinal)))
+        {
+            if (!reader.TryGetTensor(p.Name, out var info))
+            {
+                throw new UserErrorException($"{path} has no tensor '{p.Name}': the adapter was made for another model or other target modules");
+            }
+            if (info.Shape != p.Value.Shape)
+            {
+                throw new UserErrorException($"{path}: '{p.Name}' has shape {info.Shape}, the model needs {p.Value.Shape}");
+            }
+            reader.ReadInto(p.Name, p.Value);
+        }
+    }
+}

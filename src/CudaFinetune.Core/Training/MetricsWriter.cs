@@ -1,0 +1,136 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+
+namespace CudaFinetune.Training;
+
+/// <summary>
+/// Appends <c>metrics.jsonl</c>: one JSON object per optimizer step
+/// {"step","epoch","loss","lr","grad_norm","tokens_per_s"} and per evaluation
+/// {"step","eval_loss","eval_perplexity"}. Numbers round-trip exactly; non-finite values are null.
+/// Each line is flushed as it is written, so a crash loses at most the line being written.
+/// </summary>
+public sealed class MetricsWriter : IDisposable
+{
+    private readonly FileStream _stream;
+    private readonly ArrayBufferWriterStream _buffer = new();
+
+    public MetricsWriter(string path)
+    {
+        Path = path;
+        _stream = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.Read);
+    }
+
+    public string Path { get; }
+
+    /// <summary>Training-loss points (step, loss) written so far, for the loss chart.</summary>
+    public List<(double Step, double Value)> TrainLoss { get; } = [];
+
+    /// <summary>Eval-loss points (step, eval loss) written so far.</summary>
+    public List<(double Step, double Value)> EvalLoss { get; } = [];
+
+    public void Write(TrainingEvent e)
+    {
+        switch (e)
+        {
+            case StepCompleted s:
+                TrainLoss.Add((s.Step, s.Loss));
+                WriteLine(w =>
+                {
+                    w.WriteNumber("step", s.Step);
+                    w.WriteNumber("epoch", s.Epoch);
+                    Number(w, "loss", s.Loss);
+                    Number(w, "lr", s.LearningRate);
+                    Number(w, "grad_norm", s.GradNorm);
+                    Number(w, "tokens_per_s", Math.Round(s.TokensPerSecond, 1));
+                });
+                break;
+            case EvaluationCompleted ev:
+                EvalLoss.Add((ev.Step, ev.EvalLoss));
+                WriteLine(w =>
+                {
+                    w.WriteNumber("step", ev.Step);
+                    Number(w, "eval_loss", ev.EvalLoss);
+                    Number(w, "eval_perplexity", ev.EvalPerplexity);
+                });
+                break;
+            default:
+                break;
+        }
+    }
+
+    private static void Number(Utf8JsonWriter w, string name, double value)
+    {
+        if (double.IsFinite(value))
+        {
+            w.WriteNumber(name, value);
+        }
+        else
+        {
+            w.WriteNull(name);
+        }
+    }
+
+    private void WriteLine(Action<Utf8JsonWriter> body)
+    {
+        _buffer.Reset();
+        using (var w = new Utf8JsonWriter(_buffer))
+        {
+            w.WriteStartObject();
+            body(w);
+            w.WriteEndObject();
+        }
+        _buffer.WriteByte((byte)'\n');
+        _stream.Write(_buffer.WrittenSpan);
+        _stream.Flush();
+    }
+
+    public void Dispose()
+    {
+        _stream.Dispose();
+        _buffer.Dispose();
+    }
+
+    /// <summary>A reusable in-memory stream for one line.</summary>
+    private sealed class ArrayBufferWriterStream : MemoryStream
+    {
+        public ReadOnlySpan<byte> WrittenSpan => GetBuffer().AsSpan(0, (int)Length);
+
+        public void Reset() => SetLength(0);
+    }
+}
+
+/// <summary>Reads the losses back out of a metrics.jsonl (for tests and tools).</summary>
+public static class MetricsFile
+{
+    public static IReadOnlyList<(long Step, double Loss)> ReadStepLosses(string path)
+    {
+        var result = new List<(long, double)>();
+        foreach (string line in File.ReadLines(path, Encoding.UTF8))
+        {
+            using var doc = JsonDocument.Parse(line);
+            if (doc.RootElement.TryGetProperty("loss", out var loss))
+            {
+                result.Add((doc.RootElement.GetProperty("step").GetInt64(), loss.ValueKind == JsonValueKind.Null ? double.NaN : loss.GetDouble()));
+            }
+        }
+        return result;
+    }
+
+    public static IReadOnlyList<(long Step, double EvalLoss)> ReadEvalLosses(string path)
+    {
+        var result = new List<(long, double)>();
+        foreach (string line in File.ReadLines(path, Encoding.UTF8))
+        {
+            using var doc = JsonDocument.Parse(line);
+            if (doc.RootElement.TryGetProperty("eval_loss", out var loss))
+            {
+                result.Add((doc.RootElement.GetProperty("step").GetInt64(), loss.ValueKind == JsonValueKind.Null ? double.NaN : loss.GetDouble()));
+            }
+        }
+        return result;
+    }
+
+    /// <summary>A number as metrics.jsonl spells it (shortest round-trip form).</summary>
+    public static string Format(double value) => value.ToString("R", CultureInfo.InvariantCulture);
+}

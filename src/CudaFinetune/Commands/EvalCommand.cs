@@ -1,0 +1,68 @@
+using System.CommandLine;
+using System.Globalization;
+using CudaFinetune.Backends;
+using CudaFinetune.Data;
+using CudaFinetune.IO;
+using CudaFinetune.Training;
+
+namespace CudaFinetune.Cli.Commands;
+
+/// <summary><c>eval</c>: token-weighted mean loss and perplexity of a model (plus adapter) on a whole dataset.</summary>
+internal static class EvalCommand
+{
+    public static Command Create()
+    {
+        var model = new Option<string>("--model") { Description = "Model directory in Hugging Face layout", Required = true };
+        var adapter = new Option<string>("--adapter") { Description = "LoRA adapter directory (a fine-tune's adapter/ folder)" };
+        var dataset = new Option<string>("--dataset") { Description = "Data to evaluate on, .json or .jsonl (every example is used)", Required = true };
+        var format = new Option<string>("--dataset-format") { Description = "auto, pretokenized, alpaca, samsum, text or custom", DefaultValueFactory = _ => "auto" };
+        var fieldMap = new Option<string>("--field-map") { Description = "Custom files: e.g. prompt=question,response=answer" };
+        var template = new Option<string>("--prompt-template") { Description = "Custom files: prompt text with {field} placeholders" };
+        var batchSize = new Option<int>("--batch-size") { Description = "Rows per batch", DefaultValueFactory = _ => 4 };
+        var context = new Option<int>("--context-length") { Description = "Tokens per row", DefaultValueFactory = _ => 256 };
+        var batching = new Option<string>("--batching") { Description = "packing or padding", DefaultValueFactory = _ => "packing" };
+        var device = new Option<string>("--device") { Description = "auto or cpu", DefaultValueFactory = _ => "auto" };
+        var command = new Command("eval", "Print the loss and perplexity of a model (and optional LoRA adapter) on a dataset")
+        {
+            model, adapter, dataset, format, fieldMap, template, batchSize, context, batching, device,
+        };
+        command.SetAction(parse =>
+        {
+            var options = new FinetuneOptions
+            {
+                Model = parse.GetValue(model),
+                Dataset = parse.GetValue(dataset),
+                DatasetFormat = parse.GetValue(format)!,
+                FieldMap = parse.GetValue(fieldMap),
+                PromptTemplate = parse.GetValue(template),
+                ValidationFraction = 0,
+                BatchSize = parse.GetValue(batchSize),
+                ContextLength = parse.GetValue(context),
+                Batching = FinetuneFlags.ParseBatching(parse.GetValue(batching)!),
+                Device = parse.GetValue(device)!,
+            };
+            return Run(options, parse.GetValue(adapter), parse.InvocationConfiguration.Output);
+        });
+        return command;
+    }
+
+    internal static int Run(FinetuneOptions options, string? adapterDir, TextWriter output)
+    {
+        options.Validate();
+        using var backend = BackendFactory.Create(options.Device);
+        var (model, tokenizer) = ModelLoader.Load(options.Model!, adapterDir, backend);
+        using (model)
+        {
+            if (options.ContextLength > model.Config.MaxPositionEmbeddings)
+            {
+                throw new Errors.UserErrorException($"--context-length {options.ContextLength} is over the model's {model.Config.MaxPositionEmbeddings} positions");
+            }
+            var data = DatasetLoader.Load(options, tokenizer, model.Config.VocabSize);
+            var plan = BatchPlan.Create(data.Train, options.Batching, options.BatchSize, options.ContextLength, tokenizer?.EosId ?? 0);
+            var loss = ModelEvaluator.Evaluate(model, plan);
+            output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"eval: loss {loss.Mean:F4}  perplexity {Math.Exp(loss.Mean):F3}  ({loss.Tokens:N0} tokens in {plan.Count} batches, {data.Train.Count} examples, {data.Format})"));
+        }
+        return Program.ExitSuccess;
+    }
+}

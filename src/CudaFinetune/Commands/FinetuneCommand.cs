@@ -1,0 +1,176 @@
+using System.CommandLine;
+using System.Globalization;
+using CudaFinetune.Config;
+using CudaFinetune.Errors;
+using CudaFinetune.Training;
+
+namespace CudaFinetune.Cli.Commands;
+
+/// <summary>
+/// <c>finetune</c>: trains a model like llama-recipes' finetuning.py. Options resolve as defaults,
+/// then <c>--config FILE</c>, then the flags given on the command line. With no model, dataset or
+/// config it runs the built-in demo (<see cref="Demo"/>).
+/// </summary>
+internal static class FinetuneCommand
+{
+    public static Command Create()
+    {
+        var o = new FinetuneFlags();
+        var command = new Command("finetune", "Fine-tune a model (LoRA or full). With no --model/--dataset/--config: the built-in demo.");
+        foreach (var option in o.All)
+        {
+            command.Options.Add(option);
+        }
+        command.SetAction((parse, cancellationToken) => Task.FromResult(Run(parse, o, cancellationToken)));
+        return command;
+    }
+
+    private static int Run(ParseResult parse, FinetuneFlags flags, CancellationToken cancellationToken)
+    {
+        var output = parse.InvocationConfiguration.Output;
+        bool demo = !FinetuneFlags.Given(parse, flags.Model) && !FinetuneFlags.Given(parse, flags.Dataset) && !FinetuneFlags.Given(parse, flags.Config);
+        if (demo)
+        {
+            return Demo.Run(flags, parse, output, cancellationToken);
+        }
+        var options = flags.Resolve(parse, new FinetuneOptions());
+        return Train(options, output, cancellationToken);
+    }
+
+    /// <summary>Opens the session, trains with a progress display, and reports where the results are.</summary>
+    internal static int Train(FinetuneOptions options, TextWriter output, CancellationToken cancellationToken)
+    {
+        using var session = FinetuneSession.Open(options);
+        using var progress = new ProgressDisplay(output);
+        session.Progress += progress.OnEvent;
+        output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"finetune: {session.Data.Train.Count} training / {session.Data.Validation.Count} validation examples ({session.Data.Format}), {session.TrainBatches.Count} batches per epoch, {session.Trainer.TotalSteps} steps, {(session.Model.Lora is null ? "full fine-tuning" : "LoRA")}"));
+        var result = session.Train(cancellationToken);
+        progress.Finish();
+        Report(result, output);
+        return Program.ExitSuccess;
+    }
+
+    internal static void Report(FinetuneResult result, TextWriter output)
+    {
+        output.WriteLine(result.Outcome.Cancelled
+            ? $"finetune: stopped by request after step {result.Outcome.Steps}; results so far were written"
+            : $"finetune: done, {result.Outcome.Steps} steps");
+        output.WriteLine($"  metrics     {result.MetricsPath}");
+        output.WriteLine($"  loss curve  {result.LossChartPath}");
+        if (result.AdapterDir is not null)
+        {
+            output.WriteLine($"  adapter     {result.AdapterDir}   (use with: eval/generate --adapter)");
+        }
+        if (result.ModelDir is not null)
+        {
+            output.WriteLine($"  model       {result.ModelDir}");
+        }
+    }
+}
+
+/// <summary>The finetune flags, and how they override a config file and the defaults.</summary>
+internal sealed class FinetuneFlags
+{
+    public Option<string> Config { get; } = new("--config") { Description = "JSON or YAML file of options (our names or llama-recipes train_config names); flags override it" };
+    public Option<string> Model { get; } = new("--model") { Description = "Model directory in Hugging Face layout (config.json + model.safetensors)" };
+    public Option<string> Dataset { get; } = new("--dataset") { Description = "Training data, .json or .jsonl (pretokenized, alpaca, samsum, text or custom)" };
+    public Option<string> OutputDir { get; } = new("--output-dir") { Description = "Where run.json, metrics.jsonl, loss.png and the adapter/model go [default: output]" };
+    public Option<bool> Overwrite { get; } = new("--overwrite") { Description = "Replace an earlier run's files in --output-dir" };
+    public Option<string> Peft { get; } = new("--peft") { Description = "lora, or none for full fine-tuning [default: lora]" };
+    public Option<int> LoraR { get; } = new("--lora-r") { Description = "LoRA rank [default: 8]" };
+    public Option<double> LoraAlpha { get; } = new("--lora-alpha") { Description = "LoRA alpha; the update is scaled by alpha/r [default: 32]" };
+    public Option<double> LoraDropout { get; } = new("--lora-dropout") { Description = "Dropout on the LoRA input [default: 0.05]" };
+    public Option<string> LoraTargets { get; } = new("--lora-targets") { Description = "Comma-separated modules (q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj) or all-linear [default: q_proj,v_proj]" };
+    public Option<string> DatasetFormat { get; } = new("--dataset-format") { Description = "auto, pretokenized, alpaca, samsum, text or custom [default: auto]" };
+    public Option<string> FieldMap { get; } = new("--field-map") { Description = "Custom files: map our fields to yours, e.g. prompt=question,response=answer" };
+    public Option<string> PromptTemplate { get; } = new("--prompt-template") { Description = "Custom files: prompt text with {field} placeholders" };
+    public Option<string> ValidationDataset { get; } = new("--validation-dataset") { Description = "Separate validation file (else --validation-fraction of the data)" };
+    public Option<double> ValidationFraction { get; } = new("--validation-fraction") { Description = "Share of the data held out for evaluation [default: 0.1]" };
+    public Option<int> BatchSize { get; } = new("--batch-size") { Description = "Rows per micro-batch [default: 4]" };
+    public Option<int> ContextLength { get; } = new("--context-length") { Description = "Tokens per row [default: 256]" };
+    public Option<string> Batching { get; } = new("--batching") { Description = "packing or padding [default: packing]" };
+    public Option<bool> Shuffle { get; } = new("--shuffle") { Description = "Shuffle batches every epoch: true or false [default: true]" };
+    public Option<int> GradientAccumulationSteps { get; } = new("--gradient-accumulation-steps") { Description = "Micro-batches per optimizer step [default: 1]" };
+    public Option<int> NumEpochs { get; } = new("--num-epochs") { Description = "Passes over the data [default: 3]" };
+    public Option<int> MaxSteps { get; } = new("--max-steps") { Description = "Stop after this many optimizer steps; 0 = no limit [default: 0]" };
+    public Option<double> Lr { get; } = new("--lr") { Description = "Peak learning rate [default: 1e-4]" };
+    public Option<double> WeightDecay { get; } = new("--weight-decay") { Description = "AdamW decoupled weight decay [default: 0]" };
+    public Option<string> Scheduler { get; } = new("--scheduler") { Description = "steplr, cosine, linear or constant [default: steplr]" };
+    public Option<int> WarmupSteps { get; } = new("--warmup-steps") { Description = "Linear warmup steps [default: 0]" };
+    public Option<double> Gamma { get; } = new("--gamma") { Description = "steplr: factor per epoch [default: 0.85]" };
+    public Option<double> GradientClipping { get; } = new("--gradient-clipping") { Description = "Clip gradients to this global norm; 0 = off [default: 0]" };
+    public Option<ulong> Seed { get; } = new("--seed") { Description = "Seed for LoRA init, dropout, shuffling and the validation split [default: 42]" };
+    public Option<int> EvalEvery { get; } = new("--eval-every") { Description = "Evaluate every N steps (and at each epoch end); 0 = epoch ends only [default: 0]" };
+    public Option<string> Device { get; } = new("--device") { Description = "auto or cpu (cuda when the CUDA backend exists) [default: auto]" };
+
+    public IEnumerable<Option> All =>
+    [
+        Config, Model, Dataset, OutputDir, Overwrite, Peft, LoraR, LoraAlpha, LoraDropout, LoraTargets, DatasetFormat, FieldMap, PromptTemplate,
+        ValidationDataset, ValidationFraction, BatchSize, ContextLength, Batching, Shuffle, GradientAccumulationSteps, NumEpochs, MaxSteps,
+        Lr, WeightDecay, Scheduler, WarmupSteps, Gamma, GradientClipping, Seed, EvalEvery, Device,
+    ];
+
+    public static bool Given(ParseResult parse, Option option) => parse.GetResult(option) is { Implicit: false };
+
+    /// <summary>Defaults (or <paramref name="start"/>), then --config, then every flag given.</summary>
+    public FinetuneOptions Resolve(ParseResult parse, FinetuneOptions start)
+    {
+        var o = start;
+        if (parse.GetValue(Config) is { } configPath)
+        {
+            o = RunConfigFile.Apply(o, configPath);
+        }
+        T Get<T>(Option<T> option, T current) => Given(parse, option) ? parse.GetValue(option)! : current;
+        string? GetText(Option<string> option, string? current) => Given(parse, option) ? parse.GetValue(option) : current;
+        return o with
+        {
+            Model = GetText(Model, o.Model),
+            Dataset = GetText(Dataset, o.Dataset),
+            OutputDir = Get(OutputDir, o.OutputDir),
+            Overwrite = Get(Overwrite, o.Overwrite),
+            Peft = Get(Peft, o.Peft),
+            LoraR = Get(LoraR, o.LoraR),
+            LoraAlpha = Get(LoraAlpha, o.LoraAlpha),
+            LoraDropout = Get(LoraDropout, o.LoraDropout),
+            LoraTargets = Get(LoraTargets, o.LoraTargets),
+            DatasetFormat = Get(DatasetFormat, o.DatasetFormat),
+            FieldMap = GetText(FieldMap, o.FieldMap),
+            PromptTemplate = GetText(PromptTemplate, o.PromptTemplate),
+            ValidationDataset = GetText(ValidationDataset, o.ValidationDataset),
+            ValidationFraction = Get(ValidationFraction, o.ValidationFraction),
+            BatchSize = Get(BatchSize, o.BatchSize),
+            ContextLength = Get(ContextLength, o.ContextLength),
+            Batching = Given(parse, Batching) ? ParseBatching(parse.GetValue(Batching)!) : o.Batching,
+            Shuffle = Get(Shuffle, o.Shuffle),
+            GradientAccumulationSteps = Get(GradientAccumulationSteps, o.GradientAccumulationSteps),
+            NumEpochs = Get(NumEpochs, o.NumEpochs),
+            MaxSteps = Get(MaxSteps, o.MaxSteps),
+            Lr = Get(Lr, o.Lr),
+            WeightDecay = Get(WeightDecay, o.WeightDecay),
+            Scheduler = Given(parse, Scheduler) ? ParseScheduler(parse.GetValue(Scheduler)!) : o.Scheduler,
+            WarmupSteps = Get(WarmupSteps, o.WarmupSteps),
+            Gamma = Get(Gamma, o.Gamma),
+            GradientClipping = Get(GradientClipping, o.GradientClipping),
+            Seed = Get(Seed, o.Seed),
+            EvalEvery = Get(EvalEvery, o.EvalEvery),
+            Device = Get(Device, o.Device),
+        };
+    }
+
+    internal static BatchingStrategy ParseBatching(string value) => value.ToLowerInvariant() switch
+    {
+        "packing" => BatchingStrategy.Packing,
+        "padding" => BatchingStrategy.Padding,
+        _ => throw new UserErrorException($"--batching must be packing or padding, got '{value}'"),
+    };
+
+    internal static SchedulerKind ParseScheduler(string value) => value.ToLowerInvariant() switch
+    {
+        "steplr" => SchedulerKind.StepLR,
+        "cosine" => SchedulerKind.Cosine,
+        "linear" => SchedulerKind.Linear,
+        "constant" => SchedulerKind.Constant,
+        _ => throw new UserErrorException($"--scheduler must be steplr, cosine, linear or constant, got '{value}'"),
+    };
+}

@@ -1,0 +1,78 @@
+using System.CommandLine;
+using CudaFinetune.Backends;
+using CudaFinetune.Errors;
+using CudaFinetune.IO;
+using CudaFinetune.Model;
+
+namespace CudaFinetune.Cli.Commands;
+
+/// <summary><c>generate</c>: continue a prompt with a model (plus adapter), greedy or sampled, using a key/value cache.</summary>
+internal static class GenerateCommand
+{
+    public static Command Create()
+    {
+        var model = new Option<string>("--model") { Description = "Model directory in Hugging Face layout (with a tokenizer record)", Required = true };
+        var adapter = new Option<string>("--adapter") { Description = "LoRA adapter directory (a fine-tune's adapter/ folder)" };
+        var prompt = new Option<string>("--prompt") { Description = "Text to continue", Required = true };
+        var maxNew = new Option<int>("--max-new-tokens") { Description = "Tokens to generate at most", DefaultValueFactory = _ => 64 };
+        var temperature = new Option<double>("--temperature") { Description = "0 = greedy; above 0 samples", DefaultValueFactory = _ => 0 };
+        var topP = new Option<double>("--top-p") { Description = "Nucleus sampling threshold (with --temperature > 0)", DefaultValueFactory = _ => 1.0 };
+        var seed = new Option<ulong>("--seed") { Description = "Sampling seed", DefaultValueFactory = _ => 0 };
+        var device = new Option<string>("--device") { Description = "auto or cpu", DefaultValueFactory = _ => "auto" };
+        var command = new Command("generate", "Generate text from a prompt (greedy, temperature, top-p; KV cache)")
+        {
+            model, adapter, prompt, maxNew, temperature, topP, seed, device,
+        };
+        command.SetAction(parse => Run(parse.GetValue(model)!, parse.GetValue(adapter), parse.GetValue(prompt)!,
+            new GenerationOptions { MaxNewTokens = parse.GetValue(maxNew), Temperature = parse.GetValue(temperature), TopP = parse.GetValue(topP), Seed = parse.GetValue(seed) },
+            parse.GetValue(device)!, parse.InvocationConfiguration.Output));
+        return command;
+    }
+
+    internal static int Run(string modelDir, string? adapterDir, string prompt, GenerationOptions options, string device, TextWriter output)
+    {
+        if (options.MaxNewTokens <= 0)
+        {
+            throw new UserErrorException($"--max-new-tokens must be positive, got {options.MaxNewTokens}");
+        }
+        if (options.Temperature < 0 || !(options.TopP is > 0 and <= 1))
+        {
+            throw new UserErrorException("--temperature must be ≥ 0 and --top-p in (0, 1]");
+        }
+        using var backend = BackendFactory.Create(device);
+        var (model, tokenizer) = ModelLoader.Load(modelDir, adapterDir, backend);
+        using (model)
+        {
+            if (tokenizer is null)
+            {
+                throw new UserErrorException($"'{modelDir}' records no tokenizer (tokenizer_config.json), so text cannot be encoded; models from 'init-model --preset tiny' have one");
+            }
+            var ids = new List<int>();
+            if (tokenizer.BosId is int bos)
+            {
+                ids.Add(bos);
+            }
+            ids.AddRange(tokenizer.Encode(prompt));
+            output.Write(prompt);
+            var generated = new List<int>();
+            int printed = 0;
+            new TextGenerator(model).Generate(ids, options, tokenizer.EosId, id =>
+            {
+                if (id == tokenizer.EosId)
+                {
+                    return;
+                }
+                generated.Add(id);
+                // Decode everything so far and print the new part, so multi-token characters come out whole.
+                string text = tokenizer.Decode(generated);
+                if (text.Length > printed && !text.EndsWith('\uFFFD'))
+                {
+                    output.Write(text[printed..]);
+                    printed = text.Length;
+                }
+            });
+            output.WriteLine();
+        }
+        return Program.ExitSuccess;
+    }
+}
