@@ -96,6 +96,9 @@ internal sealed class FinetuneFlags
     public Option<int> MaxSteps { get; } = new("--max-steps") { Description = "Stop after this many optimizer steps; 0 = no limit [default: 0]" };
     public Option<double> Lr { get; } = new("--lr") { Description = "Peak learning rate [default: 1e-4]" };
     public Option<double> WeightDecay { get; } = new("--weight-decay") { Description = "AdamW decoupled weight decay [default: 0]" };
+    public Option<double> Beta1 { get; } = new("--beta1") { Description = "AdamW β1 [default: 0.9]" };
+    public Option<double> Beta2 { get; } = new("--beta2") { Description = "AdamW β2 [default: 0.999]" };
+    public Option<double> Epsilon { get; } = new("--epsilon") { Description = "AdamW ε [default: 1e-8]" };
     public Option<string> Scheduler { get; } = new("--scheduler") { Description = "steplr, cosine, linear or constant [default: steplr]" };
     public Option<int> WarmupSteps { get; } = new("--warmup-steps") { Description = "Linear warmup steps [default: 0]" };
     public Option<double> Gamma { get; } = new("--gamma") { Description = "steplr: factor per epoch [default: 0.85]" };
@@ -108,7 +111,7 @@ internal sealed class FinetuneFlags
     [
         Config, Model, Dataset, OutputDir, Overwrite, Peft, LoraR, LoraAlpha, LoraDropout, LoraTargets, DatasetFormat, FieldMap, PromptTemplate,
         ValidationDataset, ValidationFraction, BatchSize, ContextLength, Batching, Shuffle, GradientAccumulationSteps, NumEpochs, MaxSteps,
-        Lr, WeightDecay, Scheduler, WarmupSteps, Gamma, GradientClipping, Seed, EvalEvery, Device,
+        Lr, WeightDecay, Beta1, Beta2, Epsilon, Scheduler, WarmupSteps, Gamma, GradientClipping, Seed, EvalEvery, Device,
     ];
 
     public static bool Given(ParseResult parse, Option option) => parse.GetResult(option) is { Implicit: false };
@@ -148,6 +151,9 @@ internal sealed class FinetuneFlags
             MaxSteps = Get(MaxSteps, o.MaxSteps),
             Lr = Get(Lr, o.Lr),
             WeightDecay = Get(WeightDecay, o.WeightDecay),
+            Beta1 = Get(Beta1, o.Beta1),
+            Beta2 = Get(Beta2, o.Beta2),
+            Epsilon = Get(Epsilon, o.Epsilon),
             Scheduler = Given(parse, Scheduler) ? ParseScheduler(parse.GetValue(Scheduler)!) : o.Scheduler,
             WarmupSteps = Get(WarmupSteps, o.WarmupSteps),
             Gamma = Get(Gamma, o.Gamma),
