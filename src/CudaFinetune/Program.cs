@@ -16,10 +16,14 @@ internal static class Program
     public const int ExitCheckFailed = 1;
     public const int ExitUserError = 2;
 
-    public static int Main(string[] args) => Run(args, Console.Out, Console.Error);
+    public static int Main(string[] args)
+    {
+        using var interrupt = new InterruptSignals(Console.Error);
+        return Run(args, Console.Out, Console.Error, interrupt.Token);
+    }
 
     /// <summary>Runs the command line in-process with the given writers; returns the exit code.</summary>
-    internal static int Run(string[] args, TextWriter output, TextWriter error)
+    internal static int Run(string[] args, TextWriter output, TextWriter error, CancellationToken cancellationToken = default)
     {
         var root = new RootCommand("CudaFinetune fine-tunes Llama-family language models (LoRA or full-parameter) "
             + "with its own CUDA kernels or on the CPU, and resumes exactly from its checkpoints.")
@@ -41,7 +45,10 @@ internal static class Program
         }
         try
         {
-            return parse.Invoke(new InvocationConfiguration { Output = output, Error = error, EnableDefaultExceptionHandler = false });
+            // Signals are handled by InterruptSignals (a graceful stop), not by System.CommandLine's
+            // termination timeout, which would kill the process while results are being written.
+            var configuration = new InvocationConfiguration { Output = output, Error = error, EnableDefaultExceptionHandler = false, ProcessTerminationTimeout = null };
+            return parse.InvokeAsync(configuration, cancellationToken).GetAwaiter().GetResult();
         }
         catch (UserErrorException e)
         {
