@@ -121,21 +121,24 @@ internal static unsafe class CpuGemm
             for (int p = first; p < last; p++)
             {
                 int j0 = p * Nr, width = Math.Min(Nr, N - j0);
-                T* dst = Packed + (long)p * K * Nr;
-                for (int kk = 0; kk < K; kk++, dst += Nr)
+                T* panel = Packed + (long)p * K * Nr;
+                if (TransB)
                 {
-                    if (!TransB)
+                    // op(B) = Bᵀ: column j of op(B) is B's row j, contiguous over k.
+                    for (int j = 0; j < Nr; j++)
                     {
-                        new ReadOnlySpan<T>(B + (long)kk * Ldb + j0, width).CopyTo(new Span<T>(dst, width));
-                    }
-                    else
-                    {
-                        T* src = B + (long)j0 * Ldb + kk;
-                        for (int j = 0; j < width; j++)
+                        T* src = B + (long)(j0 + j) * Ldb;
+                        for (int kk = 0; kk < K; kk++)
                         {
-                            dst[j] = src[(long)j * Ldb];
+                            panel[(long)kk * Nr + j] = j < width ? src[kk] : T.Zero;
                         }
                     }
+                    continue;
+                }
+                T* dst = panel;
+                for (int kk = 0; kk < K; kk++, dst += Nr)
+                {
+                    new ReadOnlySpan<T>(B + (long)kk * Ldb + j0, width).CopyTo(new Span<T>(dst, width));
                     for (int j = width; j < Nr; j++)
                     {
                         dst[j] = T.Zero;
@@ -203,6 +206,24 @@ internal static unsafe class CpuGemm
             {
                 int rows = Math.Min(MR, mLen - ii);
                 T* panel = dst + (long)ii * kc;
+                if (TransA)
+                {
+                    // op(A) = Aᵀ: the MR values of one k are contiguous in A's row k.
+                    for (int kk = 0; kk < kc; kk++)
+                    {
+                        T* src = A + (long)(k0 + kk) * Lda + i0 + ii;
+                        T* p = panel + kk * MR;
+                        for (int r = 0; r < rows; r++)
+                        {
+                            p[r] = src[r];
+                        }
+                        for (int r = rows; r < MR; r++)
+                        {
+                            p[r] = T.Zero;
+                        }
+                    }
+                    continue;
+                }
                 for (int r = 0; r < MR; r++)
                 {
                     if (r >= rows)
@@ -213,22 +234,10 @@ internal static unsafe class CpuGemm
                         }
                         continue;
                     }
-                    int i = i0 + ii + r;
-                    if (!TransA)
+                    T* src = A + (long)(i0 + ii + r) * Lda + k0;
+                    for (int kk = 0; kk < kc; kk++)
                     {
-                        T* src = A + (long)i * Lda + k0;
-                        for (int kk = 0; kk < kc; kk++)
-                        {
-                            panel[kk * MR + r] = src[kk];
-                        }
-                    }
-                    else
-                    {
-                        T* src = A + (long)k0 * Lda + i;
-                        for (int kk = 0; kk < kc; kk++)
-                        {
-                            panel[kk * MR + r] = src[(long)kk * Lda];
-                        }
+                        panel[kk * MR + r] = src[kk];
                     }
                 }
             }
