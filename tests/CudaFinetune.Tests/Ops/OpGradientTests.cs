@@ -372,6 +372,24 @@ public sealed class OpGradientTests
     }
 
     [Test]
+    public void Dropout_masks_agree_between_the_vectorised_float_path_and_the_scalar_double_path()
+    {
+        using var f32 = new CpuBackend(DType.F32, threads: 2);
+        int count = 40_003;
+        var key = new DropoutKey(99, 12, 3, 5);
+        using var ones32 = f32.Allocate(DType.F32, new Shape(count));
+        using var out32 = f32.Allocate(DType.F32, new Shape(count));
+        f32.Fill(ones32, 1);
+        f32.Dropout(ones32, out32, 0.4, key);
+        using var ones64 = _backend.Allocate(DType.F64, new Shape(count));
+        using var out64 = _backend.Allocate(DType.F64, new Shape(count));
+        _backend.Fill(ones64, 1);
+        _backend.Dropout(ones64, out64, 0.4, key);
+        bool[] kept32 = [.. Read(f32, out32).Select(v => v != 0)], kept64 = [.. Read(_backend, out64).Select(v => v != 0)];
+        Assert.That(kept32, Is.EqualTo(kept64));
+    }
+
+    [Test]
     public void Dropout_backward_applies_the_same_mask()
     {
         var rng = new Random(9);

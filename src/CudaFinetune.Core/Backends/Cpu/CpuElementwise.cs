@@ -1,5 +1,6 @@
 using System.Numerics;
 using System.Numerics.Tensors;
+using System.Runtime.Intrinsics;
 using CudaFinetune.Numerics;
 
 namespace CudaFinetune.Backends.Cpu;
@@ -105,15 +106,34 @@ internal static unsafe class CpuElementwise
         public readonly void Execute(int index)
         {
             var (s, n) = Range(index, Count);
-            // Chunk starts are multiples of 4, so each Philox block serves four consecutive elements.
-            for (long i = s; i < s + n; i += 4)
+            // Chunk starts are multiples of 16, so every run of 16 elements is four whole Philox blocks.
+            Span<uint> words = stackalloc uint[16];
+            for (long i = s; i < s + n; i += 16)
             {
-                ulong block = (ulong)i >> 2;
-                var (r0, r1, r2, r3) = Philox.Generate((uint)block, (uint)(block >> 32), Hi0, Hi1, (uint)Seed, (uint)(Seed >> 32));
-                Apply(i, r0);
-                if (i + 1 < s + n) { Apply(i + 1, r1); }
-                if (i + 2 < s + n) { Apply(i + 2, r2); }
-                if (i + 3 < s + n) { Apply(i + 3, r3); }
+                Philox.Generate4Blocks((ulong)i >> 2, Hi0, Hi1, Seed, words);
+                int count = (int)Math.Min(16, s + n - i);
+                if (count == 16 && typeof(T) == typeof(float) && Vector256.IsHardwareAccelerated)
+                {
+                    ApplyFloat16(i, words);
+                    continue;
+                }
+                for (int j = 0; j < count; j++)
+                {
+                    Apply(i + j, words[j]);
+                }
+            }
+        }
+
+        /// <summary>Sixteen float elements at once: keep where the word's top 24 bits reach the threshold.</summary>
+        private readonly void ApplyFloat16(long i, ReadOnlySpan<uint> words)
+        {
+            float* x = (float*)X + i, y = (float*)Output + i;
+            var threshold = Vector256.Create(Threshold);
+            var scale = Vector256.Create(float.CreateTruncating(Scale));
+            for (int h = 0; h < 16; h += 8)
+            {
+                var keep = Vector256.GreaterThanOrEqual(Vector256.Create(words.Slice(h, 8)) >>> 8, threshold).AsSingle();
+                Vector256.Store(Vector256.ConditionalSelect(keep, Vector256.Load(x + h) * scale, Vector256<float>.Zero), y + h);
             }
         }
 
