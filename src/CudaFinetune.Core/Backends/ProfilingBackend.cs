@@ -16,12 +16,7 @@ public sealed class ProfilingBackend : IBackend
     private readonly long[] _ticks = new long[OpNames.Length];
     private readonly long[] _calls = new long[OpNames.Length];
 
-    private static readonly string[] OpNames =
-    [
-        "MatMul", "Add", "AddScaled", "Dropout", "EmbeddingForward", "EmbeddingBackward", "RmsNormForward", "RmsNormBackward",
-        "Rope", "AttentionForward", "AttentionBackward", "SwiGluForward", "SwiGluBackward", "CrossEntropy", "Sum", "SumOfSquares",
-        "Fill", "Copy", "CopyFromHost", "CopyToHost", "AdamWUpdate", "AttentionDecode",
-    ];
+    private static readonly string[] OpNames = Enum.GetNames<Op>();
 
     private enum Op
     {

@@ -32,8 +32,6 @@ internal sealed class LinearLayer
     public int Use { get; }
 
     public int InFeatures => Weight.Value.Shape[1];
-    public int OutFeatures => Weight.Value.Shape[0];
-    public int Rank => LoraA?.Value.Shape[0] ?? 0;
 
     /// <summary>y = x·Wᵀ (+ the adapter).</summary>
     public void Forward(IBackend backend, Tensor x, Tensor y, LinearScratch scratch, in DropoutContext context)

@@ -46,21 +46,9 @@ internal sealed class LlamaActivations : IDisposable
         FinalNormed = New(n, h);
         FinalRstd = New(n);
 
-        var (cos, sin) = (New(seqLen, config.HeadSize / 2), New(seqLen, config.HeadSize / 2));
-        if (backend.ComputeType == DType.F64)
-        {
-            var tables = RotaryFrequencies.TablesF64(config, seqLen);
-            backend.CopyFromHost<double>(tables.Cos, cos);
-            backend.CopyFromHost<double>(tables.Sin, sin);
-        }
-        else
-        {
-            var tables = RotaryFrequencies.TablesF32(config, seqLen);
-            backend.CopyFromHost<float>(tables.Cos, cos);
-            backend.CopyFromHost<float>(tables.Sin, sin);
-        }
-        RopeCos = cos;
-        RopeSin = sin;
+        RopeCos = New(seqLen, config.HeadSize / 2);
+        RopeSin = New(seqLen, config.HeadSize / 2);
+        RotaryFrequencies.Upload(backend, config, seqLen, RopeCos, RopeSin);
 
         DResidual = New(n, h);
         DNormed = New(n, h);

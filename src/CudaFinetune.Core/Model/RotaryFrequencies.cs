@@ -1,3 +1,6 @@
+using CudaFinetune.Backends;
+using CudaFinetune.Tensors;
+
 namespace CudaFinetune.Model;
 
 /// <summary>
@@ -45,6 +48,24 @@ public static class RotaryFrequencies
                 scaled = (1 - smooth) * scaled / s.Factor + smooth * scaled;
             }
             inv[i] = scaled;
+        }
+    }
+
+    /// <summary>Fills cos and sin tensors [seqLen, d/2] with the tables in the backend's compute type.</summary>
+    public static void Upload(IBackend backend, LlamaConfig config, int seqLen, Tensor cos, Tensor sin)
+    {
+        ArgumentNullException.ThrowIfNull(backend);
+        if (backend.ComputeType == DType.F64)
+        {
+            var (c, s) = TablesF64(config, seqLen);
+            backend.CopyFromHost<double>(c, cos);
+            backend.CopyFromHost<double>(s, sin);
+        }
+        else
+        {
+            var (c, s) = TablesF32(config, seqLen);
+            backend.CopyFromHost<float>(c, cos);
+            backend.CopyFromHost<float>(s, sin);
         }
     }
 

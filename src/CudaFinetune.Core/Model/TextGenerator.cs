@@ -207,18 +207,7 @@ public sealed class TextGenerator
             V = [.. Enumerable.Range(0, config.NumHiddenLayers).Select(_ => backend.Allocate(backend.ComputeType, new Shape(capacity, config.KeyValueWidth)))];
             Cos = backend.Allocate(backend.ComputeType, new Shape(capacity, config.HeadSize / 2));
             Sin = backend.Allocate(backend.ComputeType, new Shape(capacity, config.HeadSize / 2));
-            if (backend.ComputeType == DType.F64)
-            {
-                var (cos, sin) = RotaryFrequencies.TablesF64(config, capacity);
-                backend.CopyFromHost<double>(cos, Cos);
-                backend.CopyFromHost<double>(sin, Sin);
-            }
-            else
-            {
-                var (cos, sin) = RotaryFrequencies.TablesF32(config, capacity);
-                backend.CopyFromHost<float>(cos, Cos);
-                backend.CopyFromHost<float>(sin, Sin);
-            }
+            RotaryFrequencies.Upload(backend, config, capacity, Cos, Sin);
         }
 
         public Tensor[] K { get; }

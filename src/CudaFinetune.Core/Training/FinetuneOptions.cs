@@ -106,6 +106,16 @@ public sealed record FinetuneOptions
     /// <summary>Replace an earlier run's files in <see cref="OutputDir"/> (refused otherwise, so nothing saved is lost).</summary>
     public bool Overwrite { get; init; }
 
+    /// <summary>Throws <see cref="UserErrorException"/> when the options ask more of the model than it has (rows longer than its positions).</summary>
+    public void CheckFits(Model.LlamaConfig config)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        if (ContextLength > config.MaxPositionEmbeddings)
+        {
+            throw new UserErrorException($"--context-length {ContextLength} is over the model's {config.MaxPositionEmbeddings} positions (max_position_embeddings); use at most {config.MaxPositionEmbeddings}");
+        }
+    }
+
     /// <summary>Throws <see cref="UserErrorException"/> naming the first impossible value.</summary>
     public void Validate()
     {

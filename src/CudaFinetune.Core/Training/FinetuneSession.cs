@@ -68,14 +68,12 @@ public sealed class FinetuneSession : IDisposable
         }
         CheckOutputDir(options);
         var backend = BackendFactory.Create(options.Device);
+        ParameterSet? weights = null;
+        LlamaModel? model = null;
         try
         {
-            var (config, weights) = HfModelDirectory.Load(options.Model, backend);
-            if (options.ContextLength > config.MaxPositionEmbeddings)
-            {
-                weights.Dispose();
-                throw new UserErrorException($"--context-length {options.ContextLength} is over the model's {config.MaxPositionEmbeddings} positions (max_position_embeddings); use at most {config.MaxPositionEmbeddings}");
-            }
+            (var config, weights) = HfModelDirectory.Load(options.Model, backend);
+            options.CheckFits(config);
             var tokenizer = TokenizerCatalog.TryLoadForModel(options.Model);
             var data = DatasetLoader.Load(options, tokenizer, config.VocabSize);
             int padId = tokenizer?.EosId ?? 0;
@@ -84,11 +82,14 @@ public sealed class FinetuneSession : IDisposable
             var lora = options.Peft == "lora"
                 ? new LoraConfig { Rank = options.LoraR, Alpha = options.LoraAlpha, Dropout = options.LoraDropout, TargetModules = LoraConfig.ParseTargets(options.LoraTargets) }
                 : null;
-            var model = new LlamaModel(backend, config, weights, new LlamaModelOptions { Lora = lora, Seed = options.Seed });
+            model = new LlamaModel(backend, config, weights, new LlamaModelOptions { Lora = lora, Seed = options.Seed });
+            weights = null; // the model owns them now
             return new FinetuneSession(options, backend, model, tokenizer, data, train, validation);
         }
         catch
         {
+            model?.Dispose();
+            weights?.Dispose();
             backend.Dispose();
             throw;
         }
@@ -112,13 +113,7 @@ public sealed class FinetuneSession : IDisposable
     public string Generate(string prompt, GenerationOptions? options = null)
     {
         var tokenizer = Tokenizer ?? throw new UserErrorException("the model directory records no tokenizer, so text cannot be generated");
-        var ids = new List<int>();
-        if (tokenizer.BosId is int bos)
-        {
-            ids.Add(bos);
-        }
-        ids.AddRange(tokenizer.Encode(prompt));
-        var output = new TextGenerator(Model).Generate(ids, options ?? new GenerationOptions { MaxNewTokens = 16 }, tokenizer.EosId);
+        var output = new TextGenerator(Model).Generate(tokenizer.EncodePrompt(prompt), options ?? new GenerationOptions { MaxNewTokens = 16 }, tokenizer.EosId);
         return tokenizer.Decode(output.Where(id => id != tokenizer.EosId));
     }
 

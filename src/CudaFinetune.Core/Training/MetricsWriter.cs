@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
@@ -13,7 +14,7 @@ namespace CudaFinetune.Training;
 public sealed class MetricsWriter : IDisposable
 {
     private readonly FileStream _stream;
-    private readonly ArrayBufferWriterStream _buffer = new();
+    private readonly ArrayBufferWriter<byte> _buffer = new();
 
     public MetricsWriter(string path)
     {
@@ -73,59 +74,38 @@ public sealed class MetricsWriter : IDisposable
 
     private void WriteLine(Action<Utf8JsonWriter> body)
     {
-        _buffer.Reset();
+        _buffer.ResetWrittenCount();
         using (var w = new Utf8JsonWriter(_buffer))
         {
             w.WriteStartObject();
             body(w);
             w.WriteEndObject();
         }
-        _buffer.WriteByte((byte)'\n');
         _stream.Write(_buffer.WrittenSpan);
+        _stream.WriteByte((byte)'\n');
         _stream.Flush();
     }
 
-    public void Dispose()
-    {
-        _stream.Dispose();
-        _buffer.Dispose();
-    }
-
-    /// <summary>A reusable in-memory stream for one line.</summary>
-    private sealed class ArrayBufferWriterStream : MemoryStream
-    {
-        public ReadOnlySpan<byte> WrittenSpan => GetBuffer().AsSpan(0, (int)Length);
-
-        public void Reset() => SetLength(0);
-    }
+    public void Dispose() => _stream.Dispose();
 }
 
 /// <summary>Reads the losses back out of a metrics.jsonl (for tests and tools).</summary>
 public static class MetricsFile
 {
-    public static IReadOnlyList<(long Step, double Loss)> ReadStepLosses(string path)
-    {
-        var result = new List<(long, double)>();
-        foreach (string line in File.ReadLines(path, Encoding.UTF8))
-        {
-            using var doc = JsonDocument.Parse(line);
-            if (doc.RootElement.TryGetProperty("loss", out var loss))
-            {
-                result.Add((doc.RootElement.GetProperty("step").GetInt64(), loss.ValueKind == JsonValueKind.Null ? double.NaN : loss.GetDouble()));
-            }
-        }
-        return result;
-    }
+    public static IReadOnlyList<(long Step, double Loss)> ReadStepLosses(string path) => Read(path, "loss");
 
-    public static IReadOnlyList<(long Step, double EvalLoss)> ReadEvalLosses(string path)
+    public static IReadOnlyList<(long Step, double EvalLoss)> ReadEvalLosses(string path) => Read(path, "eval_loss");
+
+    /// <summary>(step, value) of every line that has <paramref name="key"/>; null reads as NaN.</summary>
+    private static List<(long, double)> Read(string path, string key)
     {
         var result = new List<(long, double)>();
         foreach (string line in File.ReadLines(path, Encoding.UTF8))
         {
             using var doc = JsonDocument.Parse(line);
-            if (doc.RootElement.TryGetProperty("eval_loss", out var loss))
+            if (doc.RootElement.TryGetProperty(key, out var value))
             {
-                result.Add((doc.RootElement.GetProperty("step").GetInt64(), loss.ValueKind == JsonValueKind.Null ? double.NaN : loss.GetDouble()));
+                result.Add((doc.RootElement.GetProperty("step").GetInt64(), value.ValueKind == JsonValueKind.Null ? double.NaN : value.GetDouble()));
             }
         }
         return result;

@@ -150,16 +150,9 @@ public sealed class Trainer : IDisposable
         {
             return null;
         }
-        double sum = 0;
-        int tokens = 0;
-        for (int i = 0; i < _validation.Count; i++)
-        {
-            var loss = _model.Forward(_validation[i]);
-            sum += loss.Sum;
-            tokens += loss.Tokens;
-        }
-        double mean = tokens > 0 ? sum / tokens : double.NaN;
-        Progress?.Invoke(new EvaluationCompleted(step, epoch, mean, Math.Exp(mean), tokens));
+        var loss = ModelEvaluator.Evaluate(_model, _validation);
+        double mean = loss.Mean;
+        Progress?.Invoke(new EvaluationCompleted(step, epoch, mean, Math.Exp(mean), loss.Tokens));
         return mean;
     }
 

@@ -53,10 +53,7 @@ internal static class EvalCommand
         var (model, tokenizer) = ModelLoader.Load(options.Model!, adapterDir, backend);
         using (model)
         {
-            if (options.ContextLength > model.Config.MaxPositionEmbeddings)
-            {
-                throw new Errors.UserErrorException($"--context-length {options.ContextLength} is over the model's {model.Config.MaxPositionEmbeddings} positions");
-            }
+            options.CheckFits(model.Config);
             var data = DatasetLoader.Load(options, tokenizer, model.Config.VocabSize);
             var plan = BatchPlan.Create(data.Train, options.Batching, options.BatchSize, options.ContextLength, tokenizer?.EosId ?? 0);
             var loss = ModelEvaluator.Evaluate(model, plan);

@@ -3,6 +3,7 @@ using CudaFinetune.Backends;
 using CudaFinetune.Errors;
 using CudaFinetune.IO;
 using CudaFinetune.Model;
+using CudaFinetune.Tokenizers;
 
 namespace CudaFinetune.Cli.Commands;
 
@@ -47,12 +48,7 @@ internal static class GenerateCommand
             {
                 throw new UserErrorException($"'{modelDir}' records no tokenizer (tokenizer_config.json), so text cannot be encoded; models from 'init-model --preset tiny' have one");
             }
-            var ids = new List<int>();
-            if (tokenizer.BosId is int bos)
-            {
-                ids.Add(bos);
-            }
-            ids.AddRange(tokenizer.Encode(prompt));
+            var ids = tokenizer.EncodePrompt(prompt);
             output.Write(prompt);
             var generated = new List<int>();
             int printed = 0;

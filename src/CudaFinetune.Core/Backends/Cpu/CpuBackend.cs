@@ -56,7 +56,7 @@ public sealed unsafe class CpuBackend : IBackend
         CheckHost(source);
         CheckHost(destination);
         SameCount(source, destination);
-        HostConvert.Convert(source, destination);
+        ElementConvert.Convert((byte*)source.HostAddress, source.DType, (byte*)destination.HostAddress, destination.DType, source.ElementCount);
     }
 
     public void Fill(Tensor tensor, double value)

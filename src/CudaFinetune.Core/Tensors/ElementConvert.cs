@@ -2,7 +2,7 @@ using System.Runtime.CompilerServices;
 using CudaFinetune.Numerics;
 using CudaFinetune.Tensors;
 
-namespace CudaFinetune.IO.Safetensors;
+namespace CudaFinetune.Tensors;
 
 /// <summary>
 /// Converts raw little-endian element bytes between the floating dtypes a safetensors file and a
