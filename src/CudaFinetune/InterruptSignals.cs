@@ -4,8 +4,8 @@ namespace CudaFinetune.Cli;
 
 /// <summary>
 /// Turns the first SIGINT (Ctrl-C) or SIGTERM into a cancellation request — training stops after
-/// the current optimizer step and still writes its results — and lets a second one end the
-/// process at once (nothing already written is damaged: files are replaced atomically).
+/// the current optimizer step and writes a checkpoint to resume from — and lets a second one end
+/// the process at once (no committed checkpoint is damaged: they appear only by atomic rename).
 /// </summary>
 internal sealed class InterruptSignals : IDisposable
 {
@@ -29,7 +29,7 @@ internal sealed class InterruptSignals : IDisposable
         }
         context.Cancel = true;
         _error.WriteLine();
-        _error.WriteLine($"{context.Signal}: stopping after the current step and writing the results (send it again to abort at once)");
+        _error.WriteLine($"{context.Signal}: stopping after the current step and writing a checkpoint (send it again to abort at once)");
         _source.Cancel();
     }
 

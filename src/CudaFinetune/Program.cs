@@ -32,6 +32,7 @@ internal static class Program
             EvalCommand.Create(),
             GenerateCommand.Create(),
             InitModelCommand.Create(),
+            CheckpointCommand.Create(),
         };
         ParseResult parse = root.Parse(args);
         if (parse.Errors.Count > 0)

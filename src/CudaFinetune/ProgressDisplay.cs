@@ -13,6 +13,7 @@ internal sealed class ProgressDisplay : IDisposable
     private readonly TextWriter _output;
     private readonly bool _live;
     private int _lineLength;
+    private long _startStep;
 
     public ProgressDisplay(TextWriter output)
     {
@@ -24,6 +25,14 @@ internal sealed class ProgressDisplay : IDisposable
     {
         switch (e)
         {
+            case TrainingStarted started:
+                _startStep = started.StartStep;
+                break;
+            case CheckpointSaved c:
+                EndLiveLine();
+                _output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"checkpoint  step {c.Step}  {c.Bytes / 1e6:F1} MB in {c.WriteTime.TotalSeconds:F2} s  -> {c.Directory}"));
+                break;
             case StepCompleted s:
                 string line = string.Create(CultureInfo.InvariantCulture,
                     $"step {s.Step}/{s.TotalSteps}  epoch {s.Epoch}  loss {s.Loss:F4}  lr {s.LearningRate:0.00e+0}  grad-norm {s.GradNorm:F3}  {s.TokensPerSecond:N0} tok/s  ETA {Eta(s)}");
@@ -32,7 +41,7 @@ internal sealed class ProgressDisplay : IDisposable
                     _output.Write("\r" + line.PadRight(_lineLength));
                     _lineLength = line.Length;
                 }
-                else if (s.Step == 1 || s.Step == s.TotalSteps || s.Step % Math.Max(1, s.TotalSteps / 100) == 0)
+                else if (s.Step == _startStep + 1 || s.Step == s.TotalSteps || s.Step % Math.Max(1, s.TotalSteps / 100) == 0)
                 {
                     _output.WriteLine(line);
                 }
@@ -47,13 +56,14 @@ internal sealed class ProgressDisplay : IDisposable
         }
     }
 
-    private static string Eta(StepCompleted s)
+    private string Eta(StepCompleted s)
     {
-        if (s.Step == 0)
+        long done = s.Step - _startStep;
+        if (done <= 0)
         {
             return "-";
         }
-        var remaining = TimeSpan.FromSeconds(s.Elapsed.TotalSeconds / s.Step * (s.TotalSteps - s.Step));
+        var remaining = TimeSpan.FromSeconds(s.Elapsed.TotalSeconds / done * (s.TotalSteps - s.Step));
         return remaining.TotalHours >= 1 ? remaining.ToString(@"h\:mm\:ss", CultureInfo.InvariantCulture) : remaining.ToString(@"m\:ss", CultureInfo.InvariantCulture);
     }
 

@@ -36,6 +36,13 @@ public sealed class AdamWOptimizer : IDisposable
     /// <summary>Each parameter with its first (M) and second (V) moments, in parameter order.</summary>
     public IReadOnlyList<(Parameter Parameter, Tensor M, Tensor V)> State => _state;
 
+    /// <summary>Continues the step count of a restored optimizer (its moments are restored into <see cref="State"/>).</summary>
+    public void RestoreStepCount(long stepCount)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(stepCount);
+        StepCount = stepCount;
+    }
+
     /// <summary>One update of every parameter from its gradient times <paramref name="gradientScale"/> (the clipping factor).</summary>
     public void Step(double learningRate, double gradientScale = 1)
     {

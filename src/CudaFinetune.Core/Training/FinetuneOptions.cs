@@ -100,6 +100,12 @@ public sealed record FinetuneOptions
     /// <summary>Evaluate every this many optimizer steps (0: only at each epoch's end).</summary>
     public int EvalEvery { get; init; }
 
+    /// <summary>Write a checkpoint every this many optimizer steps (0: only at each epoch's end and at the end).</summary>
+    public int SaveEvery { get; init; }
+
+    /// <summary>Checkpoints kept: the newest this many, plus the best by eval loss (0: keep all).</summary>
+    public int KeepLast { get; init; } = 3;
+
     /// <summary>auto, cpu (cuda when the CUDA backend exists).</summary>
     public string Device { get; init; } = "auto";
 
@@ -146,6 +152,8 @@ public sealed record FinetuneOptions
         Require(Gamma > 0 && Gamma <= 1, $"--gamma must be in (0, 1], got {Gamma}");
         Require(GradientClipping >= 0 && double.IsFinite(GradientClipping), $"--gradient-clipping must be zero (off) or positive, got {GradientClipping}");
         Require(EvalEvery >= 0, $"--eval-every must be zero (epoch ends only) or positive, got {EvalEvery}");
+        Require(SaveEvery >= 0, $"--save-every must be zero (epoch ends only) or positive, got {SaveEvery}");
+        Require(KeepLast >= 0, $"--keep-last must be zero (keep all) or positive, got {KeepLast}");
         Require(Device is "auto" or "cpu" or "cuda" or "cuda-emulated", $"--device must be auto, cpu, cuda or cuda-emulated, got '{Device}'");
     }
 }

@@ -44,6 +44,8 @@ public static class FinetuneOptionsJson
         w.WriteNumber("gradient_clipping", o.GradientClipping);
         w.WriteNumber("seed", o.Seed);
         w.WriteNumber("eval_every", o.EvalEvery);
+        w.WriteNumber("save_every", o.SaveEvery);
+        w.WriteNumber("keep_last", o.KeepLast);
         w.WriteString("device", o.Device);
         w.WriteEndObject();
     }

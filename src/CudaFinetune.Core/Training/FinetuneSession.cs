@@ -1,6 +1,8 @@
 using System.Runtime.InteropServices;
 using System.Text.Json;
 using CudaFinetune.Backends;
+using CudaFinetune.Checkpoints;
+using CudaFinetune.Config;
 using CudaFinetune.Data;
 using CudaFinetune.Errors;
 using CudaFinetune.IO;
@@ -11,16 +13,27 @@ using CudaFinetune.Tokenizers;
 
 namespace CudaFinetune.Training;
 
-/// <summary>Where a finished run left its results.</summary>
-public sealed record FinetuneResult(string OutputDir, TrainingOutcome Outcome, string MetricsPath, string? AdapterDir, string? ModelDir, string? LossChartPath);
+/// <summary>Where a finished (or interrupted) run left its results. Adapter or model are written only when the run finished.</summary>
+public sealed record FinetuneResult(string OutputDir, TrainingOutcome Outcome, string MetricsPath, string? AdapterDir, string? ModelDir, string? LossChartPath, string? LastCheckpoint);
+
+/// <summary>Continue a run from <see cref="Path"/>: an output directory (its newest valid checkpoint) or one checkpoint directory.</summary>
+/// <param name="Path">output directory or checkpoint directory</param>
+/// <param name="Force">accept training data that differs from the checkpoint's</param>
+/// <param name="Strict">refuse to fall back to an older checkpoint when the newest is damaged</param>
+public sealed record ResumeRequest(string Path, bool Force = false, bool Strict = false);
+
+/// <summary>What a resumed session continues from, the changes it accepted, and damaged checkpoints it passed over.</summary>
+public sealed record ResumeInfo(string Checkpoint, long Step, int Epoch, IReadOnlyList<string> Warnings, IReadOnlyList<string> Skipped);
 
 /// <summary>
 /// One fine-tuning run from options to files, the engine API the CLI's <c>finetune</c> is built on:
 /// <see cref="Open"/> loads and checks everything (model, tokenizer, data, output directory) before
 /// any training; <see cref="Train"/> runs the loop and writes <c>run.json</c>, <c>metrics.jsonl</c>,
-/// <c>loss.png</c> and the trained adapter (<c>adapter/</c>, PEFT layout) or model (<c>model/</c>).
+/// <c>loss.png</c>, checkpoints (<c>checkpoints/step-N</c>, written in the background) and the trained
+/// adapter (<c>adapter/</c>, PEFT layout) or model (<c>model/</c>). Opened with a <see cref="ResumeRequest"/>
+/// it continues a run from a checkpoint exactly where it stopped.
 /// </summary>
-public sealed class FinetuneSession : IDisposable
+public sealed class FinetuneSession : IDisposable, ITrainingCheckpoints
 {
     public const string RunFileName = "run.json";
     public const string MetricsFileName = "metrics.jsonl";
@@ -28,6 +41,11 @@ public sealed class FinetuneSession : IDisposable
 
     private readonly IBackend _backend;
     private readonly Trainer _trainer;
+    private readonly CheckpointFingerprints _fingerprints;
+    private TrainingState? _resumeState;
+    private byte[]? _resumeMetrics;
+    private MetricsWriter? _metrics;
+    private CheckpointSaver? _saver;
 
     private FinetuneSession(FinetuneOptions options, IBackend backend, LlamaModel model, ITokenizer? tokenizer, LoadedDataset data, BatchPlan train, BatchPlan? validation)
     {
@@ -38,8 +56,9 @@ public sealed class FinetuneSession : IDisposable
         Data = data;
         TrainBatches = train;
         ValidationBatches = validation;
-        _trainer = new Trainer(model, train, validation, options);
+        _trainer = new Trainer(model, train, validation, options) { Checkpoints = this };
         _trainer.Progress += e => Progress?.Invoke(e);
+        _fingerprints = new CheckpointFingerprints(Fingerprints.Model(options.Model!), Fingerprints.Data(data.Train), Fingerprints.Data(data.Validation));
     }
 
     /// <summary>Every step, evaluation and epoch end of <see cref="Train"/>.</summary>
@@ -53,8 +72,41 @@ public sealed class FinetuneSession : IDisposable
     public BatchPlan? ValidationBatches { get; }
     public Trainer Trainer => _trainer;
 
-    /// <summary>Validates the options and loads model, tokenizer and data; throws <see cref="UserErrorException"/> on any problem.</summary>
-    public static FinetuneSession Open(FinetuneOptions options)
+    /// <summary>Set when the session continues from a checkpoint.</summary>
+    public ResumeInfo? Resumed { get; private set; }
+
+    /// <summary>
+    /// The options a run was saved with, read from the newest checkpoint under <paramref name="path"/>
+    /// that opens, with its output directory set to the run's; the starting point for a resume's
+    /// options, which flags then override.
+    /// </summary>
+    public static FinetuneOptions ReadResumeOptions(string path)
+    {
+        var candidates = CheckpointStore.Resolve(path);
+        var problems = new List<string>();
+        foreach (string dir in candidates.Checkpoints)
+        {
+            try
+            {
+                var saved = SavedOptions(Checkpoint.Open(dir));
+                return candidates.OutputDir is { } outputDir ? saved with { OutputDir = outputDir } : saved;
+            }
+            catch (CheckpointCorruptException e)
+            {
+                problems.Add(e.Message);
+            }
+        }
+        throw new UserErrorException($"no valid checkpoint to resume from at '{path}':{Environment.NewLine}  {string.Join(Environment.NewLine + "  ", problems)}");
+    }
+
+    private static FinetuneOptions SavedOptions(Checkpoint checkpoint)
+        => RunConfigFile.ApplyText(new FinetuneOptions(), checkpoint.Manifest.ConfigJson, $"{checkpoint.Directory}/{CheckpointFormat.ManifestFileName} (config)", yaml: false);
+
+    /// <summary>
+    /// Validates the options and loads model, tokenizer and data — and, with <paramref name="resume"/>,
+    /// the checkpoint to continue from; throws <see cref="UserErrorException"/> on any problem.
+    /// </summary>
+    public static FinetuneSession Open(FinetuneOptions options, ResumeRequest? resume = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
@@ -66,10 +118,12 @@ public sealed class FinetuneSession : IDisposable
         {
             throw new UserErrorException("--dataset is required: a .json or .jsonl file");
         }
-        CheckOutputDir(options);
+        var candidates = resume is null ? null : CheckpointStore.Resolve(resume.Path);
+        CheckOutputDir(options, candidates?.OutputDir);
         var backend = BackendFactory.Create(options.Device);
         ParameterSet? weights = null;
         LlamaModel? model = null;
+        FinetuneSession? session = null;
         try
         {
             (var config, weights) = HfModelDirectory.Load(options.Model, backend);
@@ -84,28 +138,103 @@ public sealed class FinetuneSession : IDisposable
                 : null;
             model = new LlamaModel(backend, config, weights, new LlamaModelOptions { Lora = lora, Seed = options.Seed });
             weights = null; // the model owns them now
-            return new FinetuneSession(options, backend, model, tokenizer, data, train, validation);
+            session = new FinetuneSession(options, backend, model, tokenizer, data, train, validation);
+            if (resume is not null)
+            {
+                session.RestoreFrom(candidates!, resume);
+            }
+            return session;
         }
         catch
         {
-            model?.Dispose();
-            weights?.Dispose();
-            backend.Dispose();
+            if (session is not null)
+            {
+                session.Dispose(); // owns the model and the backend
+            }
+            else
+            {
+                model?.Dispose();
+                weights?.Dispose();
+                backend.Dispose();
+            }
             throw;
         }
     }
 
-    private static void CheckOutputDir(FinetuneOptions options)
+    private static void CheckOutputDir(FinetuneOptions options, string? resumedRunDir)
     {
         string dir = options.OutputDir;
         if (File.Exists(dir))
         {
             throw new UserErrorException($"--output-dir '{dir}' is a file; give a directory");
         }
-        bool earlierRun = File.Exists(Path.Combine(dir, RunFileName)) || File.Exists(Path.Combine(dir, MetricsFileName));
+        if (resumedRunDir is not null && Path.GetFullPath(dir) == Path.GetFullPath(resumedRunDir))
+        {
+            return; // continuing the run in its own directory
+        }
+        bool earlierRun = File.Exists(Path.Combine(dir, RunFileName)) || File.Exists(Path.Combine(dir, MetricsFileName))
+            || Directory.Exists(Path.Combine(dir, CheckpointFormat.DirectoryName));
         if (earlierRun && !options.Overwrite)
         {
-            throw new UserErrorException($"--output-dir '{dir}' already holds a run (run.json / metrics.jsonl); choose another directory or pass --overwrite to replace it");
+            throw new UserErrorException($"--output-dir '{dir}' already holds a run (run.json, metrics.jsonl or checkpoints/); continue it with --resume '{dir}', choose another directory, or pass --overwrite to replace it");
+        }
+    }
+
+    /// <summary>Loads the newest usable checkpoint of <paramref name="candidates"/> into the model and optimizer.</summary>
+    private void RestoreFrom(ResumeCandidates candidates, ResumeRequest request)
+    {
+        var skipped = new List<string>();
+        foreach (string dir in candidates.Checkpoints)
+        {
+            try
+            {
+                var checkpoint = Checkpoint.Open(dir);
+                var manifest = checkpoint.Manifest;
+                var warnings = ResumeCompatibility.Check(checkpoint.Directory, SavedOptions(checkpoint), Options, manifest, _fingerprints, _trainer.TotalSteps, request.Force);
+                CheckSampler(checkpoint, request.Force);
+                checkpoint.Load(CheckpointTensors().ToDictionary(t => (t.Group, t.Name), t => t.Source), _backend);
+                _trainer.Optimizer.RestoreStepCount(manifest.Optimizer.StepCount);
+                _resumeMetrics = checkpoint.ReadFile(CheckpointFormat.MetricsFileName);
+                _resumeState = manifest.Training;
+                Resumed = new ResumeInfo(checkpoint.Directory, manifest.Training.Step, manifest.Training.Epoch, warnings, skipped);
+                return;
+            }
+            catch (CheckpointCorruptException e) when (!request.Strict && !candidates.Explicit)
+            {
+                skipped.Add(e.Message);
+            }
+        }
+        throw new UserErrorException($"no valid checkpoint to resume from at '{request.Path}':{Environment.NewLine}  {string.Join(Environment.NewLine + "  ", skipped)}");
+    }
+
+    private void CheckSampler(Checkpoint checkpoint, bool force)
+    {
+        var m = checkpoint.Manifest;
+        if (force)
+        {
+            return; // the data changed on purpose: the order is the new data's
+        }
+        if (m.Sampler.BatchesPerEpoch != TrainBatches.Count)
+        {
+            throw new UserErrorException($"cannot resume from '{checkpoint.Directory}': an epoch had {m.Sampler.BatchesPerEpoch} batches and now has {TrainBatches.Count}");
+        }
+        if (Fingerprints.Order(BatchSampler.Order(TrainBatches.Count, m.Training.Sampler.Seed, m.Training.Epoch, m.Sampler.Shuffle)) != m.Sampler.OrderHash)
+        {
+            throw new UserErrorException($"cannot resume from '{checkpoint.Directory}': this engine orders the batches of epoch {m.Training.Epoch} differently from the one that wrote it ({m.EngineVersion}), so the run would not continue exactly");
+        }
+    }
+
+    /// <summary>What a checkpoint holds: the trainable weights (group model) and AdamW's moments (group optimizer).</summary>
+    private IEnumerable<(string Name, string Group, Tensors.Tensor Source)> CheckpointTensors()
+    {
+        foreach (var p in Model.TrainableParameters)
+        {
+            yield return (p.Name, CheckpointFormat.ModelGroup, p.Value);
+        }
+        foreach (var (p, m, v) in _trainer.Optimizer.State)
+        {
+            yield return (p.Name + ".exp_avg", CheckpointFormat.OptimizerGroup, m);
+            yield return (p.Name + ".exp_avg_sq", CheckpointFormat.OptimizerGroup, v);
         }
     }
 
@@ -117,31 +246,65 @@ public sealed class FinetuneSession : IDisposable
         return tokenizer.Decode(output.Where(id => id != tokenizer.EosId));
     }
 
-    /// <summary>Trains, then writes the outputs. Cancelling stops after the current step and still writes them.</summary>
+    /// <summary>
+    /// Trains (from the checkpoint when resumed), saving checkpoints on the way, then writes the outputs.
+    /// Cancelling stops after the current step and writes a checkpoint; the adapter/model are written
+    /// only when the run finished. Returns once the last checkpoint is on disk.
+    /// </summary>
     public FinetuneResult Train(CancellationToken cancellationToken = default)
     {
         string dir = Path.GetFullPath(Options.OutputDir);
         Directory.CreateDirectory(dir);
+        string checkpointsDir = CheckpointStore.CheckpointsDirectory(dir);
+        if (Resumed is null && Options.Overwrite)
+        {
+            CheckpointStore.TryDeleteDirectory(checkpointsDir); // --overwrite: the earlier run's checkpoints go with it
+        }
+        CheckpointStore.RemoveIncomplete(checkpointsDir);
         WriteRunFile(Path.Combine(dir, RunFileName));
         string metricsPath = Path.Combine(dir, MetricsFileName);
-        TrainingOutcome outcome;
-        using (var metrics = new MetricsWriter(metricsPath))
+        if (_resumeMetrics is not null)
         {
-            void Record(TrainingEvent e) => metrics.Write(e);
+            AtomicFile.Write(metricsPath, s => s.Write(_resumeMetrics)); // the steps after the checkpoint are run again
+        }
+        TrainingOutcome outcome;
+        string? lastCheckpoint;
+        using (var metrics = new MetricsWriter(metricsPath, append: _resumeMetrics is not null))
+        using (var saver = new CheckpointSaver(checkpointsDir, CheckpointImage.Create(CheckpointTensors()), _backend, Options.KeepLast))
+        {
+            void Record(TrainingEvent e)
+            {
+                metrics.Write(e);
+                if (e is StepCompleted)
+                {
+                    saver.ReportCompleted();
+                }
+            }
+            void Report(CheckpointSaved e) => Progress?.Invoke(e);
             _trainer.Progress += Record;
+            saver.Saved += Report;
+            (_metrics, _saver) = (metrics, saver);
             try
             {
-                outcome = _trainer.Run(cancellationToken);
+                outcome = _trainer.Run(_resumeState, cancellationToken);
+                saver.WaitForPending();
             }
             finally
             {
                 _trainer.Progress -= Record;
+                saver.Saved -= Report;
+                (_metrics, _saver) = (null, null);
             }
+            lastCheckpoint = saver.LastCommitted?.Directory;
             string chart = Path.Combine(dir, LossChartFileName);
             LossChart.Write(chart, metrics.TrainLoss, metrics.EvalLoss, $"{Path.GetFileName(dir)}: loss");
         }
         string? adapterDir = null, modelDir = null;
-        if (Model.Lora is not null)
+        if (outcome.Cancelled)
+        {
+            // An unfinished run leaves a checkpoint to resume from, not a final adapter or model.
+        }
+        else if (Model.Lora is not null)
         {
             adapterDir = Path.Combine(dir, "adapter");
             PeftAdapterDirectory.Save(adapterDir, Model, Path.GetFullPath(Options.Model!));
@@ -155,8 +318,64 @@ public sealed class FinetuneSession : IDisposable
                 TokenizerCatalog.WriteRecord(modelDir, Tokenizer);
             }
         }
-        return new FinetuneResult(dir, outcome, metricsPath, adapterDir, modelDir, Path.Combine(dir, LossChartFileName));
+        return new FinetuneResult(dir, outcome, metricsPath, adapterDir, modelDir, Path.Combine(dir, LossChartFileName), lastCheckpoint);
     }
+
+    /// <summary>Called by the trainer between steps: describes the state and hands it to the background saver.</summary>
+    void ITrainingCheckpoints.Save(TrainingState state, CheckpointReason reason)
+    {
+        var saver = _saver ?? throw new InvalidOperationException("checkpoints are saved only during Train");
+        string modelConfig = Path.Combine(Options.Model!, "config.json");
+        saver.Save(DescribeCheckpoint(state, reason),
+        [
+            new CheckpointExtraFile(CheckpointFormat.MetricsFileName, _metrics!.Path, _metrics.Length),
+            new CheckpointExtraFile(CheckpointFormat.ModelConfigFileName, modelConfig, new FileInfo(modelConfig).Length),
+        ]);
+    }
+
+    private CheckpointManifest DescribeCheckpoint(TrainingState state, CheckpointReason reason)
+    {
+        var optimizer = _trainer.Optimizer;
+        var buffer = new System.Buffers.ArrayBufferWriter<byte>();
+        using (var w = new Utf8JsonWriter(buffer))
+        {
+            FinetuneOptionsJson.Write(w, Options);
+        }
+        return new CheckpointManifest
+        {
+            FormatVersion = CheckpointFormat.Version,
+            CheckpointId = "",
+            EngineVersion = EngineVersion,
+            Created = DateTimeOffset.UtcNow,
+            Environment = EnvironmentDescription(),
+            Backend = _backend.Name,
+            WeightDType = Model.TrainableParameters[0].Value.DType,
+            MasterDType = null,
+            OptimizerDType = optimizer.State[0].M.DType,
+            WorldSize = 1,
+            Reason = reason,
+            Training = state,
+            Sampler = new SamplerRecord(Options.Shuffle, TrainBatches.Count, Fingerprints.Order(BatchSampler.Order(TrainBatches.Count, state.Sampler.Seed, state.Epoch, Options.Shuffle))),
+            Scheduler = new SchedulerRecord(Options.Scheduler, Options.Lr, Options.WarmupSteps, _trainer.TotalSteps, Options.Gamma),
+            Optimizer = new OptimizerRecord(optimizer.Beta1, optimizer.Beta2, optimizer.Epsilon, optimizer.WeightDecay, optimizer.StepCount),
+            Fingerprints = _fingerprints,
+            ConfigJson = System.Text.Encoding.UTF8.GetString(buffer.WrittenSpan),
+            Shards = [],
+            Tensors = [],
+            Files = [],
+        };
+    }
+
+    private static string EngineVersion => typeof(FinetuneSession).Assembly.GetName().Version?.ToString() ?? "unknown";
+
+    private KeyValuePair<string, string>[] EnvironmentDescription() =>
+    [
+        new("os", RuntimeInformation.OSDescription),
+        new("dotnet", RuntimeInformation.FrameworkDescription),
+        new("architecture", RuntimeInformation.ProcessArchitecture.ToString()),
+        new("processors", Environment.ProcessorCount.ToString(System.Globalization.CultureInfo.InvariantCulture)),
+        new("backend", _backend.Name),
+    ];
 
     /// <summary>run.json: the resolved configuration, the model, the data and the environment.</summary>
     private void WriteRunFile(string path)
@@ -183,7 +402,7 @@ public sealed class FinetuneSession : IDisposable
         w.WriteNumber("total_steps", _trainer.TotalSteps);
         w.WriteEndObject();
         w.WriteStartObject("environment");
-        w.WriteString("engine_version", typeof(FinetuneSession).Assembly.GetName().Version?.ToString());
+        w.WriteString("engine_version", EngineVersion);
         w.WriteString("dotnet", RuntimeInformation.FrameworkDescription);
         w.WriteString("os", RuntimeInformation.OSDescription);
         w.WriteString("backend", _backend.Name);

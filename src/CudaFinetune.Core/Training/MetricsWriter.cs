@@ -16,13 +16,23 @@ public sealed class MetricsWriter : IDisposable
     private readonly FileStream _stream;
     private readonly ArrayBufferWriter<byte> _buffer = new();
 
-    public MetricsWriter(string path)
+    /// <param name="path">the metrics.jsonl file</param>
+    /// <param name="append">continue an existing file (a resumed run): its points are read back for the loss chart</param>
+    public MetricsWriter(string path, bool append = false)
     {
         Path = path;
-        _stream = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.Read);
+        if (append && File.Exists(path))
+        {
+            TrainLoss.AddRange(MetricsFile.ReadStepLosses(path).Select(p => ((double)p.Step, p.Loss)));
+            EvalLoss.AddRange(MetricsFile.ReadEvalLosses(path).Select(p => ((double)p.Step, p.EvalLoss)));
+        }
+        _stream = new FileStream(path, append ? FileMode.Append : FileMode.Create, FileAccess.Write, FileShare.Read);
     }
 
     public string Path { get; }
+
+    /// <summary>Bytes in the file so far (every line written is flushed).</summary>
+    public long Length => _stream.Position;
 
     /// <summary>Training-loss points (step, loss) written so far, for the loss chart.</summary>
     public List<(double Step, double Value)> TrainLoss { get; } = [];

@@ -53,34 +53,64 @@ public sealed class Trainer : IDisposable
 
     public AdamWOptimizer Optimizer => _optimizer;
 
-    /// <summary>Trains until the epochs or <see cref="FinetuneOptions.MaxSteps"/> are done, or until cancelled (after the current step).</summary>
-    public TrainingOutcome Run(CancellationToken cancellationToken = default)
+    /// <summary>Where checkpoints go (none: the run saves nothing).</summary>
+    public ITrainingCheckpoints? Checkpoints { get; set; }
+
+    /// <summary>
+    /// Trains from <paramref name="from"/> (a fresh start when null) until the epochs or
+    /// <see cref="FinetuneOptions.MaxSteps"/> are done, or until cancelled (after the current step).
+    /// Checkpoints are requested every <see cref="FinetuneOptions.SaveEvery"/> steps, at each epoch's end,
+    /// at the end, and after the step at which cancellation was seen.
+    /// </summary>
+    public TrainingOutcome Run(TrainingState? from = null, CancellationToken cancellationToken = default)
     {
+        var state = from ?? TrainingState.Start(_options.Seed);
         var sampler = new BatchSampler(_train.Count, _options.Seed, _options.Shuffle);
+        sampler.Restore(state.Sampler);
         int accumulation = _options.GradientAccumulationSteps;
         long trainable = _model.TrainableParameters.Sum(p => p.Value.ElementCount);
-        Progress?.Invoke(new TrainingStarted(TotalSteps, _options.NumEpochs, _train.Count, trainable));
+        Progress?.Invoke(new TrainingStarted(TotalSteps, _options.NumEpochs, _train.Count, trainable, state.Step));
         var clock = Stopwatch.StartNew();
-        long step = 0, microBatches = 0, evaluatedAt = -1;
-        double? lastLoss = null, lastEval = null;
-        int epochsDone = 0;
-        for (int epoch = 0; epoch < _options.NumEpochs && step < TotalSteps; epoch++)
+        long step = state.Step, microBatches = state.MicroBatches, evaluatedAt = state.EvaluatedAt, savedAt = -1;
+        double? lastLoss = state.LastLoss, lastEval = state.LastEvalLoss, bestEval = state.BestEvalLoss;
+
+        TrainingState Current() => new()
         {
-            if (epoch > 0)
+            Step = step,
+            Sampler = sampler.State,
+            MicroBatches = microBatches,
+            EvaluatedAt = evaluatedAt,
+            LastLoss = lastLoss,
+            LastEvalLoss = lastEval,
+            BestEvalLoss = bestEval,
+        };
+        void Save(CheckpointReason reason)
+        {
+            Checkpoints?.Save(Current(), reason);
+            savedAt = step;
+        }
+        void EvaluateNow(int epoch)
+        {
+            if (Evaluate(step, epoch) is { } loss)
             {
-                sampler.NextEpoch();
+                lastEval = loss;
+                bestEval = bestEval is { } best && best <= loss ? best : loss;
             }
+            evaluatedAt = step;
+        }
+
+        while (sampler.State.Epoch < _options.NumEpochs)
+        {
+            int epoch = sampler.State.Epoch;
             _model.ZeroGradients();
             int inGroup = 0;
             double lossTotal = 0;
             int lossCount = 0;
             long tokens = 0;
             var stepClock = Stopwatch.StartNew();
-            int remaining = _train.Count;
             while (step < TotalSteps && sampler.TryNext(out int batchIndex))
             {
                 var batch = _train[batchIndex];
-                remaining--;
                 var loss = _model.ForwardBackward(batch, microBatches++, 1.0 / accumulation);
                 if (loss.Tokens > 0)
                 {
@@ -89,6 +119,7 @@ public sealed class Trainer : IDisposable
                 }
                 tokens += batch.Tokens;
                 inGroup++;
+                int remaining = sampler.Remaining;
                 if (inGroup < accumulation && remaining > 0)
                 {
                     continue;
@@ -107,29 +138,48 @@ public sealed class Trainer : IDisposable
                 lossTotal = 0;
                 lossCount = 0;
                 tokens = 0;
-                stepClock.Restart();
-                if (_options.EvalEvery > 0 && step % _options.EvalEvery == 0 && remaining > 0 && step < TotalSteps)
+                bool midEpoch = remaining > 0 && step < TotalSteps;
+                if (_options.EvalEvery > 0 && step % _options.EvalEvery == 0 && midEpoch)
                 {
-                    lastEval = Evaluate(step, epoch + 1) ?? lastEval;
-                    evaluatedAt = step;
+                    EvaluateNow(epoch + 1);
                 }
                 if (cancellationToken.IsCancellationRequested)
                 {
-                    return new TrainingOutcome(step, epochsDone, lastLoss, lastEval, Cancelled: true);
+                    Save(CheckpointReason.Interrupted);
+                    return new TrainingOutcome(step, sampler.State.Epoch, lastLoss, lastEval, Cancelled: true);
                 }
+                if (_options.SaveEvery > 0 && step % _options.SaveEvery == 0 && midEpoch)
+                {
+                    Save(CheckpointReason.Periodic);
+                }
+                stepClock.Restart();
+            }
+            if (sampler.Remaining > 0)
+            {
+                break; // the step limit came first
             }
             if (evaluatedAt != step)
             {
-                lastEval = Evaluate(step, epoch + 1) ?? lastEval;
-                evaluatedAt = step;
+                EvaluateNow(epoch + 1);
             }
-            if (remaining == 0)
+            Progress?.Invoke(new EpochCompleted(epoch + 1, step));
+            sampler.NextEpoch();
+            bool last = sampler.State.Epoch >= _options.NumEpochs || step >= TotalSteps;
+            Save(last ? CheckpointReason.End : CheckpointReason.EpochEnd);
+            if (last)
             {
-                epochsDone = epoch + 1;
-                Progress?.Invoke(new EpochCompleted(epoch + 1, step));
+                break;
             }
         }
-        return new TrainingOutcome(step, epochsDone, lastLoss, lastEval, Cancelled: false);
+        if (evaluatedAt != step && step > 0)
+        {
+            EvaluateNow(sampler.State.Epoch + 1);
+        }
+        if (savedAt != step)
+        {
+            Save(CheckpointReason.End);
+        }
+        return new TrainingOutcome(step, sampler.State.Epoch, lastLoss, lastEval, Cancelled: false);
     }
 
     /// <summary>√(Σ over trainable parameters of Σ grad²), summed in parameter order.</summary>

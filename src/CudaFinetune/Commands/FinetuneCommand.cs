@@ -28,6 +28,18 @@ internal static class FinetuneCommand
     private static int Run(ParseResult parse, FinetuneFlags flags, CancellationToken cancellationToken)
     {
         var output = parse.InvocationConfiguration.Output;
+        var resume = parse.GetValue(flags.Resume);
+        if (resume is null && (FinetuneFlags.Given(parse, flags.Force) || FinetuneFlags.Given(parse, flags.Strict)))
+        {
+            throw new UserErrorException("--force and --strict only apply with --resume PATH");
+        }
+        if (resume is not null)
+        {
+            // The run continues with the options it was saved with; flags (and --config) given now override them.
+            var saved = FinetuneSession.ReadResumeOptions(resume);
+            var request = new ResumeRequest(resume, parse.GetValue(flags.Force), parse.GetValue(flags.Strict));
+            return Train(flags.Resolve(parse, saved) with { Overwrite = false }, output, cancellationToken, request);
+        }
         bool demo = !FinetuneFlags.Given(parse, flags.Model) && !FinetuneFlags.Given(parse, flags.Dataset) && !FinetuneFlags.Given(parse, flags.Config);
         if (demo)
         {
@@ -37,12 +49,24 @@ internal static class FinetuneCommand
         return Train(options, output, cancellationToken);
     }
 
-    /// <summary>Opens the session, trains with a progress display, and reports where the results are.</summary>
-    internal static int Train(FinetuneOptions options, TextWriter output, CancellationToken cancellationToken)
+    /// <summary>Opens the session (resuming when asked), trains with a progress display, and reports where the results are.</summary>
+    internal static int Train(FinetuneOptions options, TextWriter output, CancellationToken cancellationToken, ResumeRequest? resume = null)
     {
-        using var session = FinetuneSession.Open(options);
+        using var session = FinetuneSession.Open(options, resume);
         using var progress = new ProgressDisplay(output);
         session.Progress += progress.OnEvent;
+        if (session.Resumed is { } resumed)
+        {
+            foreach (string skipped in resumed.Skipped)
+            {
+                output.WriteLine($"warning: skipped a damaged checkpoint: {skipped}");
+            }
+            output.WriteLine($"finetune: resuming from {resumed.Checkpoint} (step {resumed.Step}, epoch {resumed.Epoch + 1})");
+            foreach (string warning in resumed.Warnings)
+            {
+                output.WriteLine($"warning: {warning}");
+            }
+        }
         output.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"finetune: {session.Data.Train.Count} training / {session.Data.Validation.Count} validation examples ({session.Data.Format}), {session.TrainBatches.Count} batches per epoch, {session.Trainer.TotalSteps} steps, {(session.Model.Lora is null ? "full fine-tuning" : "LoRA")}"));
         var result = session.Train(cancellationToken);
@@ -53,9 +77,15 @@ internal static class FinetuneCommand
 
     internal static void Report(FinetuneResult result, TextWriter output)
     {
-        output.WriteLine(result.Outcome.Cancelled
-            ? $"finetune: stopped by request after step {result.Outcome.Steps}; results so far were written"
-            : $"finetune: done, {result.Outcome.Steps} steps");
+        if (result.Outcome.Cancelled)
+        {
+            output.WriteLine($"finetune: interrupted after step {result.Outcome.Steps}; checkpoint {result.LastCheckpoint}");
+            output.WriteLine($"  resume with: CudaFinetune finetune --resume {Quote(result.OutputDir)}");
+        }
+        else
+        {
+            output.WriteLine($"finetune: done, {result.Outcome.Steps} steps");
+        }
         output.WriteLine($"  metrics     {result.MetricsPath}");
         output.WriteLine($"  loss curve  {result.LossChartPath}");
         if (result.AdapterDir is not null)
@@ -66,12 +96,21 @@ internal static class FinetuneCommand
         {
             output.WriteLine($"  model       {result.ModelDir}");
         }
+        if (result.LastCheckpoint is not null && !result.Outcome.Cancelled)
+        {
+            output.WriteLine($"  checkpoint  {result.LastCheckpoint}   (continue with: finetune --resume {Quote(result.OutputDir)} --num-epochs N)");
+        }
     }
+
+    private static string Quote(string path) => path.Contains(' ', StringComparison.Ordinal) || path.Contains('\'', StringComparison.Ordinal) ? $"'{path.Replace("'", "'\\''", StringComparison.Ordinal)}'" : path;
 }
 
 /// <summary>The finetune flags, and how they override a config file and the defaults.</summary>
 internal sealed class FinetuneFlags
 {
+    public Option<string> Resume { get; } = new("--resume") { Description = "Continue a run exactly: an output directory (its newest valid checkpoint) or a checkpoints/step-N directory; flags given now override the saved options where allowed" };
+    public Option<bool> Force { get; } = new("--force") { Description = "With --resume: continue even though the training data changed" };
+    public Option<bool> Strict { get; } = new("--strict") { Description = "With --resume: fail if the newest checkpoint is damaged instead of using the newest valid one" };
     public Option<string> Config { get; } = new("--config") { Description = "JSON or YAML file of options (our names or llama-recipes train_config names); flags override it" };
     public Option<string> Model { get; } = new("--model") { Description = "Model directory in Hugging Face layout (config.json + model.safetensors)" };
     public Option<string> Dataset { get; } = new("--dataset") { Description = "Training data, .json or .jsonl (pretokenized, alpaca, samsum, text or custom)" };
@@ -105,13 +144,15 @@ internal sealed class FinetuneFlags
     public Option<double> GradientClipping { get; } = new("--gradient-clipping") { Description = "Clip gradients to this global norm; 0 = off [default: 0]" };
     public Option<ulong> Seed { get; } = new("--seed") { Description = "Seed for LoRA init, dropout, shuffling and the validation split [default: 42]" };
     public Option<int> EvalEvery { get; } = new("--eval-every") { Description = "Evaluate every N steps (and at each epoch end); 0 = epoch ends only [default: 0]" };
+    public Option<int> SaveEvery { get; } = new("--save-every") { Description = "Write a checkpoint every N steps (and at each epoch end and the end); 0 = epoch ends only [default: 0]" };
+    public Option<int> KeepLast { get; } = new("--keep-last") { Description = "Keep the newest K checkpoints plus the best by eval loss; 0 = all [default: 3]" };
     public Option<string> Device { get; } = new("--device") { Description = "auto or cpu (cuda when the CUDA backend exists) [default: auto]" };
 
     public IEnumerable<Option> All =>
     [
-        Config, Model, Dataset, OutputDir, Overwrite, Peft, LoraR, LoraAlpha, LoraDropout, LoraTargets, DatasetFormat, FieldMap, PromptTemplate,
+        Resume, Force, Strict, Config, Model, Dataset, OutputDir, Overwrite, Peft, LoraR, LoraAlpha, LoraDropout, LoraTargets, DatasetFormat, FieldMap, PromptTemplate,
         ValidationDataset, ValidationFraction, BatchSize, ContextLength, Batching, Shuffle, GradientAccumulationSteps, NumEpochs, MaxSteps,
-        Lr, WeightDecay, Beta1, Beta2, Epsilon, Scheduler, WarmupSteps, Gamma, GradientClipping, Seed, EvalEvery, Device,
+        Lr, WeightDecay, Beta1, Beta2, Epsilon, Scheduler, WarmupSteps, Gamma, GradientClipping, Seed, EvalEvery, SaveEvery, KeepLast, Device,
     ];
 
     public static bool Given(ParseResult parse, Option option) => parse.GetResult(option) is { Implicit: false };
@@ -160,6 +201,8 @@ internal sealed class FinetuneFlags
             GradientClipping = Get(GradientClipping, o.GradientClipping),
             Seed = Get(Seed, o.Seed),
             EvalEvery = Get(EvalEvery, o.EvalEvery),
+            SaveEvery = Get(SaveEvery, o.SaveEvery),
+            KeepLast = Get(KeepLast, o.KeepLast),
             Device = Get(Device, o.Device),
         };
     }

@@ -67,7 +67,7 @@ public sealed class FinetuneSessionTests
     }
 
     [Test]
-    public void Cancellation_stops_after_the_current_step_and_still_writes_the_results()
+    public void Cancellation_stops_after_the_current_step_and_writes_a_checkpoint_instead_of_the_adapter()
     {
         var (model, data) = LearnableTask.Write(_dir.Path);
         using var cancel = new CancellationTokenSource();
@@ -83,7 +83,9 @@ public sealed class FinetuneSessionTests
         Assert.That(result.Outcome.Cancelled, Is.True);
         Assert.That(result.Outcome.Steps, Is.EqualTo(3));
         Assert.That(MetricsFile.ReadStepLosses(result.MetricsPath), Has.Count.EqualTo(3));
-        Assert.That(File.Exists(Path.Combine(result.AdapterDir!, "adapter_model.safetensors")), Is.True);
+        Assert.That(result.AdapterDir, Is.Null, "an unfinished run writes no final adapter");
+        Assert.That(result.LastCheckpoint, Is.EqualTo(Path.Combine(result.OutputDir, "checkpoints", "step-00000003")));
+        Assert.DoesNotThrow(() => CudaFinetune.Checkpoints.Checkpoint.Open(result.LastCheckpoint!).Verify());
     }
 
     [Test]

@@ -1,0 +1,85 @@
+using System.Globalization;
+using System.IO.Hashing;
+
+namespace CudaFinetune.Checkpoints;
+
+/// <summary>
+/// The fixed names and numbers of the checkpoint format (docs/checkpoint-format.md). A change to
+/// anything a reader depends on raises <see cref="Version"/>; readers refuse versions they do not know.
+/// </summary>
+public static class CheckpointFormat
+{
+    /// <summary>The format version written into every manifest and shard header.</summary>
+    public const int Version = 1;
+
+    /// <summary>Every tensor starts at a multiple of this many bytes in its shard (and the header fills the first block).</summary>
+    public const int Alignment = 4096;
+
+    /// <summary>Sub-directory of an output directory that holds the checkpoints.</summary>
+    public const string DirectoryName = "checkpoints";
+
+    public const string ManifestFileName = "manifest.json";
+
+    /// <summary>File in the checkpoints directory naming the newest committed checkpoint.</summary>
+    public const string LatestFileName = "latest";
+
+    public const string ModelGroup = "model";
+    public const string OptimizerGroup = "optimizer";
+
+    /// <summary>The training metrics up to the checkpoint's step, restored into the output directory on resume.</summary>
+    public const string MetricsFileName = "metrics.jsonl";
+
+    /// <summary>The model's config.json, so that a checkpoint describes its model on its own.</summary>
+    public const string ModelConfigFileName = "config/model-config.json";
+
+    private const string StepPrefix = "step-";
+
+    /// <summary>Prefixes of directories that are never checkpoints: in-progress writes and half-deleted ones.</summary>
+    internal const string TemporaryPrefix = ".tmp-";
+    internal const string DeletingPrefix = ".deleting-";
+
+    /// <summary>The directory name of the checkpoint at <paramref name="step"/> ("step-00000120": sorts by step).</summary>
+    public static string DirectoryNameFor(long step) => StepPrefix + step.ToString("D8", CultureInfo.InvariantCulture);
+
+    /// <summary>The step of a checkpoint directory name, or false for any other name.</summary>
+    public static bool TryParseStep(string name, out long step)
+    {
+        step = -1;
+        return name.StartsWith(StepPrefix, StringComparison.Ordinal)
+            && long.TryParse(name.AsSpan(StepPrefix.Length), NumberStyles.None, CultureInfo.InvariantCulture, out step);
+    }
+
+    /// <summary>The shard file of <paramref name="group"/> written by <paramref name="rank"/>, relative to the checkpoint.</summary>
+    public static string ShardFileName(string group, int rank) => $"{group}/rank-{rank.ToString("D5", CultureInfo.InvariantCulture)}.bin";
+
+    /// <summary>Rounds up to the next multiple of <see cref="Alignment"/>.</summary>
+    public static long Align(long offset) => (offset + Alignment - 1) / Alignment * Alignment;
+
+    /// <summary>XxHash128 of the bytes as 32 lowercase hex digits (the canonical big-endian form).</summary>
+    public static string Hash(ReadOnlySpan<byte> bytes) => HashText(XxHash128.Hash(bytes));
+
+    /// <summary>XxHash128 of native memory of any length.</summary>
+    internal static unsafe string Hash(byte* bytes, long length)
+    {
+        var hash = new XxHash128();
+        for (long offset = 0; offset < length; offset += 1 << 30)
+        {
+            hash.Append(new ReadOnlySpan<byte>(bytes + offset, (int)Math.Min(1 << 30, length - offset)));
+        }
+        return HashText(hash.GetCurrentHash());
+    }
+
+    /// <summary>How the manifest spells why a checkpoint was written.</summary>
+    public static string ReasonName(Training.CheckpointReason reason) => reason switch
+    {
+        Training.CheckpointReason.Periodic => "periodic",
+        Training.CheckpointReason.EpochEnd => "epoch-end",
+        Training.CheckpointReason.End => "end",
+        Training.CheckpointReason.Interrupted => "interrupted",
+        _ => throw new ArgumentOutOfRangeException(nameof(reason), reason, null),
+    };
+
+    internal static string HashText(ReadOnlySpan<byte> digest) => Convert.ToHexStringLower(digest);
+
+    internal static bool IsHashText(string? text) => text is { Length: 32 } && text.All(char.IsAsciiHexDigitLower);
+}

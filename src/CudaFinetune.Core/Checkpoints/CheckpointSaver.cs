@@ -1,0 +1,96 @@
+using CudaFinetune.Backends;
+using CudaFinetune.Errors;
+using CudaFinetune.Training;
+
+namespace CudaFinetune.Checkpoints;
+
+/// <summary>
+/// Saves checkpoints in the background. <see cref="Save"/> waits for the previous write, snapshots
+/// the tensors into the (reused) host image on the caller's thread — the only part training waits
+/// for — and hands the rest to a background task: shard files, hashes, manifest, fsync, atomic
+/// commit, the <c>latest</c> pointer and retention. <see cref="WaitForPending"/> waits for the last
+/// write; events and write errors surface on the caller's thread.
+/// </summary>
+public sealed class CheckpointSaver : IDisposable
+{
+    private readonly string _checkpointsDir;
+    private readonly CheckpointImage _image;
+    private readonly IBackend _backend;
+    private readonly int _keepLast;
+    private Task<CommittedCheckpoint>? _pending;
+    private CheckpointReason _pendingReason;
+
+    public CheckpointSaver(string checkpointsDir, CheckpointImage image, IBackend backend, int keepLast)
+    {
+        _checkpointsDir = checkpointsDir;
+        _image = image;
+        _backend = backend;
+        _keepLast = keepLast;
+    }
+
+    /// <summary>Raised (on the thread that calls <see cref="Save"/> or <see cref="WaitForPending"/>) when a write has committed.</summary>
+    public event Action<CheckpointSaved>? Saved;
+
+    /// <summary>The last checkpoint committed.</summary>
+    public CommittedCheckpoint? LastCommitted { get; private set; }
+
+    /// <summary>Snapshots the tensors and starts writing the checkpoint that <paramref name="manifest"/> describes.</summary>
+    public void Save(CheckpointManifest manifest, IReadOnlyList<CheckpointExtraFile> extraFiles)
+    {
+        ArgumentNullException.ThrowIfNull(manifest);
+        WaitForPending();
+        _image.Capture(_backend);
+        _pendingReason = manifest.Reason;
+        _pending = Task.Factory.StartNew(() =>
+        {
+            var committed = CheckpointWriter.Write(_checkpointsDir, _image, manifest, extraFiles);
+            CheckpointStore.ApplyRetention(_checkpointsDir, _keepLast);
+            return committed;
+        }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+    }
+
+    /// <summary>Reports a write that has finished since the last call, without waiting for one that has not.</summary>
+    public void ReportCompleted()
+    {
+        if (_pending is { IsCompleted: true })
+        {
+            WaitForPending();
+        }
+    }
+
+    /// <summary>Waits for the write in progress, if any; a failed write is a <see cref="UserErrorException"/> (earlier checkpoints are intact).</summary>
+    public void WaitForPending()
+    {
+        if (_pending is not { } pending)
+        {
+            return;
+        }
+        _pending = null;
+        CommittedCheckpoint committed;
+        try
+        {
+            committed = pending.GetAwaiter().GetResult();
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            string last = LastCommitted is { } c ? $"; the last good checkpoint is {c.Directory}" : "";
+            throw new UserErrorException($"could not write a checkpoint into '{_checkpointsDir}': {e.Message}{last}", e);
+        }
+        LastCommitted = committed;
+        Saved?.Invoke(new CheckpointSaved(committed.Step, committed.Directory, committed.Bytes, committed.WriteTime, _pendingReason));
+    }
+
+    /// <summary>Waits for a write in progress (its errors are dropped: Dispose does not throw) and frees the image.</summary>
+    public void Dispose()
+    {
+        try
+        {
+            _pending?.Wait();
+        }
+        catch (AggregateException)
+        {
+            // Reported by WaitForPending when the caller waits; on disposal there is no one to tell.
+        }
+        _image.Dispose();
+    }
+}
