@@ -1,0 +1,107 @@
+using System.Diagnostics;
+using CudaFinetune.Checkpoints;
+using CudaFinetune.Tests.IO;
+using CudaFinetune.Tests.Support;
+using CudaFinetune.Training;
+using NUnit.Framework;
+
+namespace CudaFinetune.Tests.Checkpoints;
+
+/// <summary>
+/// The CudaFinetune executable, saving a checkpoint after every step, is killed with SIGKILL at
+/// random instants (inside steps, background writes, renames); after every kill each committed
+/// checkpoint verifies and <c>latest</c> names one of them, and the run resumed from whatever was
+/// left finishes with the same metrics and adapter as a run that was never killed.
+/// </summary>
+[TestFixture]
+public sealed class CrashSafetyTests
+{
+    private TempDirectory _dir = null!;
+
+    [SetUp]
+    public void SetUp() => _dir = new TempDirectory();
+
+    [TearDown]
+    public void TearDown() => _dir.Dispose();
+
+    private static string Executable => typeof(CudaFinetune.Cli.Program).Assembly.Location;
+
+    private static Process Start(params string[] args)
+    {
+        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        start.ArgumentList.Add(Executable);
+        foreach (string arg in args)
+        {
+            start.ArgumentList.Add(arg);
+        }
+        var process = Process.Start(start)!;
+        process.OutputDataReceived += (_, _) => { };
+        process.ErrorDataReceived += (_, _) => { };
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        return process;
+    }
+
+    [Test]
+    public void Killed_at_random_instants_it_never_leaves_an_invalid_checkpoint_and_resumes_to_the_same_result()
+    {
+        var (model, data) = LearnableTask.Write(_dir.Path);
+        string output = _dir.File("killed");
+        string[] plan = ["--num-epochs", "20", "--max-steps", "150", "--save-every", "1", "--keep-last", "2", "--eval-every", "5"];
+        string[] first = ["finetune", "--model", model, "--dataset", data, "--output-dir", output, "--context-length", "16", "--batch-size", "4",
+            "--lora-targets", "all-linear", "--lr", "0.01", "--seed", "7", "--device", "cpu", .. plan];
+        var rng = new Random(11);
+        int kills = 0;
+        for (int attempt = 0; attempt < 6; attempt++)
+        {
+            bool resume = CheckpointStore.Directories(CheckpointStore.CheckpointsDirectory(output)).Count > 0;
+            using var process = Start(resume ? ["finetune", "--resume", output] : first);
+            Thread.Sleep(TimeSpan.FromMilliseconds(rng.Next(900, 2200)));
+            if (!process.HasExited)
+            {
+                process.Kill(); // SIGKILL
+                kills++;
+            }
+            process.WaitForExit();
+            AssertEveryCommittedCheckpointIsValid(output);
+        }
+        using (var final = Start(["finetune", "--resume", output]))
+        {
+            Assert.That(final.WaitForExit(TimeSpan.FromMinutes(3)), Is.True, "the resumed run finishes");
+            Assert.That(final.ExitCode, Is.Zero);
+        }
+        TestContext.Out.WriteLine($"{kills} kills survived");
+        Assert.That(kills, Is.GreaterThanOrEqualTo(3), "the run was really killed several times");
+
+        // The same run, never killed, in this process (same runtime and CPU, so the same arithmetic).
+        var options = new FinetuneOptions
+        {
+            Model = model, Dataset = data, OutputDir = _dir.File("reference"), ContextLength = 16, BatchSize = 4, LoraTargets = "all-linear",
+            Lr = 0.01, Seed = 7, Device = "cpu", NumEpochs = 20, MaxSteps = 150, SaveEvery = 1, KeepLast = 2, EvalEvery = 5,
+        };
+        using (var session = FinetuneSession.Open(options))
+        {
+            session.Train();
+        }
+        Assert.That(StepLines(output), Is.EqualTo(StepLines(_dir.File("reference"))));
+        Assert.That(File.ReadAllBytes(Path.Combine(output, "adapter", "adapter_model.safetensors")),
+            Is.EqualTo(File.ReadAllBytes(Path.Combine(_dir.File("reference"), "adapter", "adapter_model.safetensors"))));
+    }
+
+    private static void AssertEveryCommittedCheckpointIsValid(string output)
+    {
+        string checkpoints = CheckpointStore.CheckpointsDirectory(output);
+        foreach (string dir in CheckpointStore.Directories(checkpoints))
+        {
+            Assert.DoesNotThrow(() => Checkpoint.Open(dir).Verify(), dir);
+        }
+        if (CheckpointStore.ReadLatest(checkpoints) is { } latest)
+        {
+            Assert.That(Directory.Exists(Path.Combine(checkpoints, latest)), Is.True, $"latest names {latest}");
+        }
+    }
+
+    /// <summary>metrics.jsonl without the wall-clock tokens_per_s.</summary>
+    private static string[] StepLines(string output)
+        => [.. File.ReadAllLines(Path.Combine(output, "metrics.jsonl")).Select(l => System.Text.RegularExpressions.Regex.Replace(l, ",\"tokens_per_s\":[^,}]*", ""))];
+}

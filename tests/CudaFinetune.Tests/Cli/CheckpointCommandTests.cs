@@ -1,0 +1,106 @@
+using CudaFinetune.Checkpoints;
+using CudaFinetune.Cli;
+using CudaFinetune.Tests.Checkpoints;
+using CudaFinetune.Tests.IO;
+using CudaFinetune.Tests.Support;
+using CudaFinetune.Training;
+using NUnit.Framework;
+
+namespace CudaFinetune.Tests.Cli;
+
+/// <summary>checkpoint verify / inspect / list, and finetune --resume, through <see cref="Program.Run"/>.</summary>
+[TestFixture]
+public sealed class CheckpointCommandTests
+{
+    private TempDirectory _dir = null!;
+    private string _model = null!;
+    private string _data = null!;
+
+    [SetUp]
+    public void SetUp()
+    {
+        _dir = new TempDirectory();
+        (_model, _data) = LearnableTask.Write(_dir.Path);
+    }
+
+    [TearDown]
+    public void TearDown() => _dir.Dispose();
+
+    private static (int Code, string Out, string Err) Cli(string[] args, CancellationToken cancel = default)
+    {
+        using var output = new StringWriter();
+        using var error = new StringWriter();
+        int code = Program.Run(args, output, error, cancel);
+        return (code, output.ToString(), error.ToString());
+    }
+
+    private string Run => _dir.File("run");
+
+    private string[] Finetune(params string[] extra) =>
+        ["finetune", "--model", _model, "--dataset", _data, "--output-dir", Run, "--context-length", "16", "--batch-size", "4", "--device", "cpu", .. extra];
+
+    [Test]
+    public void List_verify_and_inspect_describe_the_checkpoints_and_exit_1_on_damage()
+    {
+        var train = Cli(Finetune("--max-steps", "5", "--save-every", "2", "--eval-every", "2"));
+        Assert.That(train.Code, Is.Zero, train.Err);
+        Assert.That(train.Out, Does.Contain("checkpoint  step 2").And.Contain("checkpoint  step 5"));
+
+        var list = Cli(["checkpoint", "list", Run]);
+        Assert.That(list.Code, Is.Zero, list.Out);
+        Assert.That(list.Out, Does.Contain("step-00000002").And.Contain("step-00000004").And.Contain("step-00000005"));
+        Assert.That(list.Out, Does.Contain("valid (latest)"));
+
+        string step4 = Path.Combine(Run, "checkpoints", "step-00000004");
+        var verify = Cli(["checkpoint", "verify", step4]);
+        Assert.That(verify.Code, Is.Zero);
+        Assert.That(verify.Out, Does.StartWith("valid: ").And.Contain("step 4"));
+
+        var inspect = Cli(["checkpoint", "inspect", step4, "--tensors"]);
+        Assert.That(inspect.Code, Is.Zero);
+        Assert.That(inspect.Out, Does.Contain("training     step 4").And.Contain("adamw").And.Contain("exp_avg_sq").And.Contain("model/rank-00000.bin"));
+
+        string tensor = CheckpointDamage.FlipByteInTensor(step4);
+        var bad = Cli(["checkpoint", "verify", step4]);
+        Assert.That(bad.Code, Is.EqualTo(Program.ExitCheckFailed));
+        Assert.That(bad.Out, Does.StartWith("invalid: ").And.Contain(tensor).And.Contain("step-00000004"));
+        var badList = Cli(["checkpoint", "list", Run]);
+        Assert.That(badList.Code, Is.EqualTo(Program.ExitCheckFailed));
+        Assert.That(badList.Out, Does.Contain("INVALID"));
+        Assert.That(Cli(["checkpoint", "verify", _dir.File("nothing")]).Code, Is.EqualTo(Program.ExitCheckFailed));
+    }
+
+    [Test]
+    public void Resume_continues_with_the_saved_options_and_warns_about_changes()
+    {
+        Assert.That(Cli(Finetune("--max-steps", "5")).Code, Is.Zero);
+        var resumed = Cli(["finetune", "--resume", Run, "--max-steps", "8"]);
+        Assert.That(resumed.Code, Is.Zero, resumed.Err);
+        Assert.That(resumed.Out, Does.Contain("resuming from").And.Contain("step-00000005").And.Contain("warning: max_steps changed from 5 to 8"));
+        Assert.That(MetricsFile.ReadStepLosses(Path.Combine(Run, "metrics.jsonl")).Select(s => s.Step), Is.EqualTo(Enumerable.Range(1, 8).Select(i => (long)i)));
+
+        var refused = Cli(["finetune", "--resume", Run, "--lora-r", "4", "--max-steps", "9"]);
+        Assert.That(refused.Code, Is.EqualTo(Program.ExitUserError));
+        Assert.That(refused.Err, Does.Contain("lora_r was 8 and is now 4"));
+    }
+
+    [Test]
+    public void An_interrupted_finetune_writes_a_checkpoint_prints_the_resume_command_and_exits_0()
+    {
+        using var cancel = new CancellationTokenSource();
+        cancel.Cancel(); // as if SIGTERM arrived during the first step
+        var stopped = Cli(Finetune("--max-steps", "6"), cancel.Token);
+        Assert.That(stopped.Code, Is.Zero, stopped.Err);
+        Assert.That(stopped.Out, Does.Contain("interrupted after step 1").And.Contain($"resume with: CudaFinetune finetune --resume {Run}"));
+        Assert.That(Directory.Exists(Path.Combine(Run, "adapter")), Is.False);
+        Assert.That(Checkpoint.Open(Path.Combine(Run, "checkpoints", "step-00000001")).Manifest.Reason, Is.EqualTo(CheckpointReason.Interrupted));
+    }
+
+    [Test]
+    public void Force_and_strict_need_resume()
+    {
+        var e = Cli(Finetune("--force"));
+        Assert.That(e.Code, Is.EqualTo(Program.ExitUserError));
+        Assert.That(e.Err, Does.Contain("--resume"));
+    }
+}
