@@ -29,7 +29,7 @@ internal static class ManifestJson
             w.WriteNumber("format_version", m.FormatVersion);
             w.WriteString("checkpoint_id", m.CheckpointId);
             w.WriteString("engine_version", m.EngineVersion);
-            w.WriteString("created_utc", m.Created.ToUniversalTime().ToString("O", CultureInfo.InvariantCulture));
+            w.WriteString("created_utc", m.Created.UtcDateTime.ToString("O", CultureInfo.InvariantCulture));
             w.WriteStartObject("environment");
             foreach (var (key, value) in m.Environment)
             {

@@ -339,7 +339,9 @@ public sealed class FinetuneSession : IDisposable, ITrainingCheckpoints
         var buffer = new System.Buffers.ArrayBufferWriter<byte>();
         using (var w = new Utf8JsonWriter(buffer))
         {
-            FinetuneOptionsJson.Write(w, Options);
+            // Absolute paths, so that a resume from another working directory finds the same files.
+            static string? Full(string? path) => path is null ? null : Path.GetFullPath(path);
+            FinetuneOptionsJson.Write(w, Options with { Model = Full(Options.Model), Dataset = Full(Options.Dataset), ValidationDataset = Full(Options.ValidationDataset), OutputDir = Full(Options.OutputDir)! });
         }
         return new CheckpointManifest
         {

@@ -26,7 +26,9 @@ public sealed class CrashSafetyTests
 
     private static string Executable => typeof(CudaFinetune.Cli.Program).Assembly.Location;
 
-    private static Process Start(params string[] args)
+    private static Process Start(params string[] args) => Start(new System.Text.StringBuilder(), args);
+
+    private static Process Start(System.Text.StringBuilder output, params string[] args)
     {
         var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         start.ArgumentList.Add(Executable);
@@ -35,8 +37,20 @@ public sealed class CrashSafetyTests
             start.ArgumentList.Add(arg);
         }
         var process = Process.Start(start)!;
-        process.OutputDataReceived += (_, _) => { };
-        process.ErrorDataReceived += (_, _) => { };
+        process.OutputDataReceived += (_, e) =>
+        {
+            lock (output)
+            {
+                output.AppendLine(e.Data);
+            }
+        };
+        process.ErrorDataReceived += (_, e) =>
+        {
+            lock (output)
+            {
+                output.AppendLine(e.Data);
+            }
+        };
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
         return process;
@@ -86,6 +100,71 @@ public sealed class CrashSafetyTests
         Assert.That(StepLines(output), Is.EqualTo(StepLines(_dir.File("reference"))));
         Assert.That(File.ReadAllBytes(Path.Combine(output, "adapter", "adapter_model.safetensors")),
             Is.EqualTo(File.ReadAllBytes(Path.Combine(_dir.File("reference"), "adapter", "adapter_model.safetensors"))));
+    }
+
+    private static void Signal(Process process, string signal)
+    {
+        using var kill = Process.Start("kill", ["-" + signal, process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])!;
+        kill.WaitForExit();
+    }
+
+    [Test]
+    public void Sigterm_finishes_the_step_writes_a_checkpoint_prints_the_resume_command_and_exits_0_and_a_second_signal_aborts()
+    {
+        Assume.That(OperatingSystem.IsLinux() || OperatingSystem.IsMacOS(), "POSIX signals");
+        var (model, data) = LearnableTask.Write(_dir.Path);
+        string[] args = ["finetune", "--model", model, "--dataset", data, "--output-dir", _dir.File("run"), "--context-length", "16",
+            "--batch-size", "4", "--num-epochs", "200", "--device", "cpu"];
+        var log = new System.Text.StringBuilder();
+        using (var process = Start(log, args))
+        {
+            WaitForSteps(_dir.File("run"));
+            Signal(process, "TERM");
+            Assert.That(process.WaitForExit(TimeSpan.FromMinutes(1)), Is.True);
+            Assert.That(process.ExitCode, Is.Zero, log.ToString());
+        }
+        Assert.That(log.ToString(), Does.Contain("SIGTERM: stopping after the current step").And.Contain("resume with: CudaFinetune finetune --resume"));
+        string checkpoints = CheckpointStore.CheckpointsDirectory(_dir.File("run"));
+        var interrupted = Checkpoint.Open(Path.Combine(checkpoints, CheckpointStore.ReadLatest(checkpoints)!));
+        Assert.That(interrupted.Manifest.Reason, Is.EqualTo(CheckpointReason.Interrupted));
+        interrupted.Verify();
+
+        // Resumed, then two signals in a row: the second ends the process at once; what was committed stays valid.
+        using (var again = Start(["finetune", "--resume", _dir.File("run")]))
+        {
+            WaitForSteps(_dir.File("run"), after: interrupted.Manifest.Training.Step);
+            Signal(again, "TERM");
+            Signal(again, "TERM");
+            Assert.That(again.WaitForExit(TimeSpan.FromMinutes(1)), Is.True);
+        }
+        AssertEveryCommittedCheckpointIsValid(_dir.File("run"));
+        Assert.That(CheckpointStore.Directories(checkpoints), Is.Not.Empty);
+    }
+
+    /// <summary>Waits until metrics.jsonl shows a few steps past <paramref name="after"/>.</summary>
+    private static void WaitForSteps(string output, long after = 0)
+    {
+        string metrics = Path.Combine(output, "metrics.jsonl");
+        var clock = Stopwatch.StartNew();
+        while (clock.Elapsed < TimeSpan.FromMinutes(1))
+        {
+            try
+            {
+                if (File.Exists(metrics) && MetricsFile.ReadStepLosses(metrics).Count(s => s.Step > after) >= 3)
+                {
+                    return;
+                }
+            }
+            catch (System.Text.Json.JsonException)
+            {
+                // a line being written
+            }
+            catch (IOException)
+            {
+            }
+            Thread.Sleep(50);
+        }
+        Assert.Fail("the run did not start training within a minute");
     }
 
     private static void AssertEveryCommittedCheckpointIsValid(string output)
