@@ -37,7 +37,7 @@ internal sealed class ThroughputColumn : IColumn
     public int PriorityInCategory => 0;
     public bool IsNumeric => true;
     public UnitType UnitType => UnitType.Dimensionless;
-    public string Legend => "Work per second (GFLOP/s for GEMMs, tokens/s for training steps)";
+    public string Legend => "Work per second (GFLOP/s for GEMMs, tokens/s for training steps, GB/s of shard bytes for checkpoint I/O)";
 
     public bool IsDefault(Summary summary, BenchmarkCase benchmarkCase) => false;
 

@@ -61,7 +61,7 @@ public static class CheckpointStore
     public static void WriteLatest(string checkpointsDir, string name)
     {
         AtomicFile.Write(Path.Combine(checkpointsDir, CheckpointFormat.LatestFileName), s => s.Write(System.Text.Encoding.UTF8.GetBytes(name + "\n")));
-        DirectorySync.Flush(checkpointsDir);
+        Posix.FlushDirectory(checkpointsDir);
     }
 
     /// <summary>The directory name <c>latest</c> points at, or null.</summary>

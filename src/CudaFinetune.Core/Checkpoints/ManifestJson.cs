@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
+using CudaFinetune.IO;
 using CudaFinetune.Data;
 using CudaFinetune.Tensors;
 using CudaFinetune.Training;
@@ -141,22 +142,10 @@ internal static class ManifestJson
         w.WriteNumber("epoch", t.Epoch);
         w.WriteNumber("micro_batches", t.MicroBatches);
         w.WriteNumber("evaluated_at", t.EvaluatedAt);
-        Number(w, "last_loss", t.LastLoss);
-        Number(w, "last_eval_loss", t.LastEvalLoss);
-        Number(w, "best_eval_loss", t.BestEvalLoss);
+        w.WriteNumberOrNull("last_loss", t.LastLoss);
+        w.WriteNumberOrNull("last_eval_loss", t.LastEvalLoss);
+        w.WriteNumberOrNull("best_eval_loss", t.BestEvalLoss);
         w.WriteEndObject();
-    }
-
-    private static void Number(Utf8JsonWriter w, string name, double? value)
-    {
-        if (value is { } v && double.IsFinite(v))
-        {
-            w.WriteNumber(name, v);
-        }
-        else
-        {
-            w.WriteNull(name);
-        }
     }
 
     /// <summary>Index of the self-hash value inside the manifest bytes (-1 when absent).</summary>

@@ -2,7 +2,10 @@ using System.Runtime.InteropServices;
 
 namespace CudaFinetune.Checkpoints;
 
-/// <summary>Zeroed, 4 KiB-aligned native memory of any size (a shard image can exceed a managed array's 2 GiB).</summary>
+/// <summary>
+/// Zeroed, 4 KiB-aligned native memory of any size (a shard image can exceed a managed array's
+/// 2 GiB), with its capacity rounded up to 4 KiB so that it can be written with O_DIRECT.
+/// </summary>
 internal sealed unsafe class NativeBuffer : IDisposable
 {
     private byte* _pointer;
@@ -11,11 +14,15 @@ internal sealed unsafe class NativeBuffer : IDisposable
     {
         ArgumentOutOfRangeException.ThrowIfNegative(length);
         Length = length;
-        _pointer = (byte*)NativeMemory.AlignedAlloc((nuint)Math.Max(length, 1), CheckpointFormat.Alignment);
-        NativeMemory.Clear(_pointer, (nuint)length);
+        Capacity = Math.Max(CheckpointFormat.Align(length), CheckpointFormat.Alignment);
+        _pointer = (byte*)NativeMemory.AlignedAlloc((nuint)Capacity, CheckpointFormat.Alignment);
+        NativeMemory.Clear(_pointer, (nuint)Capacity);
     }
 
     public long Length { get; }
+
+    /// <summary><see cref="Length"/> rounded up to 4 KiB; the bytes past Length stay zero.</summary>
+    public long Capacity { get; }
 
     public byte* Pointer => _pointer != null ? _pointer : throw new ObjectDisposedException(nameof(NativeBuffer));
 

@@ -405,10 +405,10 @@ public sealed class FinetuneSession : IDisposable, ITrainingCheckpoints
         w.WriteEndObject();
         w.WriteStartObject("environment");
         w.WriteString("engine_version", EngineVersion);
-        w.WriteString("dotnet", RuntimeInformation.FrameworkDescription);
-        w.WriteString("os", RuntimeInformation.OSDescription);
-        w.WriteString("backend", _backend.Name);
-        w.WriteNumber("processors", Environment.ProcessorCount);
+        foreach (var (key, value) in EnvironmentDescription())
+        {
+            w.WriteString(key, value);
+        }
         w.WriteEndObject();
         w.WriteEndObject();
     }

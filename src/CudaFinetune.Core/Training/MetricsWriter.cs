@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
+using CudaFinetune.IO;
 
 namespace CudaFinetune.Training;
 
@@ -50,10 +51,10 @@ public sealed class MetricsWriter : IDisposable
                 {
                     w.WriteNumber("step", s.Step);
                     w.WriteNumber("epoch", s.Epoch);
-                    Number(w, "loss", s.Loss);
-                    Number(w, "lr", s.LearningRate);
-                    Number(w, "grad_norm", s.GradNorm);
-                    Number(w, "tokens_per_s", Math.Round(s.TokensPerSecond, 1));
+                    w.WriteNumberOrNull("loss", s.Loss);
+                    w.WriteNumberOrNull("lr", s.LearningRate);
+                    w.WriteNumberOrNull("grad_norm", s.GradNorm);
+                    w.WriteNumberOrNull("tokens_per_s", Math.Round(s.TokensPerSecond, 1));
                 });
                 break;
             case EvaluationCompleted ev:
@@ -61,24 +62,12 @@ public sealed class MetricsWriter : IDisposable
                 WriteLine(w =>
                 {
                     w.WriteNumber("step", ev.Step);
-                    Number(w, "eval_loss", ev.EvalLoss);
-                    Number(w, "eval_perplexity", ev.EvalPerplexity);
+                    w.WriteNumberOrNull("eval_loss", ev.EvalLoss);
+                    w.WriteNumberOrNull("eval_perplexity", ev.EvalPerplexity);
                 });
                 break;
             default:
                 break;
-        }
-    }
-
-    private static void Number(Utf8JsonWriter w, string name, double value)
-    {
-        if (double.IsFinite(value))
-        {
-            w.WriteNumber(name, value);
-        }
-        else
-        {
-            w.WriteNull(name);
         }
     }
 
