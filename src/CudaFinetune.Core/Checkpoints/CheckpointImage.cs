@@ -1,3 +1,4 @@
+using System.IO.Hashing;
 using CudaFinetune.Backends;
 using CudaFinetune.Tensors;
 
@@ -6,8 +7,9 @@ namespace CudaFinetune.Checkpoints;
 /// <summary>
 /// Host buffers laid out exactly as the shard files will be on disk (a 4 KiB header, then every
 /// tensor 4 KiB-aligned). <see cref="Capture"/> snapshots the live tensors into them on the training
-/// thread; the background writer then writes each buffer with one sequential pass while training
-/// goes on. The layout is fixed when the image is made, so the buffers are reused by every save.
+/// thread, hashing each chunk right after copying it (one pass over memory, while the chunk is in
+/// cache); the background writer then only moves the buffers to disk while training goes on. The
+/// layout is fixed when the image is made, so the buffers are reused by every save.
 /// </summary>
 public sealed unsafe class CheckpointImage : IDisposable
 {
@@ -40,9 +42,9 @@ public sealed unsafe class CheckpointImage : IDisposable
     }
 
     /// <summary>
-    /// Copies every tensor's current bytes into the buffers: the only part of a save that training
-    /// waits for. Host tensors are copied on all cores (one copy thread reaches only part of the
-    /// memory bandwidth); other tensors go through the backend one by one.
+    /// Copies every tensor's current bytes into the buffers and hashes them (<see cref="TensorSlot.Hash"/>):
+    /// the only part of a save that training waits for. Host tensors are done on all cores; other
+    /// tensors go through the backend one by one.
     /// </summary>
     public void Capture(IBackend backend)
     {
@@ -51,13 +53,28 @@ public sealed unsafe class CheckpointImage : IDisposable
         if (slots.All(x => x.slot.Source.Storage is HostStorage))
         {
             Parallel.For(0, slots.Length, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount },
-                i => TensorBytes.CopyOut(backend, slots[i].slot.Source, slots[i].shard.Buffer.Pointer + slots[i].slot.Offset));
+                i => slots[i].slot.Hash = CopyAndHash((byte*)slots[i].slot.Source.HostAddress, slots[i].shard.Buffer.Pointer + slots[i].slot.Offset, slots[i].slot.Length));
             return;
         }
         foreach (var (shard, slot) in slots)
         {
-            TensorBytes.CopyOut(backend, slot.Source, shard.Buffer.Pointer + slot.Offset);
+            byte* destination = shard.Buffer.Pointer + slot.Offset;
+            TensorBytes.CopyOut(backend, slot.Source, destination);
+            slot.Hash = CheckpointFormat.Hash(destination, slot.Length);
         }
+    }
+
+    private static string CopyAndHash(byte* source, byte* destination, long length)
+    {
+        const int chunk = 256 << 10;
+        var hash = new XxHash128();
+        for (long offset = 0; offset < length; offset += chunk)
+        {
+            int count = (int)Math.Min(chunk, length - offset);
+            Buffer.MemoryCopy(source + offset, destination + offset, count, count);
+            hash.Append(new ReadOnlySpan<byte>(destination + offset, count));
+        }
+        return CheckpointFormat.HashText(hash.GetCurrentHash());
     }
 
     public void Dispose()
@@ -89,5 +106,9 @@ public sealed class ShardImage
     internal NativeBuffer Buffer { get; }
 }
 
-/// <summary>Where one tensor sits in its shard.</summary>
-public sealed record TensorSlot(string Name, Tensor Source, long Offset, long Length);
+/// <summary>Where one tensor sits in its shard, and the hash of its bytes at the last capture.</summary>
+public sealed record TensorSlot(string Name, Tensor Source, long Offset, long Length)
+{
+    /// <summary>XxHash128 of the captured bytes (set by <see cref="CheckpointImage.Capture"/>).</summary>
+    public string Hash { get; internal set; } = "";
+}

@@ -11,8 +11,8 @@ public sealed record CommittedCheckpoint(string Directory, long Step, long Bytes
 
 /// <summary>
 /// Writes one checkpoint so that it either exists complete or not at all. Everything goes into
-/// <c>checkpoints/.tmp-step-N-…</c>: each shard with one sequential write of its image while another
-/// thread hashes its tensors, the extra files, and the manifest last; every file and directory is
+/// <c>checkpoints/.tmp-step-N-…</c>: each shard with one sequential write of its image (hashed when
+/// it was captured; unbuffered where the system allows), the extra files, and the manifest last; every file and directory is
 /// fsynced; then the directory is renamed to <c>step-N</c>, and finally the <c>latest</c> pointer is
 /// replaced atomically. A crash at any instant leaves at most a <c>.tmp-</c> directory, which no
 /// reader takes for a checkpoint and the next run deletes.
@@ -22,7 +22,7 @@ public static class CheckpointWriter
     private const int WriteChunk = 8 << 20;
 
     /// <param name="checkpointsDir">the output directory's checkpoints/ directory</param>
-    /// <param name="image">captured tensor bytes (headers are filled in here)</param>
+    /// <param name="image">captured (and hashed) tensor bytes; shard headers are filled in here</param>
     /// <param name="manifest">the manifest without shards, tensors, files and id (filled in here)</param>
     /// <param name="extraFiles">files copied into the checkpoint</param>
     public static CommittedCheckpoint Write(string checkpointsDir, CheckpointImage image, CheckpointManifest manifest, IReadOnlyList<CheckpointExtraFile> extraFiles)
@@ -86,14 +86,11 @@ public static class CheckpointWriter
     private static unsafe List<CheckpointTensor> WriteShard(string directory, ShardImage shard, string id)
     {
         ShardHeader.Write(shard.Buffer.Slice(0, ShardHeader.Length), id, shard.Group, shard.Rank);
-        // Hash on another thread while this one writes: both only read the image.
-        var hashing = Task.Run(() => shard.Tensors.Select(slot => CheckpointFormat.Hash(shard.Buffer.Pointer + slot.Offset, slot.Length)).ToArray());
         string path = Path.Combine(directory, shard.File);
         Directory.CreateDirectory(Path.GetDirectoryName(path)!);
         WriteImage(path, shard.Buffer);
-        string[] hashes = hashing.GetAwaiter().GetResult();
-        return [.. shard.Tensors.Select((slot, i) => new CheckpointTensor(
-            slot.Name, shard.Group, slot.Source.DType, [.. slot.Source.Shape.Dimensions.Select(d => (long)d)], shard.File, slot.Offset, slot.Length, hashes[i]))];
+        return [.. shard.Tensors.Select(slot => new CheckpointTensor(
+            slot.Name, shard.Group, slot.Source.DType, [.. slot.Source.Shape.Dimensions.Select(d => (long)d)], shard.File, slot.Offset, slot.Length, slot.Hash))];
     }
 
     /// <summary>
