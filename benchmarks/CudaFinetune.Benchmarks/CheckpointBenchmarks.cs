@@ -167,11 +167,8 @@ public class CheckpointBenchmarks : IThroughputBenchmark
 [SimpleJob(RunStrategy.Monitoring, launchCount: 1, warmupCount: 2, iterationCount: 10, invocationCount: 1)]
 public class CheckpointStepBenchmarks : IThroughputBenchmark
 {
-    private const int Batch = 8, SeqLen = 256;
+    private BenchTinyStep _step = null!;
     private CpuBackend _backend = null!;
-    private LlamaModel _model = null!;
-    private TokenBatch _batch = null!;
-    private long _step;
     private List<Tensor> _owned = null!;
     private CheckpointImage _image = null!;
     private CheckpointSaver _saver = null!;
@@ -187,7 +184,7 @@ public class CheckpointStepBenchmarks : IThroughputBenchmark
 
     public double UnitScale => 1;
 
-    public double WorkPerInvocation(IReadOnlyDictionary<string, object> parameters) => Batch * SeqLen;
+    public double WorkPerInvocation(IReadOnlyDictionary<string, object> parameters) => BenchTinyStep.Batch * BenchTinyStep.SeqLen;
 
     private string CheckpointsDir => Path.Combine(_root, CheckpointFormat.DirectoryName);
 
@@ -196,15 +193,10 @@ public class CheckpointStepBenchmarks : IThroughputBenchmark
     [GlobalSetup]
     public void Setup()
     {
-        var config = LlamaPresets.BenchTiny;
-        _backend = new CpuBackend();
-        var weights = LlamaWeights.Allocate(_backend, config);
-        LlamaInitializer.Initialize(_backend, weights, config, seed: 1);
-        var lora = new LoraConfig { Rank = 8, Alpha = 32, Dropout = 0.05, TargetModules = ["q_proj", "k_proj", "v_proj", "o_proj"] };
-        _model = new LlamaModel(_backend, config, weights, new LlamaModelOptions { Lora = lora, Seed = 1 });
+        _step = new BenchTinyStep(fullFineTuning: false);
+        _backend = _step.Backend;
+        var weights = _step.Weights;
         var rng = new Random(2);
-        _batch = new TokenBatch(Batch, SeqLen, [.. Enumerable.Range(0, Batch * SeqLen).Select(_ => rng.Next(config.VocabSize))]);
-        _model.ForwardBackward(_batch, 0);
 
         _root = CheckpointData.CreateRoot();
         List<(string Name, string Group, Tensor Source)> tensors;
@@ -293,11 +285,7 @@ public class CheckpointStepBenchmarks : IThroughputBenchmark
     [Benchmark]
     public double StepDuringRawWrite() => Step();
 
-    private double Step()
-    {
-        _model.ZeroGradients();
-        return _model.ForwardBackward(_batch, ++_step).Mean;
-    }
+    private double Step() => _step.Run();
 
     [GlobalCleanup]
     public void Cleanup()
@@ -308,9 +296,8 @@ public class CheckpointStepBenchmarks : IThroughputBenchmark
                 + $"{_writesDoneBeforeStepEnd} ended before their step did");
         }
         _saver.Dispose(); // frees the image
-        _model.Dispose();
         CheckpointData.Dispose(_owned);
-        _backend.Dispose();
+        _step.Dispose();
         Directory.Delete(_root, recursive: true);
     }
 }

@@ -1,7 +1,4 @@
 using BenchmarkDotNet.Attributes;
-using CudaFinetune.Backends.Cpu;
-using CudaFinetune.Lora;
-using CudaFinetune.Model;
 
 namespace CudaFinetune.Benchmarks;
 
@@ -13,11 +10,7 @@ namespace CudaFinetune.Benchmarks;
 [MemoryDiagnoser]
 public class TrainingStepBenchmarks : IThroughputBenchmark
 {
-    private const int Batch = 8, SeqLen = 256;
-    private CpuBackend _backend = null!;
-    private LlamaModel _model = null!;
-    private TokenBatch _batch = null!;
-    private long _step;
+    private BenchTinyStep _step = null!;
 
     [Params("lora-qkvo-r8", "full")]
     public string Mode { get; set; } = "lora-qkvo-r8";
@@ -26,33 +19,14 @@ public class TrainingStepBenchmarks : IThroughputBenchmark
 
     public double UnitScale => 1;
 
-    public double WorkPerInvocation(IReadOnlyDictionary<string, object> parameters) => Batch * SeqLen;
+    public double WorkPerInvocation(IReadOnlyDictionary<string, object> parameters) => BenchTinyStep.Batch * BenchTinyStep.SeqLen;
 
     [GlobalSetup]
-    public void Setup()
-    {
-        var config = LlamaPresets.BenchTiny;
-        _backend = new CpuBackend();
-        var weights = LlamaWeights.Allocate(_backend, config);
-        LlamaInitializer.Initialize(_backend, weights, config, seed: 1);
-        var lora = Mode == "full" ? null : new LoraConfig { Rank = 8, Alpha = 32, Dropout = 0.05, TargetModules = ["q_proj", "k_proj", "v_proj", "o_proj"] };
-        _model = new LlamaModel(_backend, config, weights, new LlamaModelOptions { Lora = lora, Seed = 1 });
-        var rng = new Random(2);
-        _batch = new TokenBatch(Batch, SeqLen, [.. Enumerable.Range(0, Batch * SeqLen).Select(_ => rng.Next(config.VocabSize))]);
-        _model.ForwardBackward(_batch, 0);
-    }
+    public void Setup() => _step = new BenchTinyStep(fullFineTuning: Mode == "full");
 
     [Benchmark]
-    public double ForwardBackward()
-    {
-        _model.ZeroGradients();
-        return _model.ForwardBackward(_batch, ++_step).Mean;
-    }
+    public double ForwardBackward() => _step.Run();
 
     [GlobalCleanup]
-    public void Cleanup()
-    {
-        _model.Dispose();
-        _backend.Dispose();
-    }
+    public void Cleanup() => _step.Dispose();
 }
