@@ -190,7 +190,8 @@ public sealed class FinetuneSession : IDisposable, ITrainingCheckpoints
             {
                 var checkpoint = Checkpoint.Open(dir);
                 var manifest = checkpoint.Manifest;
-                var warnings = ResumeCompatibility.Check(checkpoint.Directory, SavedOptions(checkpoint), Options, manifest, _fingerprints, _trainer.TotalSteps, request.Force);
+                var warnings = ResumeCompatibility.Check(checkpoint.Directory, SavedOptions(checkpoint), Options, manifest, _fingerprints, _trainer.TotalSteps, request.Force)
+                    .Concat(EnvironmentChanges(manifest)).ToList();
                 CheckSampler(checkpoint, request.Force);
                 checkpoint.Load(CheckpointTensors().ToDictionary(t => (t.Group, t.Name), t => t.Source), _backend);
                 _trainer.Optimizer.RestoreStepCount(manifest.Optimizer.StepCount);
@@ -205,6 +206,24 @@ public sealed class FinetuneSession : IDisposable, ITrainingCheckpoints
             }
         }
         throw new UserErrorException($"no valid checkpoint to resume from at '{request.Path}':{Environment.NewLine}  {string.Join(Environment.NewLine + "  ", skipped)}");
+    }
+
+    /// <summary>Differences between the environment that wrote the checkpoint and this one (the thread count does not change results).</summary>
+    private IEnumerable<string> EnvironmentChanges(CheckpointManifest manifest)
+    {
+        const string consequence = "the run continues correctly, but not necessarily bitwise as it would have there";
+        if (manifest.EngineVersion != EngineVersion)
+        {
+            yield return $"the checkpoint was written by engine {manifest.EngineVersion}, this is {EngineVersion}: {consequence}";
+        }
+        var now = EnvironmentDescription().ToDictionary(kv => kv.Key, kv => kv.Value);
+        foreach (var (key, then) in manifest.Environment)
+        {
+            if (key != "processors" && now.TryGetValue(key, out string? value) && value != then)
+            {
+                yield return $"environment: {key} was '{then}' and is '{value}': {consequence}";
+            }
+        }
     }
 
     private void CheckSampler(Checkpoint checkpoint, bool force)

@@ -151,6 +151,18 @@ public sealed partial class ResumeTests
         Assert.That(steps, Is.EqualTo(Enumerable.Range(1, (int)result.Outcome.Steps).Select(i => (long)i)), "every step once, in order");
     }
 
+    [Test]
+    public void A_checkpoint_from_another_environment_resumes_with_a_warning()
+    {
+        var first = Train(Options("run") with { MaxSteps = 3 });
+        string manifest = Path.Combine(first.LastCheckpoint!, CheckpointFormat.ManifestFileName);
+        string text = File.ReadAllText(manifest);
+        string dotnet = System.Text.RegularExpressions.Regex.Match(text, "\"dotnet\": \"([^\"]*)\"").Groups[1].Value;
+        File.WriteAllBytes(manifest, ManifestFuzzing.Reseal(text.Replace($"\"dotnet\": \"{dotnet}\"", "\"dotnet\": \".NET 9.0.0\"", StringComparison.Ordinal)));
+        using var session = FinetuneSession.Open(Options("run") with { MaxSteps = 4 }, new ResumeRequest(_dir.File("run")));
+        Assert.That(session.Resumed!.Warnings, Has.Some.Contains("environment: dotnet was '.NET 9.0.0'"));
+    }
+
     [TestCase("lora_r", TestName = "A changed LoRA rank is refused")]
     [TestCase("lora_targets", TestName = "Changed LoRA targets are refused")]
     [TestCase("batch_size", TestName = "A changed batch size is refused")]
