@@ -33,6 +33,7 @@ internal static class Program
             GenerateCommand.Create(),
             InitModelCommand.Create(),
             CheckpointCommand.Create(),
+            DevicesCommand.Create(),
         };
         ParseResult parse = root.Parse(args);
         if (parse.Errors.Count > 0)
