@@ -20,3 +20,4 @@ extern "C" __global__ void rmsnorm_forward_f32(const float* __restrict__ x, cons
   for (int c = cf::thread_x(); c < cols; c += cf::block_dim_x()) out[c] = in[c] * inv * weight[c];
   if (cf::thread_x() == 0) inv_rms[row] = inv;
 }
+CF_EMULATOR_ENTRY(rmsnorm_forward_f32)

@@ -19,7 +19,7 @@ public sealed unsafe class CudaKernelTests
         var report = CudaEnvironment.Probe();
         if (report.Gpus.Count == 0)
         {
-            Assert.Ignore($"no GPU here ({(report.Driver.Found ? report.DriverError ?? "the driver lists no devices" : "no CUDA driver found")})); these tests need a GPU — the kernel emulator that will run the same kernels anywhere is not built yet");
+            Assert.Ignore($"no GPU here ({(report.Driver.Found ? report.DriverError ?? "the driver lists no devices" : "no CUDA driver found")})); EmulatedKernelTests run the same kernels on the CPU");
         }
         _gpu = CudaDevice.Open();
     }
