@@ -12,11 +12,7 @@ public static unsafe class RmsNormKernels
     [KernelEntry(Module, "rmsnorm_forward_f32")]
     public static void ForwardF32(IKernelLauncher launcher, DevicePtr x, DevicePtr weight, DevicePtr y, DevicePtr invRms, int rows, int cols, float eps, int threads = 256)
     {
-        ArgumentNullException.ThrowIfNull(launcher);
-        if (threads is < 32 or > 1024 || threads % 32 != 0)
-        {
-            throw new ArgumentOutOfRangeException(nameof(threads), threads, "a multiple of 32 from 32 to 1024");
-        }
+        CheckThreads(launcher, threads);
         void** args = stackalloc void*[7];
         args[0] = &x;
         args[1] = &weight;
@@ -26,5 +22,45 @@ public static unsafe class RmsNormKernels
         args[5] = &cols;
         args[6] = &eps;
         launcher.Launch(Module, "rmsnorm_forward_f32", new LaunchShape(rows, threads), args);
+    }
+
+    /// <summary>dx += ∂loss/∂x for one row per block of <paramref name="threads"/> threads.</summary>
+    [KernelEntry(Module, "rmsnorm_backward_dx_f32")]
+    public static void BackwardDxF32(IKernelLauncher launcher, DevicePtr dy, DevicePtr x, DevicePtr weight, DevicePtr invRms, DevicePtr dx, int rows, int cols, int threads = 256)
+    {
+        CheckThreads(launcher, threads);
+        void** args = stackalloc void*[7];
+        args[0] = &dy;
+        args[1] = &x;
+        args[2] = &weight;
+        args[3] = &invRms;
+        args[4] = &dx;
+        args[5] = &rows;
+        args[6] = &cols;
+        launcher.Launch(Module, "rmsnorm_backward_dx_f32", new LaunchShape(rows, threads), args);
+    }
+
+    /// <summary>dweight += Σ over rows (in order) of dy ⊙ x · inv_rms: one thread per column.</summary>
+    [KernelEntry(Module, "rmsnorm_backward_dweight_f32")]
+    public static void BackwardDWeightF32(IKernelLauncher launcher, DevicePtr dy, DevicePtr x, DevicePtr invRms, DevicePtr dWeight, int rows, int cols, int threads = 256)
+    {
+        CheckThreads(launcher, threads);
+        void** args = stackalloc void*[6];
+        args[0] = &dy;
+        args[1] = &x;
+        args[2] = &invRms;
+        args[3] = &dWeight;
+        args[4] = &rows;
+        args[5] = &cols;
+        launcher.Launch(Module, "rmsnorm_backward_dweight_f32", new LaunchShape((cols + threads - 1) / threads, threads), args);
+    }
+
+    private static void CheckThreads(IKernelLauncher launcher, int threads)
+    {
+        ArgumentNullException.ThrowIfNull(launcher);
+        if (threads is < 32 or > 1024 || threads % 32 != 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(threads), threads, "a multiple of 32 from 32 to 1024");
+        }
     }
 }
