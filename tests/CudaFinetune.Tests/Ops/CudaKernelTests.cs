@@ -1,8 +1,7 @@
-using CudaFinetune.Backends.Cpu;
 using CudaFinetune.Cuda.Interop;
 using CudaFinetune.Cuda.Kernels;
 using CudaFinetune.Cuda.Runtime;
-using CudaFinetune.Tensors;
+using CudaFinetune.Tests.Support;
 using NUnit.Framework;
 
 namespace CudaFinetune.Tests.Ops;
@@ -54,25 +53,15 @@ public sealed unsafe class CudaKernelTests
     [TestCase(5, 4096, 1024)]
     public void RmsNorm_forward_matches_the_cpu_backend(int rows, int cols, int threads)
     {
-        var rng = new Random(rows * 31 + cols);
-        float[] x = [.. Enumerable.Range(0, rows * cols).Select(_ => (float)(rng.NextDouble() * 4 - 2))];
-        float[] w = [.. Enumerable.Range(0, cols).Select(_ => (float)(rng.NextDouble() + 0.5))];
-        using var cpu = new CpuBackend(threads: 1);
-        using var xt = cpu.Allocate(DType.F32, new Shape(rows, cols));
-        using var wt = cpu.Allocate(DType.F32, new Shape(cols));
-        using var yt = cpu.Allocate(DType.F32, new Shape(rows, cols));
-        using var rt = cpu.Allocate(DType.F32, new Shape(rows));
-        cpu.CopyFromHost<float>(x, xt);
-        cpu.CopyFromHost<float>(w, wt);
-        cpu.RmsNormForward(xt, wt, 1e-5, yt, rt);
-
+        var reference = RmsNormCase.Create(rows, cols);
+        float[] x = reference.X, w = reference.Weight;
         ulong dx = Upload(x), dw = Upload(w), dy = Upload(new float[rows * cols]), dr = Upload(new float[rows]);
-        RmsNormKernels.ForwardF32(_gpu, new DevicePtr(dx), new DevicePtr(dw), new DevicePtr(dy), new DevicePtr(dr), rows, cols, 1e-5f, threads);
+        RmsNormKernels.ForwardF32(_gpu, new DevicePtr(dx), new DevicePtr(dw), new DevicePtr(dy), new DevicePtr(dr), rows, cols, RmsNormCase.Epsilon, threads);
         _gpu.Synchronize();
         float[] y = Download(dy, rows * cols), inv = Download(dr, rows);
         CudaException.ThrowIfFailed(CudaDriver.MemFree(dx));
         CudaException.ThrowIfFailed(CudaDriver.MemFree(dw));
-        Assert.That(y, Is.EqualTo(yt.HostSpan<float>().ToArray()).Within(2e-6f * 4), "y");
-        Assert.That(inv, Is.EqualTo(rt.HostSpan<float>().ToArray()).Within(1e-5f), "inv_rms");
+        Assert.That(y, Is.EqualTo(reference.Y).Within(1e-5f), "y");
+        Assert.That(inv, Is.EqualTo(reference.InvRms).Within(1e-5f), "inv_rms");
     }
 }

@@ -3,6 +3,7 @@ using CudaFinetune.Backends.Cpu;
 using CudaFinetune.Cuda.Kernels;
 using CudaFinetune.Cuda.Runtime;
 using CudaFinetune.Tensors;
+using CudaFinetune.Tests.Support;
 using NUnit.Framework;
 
 namespace CudaFinetune.Tests.Ops;
@@ -25,28 +26,18 @@ public sealed unsafe class EmulatedKernelTests
     [TestCase(2, 5, 64)]
     public void RmsNorm_forward_matches_the_cpu_backend(int rows, int cols, int threads)
     {
-        var rng = new Random(rows * 31 + cols);
-        float[] x = [.. Enumerable.Range(0, rows * cols).Select(_ => (float)(rng.NextDouble() * 4 - 2))];
-        float[] w = [.. Enumerable.Range(0, cols).Select(_ => (float)(rng.NextDouble() + 0.5))];
-        using var cpu = new CpuBackend(threads: 1);
-        using var xt = cpu.Allocate(DType.F32, new Shape(rows, cols));
-        using var wt = cpu.Allocate(DType.F32, new Shape(cols));
-        using var yt = cpu.Allocate(DType.F32, new Shape(rows, cols));
-        using var rt = cpu.Allocate(DType.F32, new Shape(rows));
-        cpu.CopyFromHost<float>(x, xt);
-        cpu.CopyFromHost<float>(w, wt);
-        cpu.RmsNormForward(xt, wt, 1e-5, yt, rt);
-
+        var reference = RmsNormCase.Create(rows, cols);
+        float[] x = reference.X, w = reference.Weight;
         var y = new float[rows * cols];
         var inv = new float[rows];
         Array.Fill(y, float.NaN); // poisoned: every element must be written
         Array.Fill(inv, float.NaN);
         fixed (float* px = x, pw = w, py = y, pr = inv)
         {
-            RmsNormKernels.ForwardF32(_emulator, Ptr(px), Ptr(pw), Ptr(py), Ptr(pr), rows, cols, 1e-5f, threads);
+            RmsNormKernels.ForwardF32(_emulator, Ptr(px), Ptr(pw), Ptr(py), Ptr(pr), rows, cols, RmsNormCase.Epsilon, threads);
         }
-        Assert.That(y, Is.EqualTo(yt.HostSpan<float>().ToArray()).Within(1e-5f), "y");
-        Assert.That(inv, Is.EqualTo(rt.HostSpan<float>().ToArray()).Within(1e-5f), "inv_rms");
+        Assert.That(y, Is.EqualTo(reference.Y).Within(1e-5f), "y");
+        Assert.That(inv, Is.EqualTo(reference.InvRms).Within(1e-5f), "inv_rms");
     }
 
     [TestCase(1, 32, 32)]
