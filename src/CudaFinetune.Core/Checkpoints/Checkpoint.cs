@@ -16,7 +16,6 @@ namespace CudaFinetune.Checkpoints;
 /// </summary>
 public sealed class Checkpoint
 {
-    private const int ChunkBytes = 256 << 10;
     private const long MaxManifestBytes = 256 << 20;
 
     private Checkpoint(string directory, CheckpointManifest manifest)
@@ -246,9 +245,9 @@ public sealed class Checkpoint
 
     private static unsafe string? ScanTensor(byte* shard, CheckpointTensor t, long gapStart, Tensor? target, IBackend? backend)
     {
-        for (long at = gapStart; at < t.Offset; at += ChunkBytes)
+        for (long at = gapStart; at < t.Offset; at += CheckpointFormat.CopyChunkBytes)
         {
-            if (new ReadOnlySpan<byte>(shard + at, (int)Math.Min(ChunkBytes, t.Offset - at)).ContainsAnyExcept((byte)0))
+            if (new ReadOnlySpan<byte>(shard + at, (int)Math.Min(CheckpointFormat.CopyChunkBytes, t.Offset - at)).ContainsAnyExcept((byte)0))
             {
                 return "the padding before it is not zero (the shard was modified)";
             }
@@ -256,9 +255,9 @@ public sealed class Checkpoint
         var hash = new XxHash128();
         byte* start = shard + t.Offset;
         bool hostTarget = target?.Storage is HostStorage;
-        for (long offset = 0; offset < t.Length; offset += ChunkBytes)
+        for (long offset = 0; offset < t.Length; offset += CheckpointFormat.CopyChunkBytes)
         {
-            var chunk = new ReadOnlySpan<byte>(start + offset, (int)Math.Min(ChunkBytes, t.Length - offset));
+            var chunk = new ReadOnlySpan<byte>(start + offset, (int)Math.Min(CheckpointFormat.CopyChunkBytes, t.Length - offset));
             hash.Append(chunk);
             if (hostTarget)
             {

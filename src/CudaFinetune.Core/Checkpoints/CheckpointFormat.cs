@@ -15,6 +15,9 @@ public static class CheckpointFormat
     /// <summary>Every tensor starts at a multiple of this many bytes in its shard (and the header fills the first block).</summary>
     public const int Alignment = 4096;
 
+    /// <summary>Bytes copied and hashed at a time when saving or loading: small enough that a chunk is still in cache when the second pass over it runs.</summary>
+    internal const int CopyChunkBytes = 256 << 10;
+
     /// <summary>Sub-directory of an output directory that holds the checkpoints.</summary>
     public const string DirectoryName = "checkpoints";
 

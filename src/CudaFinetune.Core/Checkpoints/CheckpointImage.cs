@@ -66,7 +66,7 @@ public sealed unsafe class CheckpointImage : IDisposable
 
     private static string CopyAndHash(byte* source, byte* destination, long length)
     {
-        const int chunk = 256 << 10;
+        const int chunk = CheckpointFormat.CopyChunkBytes;
         var hash = new XxHash128();
         for (long offset = 0; offset < length; offset += chunk)
         {

@@ -96,8 +96,11 @@ public sealed class FinetuneSession : IDisposable, ITrainingCheckpoints
                 problems.Add(e.Message);
             }
         }
-        throw new UserErrorException($"no valid checkpoint to resume from at '{path}':{Environment.NewLine}  {string.Join(Environment.NewLine + "  ", problems)}");
+        throw NoValidCheckpoint(path, problems);
     }
+
+    private static UserErrorException NoValidCheckpoint(string path, IEnumerable<string> problems)
+        => new($"no valid checkpoint to resume from at '{path}':{Environment.NewLine}  {string.Join(Environment.NewLine + "  ", problems)}");
 
     private static FinetuneOptions SavedOptions(Checkpoint checkpoint)
         => RunConfigFile.ApplyText(new FinetuneOptions(), checkpoint.Manifest.ConfigJson, $"{checkpoint.Directory}/{CheckpointFormat.ManifestFileName} (config)", yaml: false);
@@ -205,7 +208,7 @@ public sealed class FinetuneSession : IDisposable, ITrainingCheckpoints
                 skipped.Add(e.Message);
             }
         }
-        throw new UserErrorException($"no valid checkpoint to resume from at '{request.Path}':{Environment.NewLine}  {string.Join(Environment.NewLine + "  ", skipped)}");
+        throw NoValidCheckpoint(request.Path, skipped);
     }
 
     /// <summary>Differences between the environment that wrote the checkpoint and this one (the thread count does not change results).</summary>
