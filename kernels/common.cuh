@@ -1,8 +1,17 @@
-// common.cuh: what every kernel includes instead of CUDA SDK headers (there are none here:
-// clang compiles with -nocudainc). The CUDA keywords, thread and block indices, the barrier,
-// warp shuffles and the warp/block sum reductions the kernels share. Compiled two ways: as
-// device code to PTX (clang --cuda-device-only), and as host C++ for the emulator
-// (native/cuemu, CF_EMULATOR), where each CUDA thread is a fiber.
+// common.cuh: what every kernel includes instead of CUDA SDK headers (there are none here: clang
+// compiles with -nocudainc). It is compiled two ways: as device code to PTX (clang
+// --cuda-device-only), where kernels/device_primitives.cuh supplies the primitives, and as host
+// C++ for the emulator (CF_EMULATOR), where native/cuemu/cuemu_device.h supplies the same names.
+//
+// The primitives, in namespace cf (kernels use nothing else from CUDA):
+//   thread_x block_dim_x block_x/y/z grid_dim_x/y/z       indices (blocks are one-dimensional)
+//   sync_threads sync_warp                                 barriers
+//   shuffle_xor/idx/down/up ballot any all                 warp collectives, with a lane mask
+//   dynamic_shared<T> atomic_add/max/cas                   memory
+//   cp_async_16 cp_async_commit cp_async_wait<N> cp_async_wait_all   async global->shared copies
+//   ldmatrix_x1/x2/x4(_trans) mma_bf16_16816               tensor cores (PTX ISA fragment layouts)
+//   sqrt_rn div_rn float_bits bits_float                   arithmetic with the CPU's rounding
+// This file adds what is written once for both: bf16, warp and block sums, rsqrt.
 #pragma once
 
 namespace cf {
@@ -11,33 +20,9 @@ constexpr unsigned kFullMask = 0xffffffffu;
 }  // namespace cf
 
 #if defined(__CUDA_ARCH__)
-
-#define __global__ __attribute__((global))
-#define __device__ __attribute__((device))
-#define __shared__ __attribute__((shared))
-#define CF_INLINE __attribute__((device)) __attribute__((always_inline)) inline
-#define CF_EMULATOR_ENTRY(name)
-
-namespace cf {
-CF_INLINE int thread_x() { return __nvvm_read_ptx_sreg_tid_x(); }
-CF_INLINE int block_x() { return __nvvm_read_ptx_sreg_ctaid_x(); }
-CF_INLINE int block_dim_x() { return __nvvm_read_ptx_sreg_ntid_x(); }
-
-// Waits until every thread of the block has arrived (bar.sync 0).
-CF_INLINE void sync_threads() { __syncthreads(); }
-
-CF_INLINE float shuffle_xor(float value, int lane_mask) {
-  return __nvvm_shfl_sync_bfly_f32(kFullMask, value, lane_mask, kWarpSize - 1);
-}
-
-CF_INLINE float sqrt_rn(float x) { return __nvvm_sqrt_rn_f(x); }
-CF_INLINE float div_rn(float a, float b) { return __nvvm_div_rn_f(a, b); }
-}  // namespace cf
-
+#include "device_primitives.cuh"
 #elif defined(CF_EMULATOR)
-
 #include "../native/cuemu/cuemu_device.h"
-
 #else
 #error "compile kernels as CUDA device code (clang --cuda-device-only) or for the emulator (-DCF_EMULATOR)"
 #endif
@@ -46,6 +31,25 @@ namespace cf {
 
 CF_INLINE int lane() { return thread_x() & (kWarpSize - 1); }
 CF_INLINE int warp() { return thread_x() / kWarpSize; }
+
+// bfloat16 storage: the top half of a float. Conversions round to nearest even and keep NaN a
+// quiet NaN, bit for bit like the CPU backend's HalfPrecision.ToBFloat16.
+struct bf16 {
+  unsigned short bits;
+};
+
+CF_INLINE float to_float(bf16 value) { return bits_float(static_cast<unsigned>(value.bits) << 16); }
+
+CF_INLINE bf16 to_bf16(float value) {
+  unsigned bits = float_bits(value);
+  if (value != value) return bf16{static_cast<unsigned short>((bits >> 16) | 0x0040u)};
+  return bf16{static_cast<unsigned short>((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16)};
+}
+
+// Two bf16 in one 32-bit register, `low` in bits 0-15: the packing of mma fragments.
+CF_INLINE unsigned pack_bf16x2(bf16 low, bf16 high) {
+  return static_cast<unsigned>(low.bits) | (static_cast<unsigned>(high.bits) << 16);
+}
 
 // Sum over the 32 lanes of a warp; every lane gets the total. The butterfly order is fixed,
 // so the result is the same on every run.

@@ -1,12 +1,10 @@
-// cuemu_device.h: the host (emulator) definitions of the names kernels/common.cuh gives kernels.
-// Each CUDA thread of a block runs on its own fiber; blocks run one after another on the calling
-// OS thread, so `__shared__` variables are thread_local statics (one copy per block at a time).
-// A barrier or a warp collective yields to the block scheduler (cuemu.cpp), which runs every
-// fiber up to its next yield point in turn: code where all threads of a block reach the same
-// barriers and all lanes of a warp the same collectives (what CUDA requires) is emulated exactly.
+// cuemu_device.h: the emulator's definitions of the primitives kernels/common.cuh lists, for the
+// kernels compiled as host C++. Each CUDA thread of a block runs on its own fiber; a block runs on
+// one OS thread (several blocks at once on several threads), so `__shared__` variables are
+// thread_local statics. A barrier or a warp collective suspends the fiber until every thread it
+// waits for has arrived (cuemu.cpp); warp collectives are then resolved for all lanes at once
+// (collectives.cpp), with the PTX ISA's semantics and fragment layouts.
 #pragma once
-#include <cmath>
-#include <cstdint>
 #include <cstring>
 #include <type_traits>
 #include <utility>
@@ -21,13 +19,28 @@ namespace cf::emu {
 // The fiber running now: its indices, set by the scheduler before each switch.
 struct ThreadState {
   int thread_x;
-  int block_x;
   int block_dim_x;
+  int block[3];
+  int grid[3];
 };
 extern thread_local ThreadState current;
 
-void yield_to_scheduler();                 // cuemu.cpp: back to the block scheduler
-float* warp_exchange_slots(int warp);      // 32 floats per warp of the current block
+// What a lane brings to a warp collective, and what it gets back.
+enum class Collective : int { SyncWarp, ShuffleXor, ShuffleIdx, ShuffleDown, ShuffleUp, Ballot, LdMatrix, MmaBf16 };
+struct WarpRequest {
+  Collective op;
+  unsigned mask;
+  unsigned word[10];     // the lane's operand registers (a value, a predicate, mma fragments)
+  int parameter;         // shuffle lane/offset; ldmatrix: matrices | (trans << 8)
+  const void* address;   // ldmatrix: this lane's row address
+};
+struct WarpResult {
+  unsigned word[4];
+};
+
+void sync_threads();                                  // cuemu.cpp
+WarpResult warp_collective(const WarpRequest& request);  // cuemu.cpp: waits for the mask, then resolves
+unsigned char* dynamic_shared_memory();               // cuemu.cpp: the running block's buffer
 
 template <typename... Args, std::size_t... I>
 void invoke(void (*kernel)(Args...), void** args, std::index_sequence<I...>) {
@@ -39,6 +52,37 @@ void invoke(void (*kernel)(Args...), void** args) {
   invoke(kernel, args, std::index_sequence_for<Args...>{});
 }
 
+inline unsigned bits_of(float x) {
+  unsigned u;
+  std::memcpy(&u, &x, sizeof u);
+  return u;
+}
+inline float float_of(unsigned u) {
+  float x;
+  std::memcpy(&x, &u, sizeof x);
+  return x;
+}
+
+inline unsigned shuffle(Collective op, unsigned value, int parameter, unsigned mask) {
+  WarpRequest request{};
+  request.op = op;
+  request.mask = mask;
+  request.word[0] = value;
+  request.parameter = parameter;
+  return warp_collective(request).word[0];
+}
+
+template <int Count>
+inline void ldmatrix(unsigned (&r)[Count], const void* row, bool trans) {
+  WarpRequest request{};
+  request.op = Collective::LdMatrix;
+  request.mask = 0xffffffffu;
+  request.parameter = Count | (trans ? 1 << 8 : 0);
+  request.address = row;
+  WarpResult result = warp_collective(request);
+  for (int i = 0; i < Count; ++i) r[i] = result.word[i];
+}
+
 }  // namespace cf::emu
 
 // An exported trampoline per kernel entry, called by cuemu_launch with cuLaunchKernel's void**.
@@ -46,24 +90,97 @@ void invoke(void (*kernel)(Args...), void** args) {
   extern "C" void cuemu_##name(void** args) { cf::emu::invoke(name, args); }
 
 namespace cf {
+
+// ---- indices -------------------------------------------------------------------------------
 inline int thread_x() { return emu::current.thread_x; }
-inline int block_x() { return emu::current.block_x; }
 inline int block_dim_x() { return emu::current.block_dim_x; }
+inline int block_x() { return emu::current.block[0]; }
+inline int block_y() { return emu::current.block[1]; }
+inline int block_z() { return emu::current.block[2]; }
+inline int grid_dim_x() { return emu::current.grid[0]; }
+inline int grid_dim_y() { return emu::current.grid[1]; }
+inline int grid_dim_z() { return emu::current.grid[2]; }
 
-inline void sync_threads() { emu::yield_to_scheduler(); }
+// ---- barriers and warp collectives ----------------------------------------------------------
+inline void sync_threads() { emu::sync_threads(); }
+inline void sync_warp(unsigned mask) { emu::shuffle(emu::Collective::SyncWarp, 0, 0, mask); }
 
-// Butterfly shuffle: every lane publishes its value, all lanes of the block reach the exchange,
-// each reads its partner's, and all reach it again before the slots may be reused.
-inline float shuffle_xor(float value, int lane_mask) {
-  int lane_id = thread_x() & (kWarpSize - 1);
-  float* slots = emu::warp_exchange_slots(thread_x() / kWarpSize);
-  slots[lane_id] = value;
-  emu::yield_to_scheduler();
-  float partner = slots[lane_id ^ lane_mask];
-  emu::yield_to_scheduler();
-  return partner;
+inline float shuffle_xor(float value, int lane_mask, unsigned mask = kFullMask) {
+  return emu::float_of(emu::shuffle(emu::Collective::ShuffleXor, emu::bits_of(value), lane_mask, mask));
+}
+inline float shuffle_idx(float value, int source_lane, unsigned mask = kFullMask) {
+  return emu::float_of(emu::shuffle(emu::Collective::ShuffleIdx, emu::bits_of(value), source_lane, mask));
+}
+inline float shuffle_down(float value, int delta, unsigned mask = kFullMask) {
+  return emu::float_of(emu::shuffle(emu::Collective::ShuffleDown, emu::bits_of(value), delta, mask));
+}
+inline float shuffle_up(float value, int delta, unsigned mask = kFullMask) {
+  return emu::float_of(emu::shuffle(emu::Collective::ShuffleUp, emu::bits_of(value), delta, mask));
+}
+inline int shuffle_idx(int value, int source_lane, unsigned mask = kFullMask) {
+  return static_cast<int>(emu::shuffle(emu::Collective::ShuffleIdx, static_cast<unsigned>(value), source_lane, mask));
+}
+inline unsigned ballot(bool predicate, unsigned mask = kFullMask) {
+  return emu::shuffle(emu::Collective::Ballot, predicate ? 1u : 0u, 0, mask);
+}
+inline bool any(bool predicate, unsigned mask = kFullMask) { return ballot(predicate, mask) != 0; }
+// Every lane of the mask (that exists in the block) has a true predicate.
+inline bool all(bool predicate, unsigned mask = kFullMask) { return ballot(!predicate, mask) == 0; }
+
+// ---- memory ---------------------------------------------------------------------------------
+template <typename T>
+inline T* dynamic_shared() { return reinterpret_cast<T*>(emu::dynamic_shared_memory()); }
+
+// Blocks may run on several OS threads at once, so these are real atomics.
+inline int atomic_add(int* address, int value) { return __atomic_fetch_add(address, value, __ATOMIC_RELAXED); }
+inline int atomic_max(int* address, int value) {
+  int old = __atomic_load_n(address, __ATOMIC_RELAXED);
+  while (old < value && !__atomic_compare_exchange_n(address, &old, value, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+  }
+  return old;
+}
+inline int atomic_cas(int* address, int expected, int desired) {
+  __atomic_compare_exchange_n(address, &expected, desired, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+  return expected;  // the old value, whether or not it was replaced
+}
+inline float atomic_add(float* address, float value) {
+  auto* word = reinterpret_cast<unsigned*>(address);
+  unsigned old = __atomic_load_n(word, __ATOMIC_RELAXED);
+  while (!__atomic_compare_exchange_n(word, &old, emu::bits_of(emu::float_of(old) + value), true, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+  }
+  return emu::float_of(old);
 }
 
-inline float sqrt_rn(float x) { return std::sqrt(x); }
+// cp.async done synchronously: the data is there as soon as the call returns, which is one of the
+// orders the real asynchronous copy allows; kernels must still wait and sync as on the GPU.
+inline void cp_async_16(void* shared_destination, const void* global_source) { std::memcpy(shared_destination, global_source, 16); }
+inline void cp_async_commit() {}
+template <int Pending>
+inline void cp_async_wait() {}
+inline void cp_async_wait_all() {}
+
+// ---- tensor cores -----------------------------------------------------------------------------
+inline void ldmatrix_x1(unsigned (&r)[1], const void* row) { emu::ldmatrix(r, row, false); }
+inline void ldmatrix_x2(unsigned (&r)[2], const void* row) { emu::ldmatrix(r, row, false); }
+inline void ldmatrix_x4(unsigned (&r)[4], const void* row) { emu::ldmatrix(r, row, false); }
+inline void ldmatrix_x2_trans(unsigned (&r)[2], const void* row) { emu::ldmatrix(r, row, true); }
+inline void ldmatrix_x4_trans(unsigned (&r)[4], const void* row) { emu::ldmatrix(r, row, true); }
+
+inline void mma_bf16_16816(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2], const float (&c)[4]) {
+  emu::WarpRequest request{};
+  request.op = emu::Collective::MmaBf16;
+  request.mask = kFullMask;
+  for (int i = 0; i < 4; ++i) request.word[i] = a[i];
+  for (int i = 0; i < 2; ++i) request.word[4 + i] = b[i];
+  for (int i = 0; i < 4; ++i) request.word[6 + i] = emu::bits_of(c[i]);
+  emu::WarpResult result = emu::warp_collective(request);
+  for (int i = 0; i < 4; ++i) d[i] = emu::float_of(result.word[i]);
+}
+
+// ---- arithmetic with the CPU reference's rounding ----------------------------------------------
+inline float sqrt_rn(float x) { return __builtin_sqrtf(x); }
 inline float div_rn(float a, float b) { return a / b; }
+inline unsigned float_bits(float x) { return emu::bits_of(x); }
+inline float bits_float(unsigned x) { return emu::float_of(x); }
+
 }  // namespace cf

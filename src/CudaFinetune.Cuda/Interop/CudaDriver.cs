@@ -9,7 +9,9 @@ namespace CudaFinetune.Cuda.Interop;
 internal enum CuResult
 {
     Success = 0,
+    OutOfMemory = 2,
     NotInitialized = 3,
+    NotReady = 600,
     NoDevice = 100,
 }
 
@@ -116,6 +118,9 @@ internal static unsafe partial class CudaDriver
     [LibraryImport(NativeLibraries.Driver, EntryPoint = "cuMemFree_v2")]
     public static partial CuResult MemFree(ulong devicePointer);
 
+    [LibraryImport(NativeLibraries.Driver, EntryPoint = "cuMemGetInfo_v2")]
+    public static partial CuResult MemGetInfo(nuint* free, nuint* total);
+
     [LibraryImport(NativeLibraries.Driver, EntryPoint = "cuMemsetD8_v2")]
     public static partial CuResult MemsetD8(ulong devicePointer, byte value, nuint count);
 
@@ -154,6 +159,9 @@ internal static unsafe partial class CudaDriver
     [LibraryImport(NativeLibraries.Driver, EntryPoint = "cuStreamSynchronize")]
     public static partial CuResult StreamSynchronize(CuStream stream);
 
+    [LibraryImport(NativeLibraries.Driver, EntryPoint = "cuStreamWaitEvent")]
+    public static partial CuResult StreamWaitEvent(CuStream stream, CuEvent @event, uint flags);
+
     [LibraryImport(NativeLibraries.Driver, EntryPoint = "cuEventCreate")]
     public static partial CuResult EventCreate(CuEvent* @event, uint flags);
 
@@ -162,6 +170,9 @@ internal static unsafe partial class CudaDriver
 
     [LibraryImport(NativeLibraries.Driver, EntryPoint = "cuEventRecord")]
     public static partial CuResult EventRecord(CuEvent @event, CuStream stream);
+
+    [LibraryImport(NativeLibraries.Driver, EntryPoint = "cuEventQuery")]
+    public static partial CuResult EventQuery(CuEvent @event);
 
     [LibraryImport(NativeLibraries.Driver, EntryPoint = "cuEventSynchronize")]
     public static partial CuResult EventSynchronize(CuEvent @event);

@@ -4,10 +4,34 @@ namespace CudaFinetune.Cuda.Kernels;
 
 /// <summary>A device address as kernels receive it (a PTX <c>.u64</c> parameter).</summary>
 [StructLayout(LayoutKind.Sequential)]
-public readonly record struct DevicePtr(ulong Address);
+public readonly record struct DevicePtr(ulong Address)
+{
+    public static DevicePtr Null => default;
 
-/// <summary>Grid and block of a one-dimensional launch, and the dynamic shared memory it needs.</summary>
-public readonly record struct LaunchShape(int Blocks, int ThreadsPerBlock, int DynamicSharedBytes = 0);
+    /// <summary>The address <paramref name="bytes"/> further on.</summary>
+    public DevicePtr Offset(long bytes) => new(Address + (ulong)bytes);
+}
+
+/// <summary>
+/// A launch: a grid of <paramref name="Blocks"/> × <paramref name="BlocksY"/> × <paramref name="BlocksZ"/>
+/// one-dimensional blocks of <paramref name="ThreadsPerBlock"/> threads, and the dynamic shared memory each block gets.
+/// </summary>
+public readonly record struct LaunchShape(int Blocks, int ThreadsPerBlock, int DynamicSharedBytes = 0, int BlocksY = 1, int BlocksZ = 1)
+{
+    /// <summary>The most dynamic shared memory a block may ask for (an H100's opt-in limit, 227 KiB).</summary>
+    public const int MaxDynamicSharedBytes = 227 << 10;
+
+    /// <summary>Throws when no GPU could run this shape, naming what is wrong.</summary>
+    public void Check()
+    {
+        if (Blocks < 0 || BlocksY is < 1 or > 65535 || BlocksZ is < 1 or > 65535 || ThreadsPerBlock is < 1 or > 1024
+            || DynamicSharedBytes is < 0 or > MaxDynamicSharedBytes)
+        {
+            throw new ArgumentOutOfRangeException(nameof(LaunchShape), this,
+                $"a launch needs blocks >= 0, BlocksY and BlocksZ in 1..65535, 1..1024 threads per block and 0..{MaxDynamicSharedBytes} bytes of dynamic shared memory");
+        }
+    }
+}
 
 /// <summary>
 /// Runs a kernel entry with its arguments passed as an array of pointers to each argument —

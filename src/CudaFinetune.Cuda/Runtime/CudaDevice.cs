@@ -7,11 +7,11 @@ namespace CudaFinetune.Cuda.Runtime;
 
 /// <summary>
 /// One GPU through the driver API: its primary context (made current on the thread that opens it),
-/// our embedded PTX modules JIT-compiled on first use (a compile error carries the JIT's log), and
-/// kernel launches with arguments passed as <c>void**</c>. Functions are cached per (module, entry),
-/// so a launch allocates nothing. Used from one thread at a time.
+/// one compute stream that every launch, fill and copy goes to in order, the caching allocator,
+/// and our embedded PTX modules JIT-compiled on first use (a compile error carries the JIT's log).
+/// Functions are cached per (module, entry), so a launch allocates nothing. Used from one thread at a time.
 /// </summary>
-public sealed unsafe class CudaDevice : IKernelLauncher, IDisposable
+public sealed unsafe class CudaDevice : IDevice
 {
     private const int LogBytes = 16 << 10;
     private const int DefaultSharedLimit = 48 << 10;
@@ -26,11 +26,21 @@ public sealed unsafe class CudaDevice : IKernelLauncher, IDisposable
         _device = device;
         Context = context;
         Info = info;
+        Name = $"{info.Name} (GPU {info.Ordinal})";
+        Stream = CudaStream.Create();
+        Memory = new DeviceAllocator(this);
     }
 
     internal CuContext Context { get; }
 
     public GpuInfo Info { get; }
+
+    public string Name { get; }
+
+    /// <summary>The stream all of this device's work goes to.</summary>
+    public CudaStream Stream { get; }
+
+    public DeviceAllocator Memory { get; }
 
     /// <summary>Opens GPU <paramref name="ordinal"/>; a machine without a driver or GPU is a <see cref="UserErrorException"/> that says what was looked for.</summary>
     public static CudaDevice Open(int ordinal = 0)
@@ -64,9 +74,52 @@ public sealed unsafe class CudaDevice : IKernelLauncher, IDisposable
         CudaException.ThrowIfFailed(CudaDriver.CtxSynchronize());
     }
 
+    public bool TryAllocate(nuint bytes, out DevicePtr address)
+    {
+        ulong raw;
+        var result = CudaDriver.MemAlloc(&raw, bytes);
+        address = new DevicePtr(raw);
+        if (result == CuResult.OutOfMemory)
+        {
+            return false;
+        }
+        CudaException.ThrowIfFailed(result);
+        return true;
+    }
+
+    public void Free(DevicePtr address) => CudaException.ThrowIfFailed(CudaDriver.MemFree(address.Address));
+
+    /// <summary>Queues the copy on the stream; the source is pageable, so the driver stages it and it may be reused at once.</summary>
+    public void CopyToDevice(DevicePtr destination, void* source, nuint bytes)
+        => CudaException.ThrowIfFailed(CudaDriver.MemcpyHtoDAsync(destination.Address, source, bytes, Stream.Handle));
+
+    /// <summary>Copies after everything queued before it, and waits for the copy.</summary>
+    public void CopyToHost(void* destination, DevicePtr source, nuint bytes)
+    {
+        CudaException.ThrowIfFailed(CudaDriver.MemcpyDtoHAsync(destination, source.Address, bytes, Stream.Handle));
+        Stream.Synchronize();
+    }
+
+    public void Fill(DevicePtr destination, byte value, nuint bytes)
+        => CudaException.ThrowIfFailed(CudaDriver.MemsetD8Async(destination.Address, value, bytes, Stream.Handle));
+
+    /// <summary>Free and total memory of this GPU as the driver sees it (other processes' use included).</summary>
+    public (long Free, long Total) MemoryInfo()
+    {
+        MakeCurrent();
+        nuint free, total;
+        CudaException.ThrowIfFailed(CudaDriver.MemGetInfo(&free, &total));
+        return ((long)free, (long)total);
+    }
+
     public void Launch(string ptxModule, string entry, LaunchShape shape, void** arguments)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
+        shape.Check();
+        if (shape.Blocks == 0)
+        {
+            return; // an empty grid is valid for us, not for the driver
+        }
         var (function, sharedLimit) = Function(ptxModule, entry);
         if (shape.DynamicSharedBytes > sharedLimit)
         {
@@ -74,8 +127,8 @@ public sealed unsafe class CudaDevice : IKernelLauncher, IDisposable
             CudaException.ThrowIfFailed(CudaDriver.FuncSetAttribute(function, CuFunctionAttribute.MaxDynamicSharedSizeBytes, shape.DynamicSharedBytes));
             _functions[(ptxModule, entry)] = (function, shape.DynamicSharedBytes);
         }
-        CudaException.ThrowIfFailed(CudaDriver.LaunchKernel(function, (uint)shape.Blocks, 1, 1, (uint)shape.ThreadsPerBlock, 1, 1,
-            (uint)shape.DynamicSharedBytes, default, arguments, null));
+        CudaException.ThrowIfFailed(CudaDriver.LaunchKernel(function, (uint)shape.Blocks, (uint)shape.BlocksY, (uint)shape.BlocksZ,
+            (uint)shape.ThreadsPerBlock, 1, 1, (uint)shape.DynamicSharedBytes, Stream.Handle, arguments, null));
     }
 
     private (CuFunction Function, int SharedLimit) Function(string ptxModule, string entry)
@@ -133,6 +186,10 @@ public sealed unsafe class CudaDevice : IKernelLauncher, IDisposable
             return;
         }
         _disposed = true;
+        MakeCurrent();
+        _ = CudaDriver.CtxSynchronize(); // let queued work finish before its memory goes
+        Memory.ReleaseAll();
+        Stream.Dispose();
         foreach (var module in _modules.Values)
         {
             _ = CudaDriver.ModuleUnload(module); // teardown: nothing useful to do with a failure

@@ -5,24 +5,34 @@ namespace CudaFinetune.Cuda.Runtime;
 
 /// <summary>
 /// Runs our kernels on the CPU through native/cuemu (libcuemu.so, built with the PTX from the very
-/// same kernels/*.cu as host C++): every CUDA thread a fiber, blocks one after another. "Device"
-/// pointers are host addresses. Launches take the same <c>void**</c> as <c>cuLaunchKernel</c>.
-/// Slow, and exact about barriers and warp shuffles: for testing kernels where there is no GPU.
+/// same kernels/*.cu as host C++): every CUDA thread a fiber, blocks spread over the cores. "Device"
+/// memory is host memory, so device pointers are host addresses. Launches take the same
+/// <c>void**</c> as <c>cuLaunchKernel</c> and are synchronous. Slow, and exact about barriers, warp
+/// collectives and tensor-core fragments: for testing kernels where there is no GPU.
 /// </summary>
-public sealed unsafe class EmulatedDevice : IKernelLauncher, IDisposable
+public sealed unsafe class EmulatedDevice : IDevice
 {
     private const string LibraryFile = "libcuemu.so";
+    private const nuint Alignment = 256; // what cuMemAlloc guarantees
+
+    private readonly delegate* unmanaged<IntPtr, int, int, int, int, int, void**, int> _launch;
+    private readonly delegate* unmanaged<byte*> _lastError;
     private readonly IntPtr _library;
-    private readonly delegate* unmanaged<IntPtr, int, int, int, void**, int> _launch;
     private readonly Dictionary<string, IntPtr> _entries = new(StringComparer.Ordinal);
 
     private EmulatedDevice(IntPtr library)
     {
         _library = library;
-        _launch = (delegate* unmanaged<IntPtr, int, int, int, void**, int>)NativeLibrary.GetExport(library, "cuemu_launch");
+        _launch = (delegate* unmanaged<IntPtr, int, int, int, int, int, void**, int>)NativeLibrary.GetExport(library, "cuemu_launch");
+        _lastError = (delegate* unmanaged<byte*>)NativeLibrary.GetExport(library, "cuemu_last_error");
+        Memory = new DeviceAllocator(this);
     }
 
-    /// <summary>Loads the emulator library from beside this assembly.</summary>
+    public string Name => "the kernel emulator";
+
+    public DeviceAllocator Memory { get; }
+
+    /// <summary>Loads the emulator library from beside this assembly (it stays loaded for the process: its worker threads live in it).</summary>
     public static EmulatedDevice Open()
     {
         string path = Path.Combine(AppContext.BaseDirectory, LibraryFile);
@@ -35,6 +45,7 @@ public sealed unsafe class EmulatedDevice : IKernelLauncher, IDisposable
 
     public void Launch(string ptxModule, string entry, LaunchShape shape, void** arguments)
     {
+        shape.Check();
         if (!_entries.TryGetValue(entry, out IntPtr function))
         {
             function = NativeLibrary.TryGetExport(_library, "cuemu_" + entry, out IntPtr found)
@@ -42,11 +53,49 @@ public sealed unsafe class EmulatedDevice : IKernelLauncher, IDisposable
                 : throw new EntryPointNotFoundException($"the emulator has no entry cuemu_{entry} (module {ptxModule}): the kernel lacks CF_EMULATOR_ENTRY({entry})");
             _entries[entry] = function;
         }
-        if (_launch(function, shape.Blocks, shape.ThreadsPerBlock, shape.DynamicSharedBytes, arguments) != 0)
+        if (_launch(function, shape.Blocks, shape.BlocksY, shape.BlocksZ, shape.ThreadsPerBlock, shape.DynamicSharedBytes, arguments) != 0)
         {
-            throw new ArgumentOutOfRangeException(nameof(shape), shape, "the emulator cannot run this launch shape (threads 1..1024; dynamic shared memory is not emulated yet)");
+            throw new EmulatedKernelException($"{ptxModule}/{entry} failed on the emulator: {Marshal.PtrToStringUTF8((IntPtr)_lastError())}");
         }
     }
 
-    public void Dispose() => NativeLibrary.Free(_library);
+    public bool TryAllocate(nuint bytes, out DevicePtr address)
+    {
+        void* memory = NativeMemory.AlignedAlloc(Math.Max(bytes, 1), Alignment);
+        address = new DevicePtr((ulong)memory);
+        return memory != null;
+    }
+
+    public void Free(DevicePtr address) => NativeMemory.AlignedFree((void*)address.Address);
+
+    public void CopyToDevice(DevicePtr destination, void* source, nuint bytes) => Buffer.MemoryCopy(source, (void*)destination.Address, bytes, bytes);
+
+    public void CopyToHost(void* destination, DevicePtr source, nuint bytes) => Buffer.MemoryCopy((void*)source.Address, destination, bytes, bytes);
+
+    public void Fill(DevicePtr destination, byte value, nuint bytes) => NativeMemory.Fill((void*)destination.Address, bytes, value);
+
+    /// <summary>Launches are synchronous here, so there is nothing to wait for.</summary>
+    public void Synchronize()
+    {
+    }
+
+    public void Dispose() => Memory.ReleaseAll();
+}
+
+/// <summary>A kernel broke CUDA's rules on the emulator (a deadlocked barrier, a warp collective with lanes missing): a kernel bug.</summary>
+public sealed class EmulatedKernelException : Exception
+{
+    public EmulatedKernelException()
+    {
+    }
+
+    public EmulatedKernelException(string message)
+        : base(message)
+    {
+    }
+
+    public EmulatedKernelException(string message, Exception innerException)
+        : base(message, innerException)
+    {
+    }
 }

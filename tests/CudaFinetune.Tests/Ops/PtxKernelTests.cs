@@ -8,13 +8,13 @@ namespace CudaFinetune.Tests.Ops;
 [TestFixture]
 public sealed class PtxKernelTests
 {
-    private static string KernelsDirectory()
+    private static string RepositoryRoot()
     {
         for (var dir = new DirectoryInfo(TestContext.CurrentContext.TestDirectory); dir is not null; dir = dir.Parent)
         {
             if (File.Exists(Path.Combine(dir.FullName, "CMakeLists.txt")) && Directory.Exists(Path.Combine(dir.FullName, "kernels")))
             {
-                return Path.Combine(dir.FullName, "kernels");
+                return dir.FullName;
             }
         }
         throw new InvalidOperationException("repository root not found above the test directory");
@@ -23,7 +23,11 @@ public sealed class PtxKernelTests
     [Test]
     public void Every_kernel_source_is_embedded_as_sm80_ptx()
     {
-        var sources = Directory.EnumerateFiles(KernelsDirectory(), "*.cu").Select(Path.GetFileNameWithoutExtension).Order(StringComparer.Ordinal);
+        // kernels/*.cu, and the emulator's self-test kernels, which run on GPUs too.
+        var sources = new[] { "kernels", "native/cuemu" }
+            .SelectMany(folder => Directory.EnumerateFiles(Path.Combine(RepositoryRoot(), folder), "*.cu"))
+            .Select(Path.GetFileNameWithoutExtension)
+            .Order(StringComparer.Ordinal);
         Assert.That(PtxModules.Names, Is.EqualTo(sources));
         foreach (string module in PtxModules.Names)
         {
