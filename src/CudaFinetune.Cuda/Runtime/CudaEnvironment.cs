@@ -74,22 +74,11 @@ public static unsafe class CudaEnvironment
         return (version, null);
     }
 
-    private static string CublasLtVersion()
-    {
-        ulong v = LibraryVersions.CublasLtGetVersion();
-        return string.Create(CultureInfo.InvariantCulture, $"{v / 10000}.{v % 10000 / 100}.{v % 100}");
-    }
+    private static string CublasLtVersion() => CublasLt.FormatVersion(CublasLt.GetVersion());
 
     private static string NcclVersion()
     {
         int v = 0;
-        if (LibraryVersions.NcclGetVersion(&v) != 0)
-        {
-            return "unknown";
-        }
-        // NCCL encodes major*10000 + minor*100 + patch since 2.9 (major*1000 + minor*100 + patch before).
-        return v >= 10000
-            ? string.Create(CultureInfo.InvariantCulture, $"{v / 10000}.{v % 10000 / 100}.{v % 100}")
-            : string.Create(CultureInfo.InvariantCulture, $"{v / 1000}.{v % 1000 / 100}.{v % 100}");
+        return Nccl.GetVersion(&v) == NcclResult.Success ? Nccl.FormatVersion(v) : "unknown";
     }
 }
