@@ -34,6 +34,7 @@ internal static class Program
             InitModelCommand.Create(),
             CheckpointCommand.Create(),
             DevicesCommand.Create(),
+            VerifyKernelsCommand.Create(),
         };
         ParseResult parse = root.Parse(args);
         if (parse.Errors.Count > 0)
