@@ -3,9 +3,11 @@
 # binary's checks and prints a short table last. Usage, from the repository root:
 #   scripts/gpu-check.sh [PUBLISH_DIR]      (default artifacts/publish, made by build.ps1 or
 #                                            dotnet publish src/CudaFinetune -c Release -r linux-x64 -o artifacts/publish)
-# What it runs today: `devices`; a short fine-tune interrupted by SIGTERM (preemption) and resumed, compared
-# with an uninterrupted run (metrics equal but for tokens_per_s, adapters bitwise equal). Kernel
-# verification (`verify-kernels --device cuda`) and the GPU benchmarks join when they exist.
+# What it runs today: `devices`; `verify-kernels` on the GPU and the emulator (every kernel against the
+# CPU reference, every device primitive — shuffles, votes, ldmatrix, mma fragments — against the PTX
+# ISA, which also checks the emulator's model of the hardware); a short fine-tune interrupted by SIGTERM
+# (preemption) and resumed, compared with an uninterrupted run (metrics equal but for tokens_per_s,
+# adapters bitwise equal). The GPU benchmarks join when the cuda backend exists (issue 6).
 set -uo pipefail
 publish="${1:-artifacts/publish}"
 bin="$publish/CudaFinetune"
@@ -19,6 +21,19 @@ declare -a rows
 
 echo "== devices"
 if "$bin" devices; then rows+=("devices|ok"); else rows+=("devices|FAILED"); fi
+
+echo "== verify-kernels (GPU and emulator, seed 1)"
+"$bin" verify-kernels --seed 1 > "$work/verify.log" 2>&1
+verify_rc=$?
+grep -E "FAILED|cases|GPU|no GPU|error" "$work/verify.log" | tail -12
+[ -n "${OUT:-}" ] && cp "$work/verify.log" "$OUT/verify-kernels.log"  # the device tool brings $OUT back
+if [ $verify_rc -eq 0 ] && grep -q "on 2 device(s)" "$work/verify.log"; then
+  rows+=("verify-kernels (GPU + emulator)|ok")
+elif grep -q "no GPU here" "$work/verify.log"; then
+  rows+=("verify-kernels (GPU + emulator)|FAILED (no GPU found; emulator rc $verify_rc)")
+else
+  rows+=("verify-kernels (GPU + emulator)|FAILED (rc $verify_rc)")
+fi
 
 echo "== fine-tune, uninterrupted"
 common=(finetune --max-steps 40 --save-every 10 --eval-every 10)
