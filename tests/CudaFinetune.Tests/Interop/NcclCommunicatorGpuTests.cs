@@ -1,6 +1,7 @@
 using CudaFinetune.Cuda.Interop;
 using CudaFinetune.Cuda.Runtime;
 using CudaFinetune.Numerics;
+using CudaFinetune.Tests.Support;
 using NUnit.Framework;
 
 namespace CudaFinetune.Tests.Interop;
@@ -16,21 +17,13 @@ public sealed unsafe class NcclCommunicatorGpuTests
 
     private CudaDevice _gpu = null!;
     private NcclCommunicator _comm = null!;
-    private readonly List<ulong> _allocations = [];
+    private TestBuffers _buffers = null!;
 
     [OneTimeSetUp]
     public void OpenGpu()
     {
-        var report = CudaEnvironment.Probe();
-        if (report.Gpus.Count == 0)
-        {
-            Assert.Ignore($"no GPU here ({(report.Driver.Found ? report.DriverError ?? "the driver lists no devices" : "no CUDA driver found")})");
-        }
-        if (!report.Nccl.Found)
-        {
-            Assert.Ignore($"no NCCL here; looked for it at:{Environment.NewLine}{report.Nccl.Where}");
-        }
-        _gpu = CudaDevice.Open();
+        _gpu = TestDevices.OpenGpu(report => report.Nccl);
+        _buffers = new TestBuffers(_gpu);
         _comm = NcclCommunicator.Init(1, NcclCommunicator.CreateUniqueId(), 0);
     }
 
@@ -45,39 +38,13 @@ public sealed unsafe class NcclCommunicatorGpuTests
     public void MakeCurrent() => _gpu.MakeCurrent();
 
     [TearDown]
-    public void FreeBuffers()
-    {
-        foreach (ulong pointer in _allocations)
-        {
-            CudaException.ThrowIfFailed(CudaDriver.MemFree(pointer));
-        }
-        _allocations.Clear();
-    }
+    public void FreeBuffers() => _buffers.FreeAll();
 
     private ulong Upload<T>(T[] values)
-        where T : unmanaged
-    {
-        ulong pointer;
-        nuint bytes = (nuint)(values.Length * sizeof(T));
-        CudaException.ThrowIfFailed(CudaDriver.MemAlloc(&pointer, bytes));
-        _allocations.Add(pointer);
-        fixed (T* v = values)
-        {
-            CudaException.ThrowIfFailed(CudaDriver.MemcpyHtoD(pointer, v, bytes));
-        }
-        return pointer;
-    }
+        where T : unmanaged => _buffers.Upload(values);
 
-    private static T[] Download<T>(ulong pointer, int count)
-        where T : unmanaged
-    {
-        var values = new T[count];
-        fixed (T* v = values)
-        {
-            CudaException.ThrowIfFailed(CudaDriver.MemcpyDtoH(v, pointer, (nuint)(count * sizeof(T))));
-        }
-        return values;
-    }
+    private T[] Download<T>(ulong pointer, int count)
+        where T : unmanaged => _buffers.Download<T>(pointer, count);
 
     /// <summary>A receive buffer that starts out different from anything a collective should write.</summary>
     private ulong Garbage(int count) => Upload(Enumerable.Repeat(-12345f, count).ToArray());
@@ -97,7 +64,7 @@ public sealed unsafe class NcclCommunicatorGpuTests
         var op = (NcclRedOp)reduction;
         float[] data = MatmulReference.Random(Count, 71);
         ulong send = Upload(data), receive = Garbage(Count);
-        _comm.AllReduce(send, receive, Count, NcclDataType.Float32, op, default);
+        _comm.AllReduce(send, receive, Count, NcclDataType.Float32, op, _gpu.Stream.Handle);
         _gpu.Synchronize();
         Assert.That(Download<float>(receive, Count), Is.EqualTo(data));
     }
@@ -107,10 +74,10 @@ public sealed unsafe class NcclCommunicatorGpuTests
     {
         float[] data = MatmulReference.Random(Count, 72);
         ulong buffer = Upload(data);
-        _comm.AllReduce(buffer, buffer, Count, NcclDataType.Float32, NcclRedOp.Sum, default);
+        _comm.AllReduce(buffer, buffer, Count, NcclDataType.Float32, NcclRedOp.Sum, _gpu.Stream.Handle);
         ushort[] bf16 = Array.ConvertAll(data, HalfPrecision.ToBFloat16);
         ulong send = Upload(bf16), receive = Upload(new ushort[Count]);
-        _comm.AllReduce(send, receive, Count, NcclDataType.BFloat16, NcclRedOp.Sum, default);
+        _comm.AllReduce(send, receive, Count, NcclDataType.BFloat16, NcclRedOp.Sum, _gpu.Stream.Handle);
         _gpu.Synchronize();
         Assert.That(Download<float>(buffer, Count), Is.EqualTo(data), "in place");
         Assert.That(Download<ushort>(receive, Count), Is.EqualTo(bf16), "bf16");
@@ -121,9 +88,9 @@ public sealed unsafe class NcclCommunicatorGpuTests
     {
         float[] data = MatmulReference.Random(Count, 73);
         ulong send = Upload(data), gathered = Garbage(Count), scattered = Garbage(Count), broadcast = Garbage(Count);
-        _comm.AllGather(send, gathered, Count, NcclDataType.Float32, default);
-        _comm.ReduceScatter(send, scattered, Count, NcclDataType.Float32, NcclRedOp.Sum, default);
-        _comm.Broadcast(send, broadcast, Count, NcclDataType.Float32, 0, default);
+        _comm.AllGather(send, gathered, Count, NcclDataType.Float32, _gpu.Stream.Handle);
+        _comm.ReduceScatter(send, scattered, Count, NcclDataType.Float32, NcclRedOp.Sum, _gpu.Stream.Handle);
+        _comm.Broadcast(send, broadcast, Count, NcclDataType.Float32, 0, _gpu.Stream.Handle);
         _gpu.Synchronize();
         Assert.That(Download<float>(gathered, Count), Is.EqualTo(data), "all-gather");
         Assert.That(Download<float>(scattered, Count), Is.EqualTo(data), "reduce-scatter");
@@ -138,8 +105,8 @@ public sealed unsafe class NcclCommunicatorGpuTests
         ulong send1 = Upload(first), send2 = Upload(second), receive1 = Garbage(Count), receive2 = Garbage(Count / 2);
         using (NcclCommunicator.Group())
         {
-            _comm.AllReduce(send1, receive1, Count, NcclDataType.Float32, NcclRedOp.Sum, default);
-            _comm.AllGather(send2, receive2, Count / 2, NcclDataType.Float32, default);
+            _comm.AllReduce(send1, receive1, Count, NcclDataType.Float32, NcclRedOp.Sum, _gpu.Stream.Handle);
+            _comm.AllGather(send2, receive2, Count / 2, NcclDataType.Float32, _gpu.Stream.Handle);
         }
         _gpu.Synchronize();
         Assert.That(Download<float>(receive1, Count), Is.EqualTo(first));
