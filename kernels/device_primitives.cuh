@@ -114,6 +114,10 @@ CF_INLINE void mma_bf16_16816(float (&d)[4], const unsigned (&a)[4], const unsig
 // ---- arithmetic with the CPU reference's rounding ----------------------------------------------
 CF_INLINE float sqrt_rn(float x) { return __nvvm_sqrt_rn_f(x); }
 CF_INLINE float div_rn(float a, float b) { return __nvvm_div_rn_f(a, b); }
+CF_INLINE float fma_rn(float a, float b, float c) { return __nvvm_fma_rn_f(a, b, c); }
+CF_INLINE float floor_f(float x) { return __nvvm_floor_f(x); }
+CF_INLINE float max_f(float a, float b) { return __nvvm_fmax_f(a, b); }
+CF_INLINE unsigned mul_hi(unsigned a, unsigned b) { return __nvvm_mulhi_ui(a, b); }
 
 CF_INLINE unsigned float_bits(float x) { return static_cast<unsigned>(__nvvm_bitcast_f2i(x)); }
 CF_INLINE float bits_float(unsigned x) { return __nvvm_bitcast_i2f(static_cast<int>(x)); }

@@ -180,6 +180,10 @@ inline void mma_bf16_16816(float (&d)[4], const unsigned (&a)[4], const unsigned
 // ---- arithmetic with the CPU reference's rounding ----------------------------------------------
 inline float sqrt_rn(float x) { return __builtin_sqrtf(x); }
 inline float div_rn(float a, float b) { return a / b; }
+inline float fma_rn(float a, float b, float c) { return __builtin_fmaf(a, b, c); }
+inline float floor_f(float x) { return __builtin_floorf(x); }
+inline float max_f(float a, float b) { return __builtin_fmaxf(a, b); }
+inline unsigned mul_hi(unsigned a, unsigned b) { return static_cast<unsigned>((static_cast<unsigned long long>(a) * b) >> 32); }
 inline unsigned float_bits(float x) { return emu::bits_of(x); }
 inline float bits_float(unsigned x) { return emu::float_of(x); }
 

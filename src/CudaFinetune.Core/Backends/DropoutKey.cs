@@ -8,7 +8,7 @@ namespace CudaFinetune.Backends;
 public readonly record struct DropoutKey(ulong Seed, long Step, int Layer, int Use)
 {
     /// <summary>The Philox counter's upper two words for this mask.</summary>
-    internal (uint Hi0, uint Hi1) CounterWords()
+    public (uint Hi0, uint Hi1) CounterWords()
     {
         // Step in the third word, (layer, use) packed in the fourth: 65536 layers × 65536 uses.
         return ((uint)Step, ((uint)Layer << 16) | (uint)(ushort)Use);

@@ -1,6 +1,8 @@
 using System.Diagnostics;
 using CudaFinetune.Cuda.Kernels;
 using CudaFinetune.Cuda.Runtime;
+using CudaFinetune.Numerics;
+using CudaFinetune.Tensors;
 
 namespace CudaFinetune.Cuda.Verification;
 
@@ -32,6 +34,26 @@ internal sealed class CheckRun(IDevice device) : IDisposable
 
     public T[] Get<T>(DevicePtr source, int count)
         where T : unmanaged => Device.Download<T>(source, count);
+
+    /// <summary>Values stored as <paramref name="dtype"/> (F32, or BF16 rounded to nearest even).</summary>
+    public DevicePtr PutAs(float[] values, DType dtype) => dtype == DType.BF16
+        ? Put<ushort>(Array.ConvertAll(values, HalfPrecision.ToBFloat16))
+        : Put<float>(values);
+
+    public DevicePtr PoisonedAs(int count, DType dtype) => dtype == DType.BF16 ? Poisoned<ushort>(count) : Poisoned<float>(count);
+
+    /// <summary>A tensor of <paramref name="dtype"/> read back as floats.</summary>
+    public float[] GetAs(DevicePtr source, int count, DType dtype) => dtype == DType.BF16
+        ? Array.ConvertAll(Get<ushort>(source, count), HalfPrecision.FromBFloat16)
+        : Get<float>(source, count);
+
+    /// <summary>The values as <paramref name="dtype"/> holds them (bf16: rounded), for the reference's inputs.</summary>
+    public static float[] Stored(float[] values, DType dtype) => dtype == DType.BF16
+        ? Array.ConvertAll(values, v => HalfPrecision.FromBFloat16(HalfPrecision.ToBFloat16(v)))
+        : values;
+
+    /// <summary>Relative tolerance by dtype: fp32 1e-5, bf16 1e-2 (one bf16 ulp is 2^-8).</summary>
+    public static double Tolerance(DType dtype) => dtype == DType.BF16 ? 1e-2 : 1e-5;
 
     /// <summary>Starts timing the kernel launches that follow (after the inputs are on the device).</summary>
     public void StartClock()

@@ -1,0 +1,160 @@
+using System.Globalization;
+using CudaFinetune.Backends;
+using CudaFinetune.Cuda.Kernels;
+using CudaFinetune.Cuda.Runtime;
+using CudaFinetune.Tensors;
+
+namespace CudaFinetune.Cuda.Verification;
+
+/// <summary>
+/// kernels/elementwise.cu and kernels/swiglu.cu against the CPU backend's Copy, Fill, Add, AddScaled,
+/// Dropout and SwiGLU, for fp32 and bf16 tensors, at sizes that are not multiples of a block.
+/// bf16 cases feed the reference the bf16-rounded inputs and allow 1e-2 relative.
+/// </summary>
+internal static class ElementwiseChecks
+{
+    private static readonly int[] Sizes = [1, 1000, 70_001];
+    private static readonly DType[] Types = [DType.F32, DType.BF16];
+
+    public static IReadOnlyList<KernelCheck> All { get; } =
+    [
+        new("cast", "elementwise", Casts),
+        new("fill", "elementwise", Fills),
+        new("add", "elementwise", Adds),
+        new("add_scaled", "elementwise", AddScaleds),
+        new("dropout", "elementwise", Dropouts),
+        new("swiglu_forward", "swiglu", SwiGluForwards),
+        new("swiglu_backward", "swiglu", SwiGluBackwards),
+    ];
+
+    private static string Suffix(DType dtype) => dtype == DType.BF16 ? "bf16" : "f32";
+
+    private static string Case(DType dtype, int n) => string.Create(CultureInfo.InvariantCulture, $"{Suffix(dtype)}, n={n}");
+
+    private static float[] Uniform(Random random, int n, double low, double high)
+        => [.. Enumerable.Range(0, n).Select(_ => (float)(low + random.NextDouble() * (high - low)))];
+
+    /// <summary>Runs <paramref name="body"/> for every dtype and size, collecting its results.</summary>
+    private static List<KernelCheckResult> Each(Func<DType, int, IEnumerable<KernelCheckResult>> body)
+        => [.. from dtype in Types from n in Sizes from result in body(dtype, n) select result];
+
+    /// <summary>fp32 → bf16 rounds to nearest even (exactly as HalfPrecision), bf16 → fp32 is exact.</summary>
+    private static List<KernelCheckResult> Casts(IDevice device, Random random)
+        => [.. from n in Sizes from result in Cast(device, random, n) select result];
+
+    private static IEnumerable<KernelCheckResult> Cast(IDevice device, Random random, int n)
+    {
+        float[] x = Uniform(random, n, -300, 300);
+        using var run = new CheckRun(device);
+        DevicePtr f32 = run.Put<float>(x), bf16 = run.Poisoned<ushort>(n), back = run.Poisoned<float>(n);
+        run.StartClock();
+        ElementwiseKernels.CastF32ToBF16(device, f32, bf16, n);
+        ElementwiseKernels.CastBF16ToF32(device, bf16, back, n);
+        var elapsed = run.StopClock();
+        float[] rounded = CheckRun.Stored(x, DType.BF16);
+        yield return KernelComparison.Compare("cast_f32_bf16 + cast_bf16_f32", Case(DType.BF16, n), run.Get<float>(back, n), rounded, 0, elapsed);
+    }
+
+    private static List<KernelCheckResult> Fills(IDevice device, Random random) => Each((dtype, n) =>
+    {
+        float value = (float)(random.NextDouble() * 10 - 5);
+        using var run = new CheckRun(device);
+        var x = run.PoisonedAs(n, dtype);
+        run.StartClock();
+        (dtype == DType.BF16 ? (Action<IKernelLauncher, DevicePtr, float, long>)ElementwiseKernels.FillBF16 : ElementwiseKernels.FillF32)(device, x, value, n);
+        var elapsed = run.StopClock();
+        return [KernelComparison.Compare($"fill_{Suffix(dtype)}", Case(dtype, n), run.GetAs(x, n, dtype), CheckRun.Stored(Enumerable.Repeat(value, n).ToArray(), dtype), 0, elapsed)];
+    });
+
+    private static List<KernelCheckResult> Adds(IDevice device, Random random) => Each((dtype, n) =>
+    {
+        float[] a = CheckRun.Stored(Uniform(random, n, -2, 2), dtype), b = CheckRun.Stored(Uniform(random, n, -2, 2), dtype);
+        using var reference = new CpuReference();
+        var output = reference.F32(new float[n]);
+        reference.Backend.Add(reference.F32(a), reference.F32(b), output);
+        using var run = new CheckRun(device);
+        DevicePtr pa = run.PutAs(a, dtype), pb = run.PutAs(b, dtype);
+        run.StartClock();
+        (dtype == DType.BF16 ? (Action<IKernelLauncher, DevicePtr, DevicePtr, DevicePtr, long>)ElementwiseKernels.AddBF16 : ElementwiseKernels.AddF32)(device, pa, pb, pa, n);
+        var elapsed = run.StopClock();
+        return [KernelComparison.Compare($"add_{Suffix(dtype)} (in place)", Case(dtype, n), run.GetAs(pa, n, dtype), CpuReference.Values(output), CheckRun.Tolerance(dtype), elapsed)];
+    });
+
+    private static List<KernelCheckResult> AddScaleds(IDevice device, Random random) => Each((dtype, n) =>
+    {
+        float[] x = CheckRun.Stored(Uniform(random, n, -2, 2), dtype), acc = CheckRun.Stored(Uniform(random, n, -2, 2), dtype);
+        float scale = (float)(random.NextDouble() * 4 - 2);
+        using var reference = new CpuReference();
+        var accumulator = reference.F32(acc);
+        reference.Backend.AddScaled(reference.F32(x), scale, accumulator);
+        using var run = new CheckRun(device);
+        DevicePtr px = run.PutAs(x, dtype), pacc = run.PutAs(acc, dtype);
+        run.StartClock();
+        (dtype == DType.BF16 ? (Action<IKernelLauncher, DevicePtr, float, DevicePtr, long>)ElementwiseKernels.AddScaledBF16 : ElementwiseKernels.AddScaledF32)(device, px, scale, pacc, n);
+        var elapsed = run.StopClock();
+        return [KernelComparison.Compare($"add_scaled_{Suffix(dtype)}", Case(dtype, n), run.GetAs(pacc, n, dtype), CpuReference.Values(accumulator), CheckRun.Tolerance(dtype), elapsed)];
+    });
+
+    /// <summary>The mask must be the CPU backend's, element for element: a dropped or kept element in the wrong place is off by |x|/(1−p).</summary>
+    private static List<KernelCheckResult> Dropouts(IDevice device, Random random) => Each((dtype, n) =>
+    {
+        float[] x = CheckRun.Stored(Uniform(random, n, 0.5, 2), dtype);
+        double p = 0.1 + random.NextDouble() * 0.5;
+        var key = new DropoutKey((ulong)random.NextInt64(), random.Next(1, 1000), random.Next(32), random.Next(4));
+        var (hi0, hi1) = key.CounterWords();
+        using var reference = new CpuReference();
+        var output = reference.F32(new float[n]);
+        reference.Backend.Dropout(reference.F32(x), output, p, key);
+        using var run = new CheckRun(device);
+        DevicePtr px = run.PutAs(x, dtype), pout = run.PoisonedAs(n, dtype);
+        uint threshold = (uint)Math.Round(p * (1 << 24));
+        float scale = (float)(1.0 / (1.0 - p));
+        run.StartClock();
+        (dtype == DType.BF16 ? (DropoutLauncher)ElementwiseKernels.DropoutBF16 : ElementwiseKernels.DropoutF32)(device, px, pout, n, key.Seed, hi0, hi1, threshold, scale);
+        var elapsed = run.StopClock();
+        return [KernelComparison.Compare($"dropout_{Suffix(dtype)}", Case(dtype, n) + string.Create(CultureInfo.InvariantCulture, $", p={p:F2}"),
+            run.GetAs(pout, n, dtype), CheckRun.Stored(CpuReference.Values(output), dtype), CheckRun.Tolerance(dtype), elapsed)];
+    });
+
+    private delegate void DropoutLauncher(IKernelLauncher launcher, DevicePtr x, DevicePtr output, long n, ulong seed, uint hi0, uint hi1, uint threshold, float scale);
+
+    private static List<KernelCheckResult> SwiGluForwards(IDevice device, Random random) => Each((dtype, n) =>
+    {
+        float[] gate = CheckRun.Stored(Uniform(random, n, -8, 8), dtype), up = CheckRun.Stored(Uniform(random, n, -2, 2), dtype);
+        using var reference = new CpuReference();
+        var output = reference.F32(new float[n]);
+        reference.Backend.SwiGluForward(reference.F32(gate), reference.F32(up), output);
+        using var run = new CheckRun(device);
+        DevicePtr pg = run.PutAs(gate, dtype), pu = run.PutAs(up, dtype), pout = run.PoisonedAs(n, dtype);
+        run.StartClock();
+        (dtype == DType.BF16 ? (Action<IKernelLauncher, DevicePtr, DevicePtr, DevicePtr, long>)ElementwiseKernels.SwiGluForwardBF16 : ElementwiseKernels.SwiGluForwardF32)(device, pg, pu, pout, n);
+        var elapsed = run.StopClock();
+        return [KernelComparison.Compare($"swiglu_forward_{Suffix(dtype)}", Case(dtype, n), run.GetAs(pout, n, dtype), CpuReference.Values(output), CheckRun.Tolerance(dtype), elapsed)];
+    });
+
+    private static List<KernelCheckResult> SwiGluBackwards(IDevice device, Random random) => Each((dtype, n) =>
+    {
+        float[] gate = CheckRun.Stored(Uniform(random, n, -8, 8), dtype), up = CheckRun.Stored(Uniform(random, n, -2, 2), dtype);
+        float[] dOut = CheckRun.Stored(Uniform(random, n, -1, 1), dtype);
+        using var reference = new CpuReference();
+        Tensor dGate = reference.F32(new float[n]), dUp = reference.F32(new float[n]);
+        reference.Backend.SwiGluBackward(reference.F32(dOut), reference.F32(gate), reference.F32(up), dGate, dUp);
+        using var run = new CheckRun(device);
+        DevicePtr pd = run.PutAs(dOut, dtype), pg = run.PutAs(gate, dtype), pu = run.PutAs(up, dtype);
+        DevicePtr pdg = run.PoisonedAs(n, dtype), pdu = run.PoisonedAs(n, dtype);
+        run.StartClock();
+        if (dtype == DType.BF16)
+        {
+            ElementwiseKernels.SwiGluBackwardBF16(device, pd, pg, pu, pdg, pdu, n);
+        }
+        else
+        {
+            ElementwiseKernels.SwiGluBackwardF32(device, pd, pg, pu, pdg, pdu, n);
+        }
+        var elapsed = run.StopClock();
+        return [
+            KernelComparison.Compare($"swiglu_backward_{Suffix(dtype)} dgate", Case(dtype, n), run.GetAs(pdg, n, dtype), CpuReference.Values(dGate), CheckRun.Tolerance(dtype), elapsed),
+            KernelComparison.Compare($"swiglu_backward_{Suffix(dtype)} dup", Case(dtype, n), run.GetAs(pdu, n, dtype), CpuReference.Values(dUp), CheckRun.Tolerance(dtype), elapsed),
+        ];
+    });
+}
