@@ -3,10 +3,11 @@ using System.Globalization;
 namespace CudaFinetune.Cuda.Verification;
 
 /// <summary>
-/// One kernel run on one case, compared element by element with its reference: the largest error,
-/// the tolerance in words, and — when it failed — the first element outside it.
+/// One kernel run on one case, compared element by element with its reference: the largest absolute
+/// error, the largest relative error (|got − expected| / max(1, |expected|), the measure the "rel"
+/// tolerances use), the tolerance in words, and — when it failed — the first element outside it.
 /// </summary>
-public sealed record KernelCheckResult(string Kernel, string Case, double MaxAbsError, string Tolerance, string? Mismatch, TimeSpan Elapsed)
+public sealed record KernelCheckResult(string Kernel, string Case, double MaxAbsError, double MaxRelError, string Tolerance, string? Mismatch, TimeSpan Elapsed)
 {
     public bool Passed => Mismatch is null;
 }
@@ -26,7 +27,7 @@ public static class KernelComparison
         {
             throw new ArgumentException($"{kernel} {@case}: {got.Length} results, {expected.Length} expected, {allowed.Length} tolerances");
         }
-        double maxError = 0;
+        double maxError = 0, maxRelative = 0;
         string? mismatch = null;
         for (int i = 0; i < got.Length; i++)
         {
@@ -36,13 +37,14 @@ public static class KernelComparison
                 error = double.PositiveInfinity;
             }
             maxError = Math.Max(maxError, error);
+            maxRelative = Math.Max(maxRelative, error / Math.Max(1, Math.Abs(expected[i])));
             if (mismatch is null && !(error <= allowed[i]))
             {
                 string where = describe?.Invoke(i) ?? string.Create(CultureInfo.InvariantCulture, $"element {i}");
                 mismatch = $"{where}: got {Format(got[i])}, expected {Format(expected[i])}";
             }
         }
-        return new KernelCheckResult(kernel, @case, maxError, tolerance, mismatch, elapsed);
+        return new KernelCheckResult(kernel, @case, maxError, maxRelative, tolerance, mismatch, elapsed);
     }
 
     /// <summary>Within <paramref name="relative"/> · max(1, |expected|) for every element.</summary>

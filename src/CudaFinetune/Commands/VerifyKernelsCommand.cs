@@ -90,11 +90,12 @@ internal static class VerifyKernelsCommand
 
     private static void Print(List<(string Device, KernelCheckResult Result)> results, TextWriter output)
     {
-        string[] header = ["device", "kernel", "case", "max abs err", "tolerance", "time", "result"];
+        string[] header = ["device", "kernel", "case", "max abs err", "max rel err", "tolerance", "time", "result"];
         var rows = results.Select(r => new[]
         {
             r.Device, r.Result.Kernel, r.Result.Case,
             r.Result.MaxAbsError.ToString("0.0e+0", CultureInfo.InvariantCulture),
+            r.Result.MaxRelError.ToString("0.0e+0", CultureInfo.InvariantCulture),
             r.Result.Tolerance,
             string.Create(CultureInfo.InvariantCulture, $"{r.Result.Elapsed.TotalMilliseconds:F1} ms"),
             r.Result.Passed ? "ok" : "FAILED",
