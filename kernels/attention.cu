@@ -1,0 +1,172 @@
+// attention.cu: causal grouped-query attention, flash-style (FlashAttention-2's forward), bf16 in
+// and out with fp32 accumulation on the tensor cores (mma.m16n8k16), never materialising the T×T
+// score matrix. As the CPU backend, per batch b and query head h (kv head h / (q_heads/kv_heads)):
+//   S = scale · Q·Kᵀ on keys j ≤ t,  P = softmax(S),  O = P·V,  lse[b, h, t] = logsumexp_j S[t, j]
+// Layouts: q, out [batch·T, q_heads·D]; k, v [batch·T, kv_heads·D]; lse fp32 [batch, q_heads, T].
+//
+// A block takes 64 query rows of one (batch, head): 4 warps of 16 rows. Q, K and V tiles sit in
+// dynamic shared memory (rows padded by 16 bytes so that ldmatrix reads hit distinct banks). For
+// each 64-key tile up to the diagonal: S = Q·Kᵀ with Q fragments kept in registers and K
+// fragments from ldmatrix; the row maxima and sums are updated online (the running output is
+// rescaled when the maximum grows); P, rounded to bf16, is reused in registers as the A operand of
+// P·V, with V fragments from ldmatrix.trans. Rows and keys past T are masked, any T works.
+// Launch: grid (⌈T/64⌉, q_heads, batch), block 128, dynamic shared memory 3·64·(D+8)·2 bytes.
+#include "common.cuh"
+
+namespace {
+
+constexpr int kBlockRows = 64;  // query rows per block (4 warps × 16)
+constexpr int kBlockKeys = 64;  // keys per tile
+constexpr int kThreads = 128;
+
+// Copies rows [row0, row0 + 64) (those below `rows`; zeros past it) of a [*, row_stride] bf16 tensor,
+// D columns starting at `column`, into a shared tile with `tile_stride` elements per row.
+template <int D>
+CF_INLINE void load_tile(cf::bf16* tile, int tile_stride, const cf::bf16* source, long long row_stride, int row0, int rows) {
+  constexpr int kChunks = D / 8;  // 16-byte pieces per row
+  for (int piece = cf::thread_x(); piece < kBlockRows * kChunks; piece += kThreads) {
+    int r = piece / kChunks, c = (piece % kChunks) * 8;
+    cf::bf16* destination = tile + r * tile_stride + c;
+    if (row0 + r < rows) {
+      cf::cp_async_16(destination, source + (long long)(row0 + r) * row_stride + c);
+    } else {
+      for (int i = 0; i < 8; ++i) destination[i] = cf::bf16{0};
+    }
+  }
+  cf::cp_async_commit();
+}
+
+template <int D>
+CF_INLINE void attention_forward(const cf::bf16* q, const cf::bf16* k, const cf::bf16* v, cf::bf16* out, float* lse, int batches, int seq_len,
+                                 int q_heads, int kv_heads, float scale) {
+  constexpr int kStride = D + 8;
+  constexpr int kDTiles = D / 8;   // 8-wide column tiles of the output
+  constexpr int kKSteps = D / 16;  // 16-deep steps of Q·Kᵀ
+  cf::bf16* q_tile = cf::dynamic_shared<cf::bf16>();
+  cf::bf16* k_tile = q_tile + kBlockRows * kStride;
+  cf::bf16* v_tile = k_tile + kBlockKeys * kStride;
+
+  int query0 = cf::block_x() * kBlockRows, head = cf::block_y(), batch = cf::block_z();
+  if (batch >= batches || head >= q_heads || query0 >= seq_len) return;
+  int kv_head = head / (q_heads / kv_heads);
+  long long q_row_stride = (long long)q_heads * D, kv_row_stride = (long long)kv_heads * D;
+  const cf::bf16* q_base = q + (long long)batch * seq_len * q_row_stride + (long long)head * D;
+  const cf::bf16* k_base = k + (long long)batch * seq_len * kv_row_stride + (long long)kv_head * D;
+  const cf::bf16* v_base = v + (long long)batch * seq_len * kv_row_stride + (long long)kv_head * D;
+
+  int l = cf::lane(), warp = cf::warp(), group = l >> 2, in_group = l & 3;
+  load_tile<D>(q_tile, kStride, q_base, q_row_stride, query0, seq_len);
+  cf::cp_async_wait_all();
+  cf::sync_threads();
+
+  // This warp's 16 rows of Q as mma A fragments, for every 16-deep step.
+  unsigned q_frag[kKSteps][4];
+  for (int s = 0; s < kKSteps; ++s) {
+    cf::ldmatrix_x4(q_frag[s], &q_tile[(warp * 16 + (l % 8) + 8 * ((l / 8) % 2)) * kStride + s * 16 + 8 * (l / 16)]);
+  }
+
+  // Rows group and group + 8 of the warp's 16: running maximum, running sum, output accumulators.
+  int rows_of_lane[2] = {query0 + warp * 16 + group, query0 + warp * 16 + group + 8};
+  float running_max[2] = {-__builtin_huge_valf(), -__builtin_huge_valf()};
+  float running_sum[2] = {0.0f, 0.0f};
+  float o[kDTiles][4];
+  for (int t = 0; t < kDTiles; ++t)
+    for (int i = 0; i < 4; ++i) o[t][i] = 0.0f;
+
+  int key_end = query0 + kBlockRows < seq_len ? query0 + kBlockRows : seq_len;  // causal: keys up to the block's last row
+  for (int key0 = 0; key0 < key_end; key0 += kBlockKeys) {
+    cf::sync_threads();  // every warp is done with the previous K and V tiles
+    load_tile<D>(k_tile, kStride, k_base, kv_row_stride, key0, seq_len);
+    load_tile<D>(v_tile, kStride, v_base, kv_row_stride, key0, seq_len);
+    cf::cp_async_wait_all();
+    cf::sync_threads();
+
+    // S = Q·Kᵀ: 8 column tiles of 8 keys, 4 floats each per lane.
+    float s[8][4];
+    for (int n = 0; n < 8; ++n) {
+      for (int i = 0; i < 4; ++i) s[n][i] = 0.0f;
+      for (int step = 0; step < kKSteps; ++step) {
+        unsigned b[2];
+        cf::ldmatrix_x2(b, &k_tile[(n * 8 + (l % 8)) * kStride + step * 16 + 8 * ((l / 8) % 2)]);
+        cf::mma_bf16_16816(s[n], q_frag[step], b, s[n]);
+      }
+    }
+
+    // Scale, mask (future keys, keys and rows past T), and update the running maxima and sums.
+    float tile_max[2] = {-__builtin_huge_valf(), -__builtin_huge_valf()};
+    for (int n = 0; n < 8; ++n) {
+      for (int i = 0; i < 4; ++i) {
+        int row = rows_of_lane[i / 2], key = key0 + n * 8 + in_group * 2 + (i & 1);
+        s[n][i] = key <= row && key < seq_len ? s[n][i] * scale : -__builtin_huge_valf();
+        tile_max[i / 2] = cf::max_f(tile_max[i / 2], s[n][i]);
+      }
+    }
+    float correction[2];
+    for (int r = 0; r < 2; ++r) {
+      tile_max[r] = cf::max_f(tile_max[r], cf::shuffle_xor(tile_max[r], 1));
+      tile_max[r] = cf::max_f(tile_max[r], cf::shuffle_xor(tile_max[r], 2));
+      float new_max = cf::max_f(running_max[r], tile_max[r]);
+      // A row with nothing unmasked yet keeps 0 as its reference, so no inf − inf appears.
+      float reference = new_max == -__builtin_huge_valf() ? 0.0f : new_max;
+      correction[r] = cf::exp(running_max[r] - reference);
+      running_max[r] = new_max;
+      tile_max[r] = reference;
+    }
+    float tile_sum[2] = {0.0f, 0.0f};
+    for (int n = 0; n < 8; ++n) {
+      for (int i = 0; i < 4; ++i) {
+        s[n][i] = cf::exp(s[n][i] - tile_max[i / 2]);
+        tile_sum[i / 2] += s[n][i];
+      }
+    }
+    for (int r = 0; r < 2; ++r) {
+      tile_sum[r] += cf::shuffle_xor(tile_sum[r], 1);
+      tile_sum[r] += cf::shuffle_xor(tile_sum[r], 2);
+      running_sum[r] = running_sum[r] * correction[r] + tile_sum[r];
+    }
+    for (int t = 0; t < kDTiles; ++t) {
+      for (int i = 0; i < 4; ++i) o[t][i] *= correction[i / 2];
+    }
+
+    // O += P·V: P's accumulator fragments are, rounded to bf16, the A fragments of 16-key chunks.
+    for (int chunk = 0; chunk < 4; ++chunk) {
+      unsigned p[4];
+      p[0] = cf::pack_bf16x2(cf::to_bf16(s[2 * chunk][0]), cf::to_bf16(s[2 * chunk][1]));
+      p[1] = cf::pack_bf16x2(cf::to_bf16(s[2 * chunk][2]), cf::to_bf16(s[2 * chunk][3]));
+      p[2] = cf::pack_bf16x2(cf::to_bf16(s[2 * chunk + 1][0]), cf::to_bf16(s[2 * chunk + 1][1]));
+      p[3] = cf::pack_bf16x2(cf::to_bf16(s[2 * chunk + 1][2]), cf::to_bf16(s[2 * chunk + 1][3]));
+      for (int t = 0; t < kDTiles; ++t) {
+        unsigned b[2];
+        cf::ldmatrix_x2_trans(b, &v_tile[(chunk * 16 + (l % 8) + 8 * ((l / 8) % 2)) * kStride + t * 8]);
+        cf::mma_bf16_16816(o[t], p, b, o[t]);
+      }
+    }
+  }
+
+  // O /= sum; lse = max + ln(sum). Lanes 4g..4g+3 share rows g and g + 8.
+  for (int r = 0; r < 2; ++r) {
+    int row = rows_of_lane[r];
+    if (row >= seq_len) continue;
+    float inverse = cf::div_rn(1.0f, running_sum[r]);
+    cf::bf16* destination = out + ((long long)batch * seq_len + row) * q_row_stride + (long long)head * D;
+    for (int t = 0; t < kDTiles; ++t) {
+      int column = t * 8 + in_group * 2;
+      destination[column] = cf::to_bf16(o[t][2 * r] * inverse);
+      destination[column + 1] = cf::to_bf16(o[t][2 * r + 1] * inverse);
+    }
+    if (in_group == 0) lse[((long long)batch * q_heads + head) * seq_len + row] = running_max[r] + cf::log(running_sum[r]);
+  }
+}
+
+}  // namespace
+
+extern "C" __global__ void attention_forward_d64_bf16(const cf::bf16* q, const cf::bf16* k, const cf::bf16* v, cf::bf16* out, float* lse, int batches, int seq_len,
+                                                      int q_heads, int kv_heads, float scale) {
+  attention_forward<64>(q, k, v, out, lse, batches, seq_len, q_heads, kv_heads, scale);
+}
+CF_EMULATOR_ENTRY(attention_forward_d64_bf16)
+extern "C" __global__ void attention_forward_d128_bf16(const cf::bf16* q, const cf::bf16* k, const cf::bf16* v, cf::bf16* out, float* lse, int batches, int seq_len,
+                                                       int q_heads, int kv_heads, float scale) {
+  attention_forward<128>(q, k, v, out, lse, batches, seq_len, q_heads, kv_heads, scale);
+}
+CF_EMULATOR_ENTRY(attention_forward_d128_bf16)

@@ -1,0 +1,52 @@
+using System.Globalization;
+using CudaFinetune.Backends;
+using CudaFinetune.Cuda.Kernels;
+using CudaFinetune.Cuda.Runtime;
+using CudaFinetune.Tensors;
+
+namespace CudaFinetune.Cuda.Verification;
+
+/// <summary>
+/// kernels/attention.cu against the CPU backend's AttentionForward on the same bf16-rounded inputs: head
+/// dimensions 64 and 128, grouped-query heads, sequence lengths that are not multiples of the 64-row tiles.
+/// Output 1e-2 relative (bf16, and P is rounded to bf16 before P·V, as on every flash kernel), lse 1e-4.
+/// </summary>
+internal static class AttentionChecks
+{
+    private static readonly (int Batch, int SeqLen, int QHeads, int KvHeads, int HeadDim)[] Shapes =
+        [(1, 1, 1, 1, 64), (2, 37, 4, 2, 64), (1, 130, 2, 1, 128), (2, 64, 2, 2, 128)];
+
+    public static IReadOnlyList<KernelCheck> All { get; } = [new("attention_forward", "attention", Forward)];
+
+    private static float[] Uniform(Random random, int n, double low, double high)
+        => CheckRun.Stored([.. Enumerable.Range(0, n).Select(_ => (float)(low + random.NextDouble() * (high - low)))], DType.BF16);
+
+    private static List<KernelCheckResult> Forward(IDevice device, Random random)
+    {
+        var results = new List<KernelCheckResult>();
+        foreach (var (batch, seqLen, qHeads, kvHeads, headDim) in Shapes)
+        {
+            var shape = new AttentionShape(batch, seqLen, qHeads, kvHeads, headDim, 1 / Math.Sqrt(headDim));
+            int tokens = batch * seqLen, qWidth = qHeads * headDim, kvWidth = kvHeads * headDim;
+            float[] q = Uniform(random, tokens * qWidth, -2, 2), k = Uniform(random, tokens * kvWidth, -2, 2), v = Uniform(random, tokens * kvWidth, -1, 1);
+            using var reference = new CpuReference();
+            var output = reference.F32(new float[tokens * qWidth], tokens, qWidth);
+            var lse = reference.F32(new float[batch * qHeads * seqLen]);
+            reference.Backend.AttentionForward(reference.F32(q, tokens, qWidth), reference.F32(k, tokens, kvWidth), reference.F32(v, tokens, kvWidth), output, lse, shape);
+
+            using var run = new CheckRun(device);
+            DevicePtr pq = run.PutAs(q, DType.BF16), pk = run.PutAs(k, DType.BF16), pv = run.PutAs(v, DType.BF16);
+            DevicePtr po = run.PoisonedAs(tokens * qWidth, DType.BF16), plse = run.Poisoned<float>(batch * qHeads * seqLen);
+            run.StartClock();
+            AttentionKernels.Forward(device, pq, pk, pv, po, plse, batch, seqLen, qHeads, kvHeads, headDim, (float)shape.Scale);
+            var elapsed = run.StopClock();
+            string name = string.Create(CultureInfo.InvariantCulture, $"b{batch} T{seqLen} h{qHeads}/{kvHeads} d{headDim}");
+            string kernel = $"attention_forward_d{headDim}_bf16";
+            results.Add(KernelComparison.Compare($"{kernel} out", name, run.GetAs(po, tokens * qWidth, DType.BF16), CpuReference.Values(output), 1e-2, elapsed,
+                i => string.Create(CultureInfo.InvariantCulture, $"out[token {i / qWidth}, head {i % qWidth / headDim}, {i % headDim}]")));
+            results.Add(KernelComparison.Compare($"{kernel} lse", name, run.Get<float>(plse, batch * qHeads * seqLen), CpuReference.Values(lse), 1e-4, elapsed,
+                i => string.Create(CultureInfo.InvariantCulture, $"lse[b {i / (qHeads * seqLen)}, head {i / seqLen % qHeads}, t {i % seqLen}]")));
+        }
+        return results;
+    }
+}
