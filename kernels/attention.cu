@@ -11,6 +11,16 @@
 // rescaled when the maximum grows); P, rounded to bf16, is reused in registers as the A operand of
 // P·V, with V fragments from ldmatrix.trans. Rows and keys past T are masked, any T works.
 // Launch: grid (⌈T/64⌉, q_heads, batch), block 128, dynamic shared memory 3·64·(D+8)·2 bytes.
+//
+// Backward (FlashAttention-2's, made deterministic: no atomics; each gradient is summed by the one
+// block that owns it, in a fixed order), with P recomputed from lse:
+//   delta[t] = Σ_d dO[t, d]·O[t, d]                                       attention_backward_delta
+//   P = exp(S − lse),  dP = dO·Vᵀ,  dS = scale · P ⊙ (dP − delta)
+//   dK = Σ_heads of the group dSᵀ·Q,  dV = Σ_heads Pᵀ·dO                   attention_backward_dkdv: a block per 64 keys
+//   dQ = dS·K                                                             attention_backward_dq: a block per 64 queries
+// dq, dk and dv are overwritten (bf16). Launch: delta, grid (⌈tokens·q_heads/4⌉), block 128 (a warp
+// per row); dkdv, grid (⌈T/64⌉, kv_heads, batch), block 128; dq, grid (⌈T/64⌉, q_heads, batch), block
+// 128; both with dynamic shared memory 4·64·(D+8)·2 + 2·64·4 bytes.
 #include "common.cuh"
 
 namespace {
@@ -158,6 +168,208 @@ CF_INLINE void attention_forward(const cf::bf16* q, const cf::bf16* k, const cf:
   }
 }
 
+
+// delta[b, h, t] = Σ_d dO·O for row t of head h: one warp per (token, head) row.
+CF_INLINE void backward_delta(const cf::bf16* d_out, const cf::bf16* out, float* delta, int tokens, int seq_len, int q_heads, int head_dim) {
+  long long row = (long long)cf::block_x() * (kThreads / cf::kWarpSize) + cf::warp();  // token · q_heads + head
+  if (row >= (long long)tokens * q_heads) return;
+  const cf::bf16* a = d_out + row * head_dim;
+  const cf::bf16* b = out + row * head_dim;
+  float sum = 0.0f;
+  for (int d = cf::lane(); d < head_dim; d += cf::kWarpSize) sum += cf::to_float(a[d]) * cf::to_float(b[d]);
+  sum = cf::warp_sum(sum);
+  int token = (int)(row / q_heads), head = (int)(row % q_heads), batch = token / seq_len, t = token % seq_len;
+  if (cf::lane() == 0) delta[((long long)batch * q_heads + head) * seq_len + t] = sum;
+}
+
+// The A fragments (16 rows × 16 columns, bf16) of a 16-row slice of a shared tile, for each 16-deep step.
+template <int D>
+CF_INLINE void load_a_fragments(unsigned (&frag)[D / 16][4], const cf::bf16* tile, int stride, int row0) {
+  int l = cf::lane();
+  for (int s = 0; s < D / 16; ++s) cf::ldmatrix_x4(frag[s], &tile[(row0 + (l % 8) + 8 * ((l / 8) % 2)) * stride + s * 16 + 8 * (l / 16)]);
+}
+
+// acc[16 × 64] = A[16 × D] · Bᵀ where B is 64 rows × D of a shared tile (the B operand "col": rows of B are its columns).
+template <int D>
+CF_INLINE void multiply_by_rows_transposed(float (&acc)[8][4], const unsigned (&a)[D / 16][4], const cf::bf16* tile, int stride) {
+  int l = cf::lane();
+  for (int n = 0; n < 8; ++n) {
+    for (int i = 0; i < 4; ++i) acc[n][i] = 0.0f;
+    for (int s = 0; s < D / 16; ++s) {
+      unsigned b[2];
+      cf::ldmatrix_x2(b, &tile[(n * 8 + (l % 8)) * stride + s * 16 + 8 * ((l / 8) % 2)]);
+      cf::mma_bf16_16816(acc[n], a[s], b, acc[n]);
+    }
+  }
+}
+
+// acc[16 × D] += P[16 × 64] · B where P is an accumulator (rounded to bf16 as A fragments) and B a 64 × D shared tile.
+template <int D>
+CF_INLINE void accumulate_times_rows(float (&acc)[D / 8][4], const float (&p)[8][4], const cf::bf16* tile, int stride) {
+  int l = cf::lane();
+  for (int chunk = 0; chunk < 4; ++chunk) {
+    unsigned a[4];
+    a[0] = cf::pack_bf16x2(cf::to_bf16(p[2 * chunk][0]), cf::to_bf16(p[2 * chunk][1]));
+    a[1] = cf::pack_bf16x2(cf::to_bf16(p[2 * chunk][2]), cf::to_bf16(p[2 * chunk][3]));
+    a[2] = cf::pack_bf16x2(cf::to_bf16(p[2 * chunk + 1][0]), cf::to_bf16(p[2 * chunk + 1][1]));
+    a[3] = cf::pack_bf16x2(cf::to_bf16(p[2 * chunk + 1][2]), cf::to_bf16(p[2 * chunk + 1][3]));
+    for (int t = 0; t < D / 8; ++t) {
+      unsigned b[2];
+      cf::ldmatrix_x2_trans(b, &tile[(chunk * 16 + (l % 8) + 8 * ((l / 8) % 2)) * stride + t * 8]);
+      cf::mma_bf16_16816(acc[t], a, b, acc[t]);
+    }
+  }
+}
+
+// Writes a warp's 16 × D accumulator, scaled, as bf16 rows (those below seq_len) of a [*, row_stride] tensor.
+template <int D>
+CF_INLINE void store_rows(cf::bf16* base, long long row_stride, int row0, int seq_len, const float (&acc)[D / 8][4], float factor) {
+  int group = cf::lane() >> 2, in_group = cf::lane() & 3;
+  for (int r = 0; r < 2; ++r) {
+    int row = row0 + group + 8 * r;
+    if (row >= seq_len) continue;
+    for (int t = 0; t < D / 8; ++t) {
+      int column = t * 8 + in_group * 2;
+      base[(long long)row * row_stride + column] = cf::to_bf16(acc[t][2 * r] * factor);
+      base[(long long)row * row_stride + column + 1] = cf::to_bf16(acc[t][2 * r + 1] * factor);
+    }
+  }
+}
+
+// dK and dV of 64 keys of one (batch, kv head), summed over the query heads of its group and the
+// query tiles at or after the keys, in order. Each warp owns 16 keys.
+template <int D>
+CF_INLINE void backward_dkdv(const cf::bf16* q, const cf::bf16* k, const cf::bf16* v, const cf::bf16* d_out, const float* lse, const float* delta,
+                             cf::bf16* dk, cf::bf16* dv, int batches, int seq_len, int q_heads, int kv_heads, float scale) {
+  constexpr int kStride = D + 8;
+  cf::bf16* k_tile = cf::dynamic_shared<cf::bf16>();
+  cf::bf16* v_tile = k_tile + kBlockRows * kStride;
+  cf::bf16* q_tile = v_tile + kBlockRows * kStride;
+  cf::bf16* do_tile = q_tile + kBlockRows * kStride;
+  float* lse_tile = reinterpret_cast<float*>(do_tile + kBlockRows * kStride);
+  float* delta_tile = lse_tile + kBlockRows;
+
+  int key0 = cf::block_x() * kBlockKeys, kv_head = cf::block_y(), batch = cf::block_z();
+  if (batch >= batches || kv_head >= kv_heads || key0 >= seq_len) return;
+  int group_size = q_heads / kv_heads;
+  long long q_row_stride = (long long)q_heads * D, kv_row_stride = (long long)kv_heads * D;
+  const cf::bf16* k_base = k + (long long)batch * seq_len * kv_row_stride + (long long)kv_head * D;
+  const cf::bf16* v_base = v + (long long)batch * seq_len * kv_row_stride + (long long)kv_head * D;
+  int l = cf::lane(), warp = cf::warp(), group = l >> 2, in_group = l & 3;
+
+  load_tile<D>(k_tile, kStride, k_base, kv_row_stride, key0, seq_len);
+  load_tile<D>(v_tile, kStride, v_base, kv_row_stride, key0, seq_len);
+  cf::cp_async_wait_all();
+  cf::sync_threads();
+  unsigned k_frag[D / 16][4], v_frag[D / 16][4];
+  load_a_fragments<D>(k_frag, k_tile, kStride, warp * 16);
+  load_a_fragments<D>(v_frag, v_tile, kStride, warp * 16);
+
+  float dk_acc[D / 8][4], dv_acc[D / 8][4];
+  for (int t = 0; t < D / 8; ++t)
+    for (int i = 0; i < 4; ++i) dk_acc[t][i] = dv_acc[t][i] = 0.0f;
+  int keys_of_lane[2] = {key0 + warp * 16 + group, key0 + warp * 16 + group + 8};
+
+  for (int head = kv_head * group_size; head < (kv_head + 1) * group_size; ++head) {
+    const cf::bf16* q_base = q + (long long)batch * seq_len * q_row_stride + (long long)head * D;
+    const cf::bf16* do_base = d_out + (long long)batch * seq_len * q_row_stride + (long long)head * D;
+    const float* lse_base = lse + ((long long)batch * q_heads + head) * seq_len;
+    const float* delta_base = delta + ((long long)batch * q_heads + head) * seq_len;
+    for (int query0 = key0 - key0 % kBlockRows; query0 < seq_len; query0 += kBlockRows) {
+      cf::sync_threads();  // every warp is done with the previous Q and dO tiles
+      load_tile<D>(q_tile, kStride, q_base, q_row_stride, query0, seq_len);
+      load_tile<D>(do_tile, kStride, do_base, q_row_stride, query0, seq_len);
+      for (int r = cf::thread_x(); r < kBlockRows; r += kThreads) {
+        bool inside = query0 + r < seq_len;
+        lse_tile[r] = inside ? lse_base[query0 + r] : 0.0f;
+        delta_tile[r] = inside ? delta_base[query0 + r] : 0.0f;
+      }
+      cf::cp_async_wait_all();
+      cf::sync_threads();
+
+      // Pᵀ = exp(scale·K·Qᵀ − lse) and dPᵀ = V·dOᵀ for this warp's 16 keys × 64 queries.
+      float p[8][4], dp[8][4];
+      multiply_by_rows_transposed<D>(p, k_frag, q_tile, kStride);
+      multiply_by_rows_transposed<D>(dp, v_frag, do_tile, kStride);
+      for (int n = 0; n < 8; ++n) {
+        for (int i = 0; i < 4; ++i) {
+          int key = keys_of_lane[i / 2], column = n * 8 + in_group * 2 + (i & 1), query = query0 + column;
+          bool live = key <= query && query < seq_len && key < seq_len;
+          float probability = live ? cf::exp(p[n][i] * scale - lse_tile[column]) : 0.0f;
+          p[n][i] = probability;
+          dp[n][i] = probability * (dp[n][i] - delta_tile[column]) * scale;  // dSᵀ
+        }
+      }
+      accumulate_times_rows<D>(dv_acc, p, do_tile, kStride);
+      accumulate_times_rows<D>(dk_acc, dp, q_tile, kStride);
+    }
+  }
+  store_rows<D>(dk + (long long)batch * seq_len * kv_row_stride + (long long)kv_head * D, kv_row_stride, key0 + warp * 16, seq_len, dk_acc, 1.0f);
+  store_rows<D>(dv + (long long)batch * seq_len * kv_row_stride + (long long)kv_head * D, kv_row_stride, key0 + warp * 16, seq_len, dv_acc, 1.0f);
+}
+
+// dQ of 64 queries of one (batch, head), summed over the key tiles up to the diagonal, in order.
+template <int D>
+CF_INLINE void backward_dq(const cf::bf16* q, const cf::bf16* k, const cf::bf16* v, const cf::bf16* d_out, const float* lse, const float* delta,
+                           cf::bf16* dq, int batches, int seq_len, int q_heads, int kv_heads, float scale) {
+  constexpr int kStride = D + 8;
+  cf::bf16* q_tile = cf::dynamic_shared<cf::bf16>();
+  cf::bf16* do_tile = q_tile + kBlockRows * kStride;
+  cf::bf16* k_tile = do_tile + kBlockRows * kStride;
+  cf::bf16* v_tile = k_tile + kBlockRows * kStride;
+
+  int query0 = cf::block_x() * kBlockRows, head = cf::block_y(), batch = cf::block_z();
+  if (batch >= batches || head >= q_heads || query0 >= seq_len) return;
+  int kv_head = head / (q_heads / kv_heads);
+  long long q_row_stride = (long long)q_heads * D, kv_row_stride = (long long)kv_heads * D;
+  const cf::bf16* q_base = q + (long long)batch * seq_len * q_row_stride + (long long)head * D;
+  const cf::bf16* do_base = d_out + (long long)batch * seq_len * q_row_stride + (long long)head * D;
+  const cf::bf16* k_base = k + (long long)batch * seq_len * kv_row_stride + (long long)kv_head * D;
+  const cf::bf16* v_base = v + (long long)batch * seq_len * kv_row_stride + (long long)kv_head * D;
+  int l = cf::lane(), warp = cf::warp(), group = l >> 2, in_group = l & 3;
+
+  load_tile<D>(q_tile, kStride, q_base, q_row_stride, query0, seq_len);
+  load_tile<D>(do_tile, kStride, do_base, q_row_stride, query0, seq_len);
+  cf::cp_async_wait_all();
+  cf::sync_threads();
+  unsigned q_frag[D / 16][4], do_frag[D / 16][4];
+  load_a_fragments<D>(q_frag, q_tile, kStride, warp * 16);
+  load_a_fragments<D>(do_frag, do_tile, kStride, warp * 16);
+  int rows_of_lane[2] = {query0 + warp * 16 + group, query0 + warp * 16 + group + 8};
+  float row_lse[2], row_delta[2];
+  for (int r = 0; r < 2; ++r) {
+    bool inside = rows_of_lane[r] < seq_len;
+    long long index = ((long long)batch * q_heads + head) * seq_len + rows_of_lane[r];
+    row_lse[r] = inside ? lse[index] : 0.0f;
+    row_delta[r] = inside ? delta[index] : 0.0f;
+  }
+
+  float dq_acc[D / 8][4];
+  for (int t = 0; t < D / 8; ++t)
+    for (int i = 0; i < 4; ++i) dq_acc[t][i] = 0.0f;
+  int key_end = query0 + kBlockRows < seq_len ? query0 + kBlockRows : seq_len;
+  for (int key0 = 0; key0 < key_end; key0 += kBlockKeys) {
+    cf::sync_threads();
+    load_tile<D>(k_tile, kStride, k_base, kv_row_stride, key0, seq_len);
+    load_tile<D>(v_tile, kStride, v_base, kv_row_stride, key0, seq_len);
+    cf::cp_async_wait_all();
+    cf::sync_threads();
+    float ds[8][4], dp[8][4];
+    multiply_by_rows_transposed<D>(ds, q_frag, k_tile, kStride);
+    multiply_by_rows_transposed<D>(dp, do_frag, v_tile, kStride);
+    for (int n = 0; n < 8; ++n) {
+      for (int i = 0; i < 4; ++i) {
+        int row = rows_of_lane[i / 2], key = key0 + n * 8 + in_group * 2 + (i & 1);
+        bool live = key <= row && key < seq_len && row < seq_len;
+        float probability = live ? cf::exp(ds[n][i] * scale - row_lse[i / 2]) : 0.0f;
+        ds[n][i] = probability * (dp[n][i] - row_delta[i / 2]) * scale;
+      }
+    }
+    accumulate_times_rows<D>(dq_acc, ds, k_tile, kStride);
+  }
+  store_rows<D>(dq + (long long)batch * seq_len * q_row_stride + (long long)head * D, q_row_stride, query0 + warp * 16, seq_len, dq_acc, 1.0f);
+}
+
 }  // namespace
 
 extern "C" __global__ void attention_forward_d64_bf16(const cf::bf16* q, const cf::bf16* k, const cf::bf16* v, cf::bf16* out, float* lse, int batches, int seq_len,
@@ -170,3 +382,28 @@ extern "C" __global__ void attention_forward_d128_bf16(const cf::bf16* q, const 
   attention_forward<128>(q, k, v, out, lse, batches, seq_len, q_heads, kv_heads, scale);
 }
 CF_EMULATOR_ENTRY(attention_forward_d128_bf16)
+
+extern "C" __global__ void attention_backward_delta_bf16(const cf::bf16* d_out, const cf::bf16* out, float* delta, int tokens, int seq_len, int q_heads,
+                                                         int head_dim) {
+  backward_delta(d_out, out, delta, tokens, seq_len, q_heads, head_dim);
+}
+CF_EMULATOR_ENTRY(attention_backward_delta_bf16)
+
+#define CF_ATTENTION_BACKWARD(D)                                                                                                     \
+  extern "C" __global__ void attention_backward_dkdv_d##D##_bf16(const cf::bf16* q, const cf::bf16* k, const cf::bf16* v,            \
+                                                                 const cf::bf16* d_out, const float* lse, const float* delta,        \
+                                                                 cf::bf16* dk, cf::bf16* dv, int batches, int seq_len, int q_heads,  \
+                                                                 int kv_heads, float scale) {                                        \
+    backward_dkdv<D>(q, k, v, d_out, lse, delta, dk, dv, batches, seq_len, q_heads, kv_heads, scale);                               \
+  }                                                                                                                                  \
+  CF_EMULATOR_ENTRY(attention_backward_dkdv_d##D##_bf16)                                                                             \
+  extern "C" __global__ void attention_backward_dq_d##D##_bf16(const cf::bf16* q, const cf::bf16* k, const cf::bf16* v,              \
+                                                               const cf::bf16* d_out, const float* lse, const float* delta,          \
+                                                               cf::bf16* dq, int batches, int seq_len, int q_heads, int kv_heads,    \
+                                                               float scale) {                                                        \
+    backward_dq<D>(q, k, v, d_out, lse, delta, dq, batches, seq_len, q_heads, kv_heads, scale);                                     \
+  }                                                                                                                                  \
+  CF_EMULATOR_ENTRY(attention_backward_dq_d##D##_bf16)
+
+CF_ATTENTION_BACKWARD(64)
+CF_ATTENTION_BACKWARD(128)

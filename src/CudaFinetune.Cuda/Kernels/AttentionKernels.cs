@@ -2,7 +2,8 @@ namespace CudaFinetune.Cuda.Kernels;
 
 /// <summary>
 /// Launchers of kernels/attention.cu: causal grouped-query flash attention, bf16 q/k/v/out, fp32 lse
-/// [batch, qHeads, seqLen]; one entry per head dimension (64, 128), <see cref="Forward"/> picks it.
+/// [batch, qHeads, seqLen], fp32 delta (Σ dO·O per row, same layout); one entry per head dimension (64, 128),
+/// <see cref="Forward"/> and <see cref="Backward"/> pick it.
 /// </summary>
 public static unsafe class AttentionKernels
 {
@@ -24,6 +25,28 @@ public static unsafe class AttentionKernels
         }
     }
 
+    /// <summary>
+    /// dq, dk and dv (overwritten, bf16) of <see cref="Forward"/>, given its output and lse; <paramref name="delta"/> is
+    /// fp32 scratch of batch·qHeads·seqLen elements.
+    /// </summary>
+    public static void Backward(IKernelLauncher launcher, DevicePtr q, DevicePtr k, DevicePtr v, DevicePtr output, DevicePtr dOutput, DevicePtr lse,
+        DevicePtr delta, DevicePtr dq, DevicePtr dk, DevicePtr dv, int batch, int seqLen, int qHeads, int kvHeads, int headDim, float scale)
+    {
+        BackwardDeltaBF16(launcher, dOutput, output, delta, batch * seqLen, seqLen, qHeads, headDim);
+        switch (headDim)
+        {
+            case 64:
+                BackwardDkDvD64BF16(launcher, q, k, v, dOutput, lse, delta, dk, dv, batch, seqLen, qHeads, kvHeads, scale);
+                BackwardDqD64BF16(launcher, q, k, v, dOutput, lse, delta, dq, batch, seqLen, qHeads, kvHeads, scale);
+                break;
+            case 128:
+                BackwardDkDvD128BF16(launcher, q, k, v, dOutput, lse, delta, dk, dv, batch, seqLen, qHeads, kvHeads, scale);
+                BackwardDqD128BF16(launcher, q, k, v, dOutput, lse, delta, dq, batch, seqLen, qHeads, kvHeads, scale);
+                break;
+            default: throw new NotSupportedException($"attention kernels exist for head dimensions 64 and 128, not {headDim}");
+        }
+    }
+
     [KernelEntry(Module, "attention_forward_d64_bf16")]
     public static void ForwardD64BF16(IKernelLauncher launcher, DevicePtr q, DevicePtr k, DevicePtr v, DevicePtr output, DevicePtr lse, int batch, int seqLen, int qHeads, int kvHeads, float scale)
         => Launch(launcher, "attention_forward_d64_bf16", 64, q, k, v, output, lse, batch, seqLen, qHeads, kvHeads, scale);
@@ -32,17 +55,93 @@ public static unsafe class AttentionKernels
     public static void ForwardD128BF16(IKernelLauncher launcher, DevicePtr q, DevicePtr k, DevicePtr v, DevicePtr output, DevicePtr lse, int batch, int seqLen, int qHeads, int kvHeads, float scale)
         => Launch(launcher, "attention_forward_d128_bf16", 128, q, k, v, output, lse, batch, seqLen, qHeads, kvHeads, scale);
 
+    [KernelEntry(Module, "attention_backward_delta_bf16")]
+    public static void BackwardDeltaBF16(IKernelLauncher launcher, DevicePtr dOutput, DevicePtr output, DevicePtr delta, int tokens, int seqLen, int qHeads, int headDim)
+    {
+        ArgumentNullException.ThrowIfNull(launcher);
+        void** args = stackalloc void*[7];
+        args[0] = &dOutput;
+        args[1] = &output;
+        args[2] = &delta;
+        args[3] = &tokens;
+        args[4] = &seqLen;
+        args[5] = &qHeads;
+        args[6] = &headDim;
+        const int rowsPerBlock = Threads / 32;
+        long rows = (long)tokens * qHeads;
+        launcher.Launch(Module, "attention_backward_delta_bf16", new LaunchShape(checked((int)((rows + rowsPerBlock - 1) / rowsPerBlock)), Threads), args);
+    }
+
+    [KernelEntry(Module, "attention_backward_dkdv_d64_bf16")]
+    public static void BackwardDkDvD64BF16(IKernelLauncher launcher, DevicePtr q, DevicePtr k, DevicePtr v, DevicePtr dOutput, DevicePtr lse, DevicePtr delta,
+        DevicePtr dk, DevicePtr dv, int batch, int seqLen, int qHeads, int kvHeads, float scale)
+        => LaunchBackward(launcher, "attention_backward_dkdv_d64_bf16", 64, kvHeads, q, k, v, dOutput, lse, delta, dk, dv, batch, seqLen, qHeads, kvHeads, scale);
+
+    [KernelEntry(Module, "attention_backward_dkdv_d128_bf16")]
+    public static void BackwardDkDvD128BF16(IKernelLauncher launcher, DevicePtr q, DevicePtr k, DevicePtr v, DevicePtr dOutput, DevicePtr lse, DevicePtr delta,
+        DevicePtr dk, DevicePtr dv, int batch, int seqLen, int qHeads, int kvHeads, float scale)
+        => LaunchBackward(launcher, "attention_backward_dkdv_d128_bf16", 128, kvHeads, q, k, v, dOutput, lse, delta, dk, dv, batch, seqLen, qHeads, kvHeads, scale);
+
+    [KernelEntry(Module, "attention_backward_dq_d64_bf16")]
+    public static void BackwardDqD64BF16(IKernelLauncher launcher, DevicePtr q, DevicePtr k, DevicePtr v, DevicePtr dOutput, DevicePtr lse, DevicePtr delta,
+        DevicePtr dq, int batch, int seqLen, int qHeads, int kvHeads, float scale)
+        => LaunchBackward(launcher, "attention_backward_dq_d64_bf16", 64, qHeads, q, k, v, dOutput, lse, delta, dq, null, batch, seqLen, qHeads, kvHeads, scale);
+
+    [KernelEntry(Module, "attention_backward_dq_d128_bf16")]
+    public static void BackwardDqD128BF16(IKernelLauncher launcher, DevicePtr q, DevicePtr k, DevicePtr v, DevicePtr dOutput, DevicePtr lse, DevicePtr delta,
+        DevicePtr dq, int batch, int seqLen, int qHeads, int kvHeads, float scale)
+        => LaunchBackward(launcher, "attention_backward_dq_d128_bf16", 128, qHeads, q, k, v, dOutput, lse, delta, dq, null, batch, seqLen, qHeads, kvHeads, scale);
+
     /// <summary>Q, K and V tiles of 64 rows, each row padded by 8 elements (16 bytes).</summary>
     private static int SharedBytes(int headDim) => 3 * BlockRows * (headDim + 8) * sizeof(ushort);
+
+    /// <summary>Four 64-row bf16 tiles (K, V, Q, dO or Q, dO, K, V) and, for dK/dV, 64 lse and 64 delta values.</summary>
+    private static int BackwardSharedBytes(int headDim) => 4 * BlockRows * (headDim + 8) * sizeof(ushort) + 2 * BlockRows * sizeof(float);
+
+    /// <summary>
+    /// dK/dV (a block per 64 keys of a KV head: <paramref name="gridHeads"/> = kvHeads, two outputs) or dQ (a block per 64 queries
+    /// of a query head: gridHeads = qHeads, <paramref name="second"/> null).
+    /// </summary>
+    private static void LaunchBackward(IKernelLauncher launcher, string entry, int headDim, int gridHeads, DevicePtr q, DevicePtr k, DevicePtr v, DevicePtr dOutput,
+        DevicePtr lse, DevicePtr delta, DevicePtr first, DevicePtr? second, int batch, int seqLen, int qHeads, int kvHeads, float scale)
+    {
+        ArgumentNullException.ThrowIfNull(launcher);
+        CheckHeads(batch, seqLen, qHeads, kvHeads);
+        DevicePtr secondValue = second.GetValueOrDefault();
+        void** args = stackalloc void*[14];
+        int n = 0;
+        args[n++] = &q;
+        args[n++] = &k;
+        args[n++] = &v;
+        args[n++] = &dOutput;
+        args[n++] = &lse;
+        args[n++] = &delta;
+        args[n++] = &first;
+        if (second.HasValue)
+        {
+            args[n++] = &secondValue;
+        }
+        args[n++] = &batch;
+        args[n++] = &seqLen;
+        args[n++] = &qHeads;
+        args[n++] = &kvHeads;
+        args[n] = &scale;
+        launcher.Launch(Module, entry, new LaunchShape((seqLen + BlockRows - 1) / BlockRows, Threads, BackwardSharedBytes(headDim), gridHeads, batch), args);
+    }
+
+    private static void CheckHeads(int batch, int seqLen, int qHeads, int kvHeads)
+    {
+        if (batch < 1 || seqLen < 1 || kvHeads < 1 || qHeads % kvHeads != 0)
+        {
+            throw new ArgumentException($"attention needs batch, seqLen and kvHeads ≥ 1 and qHeads ({qHeads}) a multiple of kvHeads ({kvHeads})");
+        }
+    }
 
     private static void Launch(IKernelLauncher launcher, string entry, int headDim, DevicePtr q, DevicePtr k, DevicePtr v, DevicePtr output, DevicePtr lse,
         int batch, int seqLen, int qHeads, int kvHeads, float scale)
     {
         ArgumentNullException.ThrowIfNull(launcher);
-        if (batch < 1 || seqLen < 1 || kvHeads < 1 || qHeads % kvHeads != 0)
-        {
-            throw new ArgumentException($"attention needs batch, seqLen and kvHeads ≥ 1 and qHeads ({qHeads}) a multiple of kvHeads ({kvHeads})");
-        }
+        CheckHeads(batch, seqLen, qHeads, kvHeads);
         void** args = stackalloc void*[10];
         args[0] = &q;
         args[1] = &k;
