@@ -1,5 +1,6 @@
 using System.CommandLine;
 using CudaFinetune.Cli.Commands;
+using CudaFinetune.Cuda.Backend;
 using CudaFinetune.Errors;
 
 namespace CudaFinetune.Cli;
@@ -25,6 +26,7 @@ internal static class Program
     /// <summary>Runs the command line in-process with the given writers; returns the exit code.</summary>
     internal static int Run(string[] args, TextWriter output, TextWriter error, CancellationToken cancellationToken = default)
     {
+        CudaAccelerators.Install();
         var root = new RootCommand("CudaFinetune fine-tunes Llama-family language models (LoRA or full-parameter) "
             + "with its own CUDA kernels or on the CPU, and resumes exactly from its checkpoints.")
         {

@@ -1,19 +1,57 @@
 using CudaFinetune.Backends.Cpu;
 using CudaFinetune.Errors;
+using CudaFinetune.Model;
 
 namespace CudaFinetune.Backends;
+
+/// <summary>
+/// The GPU backends as the factory sees them. CudaFinetune.Cuda provides them and installs itself with
+/// <see cref="BackendFactory.Install"/> (this assembly does not reference it).
+/// </summary>
+public interface IAcceleratorProvider
+{
+    /// <summary>Whether a CUDA driver and at least one GPU are present.</summary>
+    bool GpuPresent { get; }
+
+    /// <summary>Why <paramref name="model"/> cannot train on these backends, or null when it can.</summary>
+    string? Unsupported(LlamaConfig model);
+
+    /// <summary>Opens "cuda" or "cuda-emulated".</summary>
+    IBackend Create(string device);
+}
 
 /// <summary>Turns a <c>--device</c> value into a backend.</summary>
 public static class BackendFactory
 {
+    private static IAcceleratorProvider? s_accelerators;
+
+    /// <summary>Makes "cuda", "cuda-emulated" and the GPU choice of "auto" available (idempotent).</summary>
+    public static void Install(IAcceleratorProvider accelerators) => s_accelerators = accelerators;
+
     /// <summary>
-    /// "cpu" and "auto" give the CPU backend (auto will pick cuda once the CUDA backend exists and
-    /// finds a GPU); "cuda" and "cuda-emulated" are refused with a clear message until then.
+    /// "cpu"; "cuda" (a GPU) or "cuda-emulated" (our kernels on the emulator); "auto": cuda when a GPU is present
+    /// and it can run <paramref name="model"/> (when given), else cpu.
     /// </summary>
-    public static IBackend Create(string device) => device switch
+    public static IBackend Create(string device, LlamaConfig? model = null)
     {
-        "cpu" or "auto" => new CpuBackend(),
-        "cuda" or "cuda-emulated" => throw new UserErrorException($"--device {device}: the CUDA backend is not built yet; use --device cpu (or auto)"),
-        _ => throw new UserErrorException($"unknown --device '{device}'; choose auto, cpu, cuda or cuda-emulated"),
-    };
+        switch (device)
+        {
+            case "cpu":
+                return new CpuBackend();
+            case "auto":
+                return s_accelerators is { GpuPresent: true } gpu && (model is null || gpu.Unsupported(model) is null)
+                    ? gpu.Create("cuda")
+                    : new CpuBackend();
+            case "cuda" or "cuda-emulated":
+                var accelerators = s_accelerators
+                    ?? throw new UserErrorException($"--device {device}: this build has no CUDA backend; use --device cpu (or auto)");
+                if (model is not null && accelerators.Unsupported(model) is { } reason)
+                {
+                    throw new UserErrorException($"--device {device}: {reason}");
+                }
+                return accelerators.Create(device);
+            default:
+                throw new UserErrorException($"unknown --device '{device}'; choose auto, cpu, cuda or cuda-emulated");
+        }
+    }
 }

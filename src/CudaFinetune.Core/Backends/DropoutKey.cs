@@ -13,4 +13,7 @@ public readonly record struct DropoutKey(ulong Seed, long Step, int Layer, int U
         // Step in the third word, (layer, use) packed in the fourth: 65536 layers × 65536 uses.
         return ((uint)Step, ((uint)Layer << 16) | (uint)(ushort)Use);
     }
+
+    /// <summary>An element is kept when the top 24 bits of its Philox word are ≥ this threshold.</summary>
+    public static uint KeepThreshold(double probability) => (uint)Math.Round(probability * (1 << 24));
 }

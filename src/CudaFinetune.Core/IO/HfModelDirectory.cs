@@ -25,7 +25,8 @@ public static class HfModelDirectory
     /// replaced atomically.
     /// </summary>
     /// <param name="fileDType">F32 or BF16.</param>
-    public static void Save(string directory, LlamaConfig config, ParameterSet weights, DType fileDType)
+    /// <param name="backend">Copies out weights that are not in host memory.</param>
+    public static void Save(string directory, LlamaConfig config, ParameterSet weights, DType fileDType, IBackend? backend = null)
     {
         ArgumentNullException.ThrowIfNull(config);
         ArgumentNullException.ThrowIfNull(weights);
@@ -46,7 +47,7 @@ public static class HfModelDirectory
         }
         Directory.CreateDirectory(directory);
         // Weights first, config last: a directory with a config.json always has its weights.
-        SafetensorsWriter.Write(Path.Combine(directory, WeightsFileName), tensors, fileDType);
+        SafetensorsWriter.Write(Path.Combine(directory, WeightsFileName), tensors, fileDType, backend: backend);
         LlamaConfigJson.Write(Path.Combine(directory, ConfigFileName), config with { TorchDtype = torchDtype });
     }
 
@@ -54,6 +55,20 @@ public static class HfModelDirectory
     /// Reads config.json and model.safetensors into weights allocated on <paramref name="backend"/>
     /// in its compute dtype. Throws <see cref="UserErrorException"/> for anything wrong with the directory.
     /// </summary>
+    /// <summary>The directory's model config, or null when it has none or it does not parse (<see cref="Load"/> then says why).</summary>
+    public static LlamaConfig? TryReadConfig(string directory)
+    {
+        try
+        {
+            string path = Path.Combine(directory, ConfigFileName);
+            return File.Exists(path) ? LlamaConfigJson.Read(path) : null;
+        }
+        catch (UserErrorException)
+        {
+            return null;
+        }
+    }
+
     public static (LlamaConfig Config, ParameterSet Weights) Load(string directory, IBackend backend)
     {
         ArgumentNullException.ThrowIfNull(directory);

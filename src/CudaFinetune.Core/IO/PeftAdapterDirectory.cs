@@ -25,7 +25,7 @@ public static class PeftAdapterDirectory
         var lora = model.Lora ?? throw new InvalidOperationException("the model has no LoRA adapters to save");
         Directory.CreateDirectory(directory);
         var tensors = model.Parameters.All.Where(p => p.Name.Contains(".lora_", StringComparison.Ordinal)).Select(p => (p.Name, p.Value)).ToList();
-        SafetensorsWriter.Write(Path.Combine(directory, WeightsFileName), tensors, DType.F32);
+        SafetensorsWriter.Write(Path.Combine(directory, WeightsFileName), tensors, DType.F32, backend: model.Backend);
         AtomicFile.Write(Path.Combine(directory, ConfigFileName), stream =>
         {
             using var json = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true });

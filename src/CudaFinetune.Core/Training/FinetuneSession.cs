@@ -123,7 +123,7 @@ public sealed class FinetuneSession : IDisposable, ITrainingCheckpoints
         }
         var candidates = resume is null ? null : CheckpointStore.Resolve(resume.Path);
         CheckOutputDir(options, candidates?.OutputDir);
-        var backend = BackendFactory.Create(options.Device);
+        var backend = BackendFactory.Create(options.Device, HfModelDirectory.TryReadConfig(options.Model));
         ParameterSet? weights = null;
         LlamaModel? model = null;
         FinetuneSession? session = null;
@@ -334,7 +334,7 @@ public sealed class FinetuneSession : IDisposable, ITrainingCheckpoints
         else
         {
             modelDir = Path.Combine(dir, "model");
-            HfModelDirectory.Save(modelDir, Model.Config, Model.Parameters, Tensors.DType.F32);
+            HfModelDirectory.Save(modelDir, Model.Config, Model.Parameters, Tensors.DType.F32, Model.Backend);
             if (Tokenizer is not null)
             {
                 TokenizerCatalog.WriteRecord(modelDir, Tokenizer);

@@ -136,6 +136,9 @@ internal static unsafe partial class CudaDriver
     [LibraryImport(NativeLibraries.Driver, EntryPoint = "cuMemcpyDtoD_v2")]
     public static partial CuResult MemcpyDtoD(ulong destination, ulong source, nuint bytes);
 
+    [LibraryImport(NativeLibraries.Driver, EntryPoint = "cuMemcpyDtoDAsync_v2")]
+    public static partial CuResult MemcpyDtoDAsync(ulong destination, ulong source, nuint bytes, CuStream stream);
+
     [LibraryImport(NativeLibraries.Driver, EntryPoint = "cuMemcpyHtoDAsync_v2")]
     public static partial CuResult MemcpyHtoDAsync(ulong destination, void* source, nuint bytes, CuStream stream);
 

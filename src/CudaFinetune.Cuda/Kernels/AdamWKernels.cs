@@ -31,6 +31,10 @@ public static unsafe class AdamWKernels
         float decay, float beta1, float beta2, float oneMinusBeta1, float oneMinusBeta2, float stepSize, float biasCorrection2Sqrt, float epsilon, float gradScale)
         => Launch(launcher, "adamw_bf16_grad", p, gradient, m, v, weightsBF16, n, new Scalars(decay, beta1, beta2, oneMinusBeta1, oneMinusBeta2, stepSize, biasCorrection2Sqrt, epsilon, gradScale));
 
+    /// <summary>One step with <paramref name="s"/>; fp32 or bf16 gradients.</summary>
+    public static void Step(IKernelLauncher launcher, bool bf16Gradient, DevicePtr p, DevicePtr gradient, DevicePtr m, DevicePtr v, DevicePtr weightsBF16, long n, in Scalars s)
+        => Launch(launcher, bf16Gradient ? "adamw_bf16_grad" : "adamw_f32", p, gradient, m, v, weightsBF16, n, s);
+
     private static void Launch(IKernelLauncher launcher, string entry, DevicePtr p, DevicePtr gradient, DevicePtr m, DevicePtr v, DevicePtr weightsBF16, long n, Scalars s)
     {
         ArgumentNullException.ThrowIfNull(launcher);

@@ -100,6 +100,9 @@ public sealed unsafe class CudaDevice : IDevice
         Stream.Synchronize();
     }
 
+    public void CopyWithinDevice(DevicePtr destination, DevicePtr source, nuint bytes)
+        => CudaException.ThrowIfFailed(CudaDriver.MemcpyDtoDAsync(destination.Address, source.Address, bytes, Stream.Handle));
+
     public void Fill(DevicePtr destination, byte value, nuint bytes)
         => CudaException.ThrowIfFailed(CudaDriver.MemsetD8Async(destination.Address, value, bytes, Stream.Handle));
 

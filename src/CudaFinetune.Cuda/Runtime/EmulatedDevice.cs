@@ -72,6 +72,8 @@ public sealed unsafe class EmulatedDevice : IDevice
 
     public void CopyToHost(void* destination, DevicePtr source, nuint bytes) => Buffer.MemoryCopy((void*)source.Address, destination, bytes, bytes);
 
+    public void CopyWithinDevice(DevicePtr destination, DevicePtr source, nuint bytes) => Buffer.MemoryCopy((void*)source.Address, (void*)destination.Address, bytes, bytes);
+
     public void Fill(DevicePtr destination, byte value, nuint bytes) => NativeMemory.Fill((void*)destination.Address, bytes, value);
 
     /// <summary>Launches are synchronous here, so there is nothing to wait for.</summary>

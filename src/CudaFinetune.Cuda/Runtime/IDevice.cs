@@ -28,6 +28,9 @@ public unsafe interface IDevice : IKernelLauncher, IRawDeviceMemory, IDisposable
 
     void CopyToHost(void* destination, DevicePtr source, nuint bytes);
 
+    /// <summary>Copies between two device buffers, in stream order (the ranges must not overlap).</summary>
+    void CopyWithinDevice(DevicePtr destination, DevicePtr source, nuint bytes);
+
     void Fill(DevicePtr destination, byte value, nuint bytes);
 
     /// <summary>Waits for all work queued on the device; a kernel fault surfaces here.</summary>

@@ -107,7 +107,7 @@ internal static class ElementwiseChecks
         reference.Backend.Dropout(reference.F32(x), output, p, key);
         using var run = new CheckRun(device);
         DevicePtr px = run.PutAs(x, dtype), pout = run.PoisonedAs(n, dtype);
-        uint threshold = (uint)Math.Round(p * (1 << 24));
+        uint threshold = DropoutKey.KeepThreshold(p);
         float scale = (float)(1.0 / (1.0 - p));
         run.StartClock();
         (dtype == DType.BF16 ? (DropoutLauncher)ElementwiseKernels.DropoutBF16 : ElementwiseKernels.DropoutF32)(device, px, pout, n, key.Seed, hi0, hi1, threshold, scale);

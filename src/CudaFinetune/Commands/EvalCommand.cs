@@ -49,7 +49,7 @@ internal static class EvalCommand
     internal static int Run(FinetuneOptions options, string? adapterDir, TextWriter output)
     {
         options.Validate();
-        using var backend = BackendFactory.Create(options.Device);
+        using var backend = BackendFactory.Create(options.Device, HfModelDirectory.TryReadConfig(options.Model!));
         var (model, tokenizer) = ModelLoader.Load(options.Model!, adapterDir, backend);
         using (model)
         {

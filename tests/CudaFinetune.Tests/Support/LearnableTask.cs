@@ -26,15 +26,25 @@ internal static class LearnableTask
         TieWordEmbeddings = false,
     };
 
-    /// <summary>Writes the model into <paramref name="directory"/>/model and the data into data.jsonl; returns both paths.</summary>
-    public static (string Model, string Dataset) Write(string directory)
+    /// <summary>
+    /// The task's model with 64-wide heads (2 query heads, 1 key/value head), the smallest head size the
+    /// attention kernels take: what the cuda backends train.
+    /// </summary>
+    public static LlamaConfig KernelSizedConfig { get; } = Config with { HiddenSize = 128, IntermediateSize = 128, NumAttentionHeads = 2, NumKeyValueHeads = 1 };
+
+    /// <summary>
+    /// Writes the model (<see cref="Config"/> unless told otherwise) into <paramref name="directory"/>/model and the
+    /// data into data.jsonl; returns both paths.
+    /// </summary>
+    public static (string Model, string Dataset) Write(string directory, LlamaConfig? config = null)
     {
+        config ??= Config;
         string model = Path.Combine(directory, "model");
         using (var backend = new CpuBackend(threads: 1))
-        using (var weights = LlamaWeights.Allocate(backend, Config))
+        using (var weights = LlamaWeights.Allocate(backend, config))
         {
-            LlamaInitializer.Initialize(backend, weights, Config, seed: 3);
-            HfModelDirectory.Save(model, Config, weights, Tensors.DType.F32);
+            LlamaInitializer.Initialize(backend, weights, config, seed: 3);
+            HfModelDirectory.Save(model, config, weights, Tensors.DType.F32);
         }
         string data = Path.Combine(directory, "data.jsonl");
         var rng = new Random(4);

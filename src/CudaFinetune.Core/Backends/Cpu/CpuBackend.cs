@@ -97,15 +97,35 @@ public sealed unsafe class CpuBackend : IBackend
         }
     }
 
-    private void Gemm<T>(Tensor a, bool ta, Tensor b, bool tb, Tensor c, int m, int n, int k, T alpha, T beta)
-        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    /// <summary>
+    /// <see cref="MatMul"/> on raw fp32 row-major matrices in host memory this backend does not own (the
+    /// kernel emulator's device memory, which is host memory): c = alpha·op(a)·op(b) + beta·c, leading
+    /// dimensions lda, ldb, ldc in elements.
+    /// </summary>
+    public void MatMul(int m, int n, int k, bool transposeA, bool transposeB, float alpha, float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
     {
-        long bytes = CpuGemm.PackedBBytes<T>(n, k);
+        lock (_gemmGate)
+        {
+            fixed (byte* scratch = PackedBScratch(CpuGemm.PackedBBytes<float>(n, k)))
+            {
+                CpuGemm.Run(_pool, (float*)scratch, transposeA, transposeB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+            }
+        }
+    }
+
+    private byte[] PackedBScratch(long bytes)
+    {
         if (_gemmScratch.Length < bytes)
         {
             _gemmScratch = GC.AllocateArray<byte>(checked((int)Math.Max(bytes, _gemmScratch.Length * 3L / 2)), pinned: true);
         }
-        fixed (byte* scratch = _gemmScratch)
+        return _gemmScratch;
+    }
+
+    private void Gemm<T>(Tensor a, bool ta, Tensor b, bool tb, Tensor c, int m, int n, int k, T alpha, T beta)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        fixed (byte* scratch = PackedBScratch(CpuGemm.PackedBBytes<T>(n, k)))
         {
             CpuGemm.Run(_pool, (T*)scratch, ta, tb, m, n, k, alpha, a.HostPointer<T>(), a.Shape.Columns,
                 b.HostPointer<T>(), b.Shape.Columns, beta, c.HostPointer<T>(), c.Shape.Columns);

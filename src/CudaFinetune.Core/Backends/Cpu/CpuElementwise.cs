@@ -32,13 +32,11 @@ internal static unsafe class CpuElementwise
         var job = new DropoutJob<T>
         {
             X = x, Output = output, Count = count, Seed = key.Seed, Hi0 = hi0, Hi1 = hi1,
-            Threshold = DropoutThreshold(probability), Scale = T.CreateTruncating(1.0 / (1.0 - probability)),
+            Threshold = DropoutKey.KeepThreshold(probability), Scale = T.CreateTruncating(1.0 / (1.0 - probability)),
         };
         pool.For(Chunks(count), ref job);
     }
 
-    /// <summary>An element is kept when the top 24 bits of its Philox word are ≥ this threshold.</summary>
-    internal static uint DropoutThreshold(double probability) => (uint)Math.Round(probability * (1 << 24));
 
     /// <summary>Σ x (or Σ x² when <paramref name="squares"/>), chunk sums in double, added in order.</summary>
     public static double Reduce<T>(CpuWorkerPool pool, T* x, long count, bool squares, double[] partials) where T : unmanaged, IBinaryFloatingPointIeee754<T>

@@ -1,12 +1,14 @@
 using System.Buffers;
 using System.Buffers.Binary;
 using System.Text.Json;
+using CudaFinetune.Backends;
+using CudaFinetune.Checkpoints;
 using CudaFinetune.Tensors;
 
 namespace CudaFinetune.IO.Safetensors;
 
 /// <summary>
-/// Writes host tensors as a safetensors file that Hugging Face tools load: tensors in the order
+/// Writes tensors (host ones directly, device ones staged through their backend) as a safetensors file that Hugging Face tools load: tensors in the order
 /// given, packed back to back (the format allows no holes), the JSON header padded with spaces so
 /// the data buffer starts at a multiple of 8, and <c>__metadata__</c> {"format": "pt"} as PyTorch
 /// writers do. The output is a pure function of the inputs (same tensors, same bytes), and the
@@ -23,13 +25,14 @@ public static unsafe class SafetensorsWriter
     /// Writes <paramref name="tensors"/> to <paramref name="path"/> as <paramref name="fileDType"/>
     /// (F32, F64, BF16 or F16), converting from the host tensors' floating dtypes with
     /// round-to-nearest-even; a tensor already in <paramref name="fileDType"/> (I32 too) is copied.
-    /// Metadata keys are written in ordinal order.
+    /// Metadata keys are written in ordinal order. Tensors not in host memory are copied out through
+    /// <paramref name="backend"/>, one at a time.
     /// </summary>
     public static void Write(string path, IReadOnlyList<(string Name, Tensor Tensor)> tensors, DType fileDType,
-        IReadOnlyDictionary<string, string>? metadata = null)
+        IReadOnlyDictionary<string, string>? metadata = null, IBackend? backend = null)
     {
         ArgumentNullException.ThrowIfNull(tensors);
-        CheckInputs(tensors, fileDType);
+        CheckInputs(tensors, fileDType, backend);
         byte[] header = BuildHeader(tensors, fileDType, metadata ?? DefaultMetadata);
         AtomicFile.Write(path, stream =>
         {
@@ -42,7 +45,14 @@ public static unsafe class SafetensorsWriter
             {
                 foreach (var (_, tensor) in tensors)
                 {
-                    WriteData(stream, tensor, fileDType, chunk);
+                    if (tensor.Storage is HostStorage)
+                    {
+                        WriteData(stream, tensor, fileDType, chunk);
+                        continue;
+                    }
+                    using var staged = new Tensor(new HostStorage(tensor.DType, tensor.ElementCount), tensor.DType, tensor.Shape);
+                    TensorBytes.CopyOut(backend!, tensor, (byte*)staged.HostAddress);
+                    WriteData(stream, staged, fileDType, chunk);
                 }
             }
             finally
@@ -52,7 +62,7 @@ public static unsafe class SafetensorsWriter
         });
     }
 
-    private static void CheckInputs(IReadOnlyList<(string Name, Tensor Tensor)> tensors, DType fileDType)
+    private static void CheckInputs(IReadOnlyList<(string Name, Tensor Tensor)> tensors, DType fileDType, IBackend? backend)
     {
         var names = new HashSet<string>(StringComparer.Ordinal);
         foreach (var (name, tensor) in tensors)
@@ -62,9 +72,9 @@ public static unsafe class SafetensorsWriter
             {
                 throw new ArgumentException($"tensor name '{name}' is empty, reserved or given twice", nameof(tensors));
             }
-            if (tensor.Device.Kind != DeviceKind.Cpu)
+            if (tensor.Storage is not HostStorage && backend?.Device != tensor.Device)
             {
-                throw new ArgumentException($"tensor '{name}' lives on {tensor.Device}; copy it to the host before writing", nameof(tensors));
+                throw new ArgumentException($"tensor '{name}' lives on {tensor.Device}; give its backend to copy it to the host", nameof(tensors));
             }
             if (tensor.DType != fileDType && !(ElementConvert.IsFloating(tensor.DType) && ElementConvert.IsFloating(fileDType)))
             {

@@ -1,0 +1,39 @@
+using CudaFinetune.Backends;
+using CudaFinetune.Cuda.Kernels;
+using CudaFinetune.Cuda.Runtime;
+using CudaFinetune.Model;
+
+namespace CudaFinetune.Cuda.Backend;
+
+/// <summary>Offers <see cref="CudaBackend"/> to <see cref="BackendFactory"/>: call <see cref="Install"/> once at start-up.</summary>
+public sealed class CudaAccelerators : IAcceleratorProvider
+{
+    private readonly Lazy<bool> _gpuPresent = new(() =>
+    {
+        var report = CudaEnvironment.Probe();
+        return report.Driver.Found && report.DriverError is null && report.Gpus.Count > 0;
+    });
+
+    private CudaAccelerators()
+    {
+    }
+
+    public static void Install() => BackendFactory.Install(new CudaAccelerators());
+
+    public bool GpuPresent => _gpuPresent.Value;
+
+    public string? Unsupported(LlamaConfig model)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        return AttentionKernels.Supports(model.HeadSize)
+            ? null
+            : $"the attention kernels take head sizes 64 and 128; this model's is {model.HeadSize} (use --device cpu)";
+    }
+
+    public IBackend Create(string device) => device switch
+    {
+        "cuda" => CudaBackend.OpenGpu(),
+        "cuda-emulated" => CudaBackend.OpenEmulated(),
+        _ => throw new ArgumentException($"not a CUDA device: '{device}'", nameof(device)),
+    };
+}

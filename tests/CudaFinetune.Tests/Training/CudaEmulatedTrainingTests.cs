@@ -1,0 +1,119 @@
+using System.Text.Json;
+using CudaFinetune.Checkpoints;
+using CudaFinetune.Cuda.Backend;
+using CudaFinetune.Tests.IO;
+using CudaFinetune.Tests.Support;
+using CudaFinetune.Training;
+using NUnit.Framework;
+
+namespace CudaFinetune.Tests.Training;
+
+/// <summary>
+/// The model and trainer, unchanged, on the cuda backend's code path with the kernels run by the emulator: the
+/// losses follow the CPU backend's within bf16 tolerance (attention runs in bf16 there), and a stopped run
+/// resumes bit for bit.
+/// </summary>
+[TestFixture]
+public sealed class CudaEmulatedTrainingTests
+{
+    private TempDirectory _dir = null!;
+    private string _model = null!;
+    private string _data = null!;
+
+    [OneTimeSetUp]
+    public void InstallBackends() => CudaAccelerators.Install();
+
+    [SetUp]
+    public void SetUp()
+    {
+        _dir = new TempDirectory();
+        (_model, _data) = LearnableTask.Write(_dir.Path, LearnableTask.KernelSizedConfig);
+    }
+
+    [TearDown]
+    public void TearDown() => _dir.Dispose();
+
+    private FinetuneOptions Options(string name, string device, string peft = "lora") => LearnableTask.Options(_model, _data, _dir.File(name)) with
+    {
+        Device = device,
+        Peft = peft,
+        Lr = peft == "lora" ? 5e-3 : 1e-3,
+        NumEpochs = 2,
+        Shuffle = true,
+        EvalEvery = 4,
+        SaveEvery = 3,
+        KeepLast = 0,
+        GradientClipping = 1.0,
+        WeightDecay = 0.01,
+    };
+
+    private static FinetuneResult Train(FinetuneOptions options, ResumeRequest? resume = null, long cancelAfter = -1)
+    {
+        using var cancel = new CancellationTokenSource();
+        using var session = FinetuneSession.Open(options, resume);
+        session.Progress += e =>
+        {
+            if (e is StepCompleted s && s.Step == cancelAfter)
+            {
+                cancel.Cancel();
+            }
+        };
+        return session.Train(cancel.Token);
+    }
+
+    /// <summary>(step, loss) of every optimizer step and (step, eval_loss) of every evaluation, in order.</summary>
+    private static List<(string Kind, long Step, double Loss)> Losses(string outputDir)
+    {
+        var losses = new List<(string, long, double)>();
+        foreach (string line in File.ReadLines(Path.Combine(outputDir, "metrics.jsonl")))
+        {
+            using var json = JsonDocument.Parse(line);
+            var root = json.RootElement;
+            long step = root.GetProperty("step").GetInt64();
+            if (root.TryGetProperty("eval_loss", out var eval))
+            {
+                losses.Add(("eval", step, eval.GetDouble()));
+            }
+            else if (root.TryGetProperty("loss", out var loss))
+            {
+                losses.Add(("train", step, loss.GetDouble()));
+            }
+        }
+        return losses;
+    }
+
+    [TestCase("lora")]
+    [TestCase("none")]
+    public void Losses_follow_the_cpu_backend_within_bf16_tolerance(string peft)
+    {
+        var cpu = Losses(Train(Options("cpu", "cpu", peft)).OutputDir);
+        var emulated = Losses(Train(Options("emulated", "cuda-emulated", peft)).OutputDir);
+        Assert.That(emulated.Select(l => (l.Kind, l.Step)), Is.EqualTo(cpu.Select(l => (l.Kind, l.Step))));
+        Assert.That(cpu.Count(l => l.Kind == "train"), Is.GreaterThan(8));
+        TestContext.Out.WriteLine(string.Join(Environment.NewLine, cpu.Zip(emulated, (c, e) => $"{c.Kind} {c.Step}: cpu {c.Loss:F5} emulated {e.Loss:F5}")));
+        for (int i = 0; i < cpu.Count; i++)
+        {
+            Assert.That(emulated[i].Loss, Is.EqualTo(cpu[i].Loss).Within(2e-2 * Math.Max(1, cpu[i].Loss)), $"{cpu[i].Kind} loss at step {cpu[i].Step}");
+        }
+        // The task is learnt on both: the last evaluation is well below the first.
+        var evals = emulated.Where(l => l.Kind == "eval").Select(l => l.Loss).ToList();
+        Assert.That(evals[^1], Is.LessThan(evals[0] * 0.9));
+    }
+
+    [Test]
+    public void A_stopped_run_resumes_exactly()
+    {
+        var reference = Train(Options("reference", "cuda-emulated") with { NumEpochs = 1 });
+        var stopped = Train(Options("resumed", "cuda-emulated") with { NumEpochs = 1 }, cancelAfter: 5);
+        Assert.That(stopped.Outcome.Cancelled, Is.True);
+        Assert.That(Checkpoint.Open(stopped.LastCheckpoint!).Manifest.Backend, Is.EqualTo("cuda-emulated"));
+        using (var session = FinetuneSession.Open(Options("resumed", "cuda-emulated") with { NumEpochs = 1 }, new ResumeRequest(_dir.File("resumed"))))
+        {
+            Assert.That(session.Resumed!.Step, Is.EqualTo(5));
+            session.Train();
+        }
+        Assert.That(DeterministicMetrics.Read(_dir.File("resumed")), Is.EqualTo(DeterministicMetrics.Read(reference.OutputDir)));
+        Assert.That(File.ReadAllBytes(Path.Combine(_dir.File("resumed"), "adapter", "adapter_model.safetensors")),
+            Is.EqualTo(File.ReadAllBytes(Path.Combine(reference.OutputDir, "adapter", "adapter_model.safetensors"))));
+    }
+}
