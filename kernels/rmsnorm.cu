@@ -1,4 +1,5 @@
-// rmsnorm.cu: RMSNorm as transformers' LlamaRMSNorm computes it, fp32:
+// rmsnorm.cu: RMSNorm as transformers' LlamaRMSNorm computes it, on fp32 or bf16 x, weight, y, dy and dx, with
+// fp32 statistics, fp32 dweight and fp32 arithmetic:
 //   y[r, c] = x[r, c] * inv_rms[r] * weight[c],   inv_rms[r] = 1 / sqrt(mean_c(x[r, c]^2) + eps)
 // Forward saves inv_rms per row for the backward. Backward, with g = dy ⊙ weight:
 //   dx[r, c] += inv_rms[r] · (g[r, c] − x[r, c] · inv_rms[r]² · mean_c(g[r, :] ⊙ x[r, :]))
@@ -8,51 +9,75 @@
 // over the columns.
 #include "common.cuh"
 
+namespace {
+
 // Launch: grid (rows), block (threads), no dynamic shared memory.
-// Parameters: x [rows, cols], weight [cols], y [rows, cols], inv_rms [rows], rows, cols, eps.
-extern "C" __global__ void rmsnorm_forward_f32(const float* __restrict__ x, const float* __restrict__ weight,
-                                               float* __restrict__ y, float* __restrict__ inv_rms,
-                                               int rows, int cols, float eps) {
+template <typename T>
+CF_INLINE void forward(const T* __restrict__ x, const T* __restrict__ weight, T* __restrict__ y, float* __restrict__ inv_rms, int rows, int cols,
+                       float eps) {
   __shared__ float scratch[cf::kWarpSize];
   int row = cf::block_x();
   if (row >= rows) return;
-  const float* in = x + (long long)row * cols;
-  float* out = y + (long long)row * cols;
+  const T* in = x + (long long)row * cols;
+  T* out = y + (long long)row * cols;
   float sum = 0.0f;
-  for (int c = cf::thread_x(); c < cols; c += cf::block_dim_x()) sum += in[c] * in[c];
+  for (int c = cf::thread_x(); c < cols; c += cf::block_dim_x()) {
+    float v = cf::load(in + c);
+    sum += v * v;
+  }
   float inv = cf::rsqrt(cf::block_sum(sum, scratch) / cols + eps);
-  for (int c = cf::thread_x(); c < cols; c += cf::block_dim_x()) out[c] = in[c] * inv * weight[c];
+  for (int c = cf::thread_x(); c < cols; c += cf::block_dim_x()) cf::store(out + c, cf::load(in + c) * inv * cf::load(weight + c));
   if (cf::thread_x() == 0) inv_rms[row] = inv;
 }
-CF_EMULATOR_ENTRY(rmsnorm_forward_f32)
 
-// Launch: grid (rows), block (threads). Parameters: dy, x [rows, cols], weight [cols],
-// inv_rms [rows], dx [rows, cols] (accumulated into), rows, cols.
-extern "C" __global__ void rmsnorm_backward_dx_f32(const float* __restrict__ dy, const float* __restrict__ x,
-                                                   const float* __restrict__ weight, const float* __restrict__ inv_rms,
-                                                   float* __restrict__ dx, int rows, int cols) {
+// Launch: grid (rows), block (threads). dx is accumulated into.
+template <typename T>
+CF_INLINE void backward_dx(const T* __restrict__ dy, const T* __restrict__ x, const T* __restrict__ weight, const float* __restrict__ inv_rms,
+                           T* __restrict__ dx, int rows, int cols) {
   __shared__ float scratch[cf::kWarpSize];
   int row = cf::block_x();
   if (row >= rows) return;
   long long offset = (long long)row * cols;
   float dot = 0.0f;
-  for (int c = cf::thread_x(); c < cols; c += cf::block_dim_x()) dot += dy[offset + c] * weight[c] * x[offset + c];
+  for (int c = cf::thread_x(); c < cols; c += cf::block_dim_x()) dot += cf::load(dy + offset + c) * cf::load(weight + c) * cf::load(x + offset + c);
   float inv = inv_rms[row];
   float coef = cf::block_sum(dot, scratch) * inv * inv / cols;
-  for (int c = cf::thread_x(); c < cols; c += cf::block_dim_x())
-    dx[offset + c] += inv * (dy[offset + c] * weight[c] - x[offset + c] * coef);
+  for (int c = cf::thread_x(); c < cols; c += cf::block_dim_x()) {
+    float g = cf::load(dy + offset + c) * cf::load(weight + c);
+    cf::store(dx + offset + c, cf::load(dx + offset + c) + inv * (g - cf::load(x + offset + c) * coef));
+  }
 }
-CF_EMULATOR_ENTRY(rmsnorm_backward_dx_f32)
 
-// Launch: grid (ceil(cols / threads)), block (threads): one thread per column, rows in order.
-// Parameters: dy, x [rows, cols], inv_rms [rows], dweight [cols] (accumulated into), rows, cols.
-extern "C" __global__ void rmsnorm_backward_dweight_f32(const float* __restrict__ dy, const float* __restrict__ x,
-                                                        const float* __restrict__ inv_rms, float* __restrict__ dweight,
-                                                        int rows, int cols) {
+// Launch: grid (ceil(cols / threads)), block (threads): one thread per column, rows in order. dweight (fp32) is accumulated into.
+template <typename T>
+CF_INLINE void backward_dweight(const T* __restrict__ dy, const T* __restrict__ x, const float* __restrict__ inv_rms, float* __restrict__ dweight,
+                                int rows, int cols) {
   int c = cf::block_x() * cf::block_dim_x() + cf::thread_x();
   if (c >= cols) return;
   float sum = dweight[c];
-  for (int r = 0; r < rows; ++r) sum += dy[(long long)r * cols + c] * x[(long long)r * cols + c] * inv_rms[r];
+  for (int r = 0; r < rows; ++r) sum += cf::load(dy + (long long)r * cols + c) * cf::load(x + (long long)r * cols + c) * inv_rms[r];
   dweight[c] = sum;
 }
-CF_EMULATOR_ENTRY(rmsnorm_backward_dweight_f32)
+
+}  // namespace
+
+// Parameters: x [rows, cols], weight [cols], y [rows, cols], inv_rms [rows], rows, cols, eps.
+#define CF_RMSNORM(T, suffix)                                                                                                   \
+  extern "C" __global__ void rmsnorm_forward_##suffix(const T* x, const T* weight, T* y, float* inv_rms, int rows, int cols,   \
+                                                      float eps) {                                                              \
+    forward(x, weight, y, inv_rms, rows, cols, eps);                                                                            \
+  }                                                                                                                             \
+  CF_EMULATOR_ENTRY(rmsnorm_forward_##suffix)                                                                                   \
+  extern "C" __global__ void rmsnorm_backward_dx_##suffix(const T* dy, const T* x, const T* weight, const float* inv_rms, T* dx, \
+                                                          int rows, int cols) {                                                 \
+    backward_dx(dy, x, weight, inv_rms, dx, rows, cols);                                                                        \
+  }                                                                                                                             \
+  CF_EMULATOR_ENTRY(rmsnorm_backward_dx_##suffix)                                                                               \
+  extern "C" __global__ void rmsnorm_backward_dweight_##suffix(const T* dy, const T* x, const float* inv_rms, float* dweight,   \
+                                                               int rows, int cols) {                                            \
+    backward_dweight(dy, x, inv_rms, dweight, rows, cols);                                                                      \
+  }                                                                                                                             \
+  CF_EMULATOR_ENTRY(rmsnorm_backward_dweight_##suffix)
+
+CF_RMSNORM(float, f32)
+CF_RMSNORM(cf::bf16, bf16)

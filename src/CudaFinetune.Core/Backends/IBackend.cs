@@ -22,8 +22,15 @@ public interface IBackend : IDisposable
 
     Device Device { get; }
 
-    /// <summary>The floating-point type activations are computed in.</summary>
+    /// <summary>The floating-point type activations and model weights are held in.</summary>
     DType ComputeType { get; }
+
+    /// <summary>
+    /// The dtype of what must not be rounded to <see cref="ComputeType"/>: per-row statistics (1/rms, log-sum-exp, row
+    /// losses), RoPE tables, gradients of trained weights, their master copies and the optimizer's moments. Equal to
+    /// ComputeType on the CPU; F32 on the cuda backends, which compute in BF16 (mixed precision).
+    /// </summary>
+    DType AccumulationType { get; }
 
     // ---- memory -------------------------------------------------------------------------
 
@@ -47,7 +54,8 @@ public interface IBackend : IDisposable
     /// <summary>
     /// c = alpha · op(a) · op(b) + beta · c, where op transposes when asked. a, b and c are read as
     /// 2-D [Rows, Columns] matrices; op(a) is [M, K], op(b) is [K, N], c is [M, N]. With beta = 0
-    /// the old contents of c are ignored (even NaN).
+    /// the old contents of c are ignored (even NaN). a and b are in ComputeType; c in ComputeType or
+    /// AccumulationType (a weight's gradient).
     /// </summary>
     void MatMul(Tensor a, bool transposeA, Tensor b, bool transposeB, Tensor c, double alpha = 1, double beta = 0);
 
@@ -121,8 +129,10 @@ public interface IBackend : IDisposable
     /// One AdamW update of a parameter in place, exactly as PyTorch's AdamW (decoupled weight decay):
     /// g = gradScale·grad; p ← p·(1 − lr·wd); m ← β1·m + (1−β1)·g; v ← β2·v + (1−β2)·g²;
     /// p ← p − (lr / (1−β1ᵗ)) · m / (√v / √(1−β2ᵗ) + ε).
+    /// With <paramref name="roundedCopy"/>, p is a master copy and the updated values are also written,
+    /// rounded, into roundedCopy (the ComputeType weight the model computes with).
     /// </summary>
-    void AdamWUpdate(Tensor parameter, Tensor gradient, Tensor firstMoment, Tensor secondMoment, in AdamWStep update);
+    void AdamWUpdate(Tensor parameter, Tensor gradient, Tensor firstMoment, Tensor secondMoment, in AdamWStep update, Tensor? roundedCopy = null);
 
     // ---- inference ----------------------------------------------------------------------
 

@@ -33,6 +33,8 @@ public sealed class ProfilingBackend : IBackend
 
     public DType ComputeType => _inner.ComputeType;
 
+    public DType AccumulationType => _inner.AccumulationType;
+
     /// <summary>Clears the counters.</summary>
     public void Reset()
     {
@@ -178,10 +180,10 @@ public sealed class ProfilingBackend : IBackend
         _inner.CrossEntropy(logits, targets, rowLoss, dLogits, gradientScale);
     }
 
-    public void AdamWUpdate(Tensor parameter, Tensor gradient, Tensor firstMoment, Tensor secondMoment, in AdamWStep update)
+    public void AdamWUpdate(Tensor parameter, Tensor gradient, Tensor firstMoment, Tensor secondMoment, in AdamWStep update, Tensor? roundedCopy = null)
     {
         using var _ = Time(Op.AdamWUpdate);
-        _inner.AdamWUpdate(parameter, gradient, firstMoment, secondMoment, update);
+        _inner.AdamWUpdate(parameter, gradient, firstMoment, secondMoment, update, roundedCopy);
     }
 
     public void AttentionDecode(Tensor q, Tensor kCache, Tensor vCache, Tensor output, int past, in AttentionShape shape)

@@ -43,7 +43,7 @@ public static class HfModelDirectory
             {
                 throw new ArgumentException($"the weights do not match the config at '{name}' (expected shape {new Shape(shape)})", nameof(weights));
             }
-            tensors.Add((name, parameter.Value));
+            tensors.Add((name, parameter.FullPrecision));
         }
         Directory.CreateDirectory(directory);
         // Weights first, config last: a directory with a config.json always has its weights.
@@ -149,16 +149,18 @@ public static class HfModelDirectory
         || name.EndsWith(".rotary_emb.inv_freq", StringComparison.Ordinal);
 
     private static void ReadParameter(SafetensorsReader reader, IBackend backend, Parameter parameter)
+        => ReadInto(reader, parameter.Name, parameter.Value, backend);
+
+    /// <summary>Reads tensor <paramref name="name"/> into <paramref name="value"/>, staged through host memory when it lives on a device.</summary>
+    internal static void ReadInto(SafetensorsReader reader, string name, Tensor value, IBackend backend)
     {
-        Tensor value = parameter.Value;
         if (value.Storage is HostStorage)
         {
-            reader.ReadInto(parameter.Name, value);
+            reader.ReadInto(name, value);
             return;
         }
-        // A device backend: stage through a host tensor of the same dtype.
         using var staging = new Tensor(new HostStorage(value.DType, value.ElementCount), value.DType, value.Shape);
-        reader.ReadInto(parameter.Name, staging);
+        reader.ReadInto(name, staging);
         switch (value.DType)
         {
             case DType.F32: backend.CopyFromHost<float>(staging.HostSpan<float>(), value); break;

@@ -24,7 +24,7 @@ public static class PeftAdapterDirectory
         ArgumentNullException.ThrowIfNull(model);
         var lora = model.Lora ?? throw new InvalidOperationException("the model has no LoRA adapters to save");
         Directory.CreateDirectory(directory);
-        var tensors = model.Parameters.All.Where(p => p.Name.Contains(".lora_", StringComparison.Ordinal)).Select(p => (p.Name, p.Value)).ToList();
+        var tensors = model.Parameters.All.Where(p => p.Name.Contains(".lora_", StringComparison.Ordinal)).Select(p => (p.Name, p.FullPrecision)).ToList();
         SafetensorsWriter.Write(Path.Combine(directory, WeightsFileName), tensors, DType.F32, backend: model.Backend);
         AtomicFile.Write(Path.Combine(directory, ConfigFileName), stream =>
         {
@@ -113,7 +113,8 @@ public static class PeftAdapterDirectory
             {
                 throw new UserErrorException($"{path}: '{p.Name}' has shape {info.Shape}, the model needs {p.Value.Shape}");
             }
-            reader.ReadInto(p.Name, p.Value);
+            HfModelDirectory.ReadInto(reader, p.Name, p.FullPrecision, model.Backend);
         }
+        model.RefreshWorkingWeights();
     }
 }

@@ -17,13 +17,17 @@ internal sealed class LlamaActivations : IDisposable
         SeqLen = seqLen;
         int n = batch * seqLen, h = config.HiddenSize, i = config.IntermediateSize;
         int layers = config.NumHiddenLayers;
-        Tensor New(params int[] dims)
+        Tensor Allocate(DType dtype, int[] dims)
         {
-            var t = backend.Allocate(backend.ComputeType, new Shape(dims));
+            var t = backend.Allocate(dtype, new Shape(dims));
             _owned.Add(t);
             return t;
         }
+        // Activations in the compute dtype; statistics and RoPE tables in the accumulation dtype (fp32 under mixed precision).
+        Tensor New(params int[] dims) => Allocate(backend.ComputeType, dims);
+        Tensor NewStatistic(params int[] dims) => Allocate(backend.AccumulationType, dims);
         Tensor[] PerLayer(int count, params int[] dims) => [.. Enumerable.Range(0, count).Select(_ => New(dims))];
+        Tensor[] PerLayerStatistic(int count, params int[] dims) => [.. Enumerable.Range(0, count).Select(_ => NewStatistic(dims))];
 
         TokenIds = backend.Allocate(DType.I32, new Shape(n));
         Targets = backend.Allocate(DType.I32, new Shape(n));
@@ -33,21 +37,21 @@ internal sealed class LlamaActivations : IDisposable
         Mid = PerLayer(layers, n, h);
         Normed1 = PerLayer(layers, n, h);
         Normed2 = PerLayer(layers, n, h);
-        Rstd1 = PerLayer(layers, n);
-        Rstd2 = PerLayer(layers, n);
+        Rstd1 = PerLayerStatistic(layers, n);
+        Rstd2 = PerLayerStatistic(layers, n);
         Q = PerLayer(layers, n, config.QueryWidth);
         K = PerLayer(layers, n, config.KeyValueWidth);
         V = PerLayer(layers, n, config.KeyValueWidth);
         Attention = PerLayer(layers, n, config.QueryWidth);
-        LogSumExp = PerLayer(layers, batch * config.NumAttentionHeads * seqLen);
+        LogSumExp = PerLayerStatistic(layers, batch * config.NumAttentionHeads * seqLen);
         Gate = PerLayer(layers, n, i);
         Up = PerLayer(layers, n, i);
         Activated = PerLayer(layers, n, i);
         FinalNormed = New(n, h);
-        FinalRstd = New(n);
+        FinalRstd = NewStatistic(n);
 
-        RopeCos = New(seqLen, config.HeadSize / 2);
-        RopeSin = New(seqLen, config.HeadSize / 2);
+        RopeCos = NewStatistic(seqLen, config.HeadSize / 2);
+        RopeSin = NewStatistic(seqLen, config.HeadSize / 2);
         RotaryFrequencies.Upload(backend, config, seqLen, RopeCos, RopeSin);
 
         DResidual = New(n, h);
@@ -64,7 +68,7 @@ internal sealed class LlamaActivations : IDisposable
         // Logits are made a chunk of rows at a time so [tokens, vocab] never exists at once.
         LogitRows = Math.Clamp((1 << 22) / config.VocabSize, 1, n);
         Logits = New(LogitRows, config.VocabSize);
-        RowLoss = New(n);
+        RowLoss = NewStatistic(n);
         LogitChunks = (n + LogitRows - 1) / LogitRows;
         FinalNormedChunks = [.. Enumerable.Range(0, LogitChunks).Select(c => FinalNormed.SliceRows(c * LogitRows, Math.Min(LogitRows, n - c * LogitRows)))];
         DNormedChunks = [.. Enumerable.Range(0, LogitChunks).Select(c => DNormed.SliceRows(c * LogitRows, Math.Min(LogitRows, n - c * LogitRows)))];

@@ -59,7 +59,7 @@ public sealed class LlamaModel : IDisposable
             }
             if (Lora is null && p.Gradient is null)
             {
-                p.Gradient = backend.Allocate(backend.ComputeType, p.Value.Shape);
+                MakeTrainable(p);
             }
         }
 
@@ -108,8 +108,35 @@ public sealed class LlamaModel : IDisposable
 
     private Parameter NewTrainable(string name, int rows, int cols)
     {
-        var shape = new Shape(rows, cols);
-        return Parameters.Add(new Parameter(name, _backend.Allocate(_backend.ComputeType, shape), _backend.Allocate(_backend.ComputeType, shape)));
+        var p = Parameters.Add(new Parameter(name, _backend.Allocate(_backend.ComputeType, new Shape(rows, cols))));
+        MakeTrainable(p);
+        return p;
+    }
+
+    /// <summary>
+    /// Gives <paramref name="p"/> a gradient in the backend's accumulation dtype and, when that is wider than the weight's
+    /// (mixed precision), a master copy initialised from the weight.
+    /// </summary>
+    private void MakeTrainable(Parameter p)
+    {
+        p.Gradient = _backend.Allocate(_backend.AccumulationType, p.Value.Shape);
+        if (p.Value.DType != _backend.AccumulationType)
+        {
+            p.Master = _backend.Allocate(_backend.AccumulationType, p.Value.Shape);
+            _backend.Copy(p.Value, p.Master);
+        }
+    }
+
+    /// <summary>Rounds every master copy into its working weight: after masters were loaded (a checkpoint, an adapter).</summary>
+    public void RefreshWorkingWeights()
+    {
+        foreach (var p in _trainable)
+        {
+            if (p.Master is { } master)
+            {
+                _backend.Copy(master, p.Value);
+            }
+        }
     }
 
     /// <summary>
@@ -126,7 +153,11 @@ public sealed class LlamaModel : IDisposable
             uint w1 = Philox.Word(_seed, 0x4C6F5241u, (uint)index, 2L * i + 1);
             values[i] = (2 * Philox.ToUniformDouble(w0, w1) - 1) * bound;
         }
-        CopyIn(values, a.Value);
+        CopyIn(values, a.FullPrecision);
+        if (a.Master is not null)
+        {
+            _backend.Copy(a.Master, a.Value);
+        }
     }
 
     private void CopyIn(double[] values, Tensor destination)

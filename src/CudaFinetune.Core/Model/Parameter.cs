@@ -20,12 +20,22 @@ public sealed class Parameter : IDisposable
     /// <summary>Accumulated gradient, same shape as <see cref="Value"/>; null for frozen weights.</summary>
     public Tensor? Gradient { get; internal set; }
 
+    /// <summary>
+    /// The full-precision copy a trained weight keeps when <see cref="Value"/> is in a lower precision (mixed precision
+    /// on the cuda backends): the optimizer updates it and rounds it into Value; checkpoints and exports save it.
+    /// </summary>
+    public Tensor? Master { get; internal set; }
+
+    /// <summary>The weight at full precision: <see cref="Master"/> when there is one, else <see cref="Value"/>.</summary>
+    public Tensor FullPrecision => Master ?? Value;
+
     public bool Trainable => Gradient is not null;
 
     public void Dispose()
     {
         Value.Dispose();
         Gradient?.Dispose();
+        Master?.Dispose();
     }
 
     public override string ToString() => $"{Name} {Value.Shape}{(Trainable ? " trainable" : "")}";

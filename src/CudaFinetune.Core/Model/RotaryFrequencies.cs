@@ -51,11 +51,12 @@ public static class RotaryFrequencies
         }
     }
 
-    /// <summary>Fills cos and sin tensors [seqLen, d/2] with the tables in the backend's compute type.</summary>
+    /// <summary>Fills cos and sin tensors [seqLen, d/2] (F32 or F64; the backend's accumulation dtype) with the tables.</summary>
     public static void Upload(IBackend backend, LlamaConfig config, int seqLen, Tensor cos, Tensor sin)
     {
         ArgumentNullException.ThrowIfNull(backend);
-        if (backend.ComputeType == DType.F64)
+        ArgumentNullException.ThrowIfNull(cos);
+        if (cos.DType == DType.F64)
         {
             var (c, s) = TablesF64(config, seqLen);
             backend.CopyFromHost<double>(c, cos);

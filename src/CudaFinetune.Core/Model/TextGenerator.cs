@@ -93,7 +93,7 @@ public sealed class TextGenerator
         _backend.CopyFromHost<int>(tokens, ids);
         using var x = _backend.Allocate(dt, new Shape(n, _config.HiddenSize));
         using var normed = _backend.Allocate(dt, new Shape(n, _config.HiddenSize));
-        using var rstd = _backend.Allocate(dt, new Shape(n));
+        using var rstd = _backend.Allocate(_backend.AccumulationType, new Shape(n));
         using var q = _backend.Allocate(dt, new Shape(n, _config.QueryWidth));
         using var attention = _backend.Allocate(dt, new Shape(n, _config.QueryWidth));
         using var projected = _backend.Allocate(dt, new Shape(n, _config.HiddenSize));
@@ -131,7 +131,7 @@ public sealed class TextGenerator
         s.Length += n;
 
         using var lastNormed = _backend.Allocate(dt, new Shape(1, _config.HiddenSize));
-        using var lastRstd = _backend.Allocate(dt, new Shape(1));
+        using var lastRstd = _backend.Allocate(_backend.AccumulationType, new Shape(1));
         using var logits = _backend.Allocate(dt, new Shape(1, _config.VocabSize));
         _backend.RmsNormForward(x.SliceRows(n - 1, 1), _model.FinalNormWeight.Value, _config.RmsNormEps, lastNormed, lastRstd);
         _backend.MatMul(lastNormed, false, _model.HeadWeight.Value, true, logits);
@@ -205,8 +205,8 @@ public sealed class TextGenerator
         {
             K = [.. Enumerable.Range(0, config.NumHiddenLayers).Select(_ => backend.Allocate(backend.ComputeType, new Shape(capacity, config.KeyValueWidth)))];
             V = [.. Enumerable.Range(0, config.NumHiddenLayers).Select(_ => backend.Allocate(backend.ComputeType, new Shape(capacity, config.KeyValueWidth)))];
-            Cos = backend.Allocate(backend.ComputeType, new Shape(capacity, config.HeadSize / 2));
-            Sin = backend.Allocate(backend.ComputeType, new Shape(capacity, config.HeadSize / 2));
+            Cos = backend.Allocate(backend.AccumulationType, new Shape(capacity, config.HeadSize / 2));
+            Sin = backend.Allocate(backend.AccumulationType, new Shape(capacity, config.HeadSize / 2));
             RotaryFrequencies.Upload(backend, config, capacity, Cos, Sin);
         }
 

@@ -6,7 +6,8 @@ namespace CudaFinetune.Training;
 
 /// <summary>
 /// AdamW with decoupled weight decay (PyTorch's defaults: β 0.9/0.999, ε 1e-8), one first and
-/// second moment tensor per trainable parameter, stepped on the backend.
+/// second moment tensor per trainable parameter, stepped on the backend. A parameter with a master copy is
+/// stepped on the master (moments in its dtype) and rounded into its working weight.
 /// </summary>
 public sealed class AdamWOptimizer : IDisposable
 {
@@ -22,7 +23,7 @@ public sealed class AdamWOptimizer : IDisposable
         Beta2 = beta2;
         Epsilon = epsilon;
         WeightDecay = weightDecay;
-        _state = [.. parameters.Select(p => (p, backend.Allocate(p.Value.DType, p.Value.Shape), backend.Allocate(p.Value.DType, p.Value.Shape)))];
+        _state = [.. parameters.Select(p => (p, backend.Allocate(p.FullPrecision.DType, p.Value.Shape), backend.Allocate(p.FullPrecision.DType, p.Value.Shape)))];
     }
 
     public double Beta1 { get; }
@@ -50,7 +51,7 @@ public sealed class AdamWOptimizer : IDisposable
         var update = new AdamWStep(learningRate, Beta1, Beta2, Epsilon, WeightDecay, StepCount, gradientScale);
         foreach (var (p, m, v) in _state)
         {
-            _backend.AdamWUpdate(p.Value, p.Gradient!, m, v, update);
+            _backend.AdamWUpdate(p.FullPrecision, p.Gradient!, m, v, update, p.Master is null ? null : p.Value);
         }
     }
 

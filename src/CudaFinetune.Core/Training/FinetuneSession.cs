@@ -197,6 +197,7 @@ public sealed class FinetuneSession : IDisposable, ITrainingCheckpoints
                     .Concat(EnvironmentChanges(manifest)).ToList();
                 CheckSampler(checkpoint, request.Force);
                 checkpoint.Load(CheckpointTensors().ToDictionary(t => (t.Group, t.Name), t => t.Source), _backend);
+                Model.RefreshWorkingWeights();
                 _trainer.Optimizer.RestoreStepCount(manifest.Optimizer.StepCount);
                 _resumeMetrics = checkpoint.ReadFile(CheckpointFormat.MetricsFileName);
                 _resumeState = manifest.Training;
@@ -251,7 +252,7 @@ public sealed class FinetuneSession : IDisposable, ITrainingCheckpoints
     {
         foreach (var p in Model.TrainableParameters)
         {
-            yield return (p.Name, CheckpointFormat.ModelGroup, p.Value);
+            yield return (p.Name, CheckpointFormat.ModelGroup, p.FullPrecision);
         }
         foreach (var (p, m, v) in _trainer.Optimizer.State)
         {
@@ -374,7 +375,7 @@ public sealed class FinetuneSession : IDisposable, ITrainingCheckpoints
             Environment = EnvironmentDescription(),
             Backend = _backend.Name,
             WeightDType = Model.TrainableParameters[0].Value.DType,
-            MasterDType = null,
+            MasterDType = Model.TrainableParameters[0].Master?.DType,
             OptimizerDType = optimizer.State[0].M.DType,
             WorldSize = 1,
             Reason = reason,

@@ -10,9 +10,10 @@ namespace CudaFinetune.Cuda.Backend;
 /// The op interface on our kernels: a GPU through the CUDA driver ("cuda"), or the same launches run by the
 /// kernel emulator ("cuda-emulated"). Each op checks dtypes and sizes on the host, then enqueues its kernels
 /// on the device's one stream; nothing waits for the GPU except copies to the host and reductions.
-/// Activations compute in fp32 for now (<see cref="ComputeType"/>); attention runs its bf16 tensor-core
-/// kernels on bf16 copies of q, k and v. Scratch buffers grow to the largest call and are then reused, so a
-/// training step allocates nothing once warm.
+/// Mixed precision by default: weights and activations in bf16 (<see cref="ComputeType"/>), statistics, gradients
+/// of trained weights, their fp32 masters and the optimizer's moments in fp32 (<see cref="AccumulationType"/>). An
+/// fp32 <see cref="ComputeType"/> is there for debugging: attention then runs its bf16 kernels on bf16 copies.
+/// Scratch buffers grow to the largest call and are then reused, so a training step allocates nothing once warm.
 /// </summary>
 public sealed unsafe partial class CudaBackend : IBackend
 {
@@ -22,8 +23,13 @@ public sealed unsafe partial class CudaBackend : IBackend
     private readonly float[] _hostPartials = new float[ReduceKernels.Blocks];
     private readonly List<ScratchBuffer> _scratch = [];
 
-    private CudaBackend(IDevice device, IDeviceGemm gemm, string name, Device where)
+    private CudaBackend(IDevice device, IDeviceGemm gemm, string name, Device where, DType computeType)
     {
+        if (computeType is not (DType.BF16 or DType.F32))
+        {
+            throw new ArgumentException($"the {name} backend computes in BF16 or F32, not {computeType}", nameof(computeType));
+        }
+        ComputeType = computeType;
         _device = device;
         _gemm = gemm;
         Name = name;
@@ -32,12 +38,12 @@ public sealed unsafe partial class CudaBackend : IBackend
     }
 
     /// <summary>The backend on GPU <paramref name="ordinal"/>; a machine without a driver or GPU is a <see cref="UserErrorException"/>.</summary>
-    public static CudaBackend OpenGpu(int ordinal = 0)
+    public static CudaBackend OpenGpu(int ordinal = 0, DType computeType = DType.BF16)
     {
         var device = CudaDevice.Open(ordinal);
         try
         {
-            return new CudaBackend(device, new CublasGemm(device), "cuda", new Device(DeviceKind.Cuda, ordinal));
+            return new CudaBackend(device, new CublasGemm(device), "cuda", new Device(DeviceKind.Cuda, ordinal), computeType);
         }
         catch
         {
@@ -47,17 +53,19 @@ public sealed unsafe partial class CudaBackend : IBackend
     }
 
     /// <summary>The backend on the kernel emulator (any machine; slow).</summary>
-    public static CudaBackend OpenEmulated()
+    public static CudaBackend OpenEmulated(DType computeType = DType.BF16)
     {
         var device = EmulatedDevice.Open();
-        return new CudaBackend(device, new HostGemm(), "cuda-emulated", new Device(DeviceKind.CudaEmulated, 0));
+        return new CudaBackend(device, new HostGemm(), "cuda-emulated", new Device(DeviceKind.CudaEmulated, 0), computeType);
     }
 
     public string Name { get; }
 
     public Device Device { get; }
 
-    public DType ComputeType => DType.F32;
+    public DType ComputeType { get; }
+
+    public DType AccumulationType => DType.F32;
 
     /// <summary>The device the kernels run on.</summary>
     public IDevice Kernels => _device;
@@ -124,7 +132,12 @@ public sealed unsafe partial class CudaBackend : IBackend
 
     public void MatMul(Tensor a, bool transposeA, Tensor b, bool transposeB, Tensor c, double alpha = 1, double beta = 0)
     {
-        Expect(DType.F32, a, b, c);
+        Expect(ComputeType, a, b);
+        if (c.DType != ComputeType)
+        {
+            Expect(AccumulationType, c);
+        }
+        CheckDevice(c);
         int m = transposeA ? a.Shape.Columns : a.Shape.Rows;
         int k = transposeA ? a.Shape.Rows : a.Shape.Columns;
         int kb = transposeB ? b.Shape.Columns : b.Shape.Rows;
@@ -133,7 +146,7 @@ public sealed unsafe partial class CudaBackend : IBackend
         {
             throw new ArgumentException($"matmul shapes do not agree: op(a) {m}×{k} from {a.Shape}{(transposeA ? "ᵀ" : "")}, op(b) {kb}×{n} from {b.Shape}{(transposeB ? "ᵀ" : "")}, c {c.Shape}");
         }
-        _gemm.Run(m, n, k, transposeA, transposeB, (float)alpha, a.Address(), b.Address(), (float)beta, c.Address());
+        _gemm.Run(m, n, k, transposeA, transposeB, (float)alpha, a.Address(), b.Address(), (float)beta, c.Address(), a.DType, c.DType);
     }
 
     // ---- elementwise --------------------------------------------------------------------
@@ -212,22 +225,27 @@ public sealed unsafe partial class CudaBackend : IBackend
 
     public void RmsNormForward(Tensor x, Tensor weight, double epsilon, Tensor output, Tensor rstd)
     {
-        Expect(DType.F32, x, weight, output, rstd);
+        bool bf16 = FloatType(x, weight, output);
+        Expect(DType.F32, rstd);
         var (rows, cols) = Rows(x, weight, output, rstd);
-        RmsNormKernels.ForwardF32(_device, x.Address(), weight.Address(), output.Address(), rstd.Address(), rows, cols, (float)epsilon);
+        (bf16 ? (RmsNormForwardLauncher)RmsNormKernels.ForwardBF16 : RmsNormKernels.ForwardF32)(
+            _device, x.Address(), weight.Address(), output.Address(), rstd.Address(), rows, cols, (float)epsilon, 256);
     }
 
     public void RmsNormBackward(Tensor dOutput, Tensor x, Tensor weight, Tensor rstd, Tensor dx, Tensor? dWeight)
     {
-        Expect(DType.F32, dOutput, x, weight, rstd, dx);
+        bool bf16 = FloatType(dOutput, x, weight, dx);
+        Expect(DType.F32, rstd);
         var (rows, cols) = Rows(x, weight, dOutput, rstd);
         SameCount(x, dx);
-        RmsNormKernels.BackwardDxF32(_device, dOutput.Address(), x.Address(), weight.Address(), rstd.Address(), dx.Address(), rows, cols);
+        (bf16 ? (RmsNormDxLauncher)RmsNormKernels.BackwardDxBF16 : RmsNormKernels.BackwardDxF32)(
+            _device, dOutput.Address(), x.Address(), weight.Address(), rstd.Address(), dx.Address(), rows, cols, 256);
         if (dWeight is not null)
         {
             Expect(DType.F32, dWeight);
             SameCount(weight, dWeight);
-            RmsNormKernels.BackwardDWeightF32(_device, dOutput.Address(), x.Address(), rstd.Address(), dWeight.Address(), rows, cols);
+            (bf16 ? (RmsNormDWeightLauncher)RmsNormKernels.BackwardDWeightBF16 : RmsNormKernels.BackwardDWeightF32)(
+                _device, dOutput.Address(), x.Address(), rstd.Address(), dWeight.Address(), rows, cols, 256);
         }
     }
 
@@ -300,14 +318,20 @@ public sealed unsafe partial class CudaBackend : IBackend
 
     // ---- optimizer ----------------------------------------------------------------------
 
-    public void AdamWUpdate(Tensor parameter, Tensor gradient, Tensor firstMoment, Tensor secondMoment, in AdamWStep update)
+    /// <summary>fp32 parameter (a master, when <paramref name="roundedCopy"/>, bf16, receives it rounded) and moments; fp32 or bf16 gradient.</summary>
+    public void AdamWUpdate(Tensor parameter, Tensor gradient, Tensor firstMoment, Tensor secondMoment, in AdamWStep update, Tensor? roundedCopy = null)
     {
         Expect(DType.F32, parameter, firstMoment, secondMoment);
         bool bf16Gradient = FloatType(gradient);
         SameCount(parameter, gradient);
         SameCount(parameter, firstMoment);
         SameCount(parameter, secondMoment);
-        AdamWKernels.Step(_device, bf16Gradient, parameter.Address(), gradient.Address(), firstMoment.Address(), secondMoment.Address(), DevicePtr.Null,
+        if (roundedCopy is not null)
+        {
+            Expect(DType.BF16, roundedCopy);
+            SameCount(parameter, roundedCopy);
+        }
+        AdamWKernels.Step(_device, bf16Gradient, parameter.Address(), gradient.Address(), firstMoment.Address(), secondMoment.Address(), roundedCopy.AddressOrNull(),
             parameter.ElementCount, AdamWKernels.Scalars.From(update));
     }
 
@@ -358,6 +382,12 @@ public sealed unsafe partial class CudaBackend : IBackend
     private delegate void RopeLauncher(IKernelLauncher launcher, DevicePtr x, DevicePtr cos, DevicePtr sin, int tokens, int heads, int headDim, int seqLen, int inverse);
 
     private delegate void CrossEntropyLauncher(IKernelLauncher launcher, DevicePtr logits, DevicePtr targets, DevicePtr rowLoss, DevicePtr dLogits, float scale, int rows, int vocab, int threads);
+
+    private delegate void RmsNormForwardLauncher(IKernelLauncher launcher, DevicePtr x, DevicePtr weight, DevicePtr y, DevicePtr invRms, int rows, int cols, float eps, int threads);
+
+    private delegate void RmsNormDxLauncher(IKernelLauncher launcher, DevicePtr dy, DevicePtr x, DevicePtr weight, DevicePtr invRms, DevicePtr dx, int rows, int cols, int threads);
+
+    private delegate void RmsNormDWeightLauncher(IKernelLauncher launcher, DevicePtr dy, DevicePtr x, DevicePtr invRms, DevicePtr dWeight, int rows, int cols, int threads);
 
     private delegate void ReduceLauncher(IKernelLauncher launcher, DevicePtr x, long n, int squares, DevicePtr partials);
 

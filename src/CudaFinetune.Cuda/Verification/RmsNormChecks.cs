@@ -6,7 +6,10 @@ using CudaFinetune.Tensors;
 
 namespace CudaFinetune.Cuda.Verification;
 
-/// <summary>kernels/rmsnorm.cu against the CPU backend's RmsNormForward/RmsNormBackward on fresh random inputs (fp32: 1e-5 relative).</summary>
+/// <summary>
+/// kernels/rmsnorm.cu against the CPU backend's RmsNormForward/RmsNormBackward on fresh random inputs, fp32 and bf16 (the
+/// reference gets the bf16-rounded inputs): y and dx 1e-5 relative in fp32, 1e-2 in bf16; inv_rms and dweight (fp32 in both) 1e-5.
+/// </summary>
 internal static class RmsNormChecks
 {
     private const double Tolerance = 1e-5;
@@ -17,22 +20,27 @@ internal static class RmsNormChecks
 
     public static IReadOnlyList<KernelCheck> All { get; } =
     [
-        new("rmsnorm_forward_f32", "rmsnorm", Forward),
-        new("rmsnorm_backward_f32", "rmsnorm", Backward),
+        new("rmsnorm_forward_f32", "rmsnorm", (device, random) => Forward(device, random, DType.F32)),
+        new("rmsnorm_backward_f32", "rmsnorm", (device, random) => Backward(device, random, DType.F32)),
+        new("rmsnorm_forward_bf16", "rmsnorm", (device, random) => Forward(device, random, DType.BF16)),
+        new("rmsnorm_backward_bf16", "rmsnorm", (device, random) => Backward(device, random, DType.BF16)),
     ];
 
     private static string Name(int rows, int cols, int threads) => string.Create(CultureInfo.InvariantCulture, $"{rows}x{cols}, {threads} threads");
 
-    private static float[] Uniform(Random random, int count, double low, double high)
-        => [.. Enumerable.Range(0, count).Select(_ => (float)(low + random.NextDouble() * (high - low)))];
+    private static string Suffix(DType dtype) => dtype == DType.BF16 ? "bf16" : "f32";
 
-    private static List<KernelCheckResult> Forward(IDevice device, Random random)
+    private static float[] Uniform(Random random, int count, double low, double high, DType dtype)
+        => CheckRun.Stored([.. Enumerable.Range(0, count).Select(_ => (float)(low + random.NextDouble() * (high - low)))], dtype);
+
+    private static List<KernelCheckResult> Forward(IDevice device, Random random, DType dtype)
     {
         var results = new List<KernelCheckResult>();
         using var cpu = new CpuBackend(threads: 1);
+        string kernel = $"rmsnorm_forward_{Suffix(dtype)}";
         foreach (var (rows, cols, threads) in Cases)
         {
-            float[] x = Uniform(random, rows * cols, -2, 2), w = Uniform(random, cols, 0.5, 1.5);
+            float[] x = Uniform(random, rows * cols, -2, 2, dtype), w = Uniform(random, cols, 0.5, 1.5, dtype);
             using var xt = Tensor(cpu, x, rows, cols);
             using var wt = Tensor(cpu, w, cols);
             using var yt = cpu.Allocate(DType.F32, new Shape(rows, cols));
@@ -40,28 +48,29 @@ internal static class RmsNormChecks
             cpu.RmsNormForward(xt, wt, Epsilon, yt, rt);
 
             using var run = new CheckRun(device);
-            DevicePtr px = run.Put<float>(x), pw = run.Put<float>(w), py = run.Poisoned<float>(rows * cols), pr = run.Poisoned<float>(rows);
+            DevicePtr px = run.PutAs(x, dtype), pw = run.PutAs(w, dtype), py = run.PoisonedAs(rows * cols, dtype), pr = run.Poisoned<float>(rows);
             run.StartClock();
-            RmsNormKernels.ForwardF32(device, px, pw, py, pr, rows, cols, Epsilon, threads);
+            (dtype == DType.BF16 ? (ForwardLauncher)RmsNormKernels.ForwardBF16 : RmsNormKernels.ForwardF32)(device, px, pw, py, pr, rows, cols, Epsilon, threads);
             var elapsed = run.StopClock();
             string name = Name(rows, cols, threads);
-            results.Add(KernelComparison.Compare("rmsnorm_forward_f32 y", name, run.Get<float>(py, rows * cols), yt.HostSpan<float>(), Tolerance, elapsed,
+            results.Add(KernelComparison.Compare($"{kernel} y", name, run.GetAs(py, rows * cols, dtype), yt.HostSpan<float>(), CheckRun.Tolerance(dtype), elapsed,
                 i => $"y[{i / cols},{i % cols}]"));
-            results.Add(KernelComparison.Compare("rmsnorm_forward_f32 inv_rms", name, run.Get<float>(pr, rows), rt.HostSpan<float>(), Tolerance, elapsed,
+            results.Add(KernelComparison.Compare($"{kernel} inv_rms", name, run.Get<float>(pr, rows), rt.HostSpan<float>(), Tolerance, elapsed,
                 i => $"inv_rms[{i}]"));
         }
         return results;
     }
 
     /// <summary>dx and dweight accumulate onto random start values, as the backward pass does.</summary>
-    private static List<KernelCheckResult> Backward(IDevice device, Random random)
+    private static List<KernelCheckResult> Backward(IDevice device, Random random, DType dtype)
     {
         var results = new List<KernelCheckResult>();
         using var cpu = new CpuBackend(threads: 1);
+        string suffix = Suffix(dtype);
         foreach (var (rows, cols, threads) in Cases)
         {
-            float[] x = Uniform(random, rows * cols, -2, 2), w = Uniform(random, cols, 0.5, 1.5), dy = Uniform(random, rows * cols, -1, 1);
-            float[] dxStart = Uniform(random, rows * cols, -0.5, 0.5), dwStart = Uniform(random, cols, -0.5, 0.5);
+            float[] x = Uniform(random, rows * cols, -2, 2, dtype), w = Uniform(random, cols, 0.5, 1.5, dtype), dy = Uniform(random, rows * cols, -1, 1, dtype);
+            float[] dxStart = Uniform(random, rows * cols, -0.5, 0.5, dtype), dwStart = Uniform(random, cols, -0.5, 0.5, DType.F32);
             using var xt = Tensor(cpu, x, rows, cols);
             using var wt = Tensor(cpu, w, cols);
             using var dyt = Tensor(cpu, dy, rows, cols);
@@ -73,20 +82,27 @@ internal static class RmsNormChecks
             cpu.RmsNormBackward(dyt, xt, wt, rt, dxt, dwt);
 
             using var run = new CheckRun(device);
-            DevicePtr pdy = run.Put<float>(dy), px = run.Put<float>(x), pw = run.Put<float>(w), pr = run.Put<float>(rt.HostSpan<float>());
-            DevicePtr pdx = run.Put<float>(dxStart), pdw = run.Put<float>(dwStart);
+            DevicePtr pdy = run.PutAs(dy, dtype), px = run.PutAs(x, dtype), pw = run.PutAs(w, dtype), pr = run.Put<float>(rt.HostSpan<float>());
+            DevicePtr pdx = run.PutAs(dxStart, dtype), pdw = run.Put<float>(dwStart);
+            bool bf16 = dtype == DType.BF16;
             run.StartClock();
-            RmsNormKernels.BackwardDxF32(device, pdy, px, pw, pr, pdx, rows, cols, threads);
-            RmsNormKernels.BackwardDWeightF32(device, pdy, px, pr, pdw, rows, cols, threads);
+            (bf16 ? (BackwardDxLauncher)RmsNormKernels.BackwardDxBF16 : RmsNormKernels.BackwardDxF32)(device, pdy, px, pw, pr, pdx, rows, cols, threads);
+            (bf16 ? (BackwardDWeightLauncher)RmsNormKernels.BackwardDWeightBF16 : RmsNormKernels.BackwardDWeightF32)(device, pdy, px, pr, pdw, rows, cols, threads);
             var elapsed = run.StopClock();
             string name = Name(rows, cols, threads);
-            results.Add(KernelComparison.Compare("rmsnorm_backward_dx_f32", name, run.Get<float>(pdx, rows * cols), dxt.HostSpan<float>(), Tolerance, elapsed,
+            results.Add(KernelComparison.Compare($"rmsnorm_backward_dx_{suffix}", name, run.GetAs(pdx, rows * cols, dtype), dxt.HostSpan<float>(), CheckRun.Tolerance(dtype), elapsed,
                 i => $"dx[{i / cols},{i % cols}]"));
-            results.Add(KernelComparison.Compare("rmsnorm_backward_dweight_f32", name, run.Get<float>(pdw, cols), dwt.HostSpan<float>(), Tolerance, elapsed,
+            results.Add(KernelComparison.Compare($"rmsnorm_backward_dweight_{suffix}", name, run.Get<float>(pdw, cols), dwt.HostSpan<float>(), Tolerance, elapsed,
                 i => $"dweight[{i}]"));
         }
         return results;
     }
+
+    private delegate void ForwardLauncher(IKernelLauncher launcher, DevicePtr x, DevicePtr weight, DevicePtr y, DevicePtr invRms, int rows, int cols, float eps, int threads);
+
+    private delegate void BackwardDxLauncher(IKernelLauncher launcher, DevicePtr dy, DevicePtr x, DevicePtr weight, DevicePtr invRms, DevicePtr dx, int rows, int cols, int threads);
+
+    private delegate void BackwardDWeightLauncher(IKernelLauncher launcher, DevicePtr dy, DevicePtr x, DevicePtr invRms, DevicePtr dWeight, int rows, int cols, int threads);
 
     private static Tensor Tensor(CpuBackend cpu, float[] values, params int[] shape)
     {

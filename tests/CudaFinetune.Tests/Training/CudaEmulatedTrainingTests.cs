@@ -2,6 +2,7 @@ using System.Text.Json;
 using CudaFinetune.Checkpoints;
 using CudaFinetune.Cuda.Backend;
 using CudaFinetune.Tests.IO;
+using CudaFinetune.Tensors;
 using CudaFinetune.Tests.Support;
 using CudaFinetune.Training;
 using NUnit.Framework;
@@ -9,9 +10,9 @@ using NUnit.Framework;
 namespace CudaFinetune.Tests.Training;
 
 /// <summary>
-/// The model and trainer, unchanged, on the cuda backend's code path with the kernels run by the emulator: the
-/// losses follow the CPU backend's within bf16 tolerance (attention runs in bf16 there), and a stopped run
-/// resumes bit for bit.
+/// The model and trainer, unchanged, on the cuda backend's code path with the kernels run by the emulator, in mixed
+/// precision (bf16 weights and activations, fp32 masters, gradients and moments): the losses follow the CPU backend's
+/// fp32 run within bf16 tolerance, and a stopped run resumes bit for bit.
 /// </summary>
 [TestFixture]
 public sealed class CudaEmulatedTrainingTests
@@ -91,10 +92,17 @@ public sealed class CudaEmulatedTrainingTests
         Assert.That(emulated.Select(l => (l.Kind, l.Step)), Is.EqualTo(cpu.Select(l => (l.Kind, l.Step))));
         Assert.That(cpu.Count(l => l.Kind == "train"), Is.GreaterThan(8));
         TestContext.Out.WriteLine(string.Join(Environment.NewLine, cpu.Zip(emulated, (c, e) => $"{c.Kind} {c.Step}: cpu {c.Loss:F5} emulated {e.Loss:F5}")));
+        // bf16 weights and activations against fp32: the first loss differs by rounding alone; afterwards the two
+        // trajectories drift apart a little. Evaluations average many tokens, one batch's loss is noisier.
+        static double Relative(double got, double expected) => Math.Abs(got - expected) / Math.Max(1, Math.Abs(expected));
+        Assert.That(Relative(emulated[0].Loss, cpu[0].Loss), Is.LessThan(1e-2), "the first step's loss");
         for (int i = 0; i < cpu.Count; i++)
         {
-            Assert.That(emulated[i].Loss, Is.EqualTo(cpu[i].Loss).Within(2e-2 * Math.Max(1, cpu[i].Loss)), $"{cpu[i].Kind} loss at step {cpu[i].Step}");
+            double allowed = cpu[i].Kind == "eval" ? 2e-2 : 5e-2;
+            Assert.That(Relative(emulated[i].Loss, cpu[i].Loss), Is.LessThan(allowed), $"{cpu[i].Kind} loss at step {cpu[i].Step}: cpu {cpu[i].Loss}, cuda-emulated {emulated[i].Loss}");
         }
+        double meanTrainDeviation = cpu.Zip(emulated).Where(p => p.First.Kind == "train").Average(p => Relative(p.Second.Loss, p.First.Loss));
+        Assert.That(meanTrainDeviation, Is.LessThan(1e-2), "mean relative deviation of the training losses");
         // The task is learnt on both: the last evaluation is well below the first.
         var evals = emulated.Where(l => l.Kind == "eval").Select(l => l.Loss).ToList();
         Assert.That(evals[^1], Is.LessThan(evals[0] * 0.9));
@@ -106,7 +114,9 @@ public sealed class CudaEmulatedTrainingTests
         var reference = Train(Options("reference", "cuda-emulated") with { NumEpochs = 1 });
         var stopped = Train(Options("resumed", "cuda-emulated") with { NumEpochs = 1 }, cancelAfter: 5);
         Assert.That(stopped.Outcome.Cancelled, Is.True);
-        Assert.That(Checkpoint.Open(stopped.LastCheckpoint!).Manifest.Backend, Is.EqualTo("cuda-emulated"));
+        var manifest = Checkpoint.Open(stopped.LastCheckpoint!).Manifest;
+        Assert.That((manifest.Backend, manifest.WeightDType, manifest.MasterDType, manifest.OptimizerDType),
+            Is.EqualTo(("cuda-emulated", DType.BF16, (DType?)DType.F32, DType.F32)), "bf16 weights are saved as their fp32 masters, with fp32 moments");
         using (var session = FinetuneSession.Open(Options("resumed", "cuda-emulated") with { NumEpochs = 1 }, new ResumeRequest(_dir.File("resumed"))))
         {
             Assert.That(session.Resumed!.Step, Is.EqualTo(5));

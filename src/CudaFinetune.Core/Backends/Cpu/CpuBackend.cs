@@ -34,6 +34,8 @@ public sealed unsafe class CpuBackend : IBackend
 
     public DType ComputeType { get; }
 
+    public DType AccumulationType => ComputeType;
+
     /// <summary>Threads that run each op.</summary>
     public int Threads => _pool.Threads;
 
@@ -360,7 +362,7 @@ public sealed unsafe class CpuBackend : IBackend
         }
     }
 
-    public void AdamWUpdate(Tensor parameter, Tensor gradient, Tensor firstMoment, Tensor secondMoment, in AdamWStep update)
+    public void AdamWUpdate(Tensor parameter, Tensor gradient, Tensor firstMoment, Tensor secondMoment, in AdamWStep update, Tensor? roundedCopy = null)
     {
         CheckCompute(parameter, gradient, firstMoment);
         CheckCompute(secondMoment, parameter);
@@ -374,6 +376,10 @@ public sealed unsafe class CpuBackend : IBackend
         else
         {
             CpuAdamW.Update(_pool, parameter.HostPointer<double>(), gradient.HostPointer<double>(), firstMoment.HostPointer<double>(), secondMoment.HostPointer<double>(), parameter.ElementCount, update);
+        }
+        if (roundedCopy is not null)
+        {
+            Copy(parameter, roundedCopy);
         }
     }
 
