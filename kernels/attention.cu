@@ -21,30 +21,13 @@
 // dq, dk and dv are overwritten (bf16). Launch: delta, grid (⌈tokens·q_heads/4⌉), block 128 (a warp
 // per row); dkdv, grid (⌈T/64⌉, kv_heads, batch), block 128; dq, grid (⌈T/64⌉, q_heads, batch), block
 // 128; both with dynamic shared memory 4·64·(D+8)·2 + 2·64·4 bytes.
-#include "common.cuh"
+#include "mma_tiles.cuh"
 
 namespace {
 
-constexpr int kBlockRows = 64;  // query rows per block (4 warps × 16)
-constexpr int kBlockKeys = 64;  // keys per tile
-constexpr int kThreads = 128;
-
-// Copies rows [row0, row0 + 64) (those below `rows`; zeros past it) of a [*, row_stride] bf16 tensor,
-// D columns starting at `column`, into a shared tile with `tile_stride` elements per row.
-template <int D>
-CF_INLINE void load_tile(cf::bf16* tile, int tile_stride, const cf::bf16* source, long long row_stride, int row0, int rows) {
-  constexpr int kChunks = D / 8;  // 16-byte pieces per row
-  for (int piece = cf::thread_x(); piece < kBlockRows * kChunks; piece += kThreads) {
-    int r = piece / kChunks, c = (piece % kChunks) * 8;
-    cf::bf16* destination = tile + r * tile_stride + c;
-    if (row0 + r < rows) {
-      cf::cp_async_16(destination, source + (long long)(row0 + r) * row_stride + c);
-    } else {
-      for (int i = 0; i < 8; ++i) destination[i] = cf::bf16{0};
-    }
-  }
-  cf::cp_async_commit();
-}
+constexpr int kBlockRows = cf::kTileRows;  // query rows per block (4 warps × 16)
+constexpr int kBlockKeys = 64;             // keys per tile
+constexpr int kThreads = cf::kTileThreads;
 
 template <int D>
 CF_INLINE void attention_forward(const cf::bf16* q, const cf::bf16* k, const cf::bf16* v, cf::bf16* out, float* lse, int batches, int seq_len,
@@ -65,15 +48,13 @@ CF_INLINE void attention_forward(const cf::bf16* q, const cf::bf16* k, const cf:
   const cf::bf16* v_base = v + (long long)batch * seq_len * kv_row_stride + (long long)kv_head * D;
 
   int l = cf::lane(), warp = cf::warp(), group = l >> 2, in_group = l & 3;
-  load_tile<D>(q_tile, kStride, q_base, q_row_stride, query0, seq_len);
+  cf::load_tile<D>(q_tile, kStride, q_base, q_row_stride, query0, seq_len);
   cf::cp_async_wait_all();
   cf::sync_threads();
 
   // This warp's 16 rows of Q as mma A fragments, for every 16-deep step.
   unsigned q_frag[kKSteps][4];
-  for (int s = 0; s < kKSteps; ++s) {
-    cf::ldmatrix_x4(q_frag[s], &q_tile[(warp * 16 + (l % 8) + 8 * ((l / 8) % 2)) * kStride + s * 16 + 8 * (l / 16)]);
-  }
+  cf::load_a_fragments<D>(q_frag, q_tile, kStride, warp * 16);
 
   // Rows group and group + 8 of the warp's 16: running maximum, running sum, output accumulators.
   int rows_of_lane[2] = {query0 + warp * 16 + group, query0 + warp * 16 + group + 8};
@@ -86,21 +67,15 @@ CF_INLINE void attention_forward(const cf::bf16* q, const cf::bf16* k, const cf:
   int key_end = query0 + kBlockRows < seq_len ? query0 + kBlockRows : seq_len;  // causal: keys up to the block's last row
   for (int key0 = 0; key0 < key_end; key0 += kBlockKeys) {
     cf::sync_threads();  // every warp is done with the previous K and V tiles
-    load_tile<D>(k_tile, kStride, k_base, kv_row_stride, key0, seq_len);
-    load_tile<D>(v_tile, kStride, v_base, kv_row_stride, key0, seq_len);
+    cf::load_tile<D>(k_tile, kStride, k_base, kv_row_stride, key0, seq_len);
+    cf::load_tile<D>(v_tile, kStride, v_base, kv_row_stride, key0, seq_len);
     cf::cp_async_wait_all();
     cf::sync_threads();
 
     // S = Q·Kᵀ: 8 column tiles of 8 keys, 4 floats each per lane.
     float s[8][4];
-    for (int n = 0; n < 8; ++n) {
-      for (int i = 0; i < 4; ++i) s[n][i] = 0.0f;
-      for (int step = 0; step < kKSteps; ++step) {
-        unsigned b[2];
-        cf::ldmatrix_x2(b, &k_tile[(n * 8 + (l % 8)) * kStride + step * 16 + 8 * ((l / 8) % 2)]);
-        cf::mma_bf16_16816(s[n], q_frag[step], b, s[n]);
-      }
-    }
+    cf::zero(s);
+    cf::mma_rows_transposed<D>(s, q_frag, k_tile, kStride);
 
     // Scale, mask (future keys, keys and rows past T), and update the running maxima and sums.
     float tile_max[2] = {-__builtin_huge_valf(), -__builtin_huge_valf()};
@@ -139,18 +114,7 @@ CF_INLINE void attention_forward(const cf::bf16* q, const cf::bf16* k, const cf:
     }
 
     // O += P·V: P's accumulator fragments are, rounded to bf16, the A fragments of 16-key chunks.
-    for (int chunk = 0; chunk < 4; ++chunk) {
-      unsigned p[4];
-      p[0] = cf::pack_bf16x2(cf::to_bf16(s[2 * chunk][0]), cf::to_bf16(s[2 * chunk][1]));
-      p[1] = cf::pack_bf16x2(cf::to_bf16(s[2 * chunk][2]), cf::to_bf16(s[2 * chunk][3]));
-      p[2] = cf::pack_bf16x2(cf::to_bf16(s[2 * chunk + 1][0]), cf::to_bf16(s[2 * chunk + 1][1]));
-      p[3] = cf::pack_bf16x2(cf::to_bf16(s[2 * chunk + 1][2]), cf::to_bf16(s[2 * chunk + 1][3]));
-      for (int t = 0; t < kDTiles; ++t) {
-        unsigned b[2];
-        cf::ldmatrix_x2_trans(b, &v_tile[(chunk * 16 + (l % 8) + 8 * ((l / 8) % 2)) * kStride + t * 8]);
-        cf::mma_bf16_16816(o[t], p, b, o[t]);
-      }
-    }
+    cf::mma_accumulators_rows<D>(o, s, v_tile, kStride);
   }
 
   // O /= sum; lse = max + ln(sum). Lanes 4g..4g+3 share rows g and g + 8.
@@ -182,60 +146,6 @@ CF_INLINE void backward_delta(const cf::bf16* d_out, const cf::bf16* out, float*
   if (cf::lane() == 0) delta[((long long)batch * q_heads + head) * seq_len + t] = sum;
 }
 
-// The A fragments (16 rows × 16 columns, bf16) of a 16-row slice of a shared tile, for each 16-deep step.
-template <int D>
-CF_INLINE void load_a_fragments(unsigned (&frag)[D / 16][4], const cf::bf16* tile, int stride, int row0) {
-  int l = cf::lane();
-  for (int s = 0; s < D / 16; ++s) cf::ldmatrix_x4(frag[s], &tile[(row0 + (l % 8) + 8 * ((l / 8) % 2)) * stride + s * 16 + 8 * (l / 16)]);
-}
-
-// acc[16 × 64] = A[16 × D] · Bᵀ where B is 64 rows × D of a shared tile (the B operand "col": rows of B are its columns).
-template <int D>
-CF_INLINE void multiply_by_rows_transposed(float (&acc)[8][4], const unsigned (&a)[D / 16][4], const cf::bf16* tile, int stride) {
-  int l = cf::lane();
-  for (int n = 0; n < 8; ++n) {
-    for (int i = 0; i < 4; ++i) acc[n][i] = 0.0f;
-    for (int s = 0; s < D / 16; ++s) {
-      unsigned b[2];
-      cf::ldmatrix_x2(b, &tile[(n * 8 + (l % 8)) * stride + s * 16 + 8 * ((l / 8) % 2)]);
-      cf::mma_bf16_16816(acc[n], a[s], b, acc[n]);
-    }
-  }
-}
-
-// acc[16 × D] += P[16 × 64] · B where P is an accumulator (rounded to bf16 as A fragments) and B a 64 × D shared tile.
-template <int D>
-CF_INLINE void accumulate_times_rows(float (&acc)[D / 8][4], const float (&p)[8][4], const cf::bf16* tile, int stride) {
-  int l = cf::lane();
-  for (int chunk = 0; chunk < 4; ++chunk) {
-    unsigned a[4];
-    a[0] = cf::pack_bf16x2(cf::to_bf16(p[2 * chunk][0]), cf::to_bf16(p[2 * chunk][1]));
-    a[1] = cf::pack_bf16x2(cf::to_bf16(p[2 * chunk][2]), cf::to_bf16(p[2 * chunk][3]));
-    a[2] = cf::pack_bf16x2(cf::to_bf16(p[2 * chunk + 1][0]), cf::to_bf16(p[2 * chunk + 1][1]));
-    a[3] = cf::pack_bf16x2(cf::to_bf16(p[2 * chunk + 1][2]), cf::to_bf16(p[2 * chunk + 1][3]));
-    for (int t = 0; t < D / 8; ++t) {
-      unsigned b[2];
-      cf::ldmatrix_x2_trans(b, &tile[(chunk * 16 + (l % 8) + 8 * ((l / 8) % 2)) * stride + t * 8]);
-      cf::mma_bf16_16816(acc[t], a, b, acc[t]);
-    }
-  }
-}
-
-// Writes a warp's 16 × D accumulator, scaled, as bf16 rows (those below seq_len) of a [*, row_stride] tensor.
-template <int D>
-CF_INLINE void store_rows(cf::bf16* base, long long row_stride, int row0, int seq_len, const float (&acc)[D / 8][4], float factor) {
-  int group = cf::lane() >> 2, in_group = cf::lane() & 3;
-  for (int r = 0; r < 2; ++r) {
-    int row = row0 + group + 8 * r;
-    if (row >= seq_len) continue;
-    for (int t = 0; t < D / 8; ++t) {
-      int column = t * 8 + in_group * 2;
-      base[(long long)row * row_stride + column] = cf::to_bf16(acc[t][2 * r] * factor);
-      base[(long long)row * row_stride + column + 1] = cf::to_bf16(acc[t][2 * r + 1] * factor);
-    }
-  }
-}
-
 // dK and dV of 64 keys of one (batch, kv head), summed over the query heads of its group and the
 // query tiles at or after the keys, in order. Each warp owns 16 keys.
 template <int D>
@@ -257,13 +167,13 @@ CF_INLINE void backward_dkdv(const cf::bf16* q, const cf::bf16* k, const cf::bf1
   const cf::bf16* v_base = v + (long long)batch * seq_len * kv_row_stride + (long long)kv_head * D;
   int l = cf::lane(), warp = cf::warp(), group = l >> 2, in_group = l & 3;
 
-  load_tile<D>(k_tile, kStride, k_base, kv_row_stride, key0, seq_len);
-  load_tile<D>(v_tile, kStride, v_base, kv_row_stride, key0, seq_len);
+  cf::load_tile<D>(k_tile, kStride, k_base, kv_row_stride, key0, seq_len);
+  cf::load_tile<D>(v_tile, kStride, v_base, kv_row_stride, key0, seq_len);
   cf::cp_async_wait_all();
   cf::sync_threads();
   unsigned k_frag[D / 16][4], v_frag[D / 16][4];
-  load_a_fragments<D>(k_frag, k_tile, kStride, warp * 16);
-  load_a_fragments<D>(v_frag, v_tile, kStride, warp * 16);
+  cf::load_a_fragments<D>(k_frag, k_tile, kStride, warp * 16);
+  cf::load_a_fragments<D>(v_frag, v_tile, kStride, warp * 16);
 
   float dk_acc[D / 8][4], dv_acc[D / 8][4];
   for (int t = 0; t < D / 8; ++t)
@@ -277,8 +187,8 @@ CF_INLINE void backward_dkdv(const cf::bf16* q, const cf::bf16* k, const cf::bf1
     const float* delta_base = delta + ((long long)batch * q_heads + head) * seq_len;
     for (int query0 = key0 - key0 % kBlockRows; query0 < seq_len; query0 += kBlockRows) {
       cf::sync_threads();  // every warp is done with the previous Q and dO tiles
-      load_tile<D>(q_tile, kStride, q_base, q_row_stride, query0, seq_len);
-      load_tile<D>(do_tile, kStride, do_base, q_row_stride, query0, seq_len);
+      cf::load_tile<D>(q_tile, kStride, q_base, q_row_stride, query0, seq_len);
+      cf::load_tile<D>(do_tile, kStride, do_base, q_row_stride, query0, seq_len);
       for (int r = cf::thread_x(); r < kBlockRows; r += kThreads) {
         bool inside = query0 + r < seq_len;
         lse_tile[r] = inside ? lse_base[query0 + r] : 0.0f;
@@ -289,8 +199,10 @@ CF_INLINE void backward_dkdv(const cf::bf16* q, const cf::bf16* k, const cf::bf1
 
       // Pᵀ = exp(scale·K·Qᵀ − lse) and dPᵀ = V·dOᵀ for this warp's 16 keys × 64 queries.
       float p[8][4], dp[8][4];
-      multiply_by_rows_transposed<D>(p, k_frag, q_tile, kStride);
-      multiply_by_rows_transposed<D>(dp, v_frag, do_tile, kStride);
+      cf::zero(p);
+      cf::mma_rows_transposed<D>(p, k_frag, q_tile, kStride);
+      cf::zero(dp);
+      cf::mma_rows_transposed<D>(dp, v_frag, do_tile, kStride);
       for (int n = 0; n < 8; ++n) {
         for (int i = 0; i < 4; ++i) {
           int key = keys_of_lane[i / 2], column = n * 8 + in_group * 2 + (i & 1), query = query0 + column;
@@ -300,12 +212,12 @@ CF_INLINE void backward_dkdv(const cf::bf16* q, const cf::bf16* k, const cf::bf1
           dp[n][i] = probability * (dp[n][i] - delta_tile[column]) * scale;  // dSᵀ
         }
       }
-      accumulate_times_rows<D>(dv_acc, p, do_tile, kStride);
-      accumulate_times_rows<D>(dk_acc, dp, q_tile, kStride);
+      cf::mma_accumulators_rows<D>(dv_acc, p, do_tile, kStride);
+      cf::mma_accumulators_rows<D>(dk_acc, dp, q_tile, kStride);
     }
   }
-  store_rows<D>(dk + (long long)batch * seq_len * kv_row_stride + (long long)kv_head * D, kv_row_stride, key0 + warp * 16, seq_len, dk_acc, 1.0f);
-  store_rows<D>(dv + (long long)batch * seq_len * kv_row_stride + (long long)kv_head * D, kv_row_stride, key0 + warp * 16, seq_len, dv_acc, 1.0f);
+  cf::store_rows<D>(dk + (long long)batch * seq_len * kv_row_stride + (long long)kv_head * D, kv_row_stride, key0 + warp * 16, seq_len, dk_acc, 1.0f);
+  cf::store_rows<D>(dv + (long long)batch * seq_len * kv_row_stride + (long long)kv_head * D, kv_row_stride, key0 + warp * 16, seq_len, dv_acc, 1.0f);
 }
 
 // dQ of 64 queries of one (batch, head), summed over the key tiles up to the diagonal, in order.
@@ -328,13 +240,13 @@ CF_INLINE void backward_dq(const cf::bf16* q, const cf::bf16* k, const cf::bf16*
   const cf::bf16* v_base = v + (long long)batch * seq_len * kv_row_stride + (long long)kv_head * D;
   int l = cf::lane(), warp = cf::warp(), group = l >> 2, in_group = l & 3;
 
-  load_tile<D>(q_tile, kStride, q_base, q_row_stride, query0, seq_len);
-  load_tile<D>(do_tile, kStride, do_base, q_row_stride, query0, seq_len);
+  cf::load_tile<D>(q_tile, kStride, q_base, q_row_stride, query0, seq_len);
+  cf::load_tile<D>(do_tile, kStride, do_base, q_row_stride, query0, seq_len);
   cf::cp_async_wait_all();
   cf::sync_threads();
   unsigned q_frag[D / 16][4], do_frag[D / 16][4];
-  load_a_fragments<D>(q_frag, q_tile, kStride, warp * 16);
-  load_a_fragments<D>(do_frag, do_tile, kStride, warp * 16);
+  cf::load_a_fragments<D>(q_frag, q_tile, kStride, warp * 16);
+  cf::load_a_fragments<D>(do_frag, do_tile, kStride, warp * 16);
   int rows_of_lane[2] = {query0 + warp * 16 + group, query0 + warp * 16 + group + 8};
   float row_lse[2], row_delta[2];
   for (int r = 0; r < 2; ++r) {
@@ -350,13 +262,15 @@ CF_INLINE void backward_dq(const cf::bf16* q, const cf::bf16* k, const cf::bf16*
   int key_end = query0 + kBlockRows < seq_len ? query0 + kBlockRows : seq_len;
   for (int key0 = 0; key0 < key_end; key0 += kBlockKeys) {
     cf::sync_threads();
-    load_tile<D>(k_tile, kStride, k_base, kv_row_stride, key0, seq_len);
-    load_tile<D>(v_tile, kStride, v_base, kv_row_stride, key0, seq_len);
+    cf::load_tile<D>(k_tile, kStride, k_base, kv_row_stride, key0, seq_len);
+    cf::load_tile<D>(v_tile, kStride, v_base, kv_row_stride, key0, seq_len);
     cf::cp_async_wait_all();
     cf::sync_threads();
     float ds[8][4], dp[8][4];
-    multiply_by_rows_transposed<D>(ds, q_frag, k_tile, kStride);
-    multiply_by_rows_transposed<D>(dp, do_frag, v_tile, kStride);
+    cf::zero(ds);
+    cf::mma_rows_transposed<D>(ds, q_frag, k_tile, kStride);
+    cf::zero(dp);
+    cf::mma_rows_transposed<D>(dp, do_frag, v_tile, kStride);
     for (int n = 0; n < 8; ++n) {
       for (int i = 0; i < 4; ++i) {
         int row = rows_of_lane[i / 2], key = key0 + n * 8 + in_group * 2 + (i & 1);
@@ -365,9 +279,9 @@ CF_INLINE void backward_dq(const cf::bf16* q, const cf::bf16* k, const cf::bf16*
         ds[n][i] = probability * (dp[n][i] - row_delta[i / 2]) * scale;
       }
     }
-    accumulate_times_rows<D>(dq_acc, ds, k_tile, kStride);
+    cf::mma_accumulators_rows<D>(dq_acc, ds, k_tile, kStride);
   }
-  store_rows<D>(dq + (long long)batch * seq_len * q_row_stride + (long long)head * D, q_row_stride, query0 + warp * 16, seq_len, dq_acc, 1.0f);
+  cf::store_rows<D>(dq + (long long)batch * seq_len * q_row_stride + (long long)head * D, q_row_stride, query0 + warp * 16, seq_len, dq_acc, 1.0f);
 }
 
 }  // namespace
