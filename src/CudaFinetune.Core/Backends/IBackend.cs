@@ -59,6 +59,14 @@ public interface IBackend : IDisposable
     /// </summary>
     void MatMul(Tensor a, bool transposeA, Tensor b, bool transposeB, Tensor c, double alpha = 1, double beta = 0);
 
+    /// <summary>
+    /// A LoRA projection's two products into one output: c = a·op(b) + low·op(lowB), plus the old c when
+    /// <paramref name="accumulate"/>; op transposes when <paramref name="transposeB"/>. The forward is
+    /// y = x·Wᵀ + low·Bᵀ (low = s·dropout(x)·Aᵀ), the input gradient dx = dy·W + dLow·A. The same as two
+    /// MatMuls; the cuda backend computes it in one pass over c.
+    /// </summary>
+    void LowRankMatMul(Tensor a, Tensor b, Tensor low, Tensor lowB, bool transposeB, Tensor c, bool accumulate);
+
     // ---- elementwise --------------------------------------------------------------------
 
     /// <summary>output = a + b (output may be a or b).</summary>

@@ -22,7 +22,7 @@ public sealed class ProfilingBackend : IBackend
     {
         MatMul, Add, AddScaled, Dropout, EmbeddingForward, EmbeddingBackward, RmsNormForward, RmsNormBackward,
         Rope, AttentionForward, AttentionBackward, SwiGluForward, SwiGluBackward, CrossEntropy, Sum, SumOfSquares,
-        Fill, Copy, CopyFromHost, CopyToHost, AdamWUpdate, AttentionDecode,
+        LowRankMatMul, Fill, Copy, CopyFromHost, CopyToHost, AdamWUpdate, AttentionDecode,
     }
 
     public ProfilingBackend(IBackend inner) => _inner = inner ?? throw new ArgumentNullException(nameof(inner));
@@ -100,6 +100,12 @@ public sealed class ProfilingBackend : IBackend
     {
         using var _ = Time(Op.MatMul);
         _inner.MatMul(a, transposeA, b, transposeB, c, alpha, beta);
+    }
+
+    public void LowRankMatMul(Tensor a, Tensor b, Tensor low, Tensor lowB, bool transposeB, Tensor c, bool accumulate)
+    {
+        using var _ = Time(Op.LowRankMatMul);
+        _inner.LowRankMatMul(a, b, low, lowB, transposeB, c, accumulate);
     }
 
     public void Add(Tensor a, Tensor b, Tensor output)

@@ -4,8 +4,9 @@ using CudaFinetune.Tensors;
 namespace CudaFinetune.Model;
 
 /// <summary>
-/// One projection y = x·Wᵀ, optionally with a LoRA adapter: y += s · (dropout(x)·Aᵀ)·Bᵀ.
-/// The adapter's small products are recomputed in the backward (they cost N·in·r) instead of
+/// One projection y = x·Wᵀ, optionally with a LoRA adapter: y = x·Wᵀ + low·Bᵀ with low = s·dropout(x)·Aᵀ,
+/// the two products into y in one <see cref="IBackend.LowRankMatMul"/> (and dx = dy·W + dLow·A likewise when
+/// dropout is off). The adapter's small products are recomputed in the backward (they cost N·in·r) instead of
 /// being stored; the dropout mask is regenerated from its counter-based key.
 /// </summary>
 internal sealed class LinearLayer
@@ -36,34 +37,34 @@ internal sealed class LinearLayer
     /// <summary>y = x·Wᵀ (+ the adapter).</summary>
     public void Forward(IBackend backend, Tensor x, Tensor y, LinearScratch scratch, in DropoutContext context)
     {
-        backend.MatMul(x, false, Weight.Value, true, y);
         if (LoraA is null || LoraB is null)
         {
+            backend.MatMul(x, false, Weight.Value, true, y);
             return;
         }
         Tensor low = scratch.Low;
-        backend.MatMul(Dropped(backend, x, scratch, context), false, LoraA.Value, true, low);
-        backend.MatMul(low, false, LoraB.Value, true, y, alpha: LoraScale, beta: 1);
+        backend.MatMul(Dropped(backend, x, scratch, context), false, LoraA.Value, true, low, alpha: LoraScale);
+        backend.LowRankMatMul(x, Weight.Value, low, LoraB.Value, transposeB: true, y, accumulate: false);
     }
 
     /// <summary>dx (+)= ∂/∂x; trainable weights' gradients += their parts.</summary>
     public void Backward(IBackend backend, Tensor x, Tensor dy, Tensor dx, bool accumulateDx, LinearScratch scratch, in DropoutContext context)
     {
-        backend.MatMul(dy, false, Weight.Value, false, dx, beta: accumulateDx ? 1 : 0);
         if (Weight.Gradient is { } dW)
         {
             backend.MatMul(dy, true, x, false, dW, beta: 1);
         }
         if (LoraA is null || LoraB is null)
         {
+            backend.MatMul(dy, false, Weight.Value, false, dx, beta: accumulateDx ? 1 : 0);
             return;
         }
         Tensor dropped = Dropped(backend, x, scratch, context);
         Tensor low = scratch.Low, dLow = scratch.DLow;
-        backend.MatMul(dropped, false, LoraA.Value, true, low);
+        backend.MatMul(dropped, false, LoraA.Value, true, low, alpha: LoraScale);
         if (LoraB.Gradient is { } dB)
         {
-            backend.MatMul(dy, true, low, false, dB, alpha: LoraScale, beta: 1);
+            backend.MatMul(dy, true, low, false, dB, beta: 1);
         }
         backend.MatMul(dy, false, LoraB.Value, false, dLow, alpha: LoraScale);
         if (LoraA.Gradient is { } dA)
@@ -72,9 +73,11 @@ internal sealed class LinearLayer
         }
         if (!context.Applies(Dropout))
         {
-            backend.MatMul(dLow, false, LoraA.Value, false, dx, beta: 1);
+            backend.LowRankMatMul(dy, Weight.Value, dLow, LoraA.Value, transposeB: false, dx, accumulateDx);
             return;
         }
+        // The adapter's part of dx goes through the dropout mask, so it cannot share dy·W's accumulators.
+        backend.MatMul(dy, false, Weight.Value, false, dx, beta: accumulateDx ? 1 : 0);
         Tensor dDropped = scratch.Dropped(InFeatures);
         backend.MatMul(dLow, false, LoraA.Value, false, dDropped);
         backend.Dropout(dDropped, dDropped, Dropout, context.Key(Layer, Use));

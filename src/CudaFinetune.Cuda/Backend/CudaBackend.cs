@@ -149,6 +149,37 @@ public sealed unsafe partial class CudaBackend : IBackend
         _gemm.Run(m, n, k, transposeA, transposeB, (float)alpha, a.Address(), b.Address(), (float)beta, c.Address(), a.DType, c.DType);
     }
 
+    /// <summary>kernels/lora.cu when the tensors are bf16 with 16-byte rows (and a forward overwrites c); otherwise two GEMMs.</summary>
+    public void LowRankMatMul(Tensor a, Tensor b, Tensor low, Tensor lowB, bool transposeB, Tensor c, bool accumulate)
+    {
+        Expect(ComputeType, a, b, low, lowB, c);
+        // forward: a = x [T, K], b = W [N, K], low [T, R], lowB = B [N, R], c = y [T, N];
+        // backward: a = dy [T, N], b = W [N, K], low = dLow [T, R], lowB = A [R, K], c = dx [T, K].
+        int tokens = a.Shape.Rows, r = low.Shape.Columns;
+        int n = b.Shape.Rows, k = b.Shape.Columns;
+        bool shapesAgree = transposeB
+            ? a.Shape.Columns == k && c.Shape == new Shape(tokens, n) && lowB.Shape == new Shape(n, r)
+            : a.Shape.Columns == n && c.Shape == new Shape(tokens, k) && lowB.Shape == new Shape(r, k);
+        if (!shapesAgree || low.Shape.Rows != tokens)
+        {
+            throw new ArgumentException($"low-rank matmul shapes do not agree: a {a.Shape}, b {b.Shape}{(transposeB ? "ᵀ" : "")}, low {low.Shape}, lowB {lowB.Shape}, c {c.Shape}");
+        }
+        DevicePtr pa = a.Address(), pb = b.Address(), plow = low.Address(), plowB = lowB.Address(), pc = c.Address();
+        if (ComputeType != DType.BF16 || !LoraKernels.Fits([n, k, r], [pa, pb, plow, plowB, pc]) || (transposeB && accumulate))
+        {
+            MatMul(a, false, b, transposeB, c, beta: accumulate ? 1 : 0);
+            MatMul(low, false, lowB, transposeB, c, beta: 1);
+        }
+        else if (transposeB)
+        {
+            LoraKernels.ForwardBF16(_device, pa, pb, plow, plowB, pc, tokens, n, k, r);
+        }
+        else
+        {
+            LoraKernels.BackwardDxBF16(_device, pa, pb, plow, plowB, pc, tokens, n, k, r, accumulate ? 1 : 0);
+        }
+    }
+
     // ---- elementwise --------------------------------------------------------------------
 
     public void Add(Tensor a, Tensor b, Tensor output)

@@ -11,7 +11,7 @@ public sealed record KernelCheck(string Name, string Family, Func<IDevice, Rando
 /// </summary>
 public static class KernelChecks
 {
-    public static IReadOnlyList<KernelCheck> All { get; } = [.. RmsNormChecks.All, .. ElementwiseChecks.All, .. LayerChecks.All, .. AttentionChecks.All, .. PrimitiveChecks.All];
+    public static IReadOnlyList<KernelCheck> All { get; } = [.. RmsNormChecks.All, .. ElementwiseChecks.All, .. LayerChecks.All, .. AttentionChecks.All, .. LoraChecks.All, .. PrimitiveChecks.All];
 
     public static KernelCheck Find(string name)
         => All.FirstOrDefault(c => c.Name == name) ?? throw new ArgumentException($"no kernel check '{name}' (checks: {string.Join(", ", All.Select(c => c.Name))})", nameof(name));

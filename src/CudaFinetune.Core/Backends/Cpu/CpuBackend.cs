@@ -99,6 +99,12 @@ public sealed unsafe class CpuBackend : IBackend
         }
     }
 
+    public void LowRankMatMul(Tensor a, Tensor b, Tensor low, Tensor lowB, bool transposeB, Tensor c, bool accumulate)
+    {
+        MatMul(a, false, b, transposeB, c, beta: accumulate ? 1 : 0);
+        MatMul(low, false, lowB, transposeB, c, beta: 1);
+    }
+
     /// <summary>
     /// <see cref="MatMul"/> on raw fp32 row-major matrices in host memory this backend does not own (the
     /// kernel emulator's device memory, which is host memory): c = alpha·op(a)·op(b) + beta·c, leading
