@@ -286,16 +286,17 @@ CF_INLINE void backward_dq(const cf::bf16* q, const cf::bf16* k, const cf::bf16*
 
 }  // namespace
 
-extern "C" __global__ void attention_forward_d64_bf16(const cf::bf16* q, const cf::bf16* k, const cf::bf16* v, cf::bf16* out, float* lse, int batches, int seq_len,
-                                                      int q_heads, int kv_heads, float scale) {
-  attention_forward<64>(q, k, v, out, lse, batches, seq_len, q_heads, kv_heads, scale);
-}
-CF_EMULATOR_ENTRY(attention_forward_d64_bf16)
-extern "C" __global__ void attention_forward_d128_bf16(const cf::bf16* q, const cf::bf16* k, const cf::bf16* v, cf::bf16* out, float* lse, int batches, int seq_len,
-                                                       int q_heads, int kv_heads, float scale) {
-  attention_forward<128>(q, k, v, out, lse, batches, seq_len, q_heads, kv_heads, scale);
-}
-CF_EMULATOR_ENTRY(attention_forward_d128_bf16)
+#define CF_ATTENTION_FORWARD(D)                                                                                                   \
+  extern "C" __global__ void attention_forward_d##D##_bf16(const cf::bf16* q, const cf::bf16* k, const cf::bf16* v, cf::bf16* out, \
+                                                           float* lse, int batches, int seq_len, int q_heads, int kv_heads,       \
+                                                           float scale) {                                                          \
+    attention_forward<D>(q, k, v, out, lse, batches, seq_len, q_heads, kv_heads, scale);                                           \
+  }                                                                                                                                 \
+  CF_EMULATOR_ENTRY(attention_forward_d##D##_bf16)
+
+CF_ATTENTION_FORWARD(32)
+CF_ATTENTION_FORWARD(64)
+CF_ATTENTION_FORWARD(128)
 
 extern "C" __global__ void attention_backward_delta_bf16(const cf::bf16* d_out, const cf::bf16* out, float* delta, int tokens, int seq_len, int q_heads,
                                                          int head_dim) {
@@ -319,5 +320,6 @@ CF_EMULATOR_ENTRY(attention_backward_delta_bf16)
   }                                                                                                                                  \
   CF_EMULATOR_ENTRY(attention_backward_dq_d##D##_bf16)
 
+CF_ATTENTION_BACKWARD(32)
 CF_ATTENTION_BACKWARD(64)
 CF_ATTENTION_BACKWARD(128)

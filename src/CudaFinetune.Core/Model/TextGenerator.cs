@@ -132,10 +132,10 @@ public sealed class TextGenerator
 
         using var lastNormed = _backend.Allocate(dt, new Shape(1, _config.HiddenSize));
         using var lastRstd = _backend.Allocate(_backend.AccumulationType, new Shape(1));
-        using var logits = _backend.Allocate(dt, new Shape(1, _config.VocabSize));
+        using var logits = _backend.Allocate(_backend.AccumulationType, new Shape(1, _config.VocabSize)); // fp32 or f64, also under bf16
         _backend.RmsNormForward(x.SliceRows(n - 1, 1), _model.FinalNormWeight.Value, _config.RmsNormEps, lastNormed, lastRstd);
         _backend.MatMul(lastNormed, false, _model.HeadWeight.Value, true, logits);
-        if (dt == DType.F32)
+        if (logits.DType == DType.F32)
         {
             _backend.CopyToHost<float>(logits, logitsOut);
         }

@@ -27,7 +27,7 @@ public sealed class CudaAccelerators : IAcceleratorProvider
         ArgumentNullException.ThrowIfNull(model);
         return AttentionKernels.Supports(model.HeadSize)
             ? null
-            : $"the attention kernels take head sizes 64 and 128; this model's is {model.HeadSize} (use --device cpu)";
+            : $"the attention kernels take head sizes 32, 64 and 128; this model's is {model.HeadSize} (use --device cpu)";
     }
 
     public IBackend Create(string device) => device switch

@@ -62,7 +62,7 @@ public sealed partial class CudaBackend
         shape.Validate();
         if (!AttentionKernels.Supports(shape.HeadDim))
         {
-            throw new UserErrorException($"the {Name} backend's attention kernels take head sizes 64 and 128; this model's is {shape.HeadDim} (hidden size / attention heads): use --device cpu for it");
+            throw new UserErrorException($"the {Name} backend's attention kernels take head sizes 32, 64 and 128; this model's is {shape.HeadDim} (hidden size / attention heads): use --device cpu for it");
         }
         long tokens = shape.Tokens;
         if (q.ElementCount != tokens * shape.QueryHeads * shape.HeadDim || output.ElementCount != q.ElementCount

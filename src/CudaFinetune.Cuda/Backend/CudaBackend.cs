@@ -390,7 +390,22 @@ public sealed unsafe partial class CudaBackend : IBackend
     // ---- inference ----------------------------------------------------------------------
 
     public void AttentionDecode(Tensor q, Tensor kCache, Tensor vCache, Tensor output, int past, in AttentionShape shape)
-        => throw new NotSupportedException($"text generation (attention with a key/value cache) is not on the {Name} backend yet; generate with --device cpu");
+    {
+        bool bf16 = FloatType(q, kCache, vCache, output);
+        shape.Validate();
+        int rows = q.Shape.Rows, kvWidth = shape.KvHeads * shape.HeadDim;
+        if (shape.Batch != 1 || q.Shape.Columns != shape.QueryHeads * shape.HeadDim || output.ElementCount != q.ElementCount
+            || kCache.Shape.Columns != kvWidth || vCache.Shape != kCache.Shape || past < 0 || past + rows > kCache.Shape.Rows)
+        {
+            throw new ArgumentException($"attention decode: q {q.Shape}, caches {kCache.Shape}/{vCache.Shape}, out {output.Shape}, past {past} do not match {shape}");
+        }
+        if (past + rows > DecodeAttentionKernels.MaxKeys)
+        {
+            throw new UserErrorException($"generation on {Name} attends to at most {DecodeAttentionKernels.MaxKeys} positions; {past + rows} were asked for");
+        }
+        (bf16 ? (DecodeLauncher)DecodeAttentionKernels.BF16 : DecodeAttentionKernels.F32)(
+            _device, q.Address(), kCache.Address(), vCache.Address(), output.Address(), past, rows, shape.QueryHeads, shape.KvHeads, shape.HeadDim, (float)shape.Scale);
+    }
 
     public void Dispose()
     {
@@ -419,6 +434,8 @@ public sealed unsafe partial class CudaBackend : IBackend
     private delegate void RmsNormDxLauncher(IKernelLauncher launcher, DevicePtr dy, DevicePtr x, DevicePtr weight, DevicePtr invRms, DevicePtr dx, int rows, int cols, int threads);
 
     private delegate void RmsNormDWeightLauncher(IKernelLauncher launcher, DevicePtr dy, DevicePtr x, DevicePtr invRms, DevicePtr dWeight, int rows, int cols, int threads);
+
+    private delegate void DecodeLauncher(IKernelLauncher launcher, DevicePtr q, DevicePtr kCache, DevicePtr vCache, DevicePtr output, int past, int rows, int qHeads, int kvHeads, int headDim, float scale);
 
     private delegate void ReduceLauncher(IKernelLauncher launcher, DevicePtr x, long n, int squares, DevicePtr partials);
 

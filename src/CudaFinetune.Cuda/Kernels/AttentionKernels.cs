@@ -2,7 +2,7 @@ namespace CudaFinetune.Cuda.Kernels;
 
 /// <summary>
 /// Launchers of kernels/attention.cu: causal grouped-query flash attention, bf16 q/k/v/out, fp32 lse
-/// [batch, qHeads, seqLen], fp32 delta (Σ dO·O per row, same layout); one entry per head dimension (64, 128),
+/// [batch, qHeads, seqLen], fp32 delta (Σ dO·O per row, same layout); one entry per head dimension (32, 64, 128),
 /// <see cref="Forward"/> and <see cref="Backward"/> pick it.
 /// </summary>
 public static unsafe class AttentionKernels
@@ -12,16 +12,17 @@ public static unsafe class AttentionKernels
     private const int Threads = 128;
 
     /// <summary>The head dimensions there are kernels for.</summary>
-    public static bool Supports(int headDim) => headDim is 64 or 128;
+    public static bool Supports(int headDim) => headDim is 32 or 64 or 128;
 
-    /// <summary>The forward for <paramref name="headDim"/> (64 or 128; others are not supported yet).</summary>
+    /// <summary>The forward for <paramref name="headDim"/> (32, 64 or 128; others are not supported yet).</summary>
     public static void Forward(IKernelLauncher launcher, DevicePtr q, DevicePtr k, DevicePtr v, DevicePtr output, DevicePtr lse, int batch, int seqLen, int qHeads, int kvHeads, int headDim, float scale)
     {
         switch (headDim)
         {
+            case 32: ForwardD32BF16(launcher, q, k, v, output, lse, batch, seqLen, qHeads, kvHeads, scale); break;
             case 64: ForwardD64BF16(launcher, q, k, v, output, lse, batch, seqLen, qHeads, kvHeads, scale); break;
             case 128: ForwardD128BF16(launcher, q, k, v, output, lse, batch, seqLen, qHeads, kvHeads, scale); break;
-            default: throw new NotSupportedException($"attention kernels exist for head dimensions 64 and 128, not {headDim}");
+            default: throw new NotSupportedException($"attention kernels exist for head dimensions 32, 64 and 128, not {headDim}");
         }
     }
 
@@ -35,6 +36,10 @@ public static unsafe class AttentionKernels
         BackwardDeltaBF16(launcher, dOutput, output, delta, batch * seqLen, seqLen, qHeads, headDim);
         switch (headDim)
         {
+            case 32:
+                BackwardDkDvD32BF16(launcher, q, k, v, dOutput, lse, delta, dk, dv, batch, seqLen, qHeads, kvHeads, scale);
+                BackwardDqD32BF16(launcher, q, k, v, dOutput, lse, delta, dq, batch, seqLen, qHeads, kvHeads, scale);
+                break;
             case 64:
                 BackwardDkDvD64BF16(launcher, q, k, v, dOutput, lse, delta, dk, dv, batch, seqLen, qHeads, kvHeads, scale);
                 BackwardDqD64BF16(launcher, q, k, v, dOutput, lse, delta, dq, batch, seqLen, qHeads, kvHeads, scale);
@@ -43,9 +48,13 @@ public static unsafe class AttentionKernels
                 BackwardDkDvD128BF16(launcher, q, k, v, dOutput, lse, delta, dk, dv, batch, seqLen, qHeads, kvHeads, scale);
                 BackwardDqD128BF16(launcher, q, k, v, dOutput, lse, delta, dq, batch, seqLen, qHeads, kvHeads, scale);
                 break;
-            default: throw new NotSupportedException($"attention kernels exist for head dimensions 64 and 128, not {headDim}");
+            default: throw new NotSupportedException($"attention kernels exist for head dimensions 32, 64 and 128, not {headDim}");
         }
     }
+
+    [KernelEntry(Module, "attention_forward_d32_bf16")]
+    public static void ForwardD32BF16(IKernelLauncher launcher, DevicePtr q, DevicePtr k, DevicePtr v, DevicePtr output, DevicePtr lse, int batch, int seqLen, int qHeads, int kvHeads, float scale)
+        => Launch(launcher, "attention_forward_d32_bf16", 32, q, k, v, output, lse, batch, seqLen, qHeads, kvHeads, scale);
 
     [KernelEntry(Module, "attention_forward_d64_bf16")]
     public static void ForwardD64BF16(IKernelLauncher launcher, DevicePtr q, DevicePtr k, DevicePtr v, DevicePtr output, DevicePtr lse, int batch, int seqLen, int qHeads, int kvHeads, float scale)
@@ -72,6 +81,11 @@ public static unsafe class AttentionKernels
         launcher.Launch(Module, "attention_backward_delta_bf16", new LaunchShape(checked((int)((rows + rowsPerBlock - 1) / rowsPerBlock)), Threads), args);
     }
 
+    [KernelEntry(Module, "attention_backward_dkdv_d32_bf16")]
+    public static void BackwardDkDvD32BF16(IKernelLauncher launcher, DevicePtr q, DevicePtr k, DevicePtr v, DevicePtr dOutput, DevicePtr lse, DevicePtr delta,
+        DevicePtr dk, DevicePtr dv, int batch, int seqLen, int qHeads, int kvHeads, float scale)
+        => LaunchBackward(launcher, "attention_backward_dkdv_d32_bf16", 32, kvHeads, q, k, v, dOutput, lse, delta, dk, dv, batch, seqLen, qHeads, kvHeads, scale);
+
     [KernelEntry(Module, "attention_backward_dkdv_d64_bf16")]
     public static void BackwardDkDvD64BF16(IKernelLauncher launcher, DevicePtr q, DevicePtr k, DevicePtr v, DevicePtr dOutput, DevicePtr lse, DevicePtr delta,
         DevicePtr dk, DevicePtr dv, int batch, int seqLen, int qHeads, int kvHeads, float scale)
@@ -81,6 +95,11 @@ public static unsafe class AttentionKernels
     public static void BackwardDkDvD128BF16(IKernelLauncher launcher, DevicePtr q, DevicePtr k, DevicePtr v, DevicePtr dOutput, DevicePtr lse, DevicePtr delta,
         DevicePtr dk, DevicePtr dv, int batch, int seqLen, int qHeads, int kvHeads, float scale)
         => LaunchBackward(launcher, "attention_backward_dkdv_d128_bf16", 128, kvHeads, q, k, v, dOutput, lse, delta, dk, dv, batch, seqLen, qHeads, kvHeads, scale);
+
+    [KernelEntry(Module, "attention_backward_dq_d32_bf16")]
+    public static void BackwardDqD32BF16(IKernelLauncher launcher, DevicePtr q, DevicePtr k, DevicePtr v, DevicePtr dOutput, DevicePtr lse, DevicePtr delta,
+        DevicePtr dq, int batch, int seqLen, int qHeads, int kvHeads, float scale)
+        => LaunchBackward(launcher, "attention_backward_dq_d32_bf16", 32, qHeads, q, k, v, dOutput, lse, delta, dq, null, batch, seqLen, qHeads, kvHeads, scale);
 
     [KernelEntry(Module, "attention_backward_dq_d64_bf16")]
     public static void BackwardDqD64BF16(IKernelLauncher launcher, DevicePtr q, DevicePtr k, DevicePtr v, DevicePtr dOutput, DevicePtr lse, DevicePtr delta,

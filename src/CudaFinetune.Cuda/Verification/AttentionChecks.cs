@@ -8,17 +8,18 @@ namespace CudaFinetune.Cuda.Verification;
 
 /// <summary>
 /// kernels/attention.cu against the CPU backend's AttentionForward on the same bf16-rounded inputs: head
-/// dimensions 64 and 128, grouped-query heads, sequence lengths that are not multiples of the 64-row tiles.
+/// dimensions 32, 64 and 128, grouped-query heads, sequence lengths that are not multiples of the 64-row tiles.
 /// Output 1e-2 relative (bf16, and P is rounded to bf16 before P·V, as on every flash kernel), lse 1e-4.
 /// The backward gets the CPU forward's output (rounded to bf16, as the GPU stores it) and lse, so that it alone is
 /// compared; dq, dk and dv 2e-2 relative (P and dS are rounded to bf16 before their products).
+/// kernels/decode_attention.cu against AttentionDecode: fp32 1e-5, bf16 1e-2 (output rounding).
 /// </summary>
 internal static class AttentionChecks
 {
     private static readonly (int Batch, int SeqLen, int QHeads, int KvHeads, int HeadDim)[] Shapes =
-        [(1, 1, 1, 1, 64), (2, 37, 4, 2, 64), (1, 130, 2, 1, 128), (2, 64, 2, 2, 128)];
+        [(1, 1, 1, 1, 64), (2, 37, 4, 2, 64), (1, 100, 4, 4, 32), (1, 130, 2, 1, 128), (2, 64, 2, 2, 128)];
 
-    public static IReadOnlyList<KernelCheck> All { get; } = [new("attention_forward", "attention", Forward), new("attention_backward", "attention", Backward)];
+    public static IReadOnlyList<KernelCheck> All { get; } = [new("attention_forward", "attention", Forward), new("attention_backward", "attention", Backward), new("decode_attention", "decode_attention", Decode)];
 
     private static float[] Uniform(Random random, int n, double low, double high)
         => CheckRun.Stored([.. Enumerable.Range(0, n).Select(_ => (float)(low + random.NextDouble() * (high - low)))], DType.BF16);
@@ -89,4 +90,34 @@ internal static class AttentionChecks
         }
         return results;
     }
+
+    private static List<KernelCheckResult> Decode(IDevice device, Random random)
+    {
+        var results = new List<KernelCheckResult>();
+        foreach (var dtype in new[] { DType.F32, DType.BF16 })
+        {
+            foreach (var (past, rows, qHeads, kvHeads, headDim, capacity) in new[] { (0, 5, 4, 2, 32, 8), (37, 1, 2, 1, 64, 64), (100, 3, 8, 8, 128, 110) })
+            {
+                var shape = new AttentionShape(1, past + rows, qHeads, kvHeads, headDim, 1 / Math.Sqrt(headDim));
+                int qWidth = qHeads * headDim, kvWidth = kvHeads * headDim;
+                float[] q = CheckRun.Stored(Uniform(random, rows * qWidth, -2, 2), dtype);
+                float[] k = CheckRun.Stored(Uniform(random, capacity * kvWidth, -2, 2), dtype), v = CheckRun.Stored(Uniform(random, capacity * kvWidth, -1, 1), dtype);
+                using var reference = new CpuReference();
+                var output = reference.F32(new float[rows * qWidth], rows, qWidth);
+                reference.Backend.AttentionDecode(reference.F32(q, rows, qWidth), reference.F32(k, capacity, kvWidth), reference.F32(v, capacity, kvWidth), output, past, shape);
+
+                using var run = new CheckRun(device);
+                DevicePtr pq = run.PutAs(q, dtype), pk = run.PutAs(k, dtype), pv = run.PutAs(v, dtype), po = run.PoisonedAs(rows * qWidth, dtype);
+                run.StartClock();
+                (dtype == DType.BF16 ? (DecodeLauncher)DecodeAttentionKernels.BF16 : DecodeAttentionKernels.F32)(device, pq, pk, pv, po, past, rows, qHeads, kvHeads, headDim, (float)shape.Scale);
+                var elapsed = run.StopClock();
+                string suffix = dtype == DType.BF16 ? "bf16" : "f32";
+                results.Add(KernelComparison.Compare($"decode_attention_{suffix}", string.Create(CultureInfo.InvariantCulture, $"past {past}, n {rows}, h{qHeads}/{kvHeads} d{headDim}"),
+                    run.GetAs(po, rows * qWidth, dtype), CpuReference.Values(output), CheckRun.Tolerance(dtype), elapsed, i => $"out[{i / qWidth}, head {i % qWidth / headDim}, {i % headDim}]"));
+            }
+        }
+        return results;
+    }
+
+    private delegate void DecodeLauncher(IKernelLauncher launcher, DevicePtr q, DevicePtr kCache, DevicePtr vCache, DevicePtr output, int past, int rows, int qHeads, int kvHeads, int headDim, float scale);
 }

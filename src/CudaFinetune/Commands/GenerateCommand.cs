@@ -19,7 +19,7 @@ internal static class GenerateCommand
         var temperature = new Option<double>("--temperature") { Description = "0 = greedy; above 0 samples", DefaultValueFactory = _ => 0 };
         var topP = new Option<double>("--top-p") { Description = "Nucleus sampling threshold (with --temperature > 0)", DefaultValueFactory = _ => 1.0 };
         var seed = new Option<ulong>("--seed") { Description = "Sampling seed", DefaultValueFactory = _ => 0 };
-        var device = new Option<string>("--device") { Description = "auto or cpu (generation runs on the CPU for now)", DefaultValueFactory = _ => "auto" };
+        var device = new Option<string>("--device") { Description = "auto, cpu, cuda or cuda-emulated", DefaultValueFactory = _ => "auto" };
         var command = new Command("generate", "Generate text from a prompt (greedy, temperature, top-p; KV cache)")
         {
             model, adapter, prompt, maxNew, temperature, topP, seed, device,
@@ -40,11 +40,7 @@ internal static class GenerateCommand
         {
             throw new UserErrorException("--temperature must be ≥ 0 and --top-p in (0, 1]");
         }
-        if (device is "cuda" or "cuda-emulated")
-        {
-            throw new UserErrorException($"generate runs on the CPU for now (there is no key/value-cache attention kernel yet); use --device cpu or auto, not {device}");
-        }
-        using var backend = BackendFactory.Create(device == "auto" ? "cpu" : device);
+        using var backend = BackendFactory.Create(device, HfModelDirectory.TryReadConfig(modelDir));
         var (model, tokenizer) = ModelLoader.Load(modelDir, adapterDir, backend);
         using (model)
         {
