@@ -7,7 +7,10 @@
 # CPU reference, every device primitive — shuffles, votes, ldmatrix, mma fragments — against the PTX
 # ISA, which also checks the emulator's model of the hardware); a short fine-tune interrupted by SIGTERM
 # (preemption) and resumed, compared with an uninterrupted run (metrics equal but for tokens_per_s,
-# adapters bitwise equal). The GPU benchmarks join when the cuda backend exists (issue 6).
+# adapters bitwise equal), on --device cuda; the speed comparison with PyTorch on the same card
+# (benchmarks/gpu/reference.py): flash attention forward+backward TFLOP/s against sdpa's flash backend
+# (target ≥ 0.8×), and a LoRA step of a Llama-3.2-1B-shaped model against transformers + peft
+# (target ≥ 1.3× tokens/s at no more peak memory).
 set -uo pipefail
 publish="${1:-artifacts/publish}"
 bin="$publish/CudaFinetune"
@@ -36,7 +39,7 @@ else
 fi
 
 echo "== fine-tune, uninterrupted"
-common=(finetune --max-steps 40 --save-every 10 --eval-every 10)
+common=(finetune --device cuda --max-steps 40 --save-every 10 --eval-every 10)
 start=$(date +%s.%N)
 "$bin" "${common[@]}" --output-dir "$work/straight" > "$work/straight.log" 2>&1
 straight_rc=$?
@@ -66,6 +69,29 @@ else
 fi
 rows+=("fine-tune 40 steps (demo model)|${straight_s%.*} s")
 "$bin" checkpoint verify "$(ls -d "$work"/resumed/checkpoints/step-* | tail -1)" > /dev/null && rows+=("checkpoint verify|ok") || rows+=("checkpoint verify|FAILED")
+
+# "result NAME VALUE" lines of CudaFinetune bench and reference.py.
+result() { awk -v name="$2" '$1 == "result" && $2 == name { print $3 }' "$1" | tail -1; }
+ratio() { if [ -n "$1" ] && [ -n "$2" ]; then echo "scale=2; $1 / $2" | bc; else echo "?"; fi; }
+
+echo "== speed: causal flash attention, bf16, head dim 128, seq 2048 (ours, then PyTorch sdpa)"
+attention=(--batch 4 --seq-len 2048 --heads 32 --kv-heads 8 --head-dim 128 --repeat 10)
+timeout 300 "$bin" bench attention --device cuda "${attention[@]}" 2>&1 | tee "$work/ours-attention.log"
+timeout 300 python3 benchmarks/gpu/reference.py attention "${attention[@]}" 2>&1 | tee "$work/torch-attention.log"
+ours=$(result "$work/ours-attention.log" attention_forward_backward_tflops)
+theirs=$(result "$work/torch-attention.log" attention_forward_backward_tflops)
+rows+=("attention fwd+bwd TFLOP/s ours/sdpa|${ours:-?} / ${theirs:-?} = $(ratio "$ours" "$theirs")x (target >= 0.8)")
+
+echo "== speed: LoRA step, Llama-3.2-1B shape, r=16 all-linear, 1 x 2048 tokens (ours, then transformers + peft)"
+timeout 400 "$bin" bench step --device cuda --preset llama-3.2-1b-shape --batch-size 1 --context-length 2048 --lora-r 16 --steps 5 2>&1 | tee "$work/ours-step.log"
+timeout 400 python3 benchmarks/gpu/reference.py step --batch-size 1 --context-length 2048 --lora-r 16 --steps 5 2>&1 | tee "$work/torch-step.log"
+ours=$(result "$work/ours-step.log" step_tokens_per_s)
+theirs=$(result "$work/torch-step.log" step_tokens_per_s)
+rows+=("LoRA step tokens/s ours/HF+peft|${ours:-?} / ${theirs:-?} = $(ratio "$ours" "$theirs")x (target >= 1.3)")
+ours=$(result "$work/ours-step.log" step_peak_memory_bytes)
+theirs=$(result "$work/torch-step.log" step_peak_memory_bytes)
+rows+=("LoRA step peak memory ours/HF+peft|$(ratio "$ours" "$theirs")x of ${theirs:-?} bytes (target <= 1.0)")
+[ -n "${OUT:-}" ] && cp "$work"/*.log "$OUT/" 2>/dev/null
 
 echo
 echo "== summary ($(date -u +%Y-%m-%d), $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 || echo 'no nvidia-smi'))"

@@ -195,7 +195,7 @@ public class CheckpointStepBenchmarks : IThroughputBenchmark
     {
         _step = new BenchTinyStep(fullFineTuning: false);
         _backend = _step.Backend;
-        var weights = _step.Weights;
+        var weights = _step.Model.Parameters;
         var rng = new Random(2);
 
         _root = CheckpointData.CreateRoot();

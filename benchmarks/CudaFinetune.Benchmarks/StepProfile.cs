@@ -4,6 +4,7 @@ using CudaFinetune.Backends.Cpu;
 using CudaFinetune.Cuda.Backend;
 using CudaFinetune.Lora;
 using CudaFinetune.Model;
+using CudaFinetune.Training;
 
 namespace CudaFinetune.Benchmarks;
 
@@ -19,23 +20,17 @@ internal static class StepProfile
         var config = emulated ? LlamaPresets.BenchTiny with { NumAttentionHeads = 4, NumKeyValueHeads = 2, VocabSize = 512 } : LlamaPresets.BenchTiny;
         var (batchSize, seqLen) = emulated ? (2, 64) : (8, 256);
         using var backend = new ProfilingBackend(emulated ? CudaBackend.OpenEmulated() : new CpuBackend());
-        var weights = LlamaWeights.Allocate(backend, config);
-        LlamaInitializer.Initialize(backend, weights, config, seed: 1);
         var lora = mode == "full" ? null : new LoraConfig { TargetModules = ["q_proj", "k_proj", "v_proj", "o_proj"] };
-        using var model = new LlamaModel(backend, config, weights, new LlamaModelOptions { Lora = lora });
-        var rng = new Random(2);
-        var batch = new TokenBatch(batchSize, seqLen, [.. Enumerable.Range(0, batchSize * seqLen).Select(_ => rng.Next(config.VocabSize))]);
-        model.ForwardBackward(batch, 0);
+        using var workload = new TrainingStepWorkload(backend, config, batchSize, seqLen, lora);
         backend.Reset();
         const int steps = 5;
         var clock = Stopwatch.StartNew();
         for (int step = 1; step <= steps; step++)
         {
-            model.ZeroGradients();
-            model.ForwardBackward(batch, step);
+            workload.ForwardBackward();
         }
         double seconds = clock.Elapsed.TotalSeconds / steps;
-        Console.WriteLine($"bench-tiny {mode} step on {device}: {seconds * 1000:F1} ms, {batch.Tokens / seconds:F0} tokens/s ({steps} steps)");
+        Console.WriteLine($"bench-tiny {mode} step on {device}: {seconds * 1000:F1} ms, {workload.TokensPerStep / seconds:F0} tokens/s ({steps} steps)");
         Console.Write(backend.Report());
     }
 }

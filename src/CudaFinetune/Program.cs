@@ -37,6 +37,7 @@ internal static class Program
             CheckpointCommand.Create(),
             DevicesCommand.Create(),
             VerifyKernelsCommand.Create(),
+            BenchCommand.Create(),
         };
         ParseResult parse = root.Parse(args);
         if (parse.Errors.Count > 0)

@@ -47,7 +47,28 @@ public static class LlamaPresets
         EosTokenId = 2,
     };
 
-    public static IReadOnlyList<string> Names { get; } = ["tiny", "bench-tiny"];
+    /// <summary>
+    /// The shape of Llama-3.2-1B (hidden 2048, 16 layers, 32 heads, 8 KV heads, intermediate 8192, vocab 128256, tied
+    /// embeddings, llama3 RoPE scaling) with random weights: the GPU speed comparison's model. 1.24 B parameters.
+    /// </summary>
+    public static LlamaConfig Llama32OneBShape { get; } = new()
+    {
+        VocabSize = 128256,
+        HiddenSize = 2048,
+        IntermediateSize = 8192,
+        NumHiddenLayers = 16,
+        NumAttentionHeads = 32,
+        NumKeyValueHeads = 8,
+        MaxPositionEmbeddings = 131072,
+        RmsNormEps = 1e-5,
+        RopeTheta = 500000.0,
+        RopeScaling = new RopeScaling { Factor = 32.0, LowFreqFactor = 1.0, HighFreqFactor = 4.0, OriginalMaxPositionEmbeddings = 8192 },
+        TieWordEmbeddings = true,
+        BosTokenId = 128000,
+        EosTokenId = 128001,
+    };
+
+    public static IReadOnlyList<string> Names { get; } = ["tiny", "bench-tiny", "llama-3.2-1b-shape"];
 
     /// <summary>The tokenizer a preset's model directory records (null: pretokenized data only).</summary>
     public static string? TokenizerName(string name) => name == "tiny" ? "gpt2" : null;
@@ -56,6 +77,7 @@ public static class LlamaPresets
     {
         "tiny" => Tiny,
         "bench-tiny" => BenchTiny,
+        "llama-3.2-1b-shape" => Llama32OneBShape,
         _ => throw new UserErrorException($"unknown preset '{name}'; choose one of: {string.Join(", ", Names)}"),
     };
 }

@@ -70,6 +70,9 @@ public sealed unsafe partial class CudaBackend : IBackend
     /// <summary>The device the kernels run on.</summary>
     public IDevice Kernels => _device;
 
+    /// <summary>The device allocator's counters: bytes in use, cached, and the peak in use (tensors and scratch; not cuBLASLt's workspace).</summary>
+    public AllocatorStats MemoryStats => _device.Memory.Stats;
+
     // ---- memory -------------------------------------------------------------------------
 
     public Tensor Allocate(DType dtype, Shape shape)
