@@ -29,6 +29,12 @@ constexpr int kBlockRows = cf::kTileRows;  // query rows per block (4 warps × 1
 constexpr int kBlockKeys = 64;             // keys per tile
 constexpr int kThreads = cf::kTileThreads;
 
+// Head `head`'s first element in batch `batch` of a [batch·T, heads·D] tensor.
+template <int D, typename T>
+CF_INLINE T* head_base(T* tensor, int batch, int seq_len, long long row_stride, int head) {
+  return tensor + (long long)batch * seq_len * row_stride + (long long)head * D;
+}
+
 template <int D>
 CF_INLINE void attention_forward(const cf::bf16* q, const cf::bf16* k, const cf::bf16* v, cf::bf16* out, float* lse, int batches, int seq_len,
                                  int q_heads, int kv_heads, float scale) {
@@ -43,9 +49,9 @@ CF_INLINE void attention_forward(const cf::bf16* q, const cf::bf16* k, const cf:
   if (batch >= batches || head >= q_heads || query0 >= seq_len) return;
   int kv_head = head / (q_heads / kv_heads);
   long long q_row_stride = (long long)q_heads * D, kv_row_stride = (long long)kv_heads * D;
-  const cf::bf16* q_base = q + (long long)batch * seq_len * q_row_stride + (long long)head * D;
-  const cf::bf16* k_base = k + (long long)batch * seq_len * kv_row_stride + (long long)kv_head * D;
-  const cf::bf16* v_base = v + (long long)batch * seq_len * kv_row_stride + (long long)kv_head * D;
+  const cf::bf16* q_base = head_base<D>(q, batch, seq_len, q_row_stride, head);
+  const cf::bf16* k_base = head_base<D>(k, batch, seq_len, kv_row_stride, kv_head);
+  const cf::bf16* v_base = head_base<D>(v, batch, seq_len, kv_row_stride, kv_head);
 
   int l = cf::lane(), warp = cf::warp(), group = l >> 2, in_group = l & 3;
   cf::load_tile<D>(q_tile, kStride, q_base, q_row_stride, query0, seq_len);
@@ -146,6 +152,18 @@ CF_INLINE void backward_delta(const cf::bf16* d_out, const cf::bf16* out, float*
   if (cf::lane() == 0) delta[((long long)batch * q_heads + head) * seq_len + t] = sum;
 }
 
+// Rows row0.. of two [*, row_stride] matrices into shared tiles, and this warp's A fragments of both.
+template <int D>
+CF_INLINE void load_fragment_pair(unsigned (&a)[D / 16][4], unsigned (&b)[D / 16][4], cf::bf16* a_tile, cf::bf16* b_tile, int stride,
+                                  const cf::bf16* a_source, const cf::bf16* b_source, long long row_stride, int row0, int rows) {
+  cf::load_tile<D>(a_tile, stride, a_source, row_stride, row0, rows);
+  cf::load_tile<D>(b_tile, stride, b_source, row_stride, row0, rows);
+  cf::cp_async_wait_all();
+  cf::sync_threads();
+  cf::load_a_fragments<D>(a, a_tile, stride, cf::warp() * 16);
+  cf::load_a_fragments<D>(b, b_tile, stride, cf::warp() * 16);
+}
+
 // dK and dV of 64 keys of one (batch, kv head), summed over the query heads of its group and the
 // query tiles at or after the keys, in order. Each warp owns 16 keys.
 template <int D>
@@ -163,17 +181,10 @@ CF_INLINE void backward_dkdv(const cf::bf16* q, const cf::bf16* k, const cf::bf1
   if (batch >= batches || kv_head >= kv_heads || key0 >= seq_len) return;
   int group_size = q_heads / kv_heads;
   long long q_row_stride = (long long)q_heads * D, kv_row_stride = (long long)kv_heads * D;
-  const cf::bf16* k_base = k + (long long)batch * seq_len * kv_row_stride + (long long)kv_head * D;
-  const cf::bf16* v_base = v + (long long)batch * seq_len * kv_row_stride + (long long)kv_head * D;
   int l = cf::lane(), warp = cf::warp(), group = l >> 2, in_group = l & 3;
-
-  cf::load_tile<D>(k_tile, kStride, k_base, kv_row_stride, key0, seq_len);
-  cf::load_tile<D>(v_tile, kStride, v_base, kv_row_stride, key0, seq_len);
-  cf::cp_async_wait_all();
-  cf::sync_threads();
   unsigned k_frag[D / 16][4], v_frag[D / 16][4];
-  cf::load_a_fragments<D>(k_frag, k_tile, kStride, warp * 16);
-  cf::load_a_fragments<D>(v_frag, v_tile, kStride, warp * 16);
+  load_fragment_pair<D>(k_frag, v_frag, k_tile, v_tile, kStride, head_base<D>(k, batch, seq_len, kv_row_stride, kv_head),
+                        head_base<D>(v, batch, seq_len, kv_row_stride, kv_head), kv_row_stride, key0, seq_len);
 
   float dk_acc[D / 8][4], dv_acc[D / 8][4];
   for (int t = 0; t < D / 8; ++t)
@@ -181,8 +192,8 @@ CF_INLINE void backward_dkdv(const cf::bf16* q, const cf::bf16* k, const cf::bf1
   int keys_of_lane[2] = {key0 + warp * 16 + group, key0 + warp * 16 + group + 8};
 
   for (int head = kv_head * group_size; head < (kv_head + 1) * group_size; ++head) {
-    const cf::bf16* q_base = q + (long long)batch * seq_len * q_row_stride + (long long)head * D;
-    const cf::bf16* do_base = d_out + (long long)batch * seq_len * q_row_stride + (long long)head * D;
+    const cf::bf16* q_base = head_base<D>(q, batch, seq_len, q_row_stride, head);
+    const cf::bf16* do_base = head_base<D>(d_out, batch, seq_len, q_row_stride, head);
     const float* lse_base = lse + ((long long)batch * q_heads + head) * seq_len;
     const float* delta_base = delta + ((long long)batch * q_heads + head) * seq_len;
     for (int query0 = key0 - key0 % kBlockRows; query0 < seq_len; query0 += kBlockRows) {
@@ -216,8 +227,8 @@ CF_INLINE void backward_dkdv(const cf::bf16* q, const cf::bf16* k, const cf::bf1
       cf::mma_accumulators_rows<D>(dk_acc, dp, q_tile, kStride);
     }
   }
-  cf::store_rows<D>(dk + (long long)batch * seq_len * kv_row_stride + (long long)kv_head * D, kv_row_stride, key0 + warp * 16, seq_len, dk_acc, 1.0f);
-  cf::store_rows<D>(dv + (long long)batch * seq_len * kv_row_stride + (long long)kv_head * D, kv_row_stride, key0 + warp * 16, seq_len, dv_acc, 1.0f);
+  cf::store_rows<D>(head_base<D>(dk, batch, seq_len, kv_row_stride, kv_head), kv_row_stride, key0 + warp * 16, seq_len, dk_acc, 1.0f);
+  cf::store_rows<D>(head_base<D>(dv, batch, seq_len, kv_row_stride, kv_head), kv_row_stride, key0 + warp * 16, seq_len, dv_acc, 1.0f);
 }
 
 // dQ of 64 queries of one (batch, head), summed over the key tiles up to the diagonal, in order.
@@ -234,19 +245,12 @@ CF_INLINE void backward_dq(const cf::bf16* q, const cf::bf16* k, const cf::bf16*
   if (batch >= batches || head >= q_heads || query0 >= seq_len) return;
   int kv_head = head / (q_heads / kv_heads);
   long long q_row_stride = (long long)q_heads * D, kv_row_stride = (long long)kv_heads * D;
-  const cf::bf16* q_base = q + (long long)batch * seq_len * q_row_stride + (long long)head * D;
-  const cf::bf16* do_base = d_out + (long long)batch * seq_len * q_row_stride + (long long)head * D;
-  const cf::bf16* k_base = k + (long long)batch * seq_len * kv_row_stride + (long long)kv_head * D;
-  const cf::bf16* v_base = v + (long long)batch * seq_len * kv_row_stride + (long long)kv_head * D;
+  const cf::bf16* k_base = head_base<D>(k, batch, seq_len, kv_row_stride, kv_head);
+  const cf::bf16* v_base = head_base<D>(v, batch, seq_len, kv_row_stride, kv_head);
   int l = cf::lane(), warp = cf::warp(), group = l >> 2, in_group = l & 3;
-
-  cf::load_tile<D>(q_tile, kStride, q_base, q_row_stride, query0, seq_len);
-  cf::load_tile<D>(do_tile, kStride, do_base, q_row_stride, query0, seq_len);
-  cf::cp_async_wait_all();
-  cf::sync_threads();
   unsigned q_frag[D / 16][4], do_frag[D / 16][4];
-  cf::load_a_fragments<D>(q_frag, q_tile, kStride, warp * 16);
-  cf::load_a_fragments<D>(do_frag, do_tile, kStride, warp * 16);
+  load_fragment_pair<D>(q_frag, do_frag, q_tile, do_tile, kStride, head_base<D>(q, batch, seq_len, q_row_stride, head),
+                        head_base<D>(d_out, batch, seq_len, q_row_stride, head), q_row_stride, query0, seq_len);
   int rows_of_lane[2] = {query0 + warp * 16 + group, query0 + warp * 16 + group + 8};
   float row_lse[2], row_delta[2];
   for (int r = 0; r < 2; ++r) {
@@ -281,7 +285,7 @@ CF_INLINE void backward_dq(const cf::bf16* q, const cf::bf16* k, const cf::bf16*
     }
     cf::mma_accumulators_rows<D>(dq_acc, ds, k_tile, kStride);
   }
-  cf::store_rows<D>(dq + (long long)batch * seq_len * q_row_stride + (long long)head * D, q_row_stride, query0 + warp * 16, seq_len, dq_acc, 1.0f);
+  cf::store_rows<D>(head_base<D>(dq, batch, seq_len, q_row_stride, head), q_row_stride, query0 + warp * 16, seq_len, dq_acc, 1.0f);
 }
 
 }  // namespace

@@ -141,14 +141,7 @@ public sealed unsafe partial class CudaBackend : IBackend
             Expect(AccumulationType, c);
         }
         CheckDevice(c);
-        int m = transposeA ? a.Shape.Columns : a.Shape.Rows;
-        int k = transposeA ? a.Shape.Rows : a.Shape.Columns;
-        int kb = transposeB ? b.Shape.Columns : b.Shape.Rows;
-        int n = transposeB ? b.Shape.Rows : b.Shape.Columns;
-        if (k != kb || c.Shape.Rows != m || c.Shape.Columns != n)
-        {
-            throw new ArgumentException($"matmul shapes do not agree: op(a) {m}×{k} from {a.Shape}{(transposeA ? "ᵀ" : "")}, op(b) {kb}×{n} from {b.Shape}{(transposeB ? "ᵀ" : "")}, c {c.Shape}");
-        }
+        var (m, n, k) = GemmSizes.Of(a, transposeA, b, transposeB, c);
         _gemm.Run(m, n, k, transposeA, transposeB, (float)alpha, a.Address(), b.Address(), (float)beta, c.Address(), a.DType, c.DType);
     }
 

@@ -45,18 +45,7 @@ public sealed class ResumeTests
     };
 
     private static FinetuneResult Train(FinetuneOptions options, ResumeRequest? resume = null, long cancelAfter = -1)
-    {
-        using var cancel = new CancellationTokenSource();
-        using var session = FinetuneSession.Open(options, resume);
-        session.Progress += e =>
-        {
-            if (e is StepCompleted s && s.Step == cancelAfter)
-            {
-                cancel.Cancel();
-            }
-        };
-        return session.Train(cancel.Token);
-    }
+        => TrainingRuns.Train(options, resume, cancelAfter);
 
     private static byte[] Adapter(string outputDir) => File.ReadAllBytes(Path.Combine(outputDir, "adapter", "adapter_model.safetensors"));
 

@@ -49,18 +49,7 @@ public sealed class CudaEmulatedTrainingTests
     };
 
     private static FinetuneResult Train(FinetuneOptions options, ResumeRequest? resume = null, long cancelAfter = -1)
-    {
-        using var cancel = new CancellationTokenSource();
-        using var session = FinetuneSession.Open(options, resume);
-        session.Progress += e =>
-        {
-            if (e is StepCompleted s && s.Step == cancelAfter)
-            {
-                cancel.Cancel();
-            }
-        };
-        return session.Train(cancel.Token);
-    }
+        => TrainingRuns.Train(options, resume, cancelAfter);
 
     /// <summary>(step, loss) of every optimizer step and (step, eval_loss) of every evaluation, in order.</summary>
     private static List<(string Kind, long Step, double Loss)> Losses(string outputDir)

@@ -78,14 +78,7 @@ public sealed unsafe class CpuBackend : IBackend
     public void MatMul(Tensor a, bool transposeA, Tensor b, bool transposeB, Tensor c, double alpha = 1, double beta = 0)
     {
         CheckCompute(a, b, c);
-        int m = transposeA ? a.Shape.Columns : a.Shape.Rows;
-        int k = transposeA ? a.Shape.Rows : a.Shape.Columns;
-        int kb = transposeB ? b.Shape.Columns : b.Shape.Rows;
-        int n = transposeB ? b.Shape.Rows : b.Shape.Columns;
-        if (k != kb || c.Shape.Rows != m || c.Shape.Columns != n)
-        {
-            throw new ArgumentException($"matmul shapes do not agree: op(a) {m}×{k} from {a.Shape}{(transposeA ? "ᵀ" : "")}, op(b) {kb}×{n} from {b.Shape}{(transposeB ? "ᵀ" : "")}, c {c.Shape}");
-        }
+        var (m, n, k) = GemmSizes.Of(a, transposeA, b, transposeB, c);
         lock (_gemmGate)
         {
             if (c.DType == DType.F32)

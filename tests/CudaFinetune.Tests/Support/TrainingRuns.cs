@@ -1,0 +1,21 @@
+using CudaFinetune.Training;
+
+namespace CudaFinetune.Tests.Support;
+
+/// <summary>Runs a fine-tune in-process, optionally cancelled (as Ctrl-C would) right after a given step.</summary>
+internal static class TrainingRuns
+{
+    public static FinetuneResult Train(FinetuneOptions options, ResumeRequest? resume = null, long cancelAfter = -1)
+    {
+        using var cancel = new CancellationTokenSource();
+        using var session = FinetuneSession.Open(options, resume);
+        session.Progress += e =>
+        {
+            if (e is StepCompleted s && s.Step == cancelAfter)
+            {
+                cancel.Cancel();
+            }
+        };
+        return session.Train(cancel.Token);
+    }
+}
