@@ -1,7 +1,9 @@
 // rmsnorm.cu: RMSNorm as transformers' LlamaRMSNorm computes it, on fp32 or bf16 x, weight, y, dy and dx, with
 // fp32 statistics, fp32 dweight and fp32 arithmetic:
 //   y[r, c] = x[r, c] * inv_rms[r] * weight[c],   inv_rms[r] = 1 / sqrt(mean_c(x[r, c]^2) + eps)
-// Forward saves inv_rms per row for the backward. Backward, with g = dy ⊙ weight:
+// Forward saves inv_rms per row for the backward; the residual form first adds the residual branch,
+//   sum = x + delta (stored, in x's dtype), and normalises the stored sum (one pass instead of two).
+// Backward, with g = dy ⊙ weight:
 //   dx[r, c] += inv_rms[r] · (g[r, c] − x[r, c] · inv_rms[r]² · mean_c(g[r, :] ⊙ x[r, :]))
 //   dweight[c] += Σ_r dy[r, c] · x[r, c] · inv_rms[r], summed in row order (no atomics: the
 //   result is the same on every run).
@@ -11,22 +13,27 @@
 
 namespace {
 
-// Launch: grid (rows), block (threads), no dynamic shared memory.
+// Launch: grid (rows), block (threads), no dynamic shared memory. With delta, x + delta is stored into sum and
+// normalised as stored; each thread re-reads only the elements it wrote itself (so sum may be x).
 template <typename T>
-CF_INLINE void forward(const T* __restrict__ x, const T* __restrict__ weight, T* __restrict__ y, float* __restrict__ inv_rms, int rows, int cols,
-                       float eps) {
+CF_INLINE void forward(const T* x, const T* __restrict__ delta, T* sum_out, const T* __restrict__ weight, T* __restrict__ y,
+                       float* __restrict__ inv_rms, int rows, int cols, float eps) {
   __shared__ float scratch[cf::kWarpSize];
   int row = cf::block_x();
   if (row >= rows) return;
-  const T* in = x + (long long)row * cols;
-  T* out = y + (long long)row * cols;
+  long long offset = (long long)row * cols;
+  const T* in = x + offset;
+  if (delta != nullptr) {
+    for (int c = cf::thread_x(); c < cols; c += cf::block_dim_x()) cf::store(sum_out + offset + c, cf::load(in + c) + cf::load(delta + offset + c));
+    in = sum_out + offset;
+  }
   float sum = 0.0f;
   for (int c = cf::thread_x(); c < cols; c += cf::block_dim_x()) {
     float v = cf::load(in + c);
     sum += v * v;
   }
   float inv = cf::rsqrt(cf::block_sum(sum, scratch) / cols + eps);
-  for (int c = cf::thread_x(); c < cols; c += cf::block_dim_x()) cf::store(out + c, cf::load(in + c) * inv * cf::load(weight + c));
+  for (int c = cf::thread_x(); c < cols; c += cf::block_dim_x()) cf::store(y + offset + c, cf::load(in + c) * inv * cf::load(weight + c));
   if (cf::thread_x() == 0) inv_rms[row] = inv;
 }
 
@@ -61,13 +68,18 @@ CF_INLINE void backward_dweight(const T* __restrict__ dy, const T* __restrict__ 
 
 }  // namespace
 
-// Parameters: x [rows, cols], weight [cols], y [rows, cols], inv_rms [rows], rows, cols, eps.
+// Parameters: x [rows, cols], (residual form: delta [rows, cols], sum [rows, cols]), weight [cols], y [rows, cols], inv_rms [rows], rows, cols, eps.
 #define CF_RMSNORM(T, suffix)                                                                                                   \
   extern "C" __global__ void rmsnorm_forward_##suffix(const T* x, const T* weight, T* y, float* inv_rms, int rows, int cols,   \
                                                       float eps) {                                                              \
-    forward(x, weight, y, inv_rms, rows, cols, eps);                                                                            \
+    forward<T>(x, nullptr, nullptr, weight, y, inv_rms, rows, cols, eps);                                                        \
   }                                                                                                                             \
   CF_EMULATOR_ENTRY(rmsnorm_forward_##suffix)                                                                                   \
+  extern "C" __global__ void rmsnorm_residual_forward_##suffix(const T* x, const T* delta, T* sum, const T* weight, T* y,      \
+                                                               float* inv_rms, int rows, int cols, float eps) {                 \
+    forward<T>(x, delta, sum, weight, y, inv_rms, rows, cols, eps);                                                             \
+  }                                                                                                                             \
+  CF_EMULATOR_ENTRY(rmsnorm_residual_forward_##suffix)                                                                          \
   extern "C" __global__ void rmsnorm_backward_dx_##suffix(const T* dy, const T* x, const T* weight, const float* inv_rms, T* dx, \
                                                           int rows, int cols) {                                                 \
     backward_dx(dy, x, weight, inv_rms, dx, rows, cols);                                                                        \

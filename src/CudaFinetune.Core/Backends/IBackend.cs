@@ -91,6 +91,12 @@ public interface IBackend : IDisposable
     /// <summary>output = x / rms(x) ⊙ weight per row; saves 1/rms in <paramref name="rstd"/> [rows].</summary>
     void RmsNormForward(Tensor x, Tensor weight, double epsilon, Tensor output, Tensor rstd);
 
+    /// <summary>
+    /// A residual add and the next norm: sum = x + delta (sum may be x), then <see cref="RmsNormForward"/> of sum.
+    /// The same as <see cref="Add"/> then RmsNormForward; the cuda backend does it in one pass.
+    /// </summary>
+    void AddRmsNormForward(Tensor x, Tensor delta, Tensor weight, double epsilon, Tensor sum, Tensor output, Tensor rstd);
+
     /// <summary>dx += ∂/∂x; dWeight (if given) += ∂/∂weight.</summary>
     void RmsNormBackward(Tensor dOutput, Tensor x, Tensor weight, Tensor rstd, Tensor dx, Tensor? dWeight);
 
@@ -130,6 +136,14 @@ public interface IBackend : IDisposable
     /// be the logits tensor itself.
     /// </summary>
     void CrossEntropy(Tensor logits, Tensor targets, Tensor rowLoss, Tensor? dLogits, double gradientScale);
+
+    /// <summary>
+    /// The output head and the loss together, without a [rows, vocab] logits tensor: logits = x·headᵀ (x [rows, hidden],
+    /// head [vocab, hidden]) and <see cref="CrossEntropy"/> against targets into rowLoss; with <paramref name="dX"/>
+    /// (overwritten) and <paramref name="dHead"/> (added into; AccumulationType), the gradients of gradientScale·Σ rowLoss.
+    /// The CPU backend goes a chunk of rows at a time, the cuda backend a chunk of the vocabulary at a time.
+    /// </summary>
+    void LinearCrossEntropy(Tensor x, Tensor head, Tensor targets, Tensor rowLoss, Tensor? dX, Tensor? dHead, double gradientScale);
 
     // ---- optimizer ----------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ public sealed class ProfilingBackend : IBackend
     {
         MatMul, Add, AddScaled, Dropout, EmbeddingForward, EmbeddingBackward, RmsNormForward, RmsNormBackward,
         Rope, AttentionForward, AttentionBackward, SwiGluForward, SwiGluBackward, CrossEntropy, Sum, SumOfSquares,
-        LowRankMatMul, Fill, Copy, CopyFromHost, CopyToHost, AdamWUpdate, AttentionDecode,
+        LowRankMatMul, AddRmsNormForward, LinearCrossEntropy, Fill, Copy, CopyFromHost, CopyToHost, AdamWUpdate, AttentionDecode,
     }
 
     public ProfilingBackend(IBackend inner) => _inner = inner ?? throw new ArgumentNullException(nameof(inner));
@@ -100,6 +100,18 @@ public sealed class ProfilingBackend : IBackend
     {
         using var _ = Time(Op.MatMul);
         _inner.MatMul(a, transposeA, b, transposeB, c, alpha, beta);
+    }
+
+    public void LinearCrossEntropy(Tensor x, Tensor head, Tensor targets, Tensor rowLoss, Tensor? dX, Tensor? dHead, double gradientScale)
+    {
+        using var _ = Time(Op.LinearCrossEntropy);
+        _inner.LinearCrossEntropy(x, head, targets, rowLoss, dX, dHead, gradientScale);
+    }
+
+    public void AddRmsNormForward(Tensor x, Tensor delta, Tensor weight, double epsilon, Tensor sum, Tensor output, Tensor rstd)
+    {
+        using var _ = Time(Op.AddRmsNormForward);
+        _inner.AddRmsNormForward(x, delta, weight, epsilon, sum, output, rstd);
     }
 
     public void LowRankMatMul(Tensor a, Tensor b, Tensor low, Tensor lowB, bool transposeB, Tensor c, bool accumulate)

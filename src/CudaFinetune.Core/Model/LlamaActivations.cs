@@ -65,23 +65,13 @@ internal sealed class LlamaActivations : IDisposable
         DGate = New(n, i);
         DUp = New(n, i);
 
-        // Logits are made a chunk of rows at a time so [tokens, vocab] never exists at once.
-        LogitRows = Math.Clamp((1 << 22) / config.VocabSize, 1, n);
-        Logits = New(LogitRows, config.VocabSize);
+        // No logits here: the backend's LinearCrossEntropy makes them a chunk at a time.
         RowLoss = NewStatistic(n);
-        LogitChunks = (n + LogitRows - 1) / LogitRows;
-        FinalNormedChunks = [.. Enumerable.Range(0, LogitChunks).Select(c => FinalNormed.SliceRows(c * LogitRows, Math.Min(LogitRows, n - c * LogitRows)))];
-        DNormedChunks = [.. Enumerable.Range(0, LogitChunks).Select(c => DNormed.SliceRows(c * LogitRows, Math.Min(LogitRows, n - c * LogitRows)))];
-        LogitChunkViews = [.. Enumerable.Range(0, LogitChunks).Select(c => Logits.SliceRows(0, Math.Min(LogitRows, n - c * LogitRows)))];
-        TargetChunks = [.. Enumerable.Range(0, LogitChunks).Select(c => View1D(Targets, c * LogitRows, Math.Min(LogitRows, n - c * LogitRows)))];
-        RowLossChunks = [.. Enumerable.Range(0, LogitChunks).Select(c => View1D(RowLoss, c * LogitRows, Math.Min(LogitRows, n - c * LogitRows)))];
 
         int[] inputWidths = [h, config.QueryWidth, i];
         Lora = new LinearScratch(backend, n, loraRank, inputWidths);
         HostTargets = new int[n];
     }
-
-    private static Tensor View1D(Tensor t, int start, int count) => new(t.Storage, t.DType, new Shape(count), t.ElementOffset + start, ownsStorage: false);
 
     public int Batch { get; }
     public int SeqLen { get; }
@@ -123,15 +113,7 @@ internal sealed class LlamaActivations : IDisposable
     public Tensor DGate { get; }
     public Tensor DUp { get; }
 
-    public int LogitRows { get; }
-    public int LogitChunks { get; }
-    public Tensor Logits { get; }
     public Tensor RowLoss { get; }
-    public Tensor[] FinalNormedChunks { get; }
-    public Tensor[] DNormedChunks { get; }
-    public Tensor[] LogitChunkViews { get; }
-    public Tensor[] TargetChunks { get; }
-    public Tensor[] RowLossChunks { get; }
 
     public LinearScratch Lora { get; }
 

@@ -206,11 +206,11 @@ public sealed class LlamaModel : IDisposable
 
         var attention = new AttentionShape(batch.BatchSize, batch.SeqLen, Config.NumAttentionHeads, Config.KeyValueHeads, Config.HeadSize, 1.0 / Math.Sqrt(Config.HeadSize));
         _backend.EmbeddingForward(_embedding.Value, act.TokenIds, act.Residual[0]);
+        _backend.RmsNormForward(act.Residual[0], _layers[0].InputNorm.Value, Config.RmsNormEps, act.Normed1[0], act.Rstd1[0]);
         for (int l = 0; l < _layers.Length; l++)
         {
             LayerForward(l, act, attention, dropout);
         }
-        _backend.RmsNormForward(act.Residual[^1], _finalNorm.Value, Config.RmsNormEps, act.FinalNormed, act.FinalRstd);
 
         double lossSum = HeadAndLoss(act, backward, counted == 0 ? 0 : gradientScale / counted);
         if (backward)
@@ -241,11 +241,14 @@ public sealed class LlamaModel : IDisposable
         _activations.Clear();
     }
 
+    /// <summary>
+    /// Layer l from its normed input (Normed1[l], made by the previous layer or the embedding step) to Residual[l + 1]
+    /// and the next norm of it: layer l + 1's input norm, or the final norm after the last layer.
+    /// </summary>
     private void LayerForward(int l, LlamaActivations act, in AttentionShape attention, in DropoutContext dropout)
     {
         var layer = _layers[l];
         var scratch = act.Lora;
-        _backend.RmsNormForward(act.Residual[l], layer.InputNorm.Value, Config.RmsNormEps, act.Normed1[l], act.Rstd1[l]);
         layer.Q.Forward(_backend, act.Normed1[l], act.Q[l], scratch, dropout);
         layer.K.Forward(_backend, act.Normed1[l], act.K[l], scratch, dropout);
         layer.V.Forward(_backend, act.Normed1[l], act.V[l], scratch, dropout);
@@ -253,40 +256,25 @@ public sealed class LlamaModel : IDisposable
         _backend.Rope(act.K[l], Config.KeyValueHeads, act.RopeCos, act.RopeSin, act.SeqLen, inverse: false);
         _backend.AttentionForward(act.Q[l], act.K[l], act.V[l], act.Attention[l], act.LogSumExp[l], attention);
         layer.O.Forward(_backend, act.Attention[l], act.ProjectionOut, scratch, dropout);
-        _backend.Add(act.Residual[l], act.ProjectionOut, act.Mid[l]);
+        _backend.AddRmsNormForward(act.Residual[l], act.ProjectionOut, layer.PostAttentionNorm.Value, Config.RmsNormEps, act.Mid[l], act.Normed2[l], act.Rstd2[l]);
 
-        _backend.RmsNormForward(act.Mid[l], layer.PostAttentionNorm.Value, Config.RmsNormEps, act.Normed2[l], act.Rstd2[l]);
         layer.Gate.Forward(_backend, act.Normed2[l], act.Gate[l], scratch, dropout);
         layer.Up.Forward(_backend, act.Normed2[l], act.Up[l], scratch, dropout);
         _backend.SwiGluForward(act.Gate[l], act.Up[l], act.Activated[l]);
         layer.Down.Forward(_backend, act.Activated[l], act.ProjectionOut, scratch, dropout);
-        _backend.Add(act.Mid[l], act.ProjectionOut, act.Residual[l + 1]);
+        bool last = l == _layers.Length - 1;
+        _backend.AddRmsNormForward(act.Mid[l], act.ProjectionOut, last ? _finalNorm.Value : _layers[l + 1].InputNorm.Value, Config.RmsNormEps,
+            act.Residual[l + 1], last ? act.FinalNormed : act.Normed1[l + 1], last ? act.FinalRstd : act.Rstd1[l + 1]);
     }
 
     /// <summary>
-    /// Logits a chunk of rows at a time, cross-entropy against the shifted targets, and — when
-    /// training — the gradient into the final norm's output and the head weight, computed while
-    /// the chunk's logits are at hand.
+    /// The head and the cross-entropy against the shifted targets in one op (no [tokens, vocab] logits tensor), and — when
+    /// training — the gradients into the final norm's output and the head weight.
     /// </summary>
     private double HeadAndLoss(LlamaActivations act, bool backward, double dLogitScale)
     {
-        double lossSum = 0;
-        for (int c = 0; c < act.LogitChunks; c++)
-        {
-            Tensor x = act.FinalNormedChunks[c], logits = act.LogitChunkViews[c];
-            _backend.MatMul(x, false, _head.Value, true, logits);
-            _backend.CrossEntropy(logits, act.TargetChunks[c], act.RowLossChunks[c], backward ? logits : null, dLogitScale);
-            if (backward)
-            {
-                _backend.MatMul(logits, false, _head.Value, false, act.DNormedChunks[c]);
-                if (_head.Gradient is { } dHead)
-                {
-                    _backend.MatMul(logits, true, x, false, dHead, beta: 1);
-                }
-            }
-        }
-        lossSum += _backend.Sum(act.RowLoss);
-        return lossSum;
+        _backend.LinearCrossEntropy(act.FinalNormed, _head.Value, act.Targets, act.RowLoss, backward ? act.DNormed : null, backward ? _head.Gradient : null, dLogitScale);
+        return _backend.Sum(act.RowLoss);
     }
 
     private void Backward(LlamaActivations act, in AttentionShape attention, in DropoutContext dropout)

@@ -259,6 +259,17 @@ public sealed unsafe partial class CudaBackend : IBackend
             _device, x.Address(), weight.Address(), output.Address(), rstd.Address(), rows, cols, (float)epsilon, 256);
     }
 
+    public void AddRmsNormForward(Tensor x, Tensor delta, Tensor weight, double epsilon, Tensor sum, Tensor output, Tensor rstd)
+    {
+        bool bf16 = FloatType(x, delta, weight, sum, output);
+        Expect(DType.F32, rstd);
+        var (rows, cols) = Rows(x, weight, output, rstd);
+        SameCount(x, delta);
+        SameCount(x, sum);
+        (bf16 ? (RmsNormResidualLauncher)RmsNormKernels.ResidualForwardBF16 : RmsNormKernels.ResidualForwardF32)(
+            _device, x.Address(), delta.Address(), sum.Address(), weight.Address(), output.Address(), rstd.Address(), rows, cols, (float)epsilon, 256);
+    }
+
     public void RmsNormBackward(Tensor dOutput, Tensor x, Tensor weight, Tensor rstd, Tensor dx, Tensor? dWeight)
     {
         bool bf16 = FloatType(dOutput, x, weight, dx);
@@ -426,6 +437,8 @@ public sealed unsafe partial class CudaBackend : IBackend
     private delegate void CrossEntropyLauncher(IKernelLauncher launcher, DevicePtr logits, DevicePtr targets, DevicePtr rowLoss, DevicePtr dLogits, float scale, int rows, int vocab, int threads);
 
     private delegate void RmsNormForwardLauncher(IKernelLauncher launcher, DevicePtr x, DevicePtr weight, DevicePtr y, DevicePtr invRms, int rows, int cols, float eps, int threads);
+
+    private delegate void RmsNormResidualLauncher(IKernelLauncher launcher, DevicePtr x, DevicePtr delta, DevicePtr sum, DevicePtr weight, DevicePtr y, DevicePtr invRms, int rows, int cols, float eps, int threads);
 
     private delegate void RmsNormDxLauncher(IKernelLauncher launcher, DevicePtr dy, DevicePtr x, DevicePtr weight, DevicePtr invRms, DevicePtr dx, int rows, int cols, int threads);
 

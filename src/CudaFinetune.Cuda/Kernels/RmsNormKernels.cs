@@ -17,6 +17,15 @@ public static unsafe class RmsNormKernels
     public static void ForwardBF16(IKernelLauncher launcher, DevicePtr x, DevicePtr weight, DevicePtr y, DevicePtr invRms, int rows, int cols, float eps, int threads = 256)
         => Forward(launcher, "rmsnorm_forward_bf16", x, weight, y, invRms, rows, cols, eps, threads);
 
+    /// <summary>sum = x + delta (stored as x's dtype), then y = RMSNorm(sum) as <see cref="ForwardF32"/>: a residual add and the next norm in one pass.</summary>
+    [KernelEntry(Module, "rmsnorm_residual_forward_f32")]
+    public static void ResidualForwardF32(IKernelLauncher launcher, DevicePtr x, DevicePtr delta, DevicePtr sum, DevicePtr weight, DevicePtr y, DevicePtr invRms, int rows, int cols, float eps, int threads = 256)
+        => ResidualForward(launcher, "rmsnorm_residual_forward_f32", x, delta, sum, weight, y, invRms, rows, cols, eps, threads);
+
+    [KernelEntry(Module, "rmsnorm_residual_forward_bf16")]
+    public static void ResidualForwardBF16(IKernelLauncher launcher, DevicePtr x, DevicePtr delta, DevicePtr sum, DevicePtr weight, DevicePtr y, DevicePtr invRms, int rows, int cols, float eps, int threads = 256)
+        => ResidualForward(launcher, "rmsnorm_residual_forward_bf16", x, delta, sum, weight, y, invRms, rows, cols, eps, threads);
+
     /// <summary>dx += ∂loss/∂x.</summary>
     [KernelEntry(Module, "rmsnorm_backward_dx_f32")]
     public static void BackwardDxF32(IKernelLauncher launcher, DevicePtr dy, DevicePtr x, DevicePtr weight, DevicePtr invRms, DevicePtr dx, int rows, int cols, int threads = 256)
@@ -46,6 +55,23 @@ public static unsafe class RmsNormKernels
         args[4] = &rows;
         args[5] = &cols;
         args[6] = &eps;
+        launcher.Launch(Module, entry, new LaunchShape(rows, threads), args);
+    }
+
+    private static void ResidualForward(IKernelLauncher launcher, string entry, DevicePtr x, DevicePtr delta, DevicePtr sum, DevicePtr weight, DevicePtr y, DevicePtr invRms,
+        int rows, int cols, float eps, int threads)
+    {
+        CheckThreads(launcher, threads);
+        void** args = stackalloc void*[9];
+        args[0] = &x;
+        args[1] = &delta;
+        args[2] = &sum;
+        args[3] = &weight;
+        args[4] = &y;
+        args[5] = &invRms;
+        args[6] = &rows;
+        args[7] = &cols;
+        args[8] = &eps;
         launcher.Launch(Module, entry, new LaunchShape(rows, threads), args);
     }
 

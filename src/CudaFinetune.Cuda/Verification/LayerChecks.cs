@@ -20,6 +20,7 @@ internal static class LayerChecks
         new("rope", "rope", Rope),
         new("embedding", "embedding", Embedding),
         new("cross_entropy", "cross_entropy", CrossEntropy),
+        new("cross_entropy_chunked", "cross_entropy", ChunkedCrossEntropy),
         new("adamw", "adamw", AdamW),
         new("reduce", "reduce", Reduce),
     ];
@@ -134,6 +135,67 @@ internal static class LayerChecks
         }
         return results;
     }
+
+    /// <summary>
+    /// The vocabulary-chunk entries (stats per chunk, finish, grad per chunk) on logits cut into chunks that do not divide the
+    /// vocabulary, against the CPU backend's CrossEntropy on the whole rows, with ignored rows.
+    /// </summary>
+    private static List<KernelCheckResult> ChunkedCrossEntropy(IDevice device, Random random)
+    {
+        var results = new List<KernelCheckResult>();
+        foreach (var dtype in Types)
+        {
+            foreach (var (rows, vocab, chunk) in new[] { (3, 7, 7), (9, 1000, 300), (5, 5003, 2048) })
+            {
+                float[] logits = CheckRun.Stored(Uniform(random, rows * vocab, -8, 8), dtype);
+                int[] targets = [.. Enumerable.Range(0, rows).Select(r => r % 4 == 1 ? IBackend.IgnoreIndex : random.Next(vocab))];
+                float scale = (float)(1.0 / rows);
+                using var reference = new CpuReference();
+                var lt = reference.F32(logits, rows, vocab);
+                var loss = reference.F32(new float[rows]);
+                reference.Backend.CrossEntropy(lt, reference.I32(targets), loss, lt, scale);
+
+                using var run = new CheckRun(device);
+                bool bf16 = dtype == DType.BF16;
+                DevicePtr pt = run.Put<int>(targets), pmax = run.Poisoned<float>(rows), psum = run.Poisoned<float>(rows), ptarget = run.Poisoned<float>(rows);
+                DevicePtr ploss = run.Poisoned<float>(rows);
+                var chunks = Enumerable.Range(0, (vocab + chunk - 1) / chunk).Select(c => (Col0: c * chunk, Cols: Math.Min(chunk, vocab - c * chunk))).ToList();
+                var pieces = chunks.Select(c => run.PutAs([.. Enumerable.Range(0, rows * c.Cols).Select(i => logits[i / c.Cols * vocab + c.Col0 + i % c.Cols])], dtype)).ToList();
+                run.StartClock();
+                for (int c = 0; c < chunks.Count; c++)
+                {
+                    (bf16 ? (ChunkStatsLauncher)CrossEntropyKernels.ChunkStatsBF16 : CrossEntropyKernels.ChunkStatsF32)(
+                        device, pieces[c], pt, pmax, psum, ptarget, chunks[c].Col0, chunks[c].Cols, rows, c == 0 ? 1 : 0, 128);
+                }
+                CrossEntropyKernels.ChunkFinish(device, pmax, psum, ptarget, pt, ploss, rows, vocab);
+                for (int c = 0; c < chunks.Count; c++)
+                {
+                    (bf16 ? (ChunkGradLauncher)CrossEntropyKernels.ChunkGradBF16 : CrossEntropyKernels.ChunkGradF32)(
+                        device, pieces[c], pt, pmax, psum, scale, chunks[c].Col0, chunks[c].Cols, rows, 128);
+                }
+                var elapsed = run.StopClock();
+                var gradient = new float[rows * vocab];
+                for (int c = 0; c < chunks.Count; c++)
+                {
+                    float[] piece = run.GetAs(pieces[c], rows * chunks[c].Cols, dtype);
+                    for (int i = 0; i < piece.Length; i++)
+                    {
+                        gradient[i / chunks[c].Cols * vocab + chunks[c].Col0 + i % chunks[c].Cols] = piece[i] * rows;
+                    }
+                }
+                string name = Text($"{rows}x{vocab}, chunks of {chunk}");
+                results.Add(KernelComparison.Compare($"cross_entropy_chunk_{Suffix(dtype)} loss", name, run.Get<float>(ploss, rows), CpuReference.Values(loss), 1e-5, elapsed,
+                    i => Text($"row {i}")));
+                results.Add(KernelComparison.Compare($"cross_entropy_chunk_{Suffix(dtype)} dlogits", name, gradient, [.. CpuReference.Values(lt).Select(g => g * rows)],
+                    bf16 ? 1e-2 : 1e-5, elapsed, i => Text($"dlogits[{i / vocab},{i % vocab}]")));
+            }
+        }
+        return results;
+    }
+
+    private delegate void ChunkStatsLauncher(IKernelLauncher launcher, DevicePtr logits, DevicePtr targets, DevicePtr rowMax, DevicePtr rowSum, DevicePtr targetLogit, int col0, int cols, int rows, int first, int threads);
+
+    private delegate void ChunkGradLauncher(IKernelLauncher launcher, DevicePtr logits, DevicePtr targets, DevicePtr rowMax, DevicePtr rowSum, float scale, int col0, int cols, int rows, int threads);
 
     private delegate void CrossEntropyLauncher(IKernelLauncher launcher, DevicePtr logits, DevicePtr targets, DevicePtr rowLoss, DevicePtr dLogits, float scale, int rows, int vocab, int threads);
 

@@ -24,6 +24,8 @@ internal static class RmsNormChecks
         new("rmsnorm_backward_f32", "rmsnorm", (device, random) => Backward(device, random, DType.F32)),
         new("rmsnorm_forward_bf16", "rmsnorm", (device, random) => Forward(device, random, DType.BF16)),
         new("rmsnorm_backward_bf16", "rmsnorm", (device, random) => Backward(device, random, DType.BF16)),
+        new("rmsnorm_residual_forward_f32", "rmsnorm", (device, random) => ResidualForward(device, random, DType.F32)),
+        new("rmsnorm_residual_forward_bf16", "rmsnorm", (device, random) => ResidualForward(device, random, DType.BF16)),
     ];
 
     private static string Name(int rows, int cols, int threads) => string.Create(CultureInfo.InvariantCulture, $"{rows}x{cols}, {threads} threads");
@@ -57,6 +59,37 @@ internal static class RmsNormChecks
                 i => $"y[{i / cols},{i % cols}]"));
             results.Add(KernelComparison.Compare($"{kernel} inv_rms", name, run.Get<float>(pr, rows), rt.HostSpan<float>(), Tolerance, elapsed,
                 i => $"inv_rms[{i}]"));
+        }
+        return results;
+    }
+
+    /// <summary>The residual form: sum = x + delta is stored (rounded to the dtype) and normalised as stored.</summary>
+    private static List<KernelCheckResult> ResidualForward(IDevice device, Random random, DType dtype)
+    {
+        var results = new List<KernelCheckResult>();
+        using var cpu = new CpuBackend(threads: 1);
+        string kernel = $"rmsnorm_residual_forward_{Suffix(dtype)}";
+        foreach (var (rows, cols, threads) in Cases)
+        {
+            float[] x = Uniform(random, rows * cols, -2, 2, dtype), delta = Uniform(random, rows * cols, -1, 1, dtype), w = Uniform(random, cols, 0.5, 1.5, dtype);
+            float[] sum = CheckRun.Stored([.. x.Zip(delta, (a, b) => a + b)], dtype);
+            using var st = Tensor(cpu, sum, rows, cols);
+            using var wt = Tensor(cpu, w, cols);
+            using var yt = cpu.Allocate(DType.F32, new Shape(rows, cols));
+            using var rt = cpu.Allocate(DType.F32, new Shape(rows));
+            cpu.RmsNormForward(st, wt, Epsilon, yt, rt);
+
+            using var run = new CheckRun(device);
+            DevicePtr px = run.PutAs(x, dtype), pd = run.PutAs(delta, dtype), pw = run.PutAs(w, dtype);
+            DevicePtr ps = run.PoisonedAs(rows * cols, dtype), py = run.PoisonedAs(rows * cols, dtype), pr = run.Poisoned<float>(rows);
+            run.StartClock();
+            (dtype == DType.BF16 ? (ResidualLauncher)RmsNormKernels.ResidualForwardBF16 : RmsNormKernels.ResidualForwardF32)(device, px, pd, ps, pw, py, pr, rows, cols, Epsilon, threads);
+            var elapsed = run.StopClock();
+            string name = Name(rows, cols, threads);
+            results.Add(KernelComparison.Compare($"{kernel} sum", name, run.GetAs(ps, rows * cols, dtype), sum, 0, elapsed, i => $"sum[{i / cols},{i % cols}]"));
+            results.Add(KernelComparison.Compare($"{kernel} y", name, run.GetAs(py, rows * cols, dtype), yt.HostSpan<float>(), CheckRun.Tolerance(dtype), elapsed,
+                i => $"y[{i / cols},{i % cols}]"));
+            results.Add(KernelComparison.Compare($"{kernel} inv_rms", name, run.Get<float>(pr, rows), rt.HostSpan<float>(), Tolerance, elapsed, i => $"inv_rms[{i}]"));
         }
         return results;
     }
@@ -99,6 +132,8 @@ internal static class RmsNormChecks
     }
 
     private delegate void ForwardLauncher(IKernelLauncher launcher, DevicePtr x, DevicePtr weight, DevicePtr y, DevicePtr invRms, int rows, int cols, float eps, int threads);
+
+    private delegate void ResidualLauncher(IKernelLauncher launcher, DevicePtr x, DevicePtr delta, DevicePtr sum, DevicePtr weight, DevicePtr y, DevicePtr invRms, int rows, int cols, float eps, int threads);
 
     private delegate void BackwardDxLauncher(IKernelLauncher launcher, DevicePtr dy, DevicePtr x, DevicePtr weight, DevicePtr invRms, DevicePtr dx, int rows, int cols, int threads);
 

@@ -1,4 +1,5 @@
 using CudaFinetune.Backends;
+using CudaFinetune.Numerics;
 using CudaFinetune.Tensors;
 
 namespace CudaFinetune.Tests.Support;
@@ -26,6 +27,10 @@ internal static class HostTensors
         {
             backend.CopyFromHost<double>(values, t);
         }
+        else if (t.DType == DType.BF16)
+        {
+            backend.CopyFromHost<ushort>(values.Select(v => HalfPrecision.ToBFloat16((float)v)).ToArray(), t);
+        }
         else
         {
             backend.CopyFromHost<float>(values.Select(v => (float)v).ToArray(), t);
@@ -39,6 +44,12 @@ internal static class HostTensors
             var d = new double[t.ElementCount];
             backend.CopyToHost<double>(t, d);
             return d;
+        }
+        if (t.DType == DType.BF16)
+        {
+            var h = new ushort[t.ElementCount];
+            backend.CopyToHost<ushort>(t, h);
+            return [.. h.Select(v => (double)HalfPrecision.FromBFloat16(v))];
         }
         var f = new float[t.ElementCount];
         backend.CopyToHost<float>(t, f);

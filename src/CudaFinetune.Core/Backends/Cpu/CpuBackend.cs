@@ -15,6 +15,7 @@ public sealed unsafe class CpuBackend : IBackend
     private readonly object _gemmGate = new();
     private byte[] _gemmScratch = [];
     private double[] _partials = [];
+    private readonly RowChunkedHeadLoss _headLoss = new();
 
     /// <param name="computeType">F32 (the default) or F64.</param>
     /// <param name="threads">Worker threads, the caller included; defaults to the processor count. Results do not depend on it.</param>
@@ -90,6 +91,12 @@ public sealed unsafe class CpuBackend : IBackend
                 Gemm<double>(a, transposeA, b, transposeB, c, m, n, k, alpha, beta);
             }
         }
+    }
+
+    public void AddRmsNormForward(Tensor x, Tensor delta, Tensor weight, double epsilon, Tensor sum, Tensor output, Tensor rstd)
+    {
+        Add(x, delta, sum);
+        RmsNormForward(sum, weight, epsilon, output, rstd);
     }
 
     public void LowRankMatMul(Tensor a, Tensor b, Tensor low, Tensor lowB, bool transposeB, Tensor c, bool accumulate)
@@ -339,6 +346,10 @@ public sealed unsafe class CpuBackend : IBackend
         }
     }
 
+    /// <summary>A chunk of rows at a time (<see cref="RowChunkedHeadLoss"/>).</summary>
+    public void LinearCrossEntropy(Tensor x, Tensor head, Tensor targets, Tensor rowLoss, Tensor? dX, Tensor? dHead, double gradientScale)
+        => _headLoss.Run(this, x, head, targets, rowLoss, dX, dHead, gradientScale);
+
     public void CrossEntropy(Tensor logits, Tensor targets, Tensor rowLoss, Tensor? dLogits, double gradientScale)
     {
         CheckCompute(logits, rowLoss);
@@ -423,7 +434,11 @@ public sealed unsafe class CpuBackend : IBackend
         }
     }
 
-    public void Dispose() => _pool.Dispose();
+    public void Dispose()
+    {
+        _headLoss.Dispose();
+        _pool.Dispose();
+    }
 
     // ---- checks ---------------------------------------------------------------------------
 
