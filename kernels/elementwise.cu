@@ -34,10 +34,7 @@ CF_INLINE void add_scaled(const T* x, float scale, T* acc, long long n) {
 template <typename T>
 CF_INLINE void dropout(const T* x, T* out, long long n, unsigned long long seed, unsigned hi0, unsigned hi1, unsigned threshold, float scale) {
   for (long long i = cf::global_index(); i < n; i += cf::global_stride()) {
-    unsigned long long block = (unsigned long long)i >> 2;
-    cf::Philox4 r = cf::philox((unsigned)block, (unsigned)(block >> 32), hi0, hi1, (unsigned)seed, (unsigned)(seed >> 32));
-    unsigned word = r.w[i & 3];
-    cf::store(out + i, (word >> 8) >= threshold ? cf::load(x + i) * scale : 0.0f);
+    cf::store(out + i, cf::dropout_keep((unsigned long long)i, seed, hi0, hi1, threshold) ? cf::load(x + i) * scale : 0.0f);
   }
 }
 

@@ -1,10 +1,13 @@
 // lora.cu: a LoRA projection with its adapter's product folded into the output tiles; bf16 in and out, fp32 accumulation.
 //   forward   y  = x·Wᵀ + low·Bᵀ            x [T, K], W [N, K], B [N, R], low = s·dropout(x)·Aᵀ [T, R]
-//   backward  dx = dy·W + dlow·A  (+ dx)     dy [T, N], A [R, K], dlow = s·dy·B [T, R]
+//   backward  dx = dy·W + drop(dlow·A)  (+ dx)     dy [T, N], A [R, K], dlow = s·dy·B [T, R]
+//             where drop is the adapter's dropout (its mask regenerated from the Philox key, as elementwise.cu's
+//             dropout draws it for the element's index in dx; threshold 0 and scale 1 keep everything)
 // low and dlow are made once per call by a small GEMM (cuBLASLt); each block then computes one 64 × 64 tile of the
 // output in fp32 registers: the large product in 64-deep steps, then the adapter's R in 64-deep steps (zero-padded)
 // into the same accumulators, so the output is written once with the adapter already in it. dA = dlowᵀ·dropout(x)
 // and dB = dyᵀ·low are small GEMMs, left to cuBLASLt. Each warp owns 16 rows of the tile (mma_tiles.cuh).
+// The backward keeps the two products in separate accumulators, so the mask applies to the adapter's alone.
 // Launch: grid (⌈output columns / 64⌉, ⌈T / 64⌉), block 128, dynamic shared memory 2·64·72·2 bytes. K, N and R must be
 // multiples of 8 (16-byte rows for cp.async) and the tensors 16-byte aligned; the launcher checks.
 #include "mma_tiles.cuh"
@@ -61,15 +64,26 @@ extern "C" __global__ void lora_forward_bf16(const cf::bf16* x, const cf::bf16* 
 CF_EMULATOR_ENTRY(lora_forward_bf16)
 
 extern "C" __global__ void lora_backward_dx_bf16(const cf::bf16* dy, const cf::bf16* w, const cf::bf16* dlow, const cf::bf16* a, cf::bf16* dx, int tokens,
-                                                 int n, int k, int r, int accumulate) {
+                                                 int n, int k, int r, int accumulate, unsigned long long seed, unsigned hi0, unsigned hi1,
+                                                 unsigned threshold, float keep_scale) {
   cf::bf16* a_tile = cf::dynamic_shared<cf::bf16>();
   cf::bf16* b_tile = a_tile + cf::kTileRows * kStride;
   int col0 = cf::block_x() * kWidth, row0 = cf::block_y() * cf::kTileRows;
   if (row0 >= tokens || col0 >= k) return;
-  float acc[8][4];
+  float acc[8][4], adapter[8][4];
   cf::zero(acc);
+  cf::zero(adapter);
   add_product(acc, a_tile, b_tile, dy, w, row0, tokens, col0, k, n);
-  add_product(acc, a_tile, b_tile, dlow, a, row0, tokens, col0, k, r);
+  add_product(adapter, a_tile, b_tile, dlow, a, row0, tokens, col0, k, r);
+  // acc += drop(adapter), element by element (the accumulator layout of mma_tiles.cuh).
+  int group = cf::lane() >> 2, in_group = cf::lane() & 3;
+  for (int t = 0; t < 8; ++t) {
+    for (int i = 0; i < 4; ++i) {
+      long long row = row0 + cf::warp() * 16 + group + 8 * (i / 2), column = col0 + t * 8 + in_group * 2 + (i & 1);
+      bool keep = cf::dropout_keep((unsigned long long)(row * k + column), seed, hi0, hi1, threshold);
+      acc[t][i] += keep ? adapter[t][i] * keep_scale : 0.0f;
+    }
+  }
   cf::store_rows<kWidth>(dx + col0, k, row0 + cf::warp() * 16, tokens, acc, 1.0f, k - col0, accumulate != 0);
 }
 CF_EMULATOR_ENTRY(lora_backward_dx_bf16)

@@ -82,4 +82,12 @@ CF_INLINE Philox4 philox(unsigned c0, unsigned c1, unsigned c2, unsigned c3, uns
   return Philox4{{c0, c1, c2, c3}};
 }
 
+// Whether element i survives dropout, as the CPU backend decides: the top 24 bits of Philox word i (key: the seed;
+// counter: i / 4 as 64 bits, hi0, hi1) reach `threshold` (round(p · 2^24)).
+CF_INLINE bool dropout_keep(unsigned long long i, unsigned long long seed, unsigned hi0, unsigned hi1, unsigned threshold) {
+  unsigned long long block = i >> 2;
+  Philox4 r = philox((unsigned)block, (unsigned)(block >> 32), hi0, hi1, (unsigned)seed, (unsigned)(seed >> 32));
+  return (r.w[i & 3] >> 8) >= threshold;
+}
+
 }  // namespace cf

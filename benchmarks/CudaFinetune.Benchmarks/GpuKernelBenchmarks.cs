@@ -74,7 +74,7 @@ public class GpuKernelBenchmarks : IThroughputBenchmark
             case "lora_backward_dx":
             {
                 DevicePtr dy = Bf16(Tokens * Hidden), w = Bf16(Hidden * Hidden), dlow = Bf16(Tokens * Rank), a = Bf16(Rank * Hidden), dx = Bf16(Tokens * Hidden);
-                _launch = () => LoraKernels.BackwardDxBF16(_gpu, dy, w, dlow, a, dx, Tokens, Hidden, Hidden, Rank, 1);
+                _launch = () => LoraKernels.BackwardDxBF16(_gpu, dy, w, dlow, a, dx, Tokens, Hidden, Hidden, Rank, 1, 7, 1, 2, DropoutKey.KeepThreshold(0.05), 1 / 0.95f);
                 break;
             }
             case "rmsnorm_forward":

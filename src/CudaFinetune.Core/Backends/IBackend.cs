@@ -60,12 +60,13 @@ public interface IBackend : IDisposable
     void MatMul(Tensor a, bool transposeA, Tensor b, bool transposeB, Tensor c, double alpha = 1, double beta = 0);
 
     /// <summary>
-    /// A LoRA projection's two products into one output: c = a·op(b) + low·op(lowB), plus the old c when
-    /// <paramref name="accumulate"/>; op transposes when <paramref name="transposeB"/>. The forward is
-    /// y = x·Wᵀ + low·Bᵀ (low = s·dropout(x)·Aᵀ), the input gradient dx = dy·W + dLow·A. The same as two
-    /// MatMuls; the cuda backend computes it in one pass over c.
+    /// A LoRA projection's two products into one output: c = a·op(b) + drop(low·op(lowB)), plus the old c when
+    /// <paramref name="accumulate"/>; op transposes when <paramref name="transposeB"/>; drop is <see cref="Dropout"/> with
+    /// <paramref name="lowDropout"/> and <paramref name="lowDropoutKey"/> (none at 0). The forward is y = x·Wᵀ + low·Bᵀ
+    /// (low = s·dropout(x)·Aᵀ), the input gradient dx = dy·W + dropout(dLow·A) with the forward's mask. The same as
+    /// MatMuls and Dropout; the cuda backend computes it in one pass over c.
     /// </summary>
-    void LowRankMatMul(Tensor a, Tensor b, Tensor low, Tensor lowB, bool transposeB, Tensor c, bool accumulate);
+    void LowRankMatMul(Tensor a, Tensor b, Tensor low, Tensor lowB, bool transposeB, Tensor c, bool accumulate, double lowDropout = 0, DropoutKey lowDropoutKey = default);
 
     // ---- elementwise --------------------------------------------------------------------
 

@@ -114,10 +114,10 @@ public sealed class ProfilingBackend : IBackend
         _inner.AddRmsNormForward(x, delta, weight, epsilon, sum, output, rstd);
     }
 
-    public void LowRankMatMul(Tensor a, Tensor b, Tensor low, Tensor lowB, bool transposeB, Tensor c, bool accumulate)
+    public void LowRankMatMul(Tensor a, Tensor b, Tensor low, Tensor lowB, bool transposeB, Tensor c, bool accumulate, double lowDropout = 0, DropoutKey lowDropoutKey = default)
     {
         using var _ = Time(Op.LowRankMatMul);
-        _inner.LowRankMatMul(a, b, low, lowB, transposeB, c, accumulate);
+        _inner.LowRankMatMul(a, b, low, lowB, transposeB, c, accumulate, lowDropout, lowDropoutKey);
     }
 
     public void Add(Tensor a, Tensor b, Tensor output)

@@ -5,8 +5,7 @@ namespace CudaFinetune.Model;
 
 /// <summary>
 /// One projection y = x·Wᵀ, optionally with a LoRA adapter: y = x·Wᵀ + low·Bᵀ with low = s·dropout(x)·Aᵀ,
-/// the two products into y in one <see cref="IBackend.LowRankMatMul"/> (and dx = dy·W + dLow·A likewise when
-/// dropout is off). The adapter's small products are recomputed in the backward (they cost N·in·r) instead of
+/// the two products into y in one <see cref="IBackend.LowRankMatMul"/>, and dx = dy·W + dropout(dLow·A) likewise. The adapter's small products are recomputed in the backward (they cost N·in·r) instead of
 /// being stored; the dropout mask is regenerated from its counter-based key.
 /// </summary>
 internal sealed class LinearLayer
@@ -71,17 +70,9 @@ internal sealed class LinearLayer
         {
             backend.MatMul(dLow, true, dropped, false, dA, beta: 1);
         }
-        if (!context.Applies(Dropout))
-        {
-            backend.LowRankMatMul(dy, Weight.Value, dLow, LoraA.Value, transposeB: false, dx, accumulateDx);
-            return;
-        }
-        // The adapter's part of dx goes through the dropout mask, so it cannot share dy·W's accumulators.
-        backend.MatMul(dy, false, Weight.Value, false, dx, beta: accumulateDx ? 1 : 0);
-        Tensor dDropped = scratch.Dropped(InFeatures);
-        backend.MatMul(dLow, false, LoraA.Value, false, dDropped);
-        backend.Dropout(dDropped, dDropped, Dropout, context.Key(Layer, Use));
-        backend.AddScaled(dDropped, 1, dx);
+        // dx = dy·W + dropout(dLow·A), with the mask the forward drew for x.
+        bool masked = context.Applies(Dropout);
+        backend.LowRankMatMul(dy, Weight.Value, dLow, LoraA.Value, transposeB: false, dx, accumulateDx, masked ? Dropout : 0, masked ? context.Key(Layer, Use) : default);
     }
 
     private Tensor Dropped(IBackend backend, Tensor x, LinearScratch scratch, in DropoutContext context)

@@ -145,8 +145,11 @@ public sealed unsafe partial class CudaBackend : IBackend
         _gemm.Run(m, n, k, transposeA, transposeB, (float)alpha, a.Address(), b.Address(), (float)beta, c.Address(), a.DType, c.DType);
     }
 
-    /// <summary>kernels/lora.cu when the tensors are bf16 with 16-byte rows (and a forward overwrites c); otherwise two GEMMs.</summary>
-    public void LowRankMatMul(Tensor a, Tensor b, Tensor low, Tensor lowB, bool transposeB, Tensor c, bool accumulate)
+    /// <summary>
+    /// kernels/lora.cu when the tensors are bf16 with 16-byte rows (a forward overwriting c, without dropout; an input gradient
+    /// with or without); otherwise GEMMs (and the dropout kernel through a scratch buffer).
+    /// </summary>
+    public void LowRankMatMul(Tensor a, Tensor b, Tensor low, Tensor lowB, bool transposeB, Tensor c, bool accumulate, double lowDropout = 0, DropoutKey lowDropoutKey = default)
     {
         Expect(ComputeType, a, b, low, lowB, c);
         // forward: a = x [T, K], b = W [N, K], low [T, R], lowB = B [N, R], c = y [T, N];
@@ -161,10 +164,35 @@ public sealed unsafe partial class CudaBackend : IBackend
             throw new ArgumentException($"low-rank matmul shapes do not agree: a {a.Shape}, b {b.Shape}{(transposeB ? "ᵀ" : "")}, low {low.Shape}, lowB {lowB.Shape}, c {c.Shape}");
         }
         DevicePtr pa = a.Address(), pb = b.Address(), plow = low.Address(), plowB = lowB.Address(), pc = c.Address();
-        if (ComputeType != DType.BF16 || !LoraKernels.Fits([n, k, r], [pa, pb, plow, plowB, pc]) || (transposeB && accumulate))
+        if (lowDropout is < 0 or >= 1)
+        {
+            throw new ArgumentOutOfRangeException(nameof(lowDropout), lowDropout, "dropout probability must be in [0, 1)");
+        }
+        bool fused = ComputeType == DType.BF16 && LoraKernels.Fits([n, k, r], [pa, pb, plow, plowB, pc]) && !(transposeB && (accumulate || lowDropout > 0));
+        if (!fused)
         {
             MatMul(a, false, b, transposeB, c, beta: accumulate ? 1 : 0);
-            MatMul(low, false, lowB, transposeB, c, beta: 1);
+            if (lowDropout == 0)
+            {
+                MatMul(low, false, lowB, transposeB, c, beta: 1);
+                return;
+            }
+            DevicePtr scratch = Scratch(Slot.LowRank, c.ElementCount * c.DType.SizeInBytes());
+            var (cm, cn) = (c.Shape.Rows, c.Shape.Columns);
+            _gemm.Run(cm, cn, r, false, transposeB, 1, plow, plowB, 0, scratch, ComputeType, c.DType);
+            var (dropHi0, dropHi1) = lowDropoutKey.CounterWords();
+            uint dropThreshold = DropoutKey.KeepThreshold(lowDropout);
+            float dropScale = (float)(1 / (1 - lowDropout));
+            if (c.DType == DType.BF16)
+            {
+                ElementwiseKernels.DropoutBF16(_device, scratch, scratch, c.ElementCount, lowDropoutKey.Seed, dropHi0, dropHi1, dropThreshold, dropScale);
+                ElementwiseKernels.AddScaledBF16(_device, scratch, 1, pc, c.ElementCount);
+            }
+            else
+            {
+                ElementwiseKernels.DropoutF32(_device, scratch, scratch, c.ElementCount, lowDropoutKey.Seed, dropHi0, dropHi1, dropThreshold, dropScale);
+                ElementwiseKernels.AddScaledF32(_device, scratch, 1, pc, c.ElementCount);
+            }
         }
         else if (transposeB)
         {
@@ -172,7 +200,10 @@ public sealed unsafe partial class CudaBackend : IBackend
         }
         else
         {
-            LoraKernels.BackwardDxBF16(_device, pa, pb, plow, plowB, pc, tokens, n, k, r, accumulate ? 1 : 0);
+            var (hi0, hi1) = lowDropoutKey.CounterWords();
+            uint threshold = lowDropout > 0 ? DropoutKey.KeepThreshold(lowDropout) : 0;
+            LoraKernels.BackwardDxBF16(_device, pa, pb, plow, plowB, pc, tokens, n, k, r, accumulate ? 1 : 0,
+                lowDropoutKey.Seed, hi0, hi1, threshold, (float)(1 / (1 - lowDropout)));
         }
     }
 

@@ -50,13 +50,18 @@ public static unsafe class LoraKernels
         launcher.Launch(Module, "lora_forward_bf16", new LaunchShape((n + Tile - 1) / Tile, Threads, SharedBytes, (tokens + Tile - 1) / Tile), args);
     }
 
-    /// <summary>dx [tokens, k] = dy [tokens, n] · w [n, k] + dlow [tokens, r] · a [r, k], added to dx when <paramref name="accumulate"/> is 1.</summary>
+    /// <summary>
+    /// dx [tokens, k] = dy [tokens, n] · w [n, k] + drop(dlow [tokens, r] · a [r, k]), added to dx when <paramref name="accumulate"/>
+    /// is 1; drop keeps element i (its index in dx) when <see cref="Backends.DropoutKey"/>'s mask does (seed, counter words hi0/hi1,
+    /// <paramref name="threshold"/>) and scales it by <paramref name="keepScale"/>; threshold 0 and scale 1 keep all.
+    /// </summary>
     [KernelEntry(Module, "lora_backward_dx_bf16")]
-    public static void BackwardDxBF16(IKernelLauncher launcher, DevicePtr dy, DevicePtr w, DevicePtr dlow, DevicePtr a, DevicePtr dx, int tokens, int n, int k, int r, int accumulate)
+    public static void BackwardDxBF16(IKernelLauncher launcher, DevicePtr dy, DevicePtr w, DevicePtr dlow, DevicePtr a, DevicePtr dx, int tokens, int n, int k, int r, int accumulate,
+        ulong seed, uint hi0, uint hi1, uint threshold, float keepScale)
     {
         ArgumentNullException.ThrowIfNull(launcher);
         CheckSizes(tokens, n, k, r);
-        void** args = stackalloc void*[10];
+        void** args = stackalloc void*[15];
         args[0] = &dy;
         args[1] = &w;
         args[2] = &dlow;
@@ -67,6 +72,11 @@ public static unsafe class LoraKernels
         args[7] = &k;
         args[8] = &r;
         args[9] = &accumulate;
+        args[10] = &seed;
+        args[11] = &hi0;
+        args[12] = &hi1;
+        args[13] = &threshold;
+        args[14] = &keepScale;
         launcher.Launch(Module, "lora_backward_dx_bf16", new LaunchShape((k + Tile - 1) / Tile, Threads, SharedBytes, (tokens + Tile - 1) / Tile), args);
     }
 

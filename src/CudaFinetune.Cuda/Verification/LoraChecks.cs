@@ -1,4 +1,5 @@
 using System.Globalization;
+using CudaFinetune.Backends;
 using CudaFinetune.Cuda.Kernels;
 using CudaFinetune.Cuda.Runtime;
 using CudaFinetune.Tensors;
@@ -7,7 +8,8 @@ namespace CudaFinetune.Cuda.Verification;
 
 /// <summary>
 /// kernels/lora.cu against two CPU backend MatMuls on the same bf16-rounded inputs, at sizes that are and are not
-/// multiples of the 64 × 64 tiles, ranks 8 to 64; the backward adds onto a random start. 1e-2 relative (bf16 output).
+/// multiples of the 64 × 64 tiles, ranks 8 to 64; the backward adds onto a random start, without and with the adapter's
+/// dropout (the CPU backend's mask, regenerated in the kernel). 1e-2 relative (bf16 output).
 /// </summary>
 internal static class LoraChecks
 {
@@ -51,22 +53,30 @@ internal static class LoraChecks
     private static List<KernelCheckResult> BackwardDx(IDevice device, Random random)
     {
         var results = new List<KernelCheckResult>();
-        foreach (var (tokens, n, k, r) in Shapes)
+        foreach (var ((tokens, n, k, r), p) in Shapes.SelectMany(s => new[] { (s, 0.0), (s, 0.3) }))
         {
+            var key = new DropoutKey((ulong)random.NextInt64(), random.Next(1, 1000), random.Next(32), random.Next(7));
             float[] dy = Uniform(random, tokens * n), w = Uniform(random, n * k), dlow = Uniform(random, tokens * r), a = Uniform(random, r * k);
             float[] start = Uniform(random, tokens * k);
             using var reference = new CpuReference();
             var dx = reference.F32(start, tokens, k);
             reference.Backend.MatMul(reference.F32(dy, tokens, n), false, reference.F32(w, n, k), false, dx, beta: 1);
-            reference.Backend.MatMul(reference.F32(dlow, tokens, r), false, reference.F32(a, r, k), false, dx, beta: 1);
+            var adapter = reference.F32(new float[tokens * k], tokens, k);
+            reference.Backend.MatMul(reference.F32(dlow, tokens, r), false, reference.F32(a, r, k), false, adapter);
+            if (p > 0)
+            {
+                reference.Backend.Dropout(adapter, adapter, p, key);
+            }
+            reference.Backend.AddScaled(adapter, 1, dx);
 
             using var run = new CheckRun(device);
             DevicePtr pdy = run.PutAs(dy, DType.BF16), pw = run.PutAs(w, DType.BF16), pdlow = run.PutAs(dlow, DType.BF16), pa = run.PutAs(a, DType.BF16);
             DevicePtr pdx = run.PutAs(start, DType.BF16);
             run.StartClock();
-            LoraKernels.BackwardDxBF16(device, pdy, pw, pdlow, pa, pdx, tokens, n, k, r, accumulate: 1);
+            var (hi0, hi1) = key.CounterWords();
+            LoraKernels.BackwardDxBF16(device, pdy, pw, pdlow, pa, pdx, tokens, n, k, r, accumulate: 1, key.Seed, hi0, hi1, DropoutKey.KeepThreshold(p), (float)(1 / (1 - p)));
             var elapsed = run.StopClock();
-            results.Add(KernelComparison.Compare("lora_backward_dx_bf16", Name(tokens, n, k, r), run.GetAs(pdx, tokens * k, DType.BF16), CpuReference.Values(dx), 1e-2, elapsed,
+            results.Add(KernelComparison.Compare("lora_backward_dx_bf16", Name(tokens, n, k, r) + string.Create(CultureInfo.InvariantCulture, $" dropout {p}"), run.GetAs(pdx, tokens * k, DType.BF16), CpuReference.Values(dx), 1e-2, elapsed,
                 i => $"dx[{i / k},{i % k}]"));
         }
         return results;

@@ -76,9 +76,9 @@ public sealed class CudaEmulatedTrainingTests
     [TestCase("none")]
     public void Losses_follow_the_cpu_backend_within_bf16_tolerance(string peft)
     {
-        // Without LoRA dropout, so that the adapter's backward runs the fused kernel too (the resume test keeps dropout).
-        var cpu = Losses(Train(Options("cpu", "cpu", peft) with { LoraDropout = 0 }).OutputDir);
-        var emulated = Losses(Train(Options("emulated", "cuda-emulated", peft) with { LoraDropout = 0 }).OutputDir);
+        // With LoRA dropout (0.1): both backends draw the same masks.
+        var cpu = Losses(Train(Options("cpu", "cpu", peft)).OutputDir);
+        var emulated = Losses(Train(Options("emulated", "cuda-emulated", peft)).OutputDir);
         Assert.That(emulated.Select(l => (l.Kind, l.Step)), Is.EqualTo(cpu.Select(l => (l.Kind, l.Step))));
         Assert.That(cpu.Count(l => l.Kind == "train"), Is.GreaterThan(8));
         TestContext.Out.WriteLine(string.Join(Environment.NewLine, cpu.Zip(emulated, (c, e) => $"{c.Kind} {c.Step}: cpu {c.Loss:F5} emulated {e.Loss:F5}")));

@@ -16,6 +16,7 @@ public sealed unsafe class CpuBackend : IBackend
     private byte[] _gemmScratch = [];
     private double[] _partials = [];
     private readonly RowChunkedHeadLoss _headLoss = new();
+    private Tensor? _lowRankScratch;
 
     /// <param name="computeType">F32 (the default) or F64.</param>
     /// <param name="threads">Worker threads, the caller included; defaults to the processor count. Results do not depend on it.</param>
@@ -99,10 +100,23 @@ public sealed unsafe class CpuBackend : IBackend
         RmsNormForward(sum, weight, epsilon, output, rstd);
     }
 
-    public void LowRankMatMul(Tensor a, Tensor b, Tensor low, Tensor lowB, bool transposeB, Tensor c, bool accumulate)
+    public void LowRankMatMul(Tensor a, Tensor b, Tensor low, Tensor lowB, bool transposeB, Tensor c, bool accumulate, double lowDropout = 0, DropoutKey lowDropoutKey = default)
     {
         MatMul(a, false, b, transposeB, c, beta: accumulate ? 1 : 0);
-        MatMul(low, false, lowB, transposeB, c, beta: 1);
+        if (lowDropout <= 0)
+        {
+            MatMul(low, false, lowB, transposeB, c, beta: 1);
+            return;
+        }
+        // The adapter's product goes through the mask on its own: a scratch of c's shape, kept for the next call.
+        if (_lowRankScratch is null || _lowRankScratch.Shape != c.Shape || _lowRankScratch.DType != c.DType)
+        {
+            _lowRankScratch?.Dispose();
+            _lowRankScratch = Allocate(c.DType, c.Shape);
+        }
+        MatMul(low, false, lowB, transposeB, _lowRankScratch);
+        Dropout(_lowRankScratch, _lowRankScratch, lowDropout, lowDropoutKey);
+        AddScaled(_lowRankScratch, 1, c);
     }
 
     /// <summary>
@@ -436,6 +450,7 @@ public sealed unsafe class CpuBackend : IBackend
 
     public void Dispose()
     {
+        _lowRankScratch?.Dispose();
         _headLoss.Dispose();
         _pool.Dispose();
     }
