@@ -55,6 +55,26 @@ public static class HfModelDirectory
     /// Reads config.json and model.safetensors into weights allocated on <paramref name="backend"/>
     /// in its compute dtype. Throws <see cref="UserErrorException"/> for anything wrong with the directory.
     /// </summary>
+    /// <summary>
+    /// Fills the master copies of <paramref name="model"/>'s trained base weights (mixed precision, full fine-tuning) from the
+    /// directory's file at full precision, rather than from the rounded working weights, and rounds them again into those.
+    /// </summary>
+    public static void LoadMasters(string directory, LlamaModel model)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        var masters = model.TrainableParameters.Where(p => p.Master is not null && !p.Name.Contains(".lora_", StringComparison.Ordinal)).ToList();
+        if (masters.Count == 0)
+        {
+            return;
+        }
+        using var reader = new SafetensorsReader(Path.Combine(directory, WeightsFileName));
+        foreach (var p in masters)
+        {
+            ReadInto(reader, p.Name, p.Master!, model.Backend);
+        }
+        model.RefreshWorkingWeights();
+    }
+
     /// <summary>The directory's model config, or null when it has none or it does not parse (<see cref="Load"/> then says why).</summary>
     public static LlamaConfig? TryReadConfig(string directory)
     {

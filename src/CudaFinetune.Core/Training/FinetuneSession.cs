@@ -141,6 +141,7 @@ public sealed class FinetuneSession : IDisposable, ITrainingCheckpoints
                 : null;
             model = new LlamaModel(backend, config, weights, new LlamaModelOptions { Lora = lora, Seed = options.Seed });
             weights = null; // the model owns them now
+            HfModelDirectory.LoadMasters(options.Model, model); // full fine-tuning under mixed precision: masters from the file, not from bf16
             session = new FinetuneSession(options, backend, model, tokenizer, data, train, validation);
             if (resume is not null)
             {

@@ -1,5 +1,9 @@
 using System.Text.Json;
+using CudaFinetune.Backends.Cpu;
 using CudaFinetune.Checkpoints;
+using CudaFinetune.IO;
+using CudaFinetune.IO.Safetensors;
+using CudaFinetune.Numerics;
 using CudaFinetune.Cuda.Backend;
 using CudaFinetune.Tests.IO;
 using CudaFinetune.Tensors;
@@ -115,5 +119,26 @@ public sealed class CudaEmulatedTrainingTests
         Assert.That(DeterministicMetrics.Read(_dir.File("resumed")), Is.EqualTo(DeterministicMetrics.Read(reference.OutputDir)));
         Assert.That(File.ReadAllBytes(Path.Combine(_dir.File("resumed"), "adapter", "adapter_model.safetensors")),
             Is.EqualTo(File.ReadAllBytes(Path.Combine(reference.OutputDir, "adapter", "adapter_model.safetensors"))));
+    }
+
+    [Test]
+    public void Full_fine_tuning_keeps_fp32_masters_read_from_the_file_and_bf16_weights_rounded_from_them()
+    {
+        using var session = FinetuneSession.Open(Options("masters", "cuda-emulated", peft: "none"));
+        var backend = session.Model.Backend;
+        using var reader = new SafetensorsReader(Path.Combine(_model, HfModelDirectory.WeightsFileName));
+        using var cpu = new CpuBackend(threads: 1);
+        foreach (var p in session.Model.TrainableParameters)
+        {
+            Assert.That((p.Value.DType, p.Master?.DType), Is.EqualTo((DType.BF16, (DType?)DType.F32)), p.Name);
+            using var file = cpu.Allocate(DType.F32, p.Value.Shape);
+            reader.ReadInto(p.Name, file);
+            var master = new float[p.Value.ElementCount];
+            backend.CopyToHost<float>(p.Master!, master);
+            Assert.That(master, Is.EqualTo(file.HostSpan<float>().ToArray()), $"{p.Name}: master");
+            var weight = new ushort[p.Value.ElementCount];
+            backend.CopyToHost<ushort>(p.Value, weight);
+            Assert.That(weight, Is.EqualTo(master.Select(HalfPrecision.ToBFloat16).ToArray()), $"{p.Name}: bf16 weight");
+        }
     }
 }
