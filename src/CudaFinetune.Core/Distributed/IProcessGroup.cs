@@ -1,0 +1,31 @@
+using CudaFinetune.Tensors;
+
+namespace CudaFinetune.Distributed;
+
+/// <summary>
+/// The ranks of a data-parallel job and the collectives between them, as NCCL offers them. Every rank calls the same
+/// collectives in the same order with tensors of the same dtype and size; a call returns once this rank's result is in
+/// place. Sums are deterministic: the same inputs give the same bits on every run (a fixed reduction order).
+/// </summary>
+public interface IProcessGroup : IDisposable
+{
+    /// <summary>This rank, 0 ≤ Rank &lt; WorldSize.</summary>
+    int Rank { get; }
+
+    int WorldSize { get; }
+
+    /// <summary>buffer = Σ over ranks of buffer, on every rank.</summary>
+    void AllReduceSum(Tensor buffer);
+
+    /// <summary>output = Σ over ranks of this rank's shard of input (input holds WorldSize equal shards, shard r for rank r).</summary>
+    void ReduceScatterSum(Tensor input, Tensor output);
+
+    /// <summary>output = every rank's input, in rank order (output holds WorldSize times input).</summary>
+    void AllGather(Tensor input, Tensor output);
+
+    /// <summary>buffer = root's buffer, on every rank.</summary>
+    void Broadcast(Tensor buffer, int root);
+
+    /// <summary>Returns once every rank has called it.</summary>
+    void Barrier();
+}
