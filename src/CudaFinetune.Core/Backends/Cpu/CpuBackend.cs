@@ -17,6 +17,7 @@ public sealed unsafe class CpuBackend : IBackend
     private double[] _partials = [];
     private readonly RowChunkedHeadLoss _headLoss = new();
     private Tensor? _lowRankScratch;
+    private readonly Dictionary<Tensor, Tensor> _lowRankViews = [];
 
     /// <param name="computeType">F32 (the default) or F64.</param>
     /// <param name="threads">Worker threads, the caller included; defaults to the processor count. Results do not depend on it.</param>
@@ -108,15 +109,29 @@ public sealed unsafe class CpuBackend : IBackend
             MatMul(low, false, lowB, transposeB, c, beta: 1);
             return;
         }
-        // The adapter's product goes through the mask on its own: a scratch of c's shape, kept for the next call.
-        if (_lowRankScratch is null || _lowRankScratch.Shape != c.Shape || _lowRankScratch.DType != c.DType)
+        // The adapter's product goes through the mask on its own, in a scratch view shaped like c (views kept per c).
+        Tensor scratch = LowRankScratch(c);
+        MatMul(low, false, lowB, transposeB, scratch);
+        Dropout(scratch, scratch, lowDropout, lowDropoutKey);
+        AddScaled(scratch, 1, c);
+    }
+
+    /// <summary>A view shaped like <paramref name="c"/> over one growing buffer; made once per output tensor, so warm steps allocate nothing.</summary>
+    private Tensor LowRankScratch(Tensor c)
+    {
+        if (_lowRankViews.TryGetValue(c, out var view))
         {
-            _lowRankScratch?.Dispose();
-            _lowRankScratch = Allocate(c.DType, c.Shape);
+            return view;
         }
-        MatMul(low, false, lowB, transposeB, _lowRankScratch);
-        Dropout(_lowRankScratch, _lowRankScratch, lowDropout, lowDropoutKey);
-        AddScaled(_lowRankScratch, 1, c);
+        if (_lowRankScratch is null || _lowRankScratch.ElementCount < c.ElementCount || _lowRankScratch.DType != c.DType)
+        {
+            _lowRankViews.Clear();
+            _lowRankScratch?.Dispose();
+            _lowRankScratch = Allocate(c.DType, new Shape(checked((int)c.ElementCount)));
+        }
+        view = new Tensor(_lowRankScratch.Storage, c.DType, c.Shape, 0, ownsStorage: false);
+        _lowRankViews.Add(c, view);
+        return view;
     }
 
     /// <summary>
