@@ -61,16 +61,21 @@ public sealed class CrashSafetyTests
     {
         var (model, data) = LearnableTask.Write(_dir.Path);
         string output = _dir.File("killed");
-        string[] plan = ["--num-epochs", "20", "--max-steps", "150", "--save-every", "1", "--keep-last", "2", "--eval-every", "5"];
+        // Long enough that six short lives cannot finish it, so every attempt is really killed.
+        string[] plan = ["--num-epochs", "100", "--max-steps", "600", "--save-every", "1", "--keep-last", "2", "--eval-every", "5"];
         string[] first = ["finetune", "--model", model, "--dataset", data, "--output-dir", output, "--context-length", "16", "--batch-size", "4",
             "--lora-targets", "all-linear", "--lr", "0.01", "--seed", "7", "--device", "cpu", .. plan];
         var rng = new Random(11);
         int kills = 0;
         for (int attempt = 0; attempt < 6; attempt++)
         {
-            bool resume = CheckpointStore.Directories(CheckpointStore.CheckpointsDirectory(output)).Count > 0;
+            string checkpoints = CheckpointStore.CheckpointsDirectory(output);
+            bool resume = CheckpointStore.Directories(checkpoints).Count > 0;
+            long from = resume ? Checkpoint.Open(Path.Combine(checkpoints, CheckpointStore.ReadLatest(checkpoints)!)).Manifest.Training.Step : 0;
             using var process = Start(resume ? ["finetune", "--resume", output] : first);
-            Thread.Sleep(TimeSpan.FromMilliseconds(rng.Next(900, 2200)));
+            // Once it is training (a few steps past where it started, however slow the machine), at a random instant.
+            WaitForSteps(output, after: from);
+            Thread.Sleep(TimeSpan.FromMilliseconds(rng.Next(0, 400)));
             if (!process.HasExited)
             {
                 process.Kill(); // SIGKILL
@@ -85,13 +90,13 @@ public sealed class CrashSafetyTests
             Assert.That(final.ExitCode, Is.Zero);
         }
         TestContext.Out.WriteLine($"{kills} kills survived");
-        Assert.That(kills, Is.GreaterThanOrEqualTo(3), "the run was really killed several times");
+        Assert.That(kills, Is.EqualTo(6), "every attempt was killed mid-run");
 
         // The same run, never killed, in this process (same runtime and CPU, so the same arithmetic).
         var options = new FinetuneOptions
         {
             Model = model, Dataset = data, OutputDir = _dir.File("reference"), ContextLength = 16, BatchSize = 4, LoraTargets = "all-linear",
-            Lr = 0.01, Seed = 7, Device = "cpu", NumEpochs = 20, MaxSteps = 150, SaveEvery = 1, KeepLast = 2, EvalEvery = 5,
+            Lr = 0.01, Seed = 7, Device = "cpu", NumEpochs = 100, MaxSteps = 600, SaveEvery = 1, KeepLast = 2, EvalEvery = 5,
         };
         using (var session = FinetuneSession.Open(options))
         {

@@ -19,7 +19,9 @@ internal sealed unsafe class CpuWorkerPool : IDisposable
     private readonly Thread[] _workers;
     private readonly object _gate = new();
     private readonly object _callGate = new();
-    private readonly ManualResetEventSlim _finished = new(false);
+    // The caller waits here for the last worker. A plain monitor, not ManualResetEventSlim: that one allocates its lock
+    // object the first time a wait really blocks, which can be any step on a loaded machine.
+    private readonly object _doneGate = new();
     private readonly WorkerScratch[] _scratch;
 
     private delegate*<void*, int, void> _body;
@@ -98,7 +100,6 @@ internal sealed unsafe class CpuWorkerPool : IDisposable
                 _next = 0;
                 _failure = null;
                 _running = _workers.Length + 1;
-                _finished.Reset();
                 _generation++;
                 Monitor.PulseAll(_gate);
             }
@@ -107,7 +108,18 @@ internal sealed unsafe class CpuWorkerPool : IDisposable
             WorkerScratch.Leave(previous);
             if (Interlocked.Decrement(ref _running) != 0)
             {
-                _finished.Wait();
+                var spinner = default(SpinWait);
+                while (Volatile.Read(ref _running) != 0 && !spinner.NextSpinWillYield)
+                {
+                    spinner.SpinOnce();
+                }
+                lock (_doneGate)
+                {
+                    while (Volatile.Read(ref _running) != 0)
+                    {
+                        Monitor.Wait(_doneGate);
+                    }
+                }
             }
             _job = null;
             if (_failure is { } failure)
@@ -158,7 +170,10 @@ internal sealed unsafe class CpuWorkerPool : IDisposable
             RunIndices();
             if (Interlocked.Decrement(ref _running) == 0)
             {
-                _finished.Set();
+                lock (_doneGate)
+                {
+                    Monitor.PulseAll(_doneGate);
+                }
             }
         }
     }
@@ -174,6 +189,5 @@ internal sealed unsafe class CpuWorkerPool : IDisposable
         {
             worker.Join();
         }
-        _finished.Dispose();
     }
 }
