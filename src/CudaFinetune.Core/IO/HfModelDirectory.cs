@@ -1,4 +1,5 @@
 using CudaFinetune.Backends;
+using CudaFinetune.Checkpoints;
 using CudaFinetune.Errors;
 using CudaFinetune.IO.Safetensors;
 using CudaFinetune.Model;
@@ -172,7 +173,7 @@ public static class HfModelDirectory
         => ReadInto(reader, parameter.Name, parameter.Value, backend);
 
     /// <summary>Reads tensor <paramref name="name"/> into <paramref name="value"/>, staged through host memory when it lives on a device.</summary>
-    internal static void ReadInto(SafetensorsReader reader, string name, Tensor value, IBackend backend)
+    internal static unsafe void ReadInto(SafetensorsReader reader, string name, Tensor value, IBackend backend)
     {
         if (value.Storage is HostStorage)
         {
@@ -181,12 +182,6 @@ public static class HfModelDirectory
         }
         using var staging = new Tensor(new HostStorage(value.DType, value.ElementCount), value.DType, value.Shape);
         reader.ReadInto(name, staging);
-        switch (value.DType)
-        {
-            case DType.F32: backend.CopyFromHost<float>(staging.HostSpan<float>(), value); break;
-            case DType.F64: backend.CopyFromHost<double>(staging.HostSpan<double>(), value); break;
-            case DType.BF16 or DType.F16: backend.CopyFromHost<ushort>(staging.HostSpan<ushort>(), value); break;
-            default: throw new NotSupportedException($"loading weights as {value.DType}");
-        }
+        TensorBytes.CopyIn(backend, new ReadOnlySpan<byte>(staging.HostAddress, checked((int)TensorBytes.Length(staging))), value, 0);
     }
 }

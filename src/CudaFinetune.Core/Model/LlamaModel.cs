@@ -172,6 +172,17 @@ public sealed class LlamaModel : IDisposable
         }
     }
 
+    /// <summary>√(Σ over trainable parameters of Σ grad²), summed in parameter order (deterministic).</summary>
+    public double GradientNorm()
+    {
+        double sum = 0;
+        foreach (var p in _trainable)
+        {
+            sum += _backend.SumOfSquares(p.Gradient!);
+        }
+        return Math.Sqrt(sum);
+    }
+
     /// <summary>Sets every trainable parameter's gradient to zero.</summary>
     public void ZeroGradients()
     {

@@ -183,15 +183,7 @@ public sealed class Trainer : IDisposable
     }
 
     /// <summary>√(Σ over trainable parameters of Σ grad²), summed in parameter order.</summary>
-    public double GradientNorm()
-    {
-        double sum = 0;
-        foreach (var p in _model.TrainableParameters)
-        {
-            sum += _model.Backend.SumOfSquares(p.Gradient!);
-        }
-        return Math.Sqrt(sum);
-    }
+    public double GradientNorm() => _model.GradientNorm();
 
     /// <summary>Token-weighted mean loss over the validation batches, in order; null without validation data.</summary>
     public double? Evaluate(long step, int epoch)

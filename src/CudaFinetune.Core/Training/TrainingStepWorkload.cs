@@ -48,12 +48,7 @@ public sealed class TrainingStepWorkload : IDisposable
     public double Step()
     {
         double loss = ForwardBackward();
-        double sumOfSquares = 0;
-        foreach (var p in Model.TrainableParameters)
-        {
-            sumOfSquares += Backend.SumOfSquares(p.Gradient!);
-        }
-        double norm = Math.Sqrt(sumOfSquares);
+        double norm = Model.GradientNorm();
         _optimizer.Step(1e-4, gradientScale: norm > 1 ? 1 / norm : 1);
         return loss;
     }

@@ -45,21 +45,17 @@ public sealed partial class CudaBackend
         DevicePtr targetLogit = Scratch(Slot.TargetLogit, rows * sizeof(float));
         DevicePtr px = x.Address(), ptargets = targets.Address();
 
-        void Logits(int chunk, out int col0, out int cols, out DevicePtr headChunk)
-        {
-            col0 = chunk * columns;
-            cols = Math.Min(columns, vocab - col0);
-            headChunk = head.Address().Offset((long)col0 * hidden * element);
-            _gemm.Run(rows, cols, hidden, false, true, 1, px, headChunk, 0, logits, ComputeType, ComputeType);
-        }
+        (int Col0, int Cols, DevicePtr Head) Chunk(int c)
+            => (c * columns, Math.Min(columns, vocab - c * columns), head.Address().Offset((long)c * columns * hidden * element));
+        void Logits((int Col0, int Cols, DevicePtr Head) chunk)
+            => _gemm.Run(rows, chunk.Cols, hidden, false, true, 1, px, chunk.Head, 0, logits, ComputeType, ComputeType);
 
-        int lastCol0 = 0, lastCols = 0;
-        DevicePtr lastHead = default;
         for (int c = 0; c < chunks; c++)
         {
-            Logits(c, out lastCol0, out lastCols, out lastHead);
+            var chunk = Chunk(c);
+            Logits(chunk);
             (bf16 ? (ChunkStatsLauncher)CrossEntropyKernels.ChunkStatsBF16 : CrossEntropyKernels.ChunkStatsF32)(
-                _device, logits, ptargets, rowMax, rowSum, targetLogit, lastCol0, lastCols, rows, c == 0 ? 1 : 0, 256);
+                _device, logits, ptargets, rowMax, rowSum, targetLogit, chunk.Col0, chunk.Cols, rows, c == 0 ? 1 : 0, 256);
         }
         CrossEntropyKernels.ChunkFinish(_device, rowMax, rowSum, targetLogit, ptargets, rowLoss.Address(), rows, vocab);
         if (dX is null && dHead is null)
@@ -68,21 +64,20 @@ public sealed partial class CudaBackend
         }
         for (int c = 0; c < chunks; c++)
         {
-            int col0 = lastCol0, cols = lastCols;
-            DevicePtr headChunk = lastHead;
+            var chunk = Chunk(c);
             if (chunks > 1)
             {
-                Logits(c, out col0, out cols, out headChunk); // the last chunk's logits are still in the buffer when there is one
+                Logits(chunk); // with one chunk, its logits are still in the buffer
             }
             (bf16 ? (ChunkGradLauncher)CrossEntropyKernels.ChunkGradBF16 : CrossEntropyKernels.ChunkGradF32)(
-                _device, logits, ptargets, rowMax, rowSum, (float)gradientScale, col0, cols, rows, 256);
+                _device, logits, ptargets, rowMax, rowSum, (float)gradientScale, chunk.Col0, chunk.Cols, rows, 256);
             if (dX is not null)
             {
-                _gemm.Run(rows, hidden, cols, false, false, 1, logits, headChunk, c == 0 ? 0 : 1, dX.Address(), ComputeType, ComputeType);
+                _gemm.Run(rows, hidden, chunk.Cols, false, false, 1, logits, chunk.Head, c == 0 ? 0 : 1, dX.Address(), ComputeType, ComputeType);
             }
             if (dHead is not null)
             {
-                _gemm.Run(cols, hidden, rows, true, false, 1, logits, px, 1, dHead.Address().Offset((long)col0 * hidden * sizeof(float)), ComputeType, AccumulationType);
+                _gemm.Run(chunk.Cols, hidden, rows, true, false, 1, logits, px, 1, dHead.Address().Offset((long)chunk.Col0 * hidden * sizeof(float)), ComputeType, AccumulationType);
             }
         }
     }

@@ -164,10 +164,7 @@ public sealed unsafe partial class CudaBackend : IBackend
             throw new ArgumentException($"low-rank matmul shapes do not agree: a {a.Shape}, b {b.Shape}{(transposeB ? "ᵀ" : "")}, low {low.Shape}, lowB {lowB.Shape}, c {c.Shape}");
         }
         DevicePtr pa = a.Address(), pb = b.Address(), plow = low.Address(), plowB = lowB.Address(), pc = c.Address();
-        if (lowDropout is < 0 or >= 1)
-        {
-            throw new ArgumentOutOfRangeException(nameof(lowDropout), lowDropout, "dropout probability must be in [0, 1)");
-        }
+        var mask = DropoutMask.Of(lowDropout, lowDropoutKey);
         bool fused = ComputeType == DType.BF16 && LoraKernels.Fits([n, k, r], [pa, pb, plow, plowB, pc]) && !(transposeB && (accumulate || lowDropout > 0));
         if (!fused)
         {
@@ -178,21 +175,10 @@ public sealed unsafe partial class CudaBackend : IBackend
                 return;
             }
             DevicePtr scratch = Scratch(Slot.LowRank, c.ElementCount * c.DType.SizeInBytes());
-            var (cm, cn) = (c.Shape.Rows, c.Shape.Columns);
-            _gemm.Run(cm, cn, r, false, transposeB, 1, plow, plowB, 0, scratch, ComputeType, c.DType);
-            var (dropHi0, dropHi1) = lowDropoutKey.CounterWords();
-            uint dropThreshold = DropoutKey.KeepThreshold(lowDropout);
-            float dropScale = (float)(1 / (1 - lowDropout));
-            if (c.DType == DType.BF16)
-            {
-                ElementwiseKernels.DropoutBF16(_device, scratch, scratch, c.ElementCount, lowDropoutKey.Seed, dropHi0, dropHi1, dropThreshold, dropScale);
-                ElementwiseKernels.AddScaledBF16(_device, scratch, 1, pc, c.ElementCount);
-            }
-            else
-            {
-                ElementwiseKernels.DropoutF32(_device, scratch, scratch, c.ElementCount, lowDropoutKey.Seed, dropHi0, dropHi1, dropThreshold, dropScale);
-                ElementwiseKernels.AddScaledF32(_device, scratch, 1, pc, c.ElementCount);
-            }
+            _gemm.Run(c.Shape.Rows, c.Shape.Columns, r, false, transposeB, 1, plow, plowB, 0, scratch, ComputeType, c.DType);
+            bool bf16 = c.DType == DType.BF16;
+            Dropout(bf16, scratch, scratch, c.ElementCount, lowDropout, lowDropoutKey);
+            AddScaled(bf16, scratch, 1, pc, c.ElementCount);
         }
         else if (transposeB)
         {
@@ -200,10 +186,8 @@ public sealed unsafe partial class CudaBackend : IBackend
         }
         else
         {
-            var (hi0, hi1) = lowDropoutKey.CounterWords();
-            uint threshold = lowDropout > 0 ? DropoutKey.KeepThreshold(lowDropout) : 0;
             LoraKernels.BackwardDxBF16(_device, pa, pb, plow, plowB, pc, tokens, n, k, r, accumulate ? 1 : 0,
-                lowDropoutKey.Seed, hi0, hi1, threshold, (float)(1 / (1 - lowDropout)));
+                lowDropoutKey.Seed, mask.Hi0, mask.Hi1, mask.Threshold, mask.Scale);
         }
     }
 
@@ -221,34 +205,36 @@ public sealed unsafe partial class CudaBackend : IBackend
     {
         bool bf16 = FloatType(x, accumulator);
         SameCount(x, accumulator);
-        if (bf16)
-        {
-            ElementwiseKernels.AddScaledBF16(_device, x.Address(), (float)scale, accumulator.Address(), x.ElementCount);
-        }
-        else
-        {
-            ElementwiseKernels.AddScaledF32(_device, x.Address(), (float)scale, accumulator.Address(), x.ElementCount);
-        }
+        AddScaled(bf16, x.Address(), (float)scale, accumulator.Address(), x.ElementCount);
     }
+
+    private void AddScaled(bool bf16, DevicePtr x, float scale, DevicePtr accumulator, long n)
+        => (bf16 ? (AddScaledLauncher)ElementwiseKernels.AddScaledBF16 : ElementwiseKernels.AddScaledF32)(_device, x, scale, accumulator, n);
 
     public void Dropout(Tensor x, Tensor output, double probability, DropoutKey key)
     {
         bool bf16 = FloatType(x, output);
         SameCount(x, output);
-        if (probability is < 0 or >= 1)
+        Dropout(bf16, x.Address(), output.Address(), x.ElementCount, probability, key);
+    }
+
+    private void Dropout(bool bf16, DevicePtr x, DevicePtr output, long n, double probability, DropoutKey key)
+    {
+        var mask = DropoutMask.Of(probability, key);
+        (bf16 ? (DropoutLauncher)ElementwiseKernels.DropoutBF16 : ElementwiseKernels.DropoutF32)(_device, x, output, n, key.Seed, mask.Hi0, mask.Hi1, mask.Threshold, mask.Scale);
+    }
+
+    /// <summary>The kernels' form of a dropout mask: Philox counter words, keep threshold and the kept elements' scale (1 at p = 0).</summary>
+    private readonly record struct DropoutMask(uint Hi0, uint Hi1, uint Threshold, float Scale)
+    {
+        public static DropoutMask Of(double probability, DropoutKey key)
         {
-            throw new ArgumentOutOfRangeException(nameof(probability), probability, "dropout probability must be in [0, 1)");
-        }
-        var (hi0, hi1) = key.CounterWords();
-        uint threshold = DropoutKey.KeepThreshold(probability);
-        float scale = (float)(1.0 / (1.0 - probability));
-        if (bf16)
-        {
-            ElementwiseKernels.DropoutBF16(_device, x.Address(), output.Address(), x.ElementCount, key.Seed, hi0, hi1, threshold, scale);
-        }
-        else
-        {
-            ElementwiseKernels.DropoutF32(_device, x.Address(), output.Address(), x.ElementCount, key.Seed, hi0, hi1, threshold, scale);
+            if (probability is < 0 or >= 1)
+            {
+                throw new ArgumentOutOfRangeException(nameof(probability), probability, "dropout probability must be in [0, 1)");
+            }
+            var (hi0, hi1) = key.CounterWords();
+            return new DropoutMask(hi0, hi1, DropoutKey.KeepThreshold(probability), (float)(1.0 / (1.0 - probability)));
         }
     }
 
@@ -466,6 +452,10 @@ public sealed unsafe partial class CudaBackend : IBackend
     private delegate void RopeLauncher(IKernelLauncher launcher, DevicePtr x, DevicePtr cos, DevicePtr sin, int tokens, int heads, int headDim, int seqLen, int inverse);
 
     private delegate void CrossEntropyLauncher(IKernelLauncher launcher, DevicePtr logits, DevicePtr targets, DevicePtr rowLoss, DevicePtr dLogits, float scale, int rows, int vocab, int threads);
+
+    private delegate void AddScaledLauncher(IKernelLauncher launcher, DevicePtr x, float scale, DevicePtr accumulator, long n);
+
+    private delegate void DropoutLauncher(IKernelLauncher launcher, DevicePtr x, DevicePtr output, long n, ulong seed, uint hi0, uint hi1, uint threshold, float scale);
 
     private delegate void RmsNormForwardLauncher(IKernelLauncher launcher, DevicePtr x, DevicePtr weight, DevicePtr y, DevicePtr invRms, int rows, int cols, float eps, int threads);
 
