@@ -88,13 +88,12 @@ public sealed class Checkpoint
             using (var handle = File.OpenHandle(path))
             {
                 int read = RandomAccess.Read(handle, header, 0);
-                if (ShardHeader.Check(header.AsSpan(0, read), m.CheckpointId, shard.Group, shard.Rank) is { } problem)
+                if (ShardHeader.Check(header.AsSpan(0, read), m.CheckpointId, shard.Group, shard.Rank, m.FormatVersion) is { } problem)
                 {
                     throw Bad(shard.File, null, problem);
                 }
             }
         }
-        var names = new HashSet<(string, string)>();
         foreach (var group in m.Tensors.GroupBy(t => t.File))
         {
             if (!shards.TryGetValue(group.Key, out var shard))
@@ -104,26 +103,28 @@ public sealed class Checkpoint
             long end = ShardHeader.Length;
             foreach (var t in group.OrderBy(t => t.Offset))
             {
-                if (!names.Add((t.Group, t.Name)))
-                {
-                    throw Bad(CheckpointFormat.ManifestFileName, t.Name, "is listed twice");
-                }
                 if (t.Group != shard.Group)
                 {
                     throw Bad(t.File, t.Name, $"is in group '{t.Group}' but its shard holds group '{shard.Group}'");
                 }
-                long expected;
+                long elements;
                 try
                 {
-                    expected = checked(t.Shape.Aggregate(1L, (a, d) => a * d) * t.DType.SizeInBytes());
+                    elements = checked(t.Shape.Aggregate(1L, (a, d) => a * d));
+                    _ = checked(elements * t.DType.SizeInBytes());
                 }
                 catch (OverflowException)
                 {
                     throw Bad(t.File, t.Name, "has a shape too large for any file");
                 }
+                if (t.Slice is { } slice && (m.FormatVersion < 2 || slice.Count < 1 || slice.Start > elements - slice.Count))
+                {
+                    throw Bad(t.File, t.Name, $"has the slice [{slice.Start}, +{slice.Count}), which is empty or lies outside its {elements} elements (or the format version, {m.FormatVersion}, has no slices)");
+                }
+                long expected = (t.Slice?.Count ?? elements) * t.DType.SizeInBytes();
                 if (t.Length != expected)
                 {
-                    throw Bad(t.File, t.Name, $"is recorded as {t.Length} bytes but a {t.DType.SafetensorsName()} tensor of shape [{string.Join(", ", t.Shape)}] has {expected}");
+                    throw Bad(t.File, t.Name, $"is recorded as {t.Length} bytes but {(t.Slice is null ? "a" : $"{t.Slice.Value.Count} elements of a")} {t.DType.SafetensorsName()} tensor of shape [{string.Join(", ", t.Shape)}] {(t.Slice is null ? "has" : "have")} {expected}");
                 }
                 if (t.Offset % CheckpointFormat.Alignment != 0 || t.Offset < end || t.Offset > shard.Length - t.Length)
                 {
@@ -135,6 +136,10 @@ public sealed class Checkpoint
             {
                 throw Bad(shard.File, null, $"has {shard.Length - end} bytes after its last tensor");
             }
+        }
+        foreach (var pieces in m.Tensors.GroupBy(t => (t.Group, t.Name)))
+        {
+            CheckPiecesCover(pieces.ToList(), Bad);
         }
         foreach (var file in m.Files)
         {
@@ -151,35 +156,71 @@ public sealed class Checkpoint
         }
     }
 
+    /// <summary>The entries of one tensor (its slices, or one whole entry) must agree on dtype and shape and cover it exactly once.</summary>
+    private static void CheckPiecesCover(List<CheckpointTensor> pieces, Func<string?, string?, string, CheckpointCorruptException> bad)
+    {
+        var first = pieces[0];
+        if (pieces.Any(p => p.DType != first.DType || !p.Shape.SequenceEqual(first.Shape)))
+        {
+            throw bad(CheckpointFormat.ManifestFileName, first.Name, "is listed with different dtypes or shapes");
+        }
+        long covered = 0;
+        foreach (var piece in pieces.OrderBy(p => p.Elements.Start))
+        {
+            if (piece.Elements.Start != covered)
+            {
+                throw bad(CheckpointFormat.ManifestFileName, first.Name, piece.Elements.Start < covered
+                    ? "is listed twice (or in overlapping slices)"
+                    : $"has no bytes for elements [{covered}, {piece.Elements.Start}) (a rank's slice is missing)");
+            }
+            covered = piece.Elements.End;
+        }
+        if (covered != first.TotalElements)
+        {
+            throw bad(CheckpointFormat.ManifestFileName, first.Name, $"has no bytes for elements [{covered}, {first.TotalElements}) (a rank's slice is missing)");
+        }
+    }
+
     /// <summary>Hashes every tensor and file; throws on the first (in manifest order) that does not match.</summary>
     public void Verify() => Scan(destinations: null, backend: null);
 
     /// <summary>
-    /// Copies every tensor of the checkpoint into its destination, verifying hashes on the way. The
-    /// destinations must match the checkpoint one to one (same names, dtypes and shapes); a mismatch is
-    /// a <see cref="UserErrorException"/> saying what differs. When verification fails part-way some
-    /// destinations hold new bytes: the caller must load another checkpoint or give up.
+    /// Fills every destination piece from the checkpoint, whichever slices the checkpoint stores the tensor in (a resume
+    /// at another world size), verifying the hash of every stored entry it reads from. <paramref name="runTensors"/> are
+    /// all the tensors of the run (default: those the destinations name); the checkpoint must hold exactly these, with the
+    /// destinations' dtypes and whole shapes — a mismatch is a <see cref="UserErrorException"/> saying what differs. When
+    /// verification fails part-way some destinations hold new bytes: the caller must load another checkpoint or give up.
     /// </summary>
-    public void Load(IReadOnlyDictionary<(string Group, string Name), Tensor> destinations, IBackend backend)
+    public void Load(IReadOnlyList<CheckpointPiece> destinations, IBackend backend, IEnumerable<(string Group, string Name)>? runTensors = null)
     {
         ArgumentNullException.ThrowIfNull(destinations);
         ArgumentNullException.ThrowIfNull(backend);
+        var stored = Manifest.Tensors.ToLookup(t => (t.Group, t.Name));
+        var wanted = (runTensors ?? destinations.Select(d => (d.Group, d.Name))).ToHashSet();
         foreach (var t in Manifest.Tensors)
         {
-            if (!destinations.TryGetValue((t.Group, t.Name), out var target))
+            if (!wanted.Contains((t.Group, t.Name)))
             {
                 throw new UserErrorException($"checkpoint '{Directory}' holds {t.Group} tensor '{t.Name}', which this run does not have: the model, PEFT method or LoRA targets differ from the checkpoint's");
             }
-            var shape = target.Shape.Dimensions.Select(d => (long)d);
-            if (target.DType != t.DType || !shape.SequenceEqual(t.Shape))
-            {
-                throw new UserErrorException($"checkpoint '{Directory}': {t.Group} tensor '{t.Name}' is {t.DType.SafetensorsName()} [{string.Join(", ", t.Shape)}] but this run's is {target.DType.SafetensorsName()} [{string.Join(", ", shape)}]: the model or LoRA rank differs from the checkpoint's");
-            }
         }
-        var missing = destinations.Keys.Except(Manifest.Tensors.Select(t => (t.Group, t.Name))).FirstOrDefault();
+        var missing = wanted.FirstOrDefault(name => !stored.Contains(name));
         if (missing != default)
         {
             throw new UserErrorException($"checkpoint '{Directory}' has no {missing.Group} tensor '{missing.Name}', which this run needs: the model, PEFT method or LoRA targets differ from the checkpoint's");
+        }
+        foreach (var d in destinations)
+        {
+            var t = stored[(d.Group, d.Name)].First();
+            var shape = d.Shape.Dimensions.Select(x => (long)x);
+            if (t.DType != d.Data.DType || !shape.SequenceEqual(t.Shape))
+            {
+                throw new UserErrorException($"checkpoint '{Directory}': {t.Group} tensor '{t.Name}' is {t.DType.SafetensorsName()} [{string.Join(", ", t.Shape)}] but this run's is {d.Data.DType.SafetensorsName()} [{string.Join(", ", shape)}]: the model or LoRA rank differs from the checkpoint's");
+            }
+            if (d.Start < 0 || d.Start > d.TotalElements - d.Data.ElementCount)
+            {
+                throw new ArgumentException($"destination piece of '{d.Name}' lies outside the tensor", nameof(destinations));
+            }
         }
         Scan(destinations, backend);
     }
@@ -195,34 +236,44 @@ public sealed class Checkpoint
             : throw new CheckpointCorruptException(Directory, entry.Path, null, "its content does not match the hash in the manifest");
     }
 
-    private unsafe void Scan(IReadOnlyDictionary<(string Group, string Name), Tensor>? destinations, IBackend? backend)
+/// <summary>Bytes [FromByte, +Bytes) of a stored entry go to byte ToByte of Destination.</summary>
+    private readonly record struct Overlap(Tensor Destination, long FromByte, long ToByte, long Bytes);
+
+    /// <summary>
+    /// Hashes the stored entries — all of them without destinations, else those any destination overlaps — and copies the
+    /// overlapping bytes into the destinations; throws for the first entry (in manifest order) that does not match.
+    /// </summary>
+    private unsafe void Scan(IReadOnlyList<CheckpointPiece>? destinations, IBackend? backend)
     {
         var maps = new Dictionary<string, MappedShard>(StringComparer.Ordinal);
         try
         {
-            foreach (var shard in Manifest.Shards)
-            {
-                maps[shard.File] = new MappedShard(Path.Combine(Directory, shard.File));
-            }
-            // Each job hashes (and copies) one tensor and checks that the padding before it is zero.
-            var jobs = new List<(CheckpointTensor Tensor, long GapStart)>();
+            // Each job hashes (and copies from) one stored entry and checks that the padding before it is zero.
+            var jobs = new List<(CheckpointTensor Tensor, long GapStart, Overlap[] Overlaps)>();
             foreach (var group in Manifest.Tensors.GroupBy(t => t.File))
             {
                 long end = ShardHeader.Length;
                 foreach (var t in group.OrderBy(t => t.Offset))
                 {
-                    jobs.Add((t, end));
+                    var overlaps = destinations is null ? [] : OverlapsOf(t, destinations);
+                    if (destinations is null || overlaps.Length > 0)
+                    {
+                        jobs.Add((t, end, overlaps));
+                    }
                     end = t.Offset + t.Length;
                 }
+            }
+            foreach (var file in jobs.Select(j => j.Tensor.File).Distinct())
+            {
+                maps[file] = new MappedShard(Path.Combine(Directory, file));
             }
             var order = Enumerable.Range(0, jobs.Count).OrderByDescending(i => jobs[i].Tensor.Length).ToArray();
             var errors = new string?[jobs.Count];
             Parallel.For(0, order.Length, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount }, k =>
             {
                 int i = order[k];
-                var (t, gapStart) = jobs[i];
-                var target = destinations?[(t.Group, t.Name)];
-                errors[i] = ScanTensor(maps[t.File].Pointer, t, gapStart, target, backend);
+                var (t, gapStart, overlaps) = jobs[i];
+                errors[i] = ScanTensor(maps[t.File].Pointer, t, gapStart, overlaps, backend);
             });
             int bad = Array.FindIndex(errors, e => e is not null);
             if (bad >= 0)
@@ -243,7 +294,26 @@ public sealed class Checkpoint
         }
     }
 
-    private static unsafe string? ScanTensor(byte* shard, CheckpointTensor t, long gapStart, Tensor? target, IBackend? backend)
+    private static Overlap[] OverlapsOf(CheckpointTensor t, IReadOnlyList<CheckpointPiece> destinations)
+    {
+        var overlaps = new List<Overlap>();
+        long size = t.DType.SizeInBytes();
+        foreach (var d in destinations)
+        {
+            if (d.Group != t.Group || d.Name != t.Name)
+            {
+                continue;
+            }
+            long from = Math.Max(t.Elements.Start, d.Start), to = Math.Min(t.Elements.End, d.Start + d.Data.ElementCount);
+            if (from < to)
+            {
+                overlaps.Add(new Overlap(d.Data, (from - t.Elements.Start) * size, (from - d.Start) * size, (to - from) * size));
+            }
+        }
+        return [.. overlaps];
+    }
+
+    private static unsafe string? ScanTensor(byte* shard, CheckpointTensor t, long gapStart, Overlap[] overlaps, IBackend? backend)
     {
         for (long at = gapStart; at < t.Offset; at += CheckpointFormat.CopyChunkBytes)
         {
@@ -254,23 +324,27 @@ public sealed class Checkpoint
         }
         var hash = new XxHash128();
         byte* start = shard + t.Offset;
-        bool hostTarget = target?.Storage is HostStorage;
         for (long offset = 0; offset < t.Length; offset += CheckpointFormat.CopyChunkBytes)
         {
-            var chunk = new ReadOnlySpan<byte>(start + offset, (int)Math.Min(CheckpointFormat.CopyChunkBytes, t.Length - offset));
-            hash.Append(chunk);
-            if (hostTarget)
+            long count = Math.Min(CheckpointFormat.CopyChunkBytes, t.Length - offset);
+            hash.Append(new ReadOnlySpan<byte>(start + offset, (int)count));
+            foreach (var o in overlaps)
             {
-                TensorBytes.CopyIn(backend!, chunk, target!, offset); // while the chunk is still in cache
+                // Host destinations take the chunk while it is still in cache.
+                long from = Math.Max(offset, o.FromByte), to = Math.Min(offset + count, o.FromByte + o.Bytes);
+                if (o.Destination.Storage is HostStorage && from < to)
+                {
+                    TensorBytes.CopyIn(backend!, new ReadOnlySpan<byte>(start + from, (int)(to - from)), o.Destination, o.ToByte + (from - o.FromByte));
+                }
             }
         }
         if (CheckpointFormat.HashText(hash.GetCurrentHash()) != t.Hash)
         {
             return "its bytes do not match the hash in the manifest (damaged or modified)";
         }
-        if (target is not null && !hostTarget)
+        foreach (var o in overlaps.Where(o => o.Destination.Storage is not HostStorage))
         {
-            TensorBytes.CopyIn(backend!, new ReadOnlySpan<byte>(start, checked((int)t.Length)), target, 0);
+            TensorBytes.CopyInRange(backend!, new ReadOnlySpan<byte>(start + o.FromByte, checked((int)o.Bytes)), o.Destination, o.ToByte);
         }
         return null;
     }

@@ -9,8 +9,11 @@ namespace CudaFinetune.Checkpoints;
 /// </summary>
 public static class CheckpointFormat
 {
-    /// <summary>The format version written into every manifest and shard header.</summary>
-    public const int Version = 1;
+    /// <summary>The format version written into every manifest and shard header (2: tensors may be stored in slices, one per rank that owns a part).</summary>
+    public const int Version = 2;
+
+    /// <summary>The oldest version this engine still reads (1: whole tensors only).</summary>
+    public const int OldestReadableVersion = 1;
 
     /// <summary>Every tensor starts at a multiple of this many bytes in its shard (and the header fills the first block).</summary>
     public const int Alignment = 4096;
@@ -28,6 +31,10 @@ public static class CheckpointFormat
 
     public const string ModelGroup = "model";
     public const string OptimizerGroup = "optimizer";
+
+    /// <summary>AdamW's moments of parameter P are the optimizer tensors P + these suffixes (PyTorch's state names).</summary>
+    public const string FirstMomentSuffix = ".exp_avg";
+    public const string SecondMomentSuffix = ".exp_avg_sq";
 
     /// <summary>The training metrics up to the checkpoint's step, restored into the output directory on resume.</summary>
     public const string MetricsFileName = "metrics.jsonl";

@@ -20,19 +20,20 @@ public sealed unsafe class CheckpointImage : IDisposable
     /// <summary>Bytes of all shard files.</summary>
     public long TotalBytes => Shards.Sum(s => s.Length);
 
-    /// <summary>Lays out the tensors, grouped by their group (one shard per group for rank 0).</summary>
-    public static CheckpointImage Create(IEnumerable<(string Name, string Group, Tensor Source)> tensors, int rank = 0)
+    /// <summary>Lays out <paramref name="rank"/>'s tensors (or pieces of tensors), one shard per group.</summary>
+    public static CheckpointImage Create(IEnumerable<CheckpointPiece> pieces, int rank = 0)
     {
-        ArgumentNullException.ThrowIfNull(tensors);
+        ArgumentNullException.ThrowIfNull(pieces);
+        ArgumentOutOfRangeException.ThrowIfNegative(rank);
         var shards = new List<ShardImage>();
-        foreach (var group in tensors.GroupBy(t => t.Group))
+        foreach (var group in pieces.GroupBy(t => t.Group))
         {
             long offset = ShardHeader.Length;
             var slots = new List<TensorSlot>();
-            foreach (var (name, _, source) in group)
+            foreach (var piece in group)
             {
-                long length = TensorBytes.Length(source);
-                slots.Add(new TensorSlot(name, source, offset, length));
+                long length = TensorBytes.Length(piece.Data);
+                slots.Add(new TensorSlot(piece, offset, length));
                 offset = CheckpointFormat.Align(offset + length);
             }
             long end = slots.Count == 0 ? ShardHeader.Length : slots[^1].Offset + slots[^1].Length;
@@ -106,9 +107,13 @@ public sealed class ShardImage
     internal NativeBuffer Buffer { get; }
 }
 
-/// <summary>Where one tensor sits in its shard, and the hash of its bytes at the last capture.</summary>
-public sealed record TensorSlot(string Name, Tensor Source, long Offset, long Length)
+/// <summary>Where one tensor (or piece of one) sits in its shard, and the hash of its bytes at the last capture.</summary>
+public sealed record TensorSlot(CheckpointPiece Piece, long Offset, long Length)
 {
+    public string Name => Piece.Name;
+
+    public Tensor Source => Piece.Data;
+
     /// <summary>XxHash128 of the captured bytes (set by <see cref="CheckpointImage.Capture"/>).</summary>
     public string Hash { get; internal set; } = "";
 }

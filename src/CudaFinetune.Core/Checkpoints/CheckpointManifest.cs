@@ -4,8 +4,18 @@ using CudaFinetune.Training;
 
 namespace CudaFinetune.Checkpoints;
 
-/// <summary>One tensor of a checkpoint: where its bytes are and what they hash to.</summary>
-public sealed record CheckpointTensor(string Name, string Group, DType DType, IReadOnlyList<long> Shape, string File, long Offset, long Length, string Hash);
+/// <summary>
+/// One tensor of a checkpoint, or the stretch <see cref="Slice"/> of its flattened elements (a rank's part of a sharded
+/// tensor; null: all of it): where its bytes are and what they hash to. <see cref="Shape"/> is always the whole tensor's.
+/// </summary>
+public sealed record CheckpointTensor(string Name, string Group, DType DType, IReadOnlyList<long> Shape, string File, long Offset, long Length, string Hash, TensorSlice? Slice = null)
+{
+    /// <summary>Elements of the whole tensor.</summary>
+    public long TotalElements => Shape.Aggregate(1L, (a, d) => a * d);
+
+    /// <summary>The elements this entry holds.</summary>
+    public TensorSlice Elements => Slice ?? new TensorSlice(0, TotalElements);
+}
 
 /// <summary>One binary shard file (a group's tensors written by one rank).</summary>
 public sealed record CheckpointShard(string File, string Group, int Rank, long Length);

@@ -9,7 +9,8 @@ namespace CudaFinetune.Checkpoints;
 /// the tensors into the (reused) host image on the caller's thread — the only part training waits
 /// for — and hands the rest to a background task: shard files, hashes, manifest, fsync, atomic
 /// commit, the <c>latest</c> pointer and retention. <see cref="WaitForPending"/> waits for the last
-/// write; events and write errors surface on the caller's thread.
+/// write; events and write errors surface on the caller's thread. With several ranks each has its own saver, which
+/// writes that rank's shards of the same checkpoint (<see cref="CheckpointRanks"/>); only rank 0's commits and reports.
 /// </summary>
 public sealed class CheckpointSaver : IDisposable
 {
@@ -17,15 +18,22 @@ public sealed class CheckpointSaver : IDisposable
     private readonly CheckpointImage _image;
     private readonly IBackend _backend;
     private readonly int _keepLast;
-    private Task<CommittedCheckpoint>? _pending;
+    private readonly CheckpointRanks _ranks;
+    private readonly byte[] _runId;
+    private long _saves;
+    private Task<CommittedCheckpoint?>? _pending;
     private CheckpointReason _pendingReason;
 
-    public CheckpointSaver(string checkpointsDir, CheckpointImage image, IBackend backend, int keepLast)
+    /// <param name="ranks">this saver's rank among those writing each checkpoint (default: one rank alone)</param>
+    /// <param name="runId">bytes every rank of the run shares, from which they derive the same checkpoint ids (default: random, for one rank)</param>
+    public CheckpointSaver(string checkpointsDir, CheckpointImage image, IBackend backend, int keepLast, CheckpointRanks? ranks = null, byte[]? runId = null)
     {
         _checkpointsDir = checkpointsDir;
         _image = image;
         _backend = backend;
         _keepLast = keepLast;
+        _ranks = ranks ?? CheckpointRanks.Alone;
+        _runId = runId ?? Guid.NewGuid().ToByteArray();
     }
 
     /// <summary>Raised (on the thread that calls <see cref="Save"/> or <see cref="WaitForPending"/>) when a write has committed.</summary>
@@ -41,12 +49,23 @@ public sealed class CheckpointSaver : IDisposable
         WaitForPending();
         _image.Capture(_backend);
         _pendingReason = manifest.Reason;
+        string id = CheckpointId(manifest.Training.Step, ++_saves);
         _pending = Task.Factory.StartNew(() =>
         {
-            var committed = CheckpointWriter.Write(_checkpointsDir, _image, manifest, extraFiles);
-            CheckpointStore.ApplyRetention(_checkpointsDir, _keepLast);
+            var committed = CheckpointWriter.Write(_checkpointsDir, _image, manifest, extraFiles, id, _ranks);
+            if (committed is not null)
+            {
+                CheckpointStore.ApplyRetention(_checkpointsDir, _keepLast);
+            }
             return committed;
         }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+    }
+
+    /// <summary>The id of the run's <paramref name="ordinal"/>-th save (at <paramref name="step"/>): the same on every rank.</summary>
+    private string CheckpointId(long step, long ordinal)
+    {
+        byte[] key = [.. _runId, .. BitConverter.GetBytes(step), .. BitConverter.GetBytes(ordinal)];
+        return CheckpointFormat.Hash(key);
     }
 
     /// <summary>Reports a write that has finished since the last call, without waiting for one that has not.</summary>
@@ -66,7 +85,7 @@ public sealed class CheckpointSaver : IDisposable
             return;
         }
         _pending = null;
-        CommittedCheckpoint committed;
+        CommittedCheckpoint? committed;
         try
         {
             committed = pending.GetAwaiter().GetResult();
@@ -75,6 +94,10 @@ public sealed class CheckpointSaver : IDisposable
         {
             string last = LastCommitted is { } c ? $"; the last good checkpoint is {c.Directory}" : "";
             throw new UserErrorException($"could not write a checkpoint into '{_checkpointsDir}': {e.Message}{last}", e);
+        }
+        if (committed is null)
+        {
+            return; // another rank commits
         }
         LastCommitted = committed;
         Saved?.Invoke(new CheckpointSaved(committed.Step, committed.Directory, committed.Bytes, committed.WriteTime, _pendingReason));

@@ -10,6 +10,18 @@ public sealed record CheckpointExtraFile(string RelativePath, string Source, lon
 public sealed record CommittedCheckpoint(string Directory, long Step, long Bytes, TimeSpan WriteTime);
 
 /// <summary>
+/// One rank's place in a checkpoint that <see cref="WorldSize"/> ranks write together (on a file system they all see):
+/// each writes its shards into the same temporary directory, ranks other than 0 then leave a description of their part
+/// there, and rank 0 — which waits up to <see cref="Timeout"/> for the parts, or until <see cref="Abandoned"/> — merges
+/// them into the one manifest and commits. All ranks derive the same checkpoint id, so they agree on the directory.
+/// </summary>
+public sealed record CheckpointRanks(int Rank, int WorldSize, TimeSpan Timeout, CancellationToken Abandoned = default)
+{
+    /// <summary>A checkpoint written by one rank alone.</summary>
+    public static CheckpointRanks Alone { get; } = new(0, 1, TimeSpan.Zero);
+}
+
+/// <summary>
 /// Writes one checkpoint so that it either exists complete or not at all. Everything goes into
 /// <c>checkpoints/.tmp-step-N-…</c>: each shard with one sequential write of its image (hashed when
 /// it was captured; unbuffered where the system allows), the extra files, and the manifest last; every file and directory is
@@ -26,15 +38,23 @@ public static class CheckpointWriter
     /// <param name="manifest">the manifest without shards, tensors, files and id (filled in here)</param>
     /// <param name="extraFiles">files copied into the checkpoint</param>
     public static CommittedCheckpoint Write(string checkpointsDir, CheckpointImage image, CheckpointManifest manifest, IReadOnlyList<CheckpointExtraFile> extraFiles)
+        => Write(checkpointsDir, image, manifest, extraFiles, Guid.NewGuid().ToString("N"), CheckpointRanks.Alone)!;
+
+    /// <summary>
+    /// This rank's share of checkpoint <paramref name="id"/> (32 hex digits, the same on every rank): its shards, and on
+    /// rank 0 everything else and the commit. Returns the committed checkpoint on rank 0, null on the others.
+    /// </summary>
+    public static CommittedCheckpoint? Write(string checkpointsDir, CheckpointImage image, CheckpointManifest manifest, IReadOnlyList<CheckpointExtraFile> extraFiles,
+        string id, CheckpointRanks ranks)
     {
         ArgumentNullException.ThrowIfNull(image);
         ArgumentNullException.ThrowIfNull(manifest);
         ArgumentNullException.ThrowIfNull(extraFiles);
+        ArgumentNullException.ThrowIfNull(ranks);
         var clock = Stopwatch.StartNew();
         Directory.CreateDirectory(checkpointsDir);
         string name = CheckpointFormat.DirectoryNameFor(manifest.Training.Step);
-        string temporary = Path.Combine(checkpointsDir, $"{CheckpointFormat.TemporaryPrefix}{name}-{Guid.NewGuid():N}");
-        string id = Guid.NewGuid().ToString("N");
+        string temporary = Path.Combine(checkpointsDir, $"{CheckpointFormat.TemporaryPrefix}{name}-{id}");
         try
         {
             Directory.CreateDirectory(temporary);
@@ -44,6 +64,17 @@ public static class CheckpointWriter
             {
                 tensors.AddRange(WriteShard(temporary, shard, id));
                 shards.Add(new CheckpointShard(shard.File, shard.Group, shard.Rank, shard.Length));
+            }
+            if (ranks.Rank != 0)
+            {
+                WritePart(temporary, id, ranks.Rank, shards, tensors);
+                return null;
+            }
+            for (int rank = 1; rank < ranks.WorldSize; rank++)
+            {
+                var (rankShards, rankTensors) = ReadPart(temporary, id, rank, ranks);
+                shards.AddRange(rankShards);
+                tensors.AddRange(rankTensors);
             }
             var files = extraFiles.Select(f => CopyExtraFile(temporary, f)).ToList();
             var complete = manifest with { CheckpointId = id, Shards = shards, Tensors = tensors, Files = files };
@@ -59,11 +90,47 @@ public static class CheckpointWriter
             CheckpointStore.WriteLatest(checkpointsDir, name);
             return new CommittedCheckpoint(final, manifest.Training.Step, complete.TotalBytes + manifestBytes.Length, clock.Elapsed);
         }
-        catch
+        catch when (ranks.Rank == 0)
         {
             CheckpointStore.TryDeleteDirectory(temporary);
             throw;
         }
+    }
+
+    private static string PartPath(string temporary, int rank) => Path.Combine(temporary, $".rank-{rank:D5}.part");
+
+    /// <summary>Rank r's description of its shards, made visible whole (written aside, fsynced, renamed).</summary>
+    private static void WritePart(string temporary, string id, int rank, IReadOnlyList<CheckpointShard> shards, IReadOnlyList<CheckpointTensor> tensors)
+    {
+        foreach (string directory in Directory.EnumerateDirectories(temporary, "*", SearchOption.AllDirectories))
+        {
+            Posix.FlushDirectory(directory);
+        }
+        string path = PartPath(temporary, rank), aside = path + ".tmp";
+        WriteDurably(aside, ManifestJson.WritePart(id, rank, shards, tensors));
+        File.Move(aside, path);
+    }
+
+    /// <summary>Waits for rank r's part, reads it, and removes it (the committed checkpoint holds only what its manifest lists).</summary>
+    private static (List<CheckpointShard>, List<CheckpointTensor>) ReadPart(string temporary, string id, int rank, CheckpointRanks ranks)
+    {
+        string path = PartPath(temporary, rank);
+        var deadline = Stopwatch.StartNew();
+        while (!File.Exists(path))
+        {
+            if (deadline.Elapsed > ranks.Timeout)
+            {
+                throw new IOException($"rank {rank} did not finish writing its shards of this checkpoint within {ranks.Timeout.TotalSeconds:0} s");
+            }
+            if (ranks.Abandoned.IsCancellationRequested)
+            {
+                throw new IOException($"the save was abandoned (a rank stopped) before rank {rank} finished writing its shards");
+            }
+            Thread.Sleep(10);
+        }
+        var part = ManifestJson.ReadPart(File.ReadAllBytes(path), temporary, id, rank);
+        File.Delete(path);
+        return part;
     }
 
     /// <summary>Renames the finished directory into place; an earlier checkpoint of the same step is replaced.</summary>
@@ -90,7 +157,7 @@ public static class CheckpointWriter
         Directory.CreateDirectory(Path.GetDirectoryName(path)!);
         WriteImage(path, shard.Buffer);
         return [.. shard.Tensors.Select(slot => new CheckpointTensor(
-            slot.Name, shard.Group, slot.Source.DType, [.. slot.Source.Shape.Dimensions.Select(d => (long)d)], shard.File, slot.Offset, slot.Length, slot.Hash))];
+            slot.Name, shard.Group, slot.Source.DType, [.. slot.Piece.Shape.Dimensions.Select(d => (long)d)], shard.File, slot.Offset, slot.Length, slot.Hash, slot.Piece.Slice))];
     }
 
     /// <summary>

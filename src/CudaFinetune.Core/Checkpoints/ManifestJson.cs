@@ -85,37 +85,7 @@ internal static class ManifestJson
             {
                 config.RootElement.WriteTo(w);
             }
-            w.WriteStartArray("shards");
-            foreach (var s in m.Shards)
-            {
-                w.WriteStartObject();
-                w.WriteString("file", s.File);
-                w.WriteString("group", s.Group);
-                w.WriteNumber("rank", s.Rank);
-                w.WriteNumber("length", s.Length);
-                w.WriteEndObject();
-            }
-            w.WriteEndArray();
-            w.WriteStartArray("tensors");
-            foreach (var t in m.Tensors)
-            {
-                w.WriteStartObject();
-                w.WriteString("name", t.Name);
-                w.WriteString("group", t.Group);
-                w.WriteString("dtype", t.DType.SafetensorsName());
-                w.WriteStartArray("shape");
-                foreach (long d in t.Shape)
-                {
-                    w.WriteNumberValue(d);
-                }
-                w.WriteEndArray();
-                w.WriteString("file", t.File);
-                w.WriteNumber("offset", t.Offset);
-                w.WriteNumber("length", t.Length);
-                w.WriteString("xxh128", t.Hash);
-                w.WriteEndObject();
-            }
-            w.WriteEndArray();
+            WriteShardsAndTensors(w, m.Shards, m.Tensors);
             w.WriteStartArray("files");
             foreach (var f in m.Files)
             {
@@ -133,6 +103,97 @@ internal static class ManifestJson
         int at = SelfHashPosition(bytes, ZeroHash);
         Encoding.ASCII.GetBytes(CheckpointFormat.Hash(bytes)).CopyTo(bytes, at);
         return bytes;
+    }
+
+    private static void WriteShardsAndTensors(Utf8JsonWriter w, IReadOnlyList<CheckpointShard> shards, IReadOnlyList<CheckpointTensor> tensors)
+    {
+        w.WriteStartArray("shards");
+        foreach (var s in shards)
+        {
+            w.WriteStartObject();
+            w.WriteString("file", s.File);
+            w.WriteString("group", s.Group);
+            w.WriteNumber("rank", s.Rank);
+            w.WriteNumber("length", s.Length);
+            w.WriteEndObject();
+        }
+        w.WriteEndArray();
+        w.WriteStartArray("tensors");
+        foreach (var t in tensors)
+        {
+            w.WriteStartObject();
+            w.WriteString("name", t.Name);
+            w.WriteString("group", t.Group);
+            w.WriteString("dtype", t.DType.SafetensorsName());
+            w.WriteStartArray("shape");
+            foreach (long d in t.Shape)
+            {
+                w.WriteNumberValue(d);
+            }
+            w.WriteEndArray();
+            w.WriteString("file", t.File);
+            w.WriteNumber("offset", t.Offset);
+            w.WriteNumber("length", t.Length);
+            w.WriteString("xxh128", t.Hash);
+            if (t.Slice is { } slice)
+            {
+                w.WriteStartObject("slice");
+                w.WriteNumber("start", slice.Start);
+                w.WriteNumber("count", slice.Count);
+                w.WriteEndObject();
+            }
+            w.WriteEndObject();
+        }
+        w.WriteEndArray();
+    }
+
+    /// <summary>
+    /// What one rank of a multi-rank save wrote (its shards and tensors), for rank 0 to merge into the manifest. Written
+    /// by the rank into the checkpoint's temporary directory and removed before the checkpoint commits.
+    /// </summary>
+    public static byte[] WritePart(string checkpointId, int rank, IReadOnlyList<CheckpointShard> shards, IReadOnlyList<CheckpointTensor> tensors)
+    {
+        var buffer = new ArrayBufferWriter<byte>();
+        using (var w = new Utf8JsonWriter(buffer))
+        {
+            w.WriteStartObject();
+            w.WriteString("checkpoint_id", checkpointId);
+            w.WriteNumber("rank", rank);
+            WriteShardsAndTensors(w, shards, tensors);
+            w.WriteEndObject();
+        }
+        return buffer.WrittenSpan.ToArray();
+    }
+
+    /// <summary>Reads a rank's part back; it must belong to checkpoint <paramref name="checkpointId"/> and rank <paramref name="rank"/>.</summary>
+    public static (List<CheckpointShard> Shards, List<CheckpointTensor> Tensors) ReadPart(byte[] bytes, string checkpoint, string checkpointId, int rank)
+    {
+        JsonDocument doc;
+        try
+        {
+            doc = JsonDocument.Parse(bytes);
+        }
+        catch (JsonException e)
+        {
+            throw new CheckpointCorruptException(checkpoint, null, null, $"rank {rank}'s part of the manifest is not valid JSON ({e.Message})");
+        }
+        using (doc)
+        {
+            var r = new Fields(doc.RootElement, checkpoint, $"rank-{rank}.");
+            if (r.String("checkpoint_id") != checkpointId || r.Int("rank", 0) != rank)
+            {
+                throw r.Error("checkpoint_id", "belongs to another checkpoint or rank");
+            }
+            return ParseShardsAndTensors(r);
+        }
+    }
+
+    private static (List<CheckpointShard> Shards, List<CheckpointTensor> Tensors) ParseShardsAndTensors(Fields r)
+    {
+        var shards = r.Array("shards").Select(s => new CheckpointShard(s.RelativePath("file"), s.Group("group"), s.Int("rank", 0), s.Long("length", 0))).ToList();
+        var tensors = r.Array("tensors").Select(t => new CheckpointTensor(
+            t.String("name"), t.Group("group"), t.DType("dtype"), t.Shape("shape"), t.RelativePath("file"), t.Long("offset", 0), t.Long("length", 0), t.Hash("xxh128"), t.OptionalSlice("slice"))).ToList();
+        return (shards, tensors);
     }
 
     private static void WriteTraining(Utf8JsonWriter w, TrainingState t)
@@ -180,9 +241,9 @@ internal static class ManifestJson
                 throw r.Error("format", $"is not '{FormatName}'");
             }
             int version = r.Int("format_version", 0);
-            if (version != CheckpointFormat.Version)
+            if (version is < CheckpointFormat.OldestReadableVersion or > CheckpointFormat.Version)
             {
-                throw r.Error("format_version", $"is {version}; this engine reads version {CheckpointFormat.Version} (written by engine {r.OptionalString("engine_version") ?? "?"})");
+                throw r.Error("format_version", $"is {version}; this engine reads versions {CheckpointFormat.OldestReadableVersion} to {CheckpointFormat.Version} (written by engine {r.OptionalString("engine_version") ?? "?"})");
             }
             string recorded = r.String(SelfHashKey);
             int at = CheckpointFormat.IsHashText(recorded) ? SelfHashPosition(bytes, recorded) : -1;
@@ -222,9 +283,7 @@ internal static class ManifestJson
         {
             throw training.Error("epoch", "differs from sampler.epoch");
         }
-        var shards = r.Array("shards").Select(s => new CheckpointShard(s.RelativePath("file"), s.Group("group"), s.Int("rank", 0), s.Long("length", 0))).ToList();
-        var tensors = r.Array("tensors").Select(t => new CheckpointTensor(
-            t.String("name"), t.Group("group"), t.DType("dtype"), t.Shape("shape"), t.RelativePath("file"), t.Long("offset", 0), t.Long("length", 0), t.Hash("xxh128"))).ToList();
+        var (shards, tensors) = ParseShardsAndTensors(r);
         var files = r.Array("files").Select(f => new CheckpointFile(f.RelativePath("path"), f.Long("length", 0), f.Hash("xxh128"))).ToList();
         return new CheckpointManifest
         {
@@ -334,6 +393,17 @@ internal static class ManifestJson
                 return null;
             }
             return Double(name);
+        }
+
+        /// <summary>A {"start", "count"} stretch, or null when the property is absent.</summary>
+        public TensorSlice? OptionalSlice(string name)
+        {
+            if (!element.TryGetProperty(name, out _))
+            {
+                return null;
+            }
+            var slice = Object(name);
+            return new TensorSlice(slice.Long("start", 0), slice.Long("count", 0));
         }
 
         public string Hash(string name)

@@ -9,8 +9,8 @@ namespace CudaFinetune.Checkpoints;
 /// Decides whether a run may continue from a checkpoint with the options it is given now. Settings
 /// that only steer what happens next (learning rate and schedule, how long to train, evaluation and
 /// saving, clipping, decay) may change, each with a warning. Settings that would make the saved state
-/// meaningless (the model, PEFT method, LoRA rank/alpha/targets, batch shapes, accumulation, seed,
-/// shuffling, the training data) are refused with the field that differs; <c>--force</c> accepts
+/// meaningless (the model, PEFT method, LoRA rank/alpha/targets, batch shapes, seed, shuffling, the
+/// training data) are refused; accumulation and world size (how many micro-batches a step takes) may change with the field that differs; <c>--force</c> accepts
 /// changed training data.
 /// </summary>
 public static class ResumeCompatibility
@@ -31,7 +31,8 @@ public static class ResumeCompatibility
         ("context_length", Rule.MustMatch, o => Text(o.ContextLength)),
         ("batching", Rule.MustMatch, o => o.Batching.ToString().ToLowerInvariant()),
         ("shuffle", Rule.MustMatch, o => o.Shuffle ? "true" : "false"),
-        ("gradient_accumulation_steps", Rule.MustMatch, o => Text(o.GradientAccumulationSteps)),
+        ("gradient_accumulation_steps", Rule.MayChange, o => Text(o.GradientAccumulationSteps)),
+        ("world_size", Rule.MayChange, o => Text(o.WorldSize)),
         ("seed", Rule.MustMatch, o => Text(o.Seed)),
         ("lr", Rule.MayChange, o => Text(o.Lr)),
         ("scheduler", Rule.MayChange, o => o.Scheduler.ToString().ToLowerInvariant()),

@@ -13,19 +13,19 @@ internal static class ShardHeader
     public const int Length = CheckpointFormat.Alignment;
     private static readonly byte[] Magic = "CFTSHARD"u8.ToArray();
 
-    public static void Write(Span<byte> header, string checkpointId, string group, int rank)
+    public static void Write(Span<byte> header, string checkpointId, string group, int rank, int version = CheckpointFormat.Version)
     {
         header[..Length].Clear();
         Magic.CopyTo(header);
-        BinaryPrimitives.WriteUInt32LittleEndian(header[8..], CheckpointFormat.Version);
+        BinaryPrimitives.WriteUInt32LittleEndian(header[8..], (uint)version);
         BinaryPrimitives.WriteUInt32LittleEndian(header[12..], (uint)rank);
         Convert.FromHexString(checkpointId).CopyTo(header[16..32]);
         int nameLength = Encoding.UTF8.GetBytes(group, header[36..68]);
         BinaryPrimitives.WriteUInt32LittleEndian(header[32..], (uint)nameLength);
     }
 
-    /// <summary>Null when <paramref name="actual"/> is exactly the header this shard should have, else what differs.</summary>
-    public static string? Check(ReadOnlySpan<byte> actual, string checkpointId, string group, int rank)
+    /// <summary>Null when <paramref name="actual"/> is exactly the header this shard of a <paramref name="version"/> checkpoint should have, else what differs.</summary>
+    public static string? Check(ReadOnlySpan<byte> actual, string checkpointId, string group, int rank, int version)
     {
         if (actual.Length < Length)
         {
@@ -35,13 +35,13 @@ internal static class ShardHeader
         {
             return "does not start with the shard magic 'CFTSHARD'";
         }
-        uint version = BinaryPrimitives.ReadUInt32LittleEndian(actual[8..]);
-        if (version != CheckpointFormat.Version)
+        uint written = BinaryPrimitives.ReadUInt32LittleEndian(actual[8..]);
+        if (written != version)
         {
-            return $"has format version {version}, expected {CheckpointFormat.Version}";
+            return $"has format version {written}, but its manifest's is {version}";
         }
         Span<byte> expected = stackalloc byte[Length];
-        Write(expected, checkpointId, group, rank);
+        Write(expected, checkpointId, group, rank, version);
         if (!actual[16..32].SequenceEqual(expected[16..32]))
         {
             return $"belongs to another checkpoint (its id is {Convert.ToHexStringLower(actual[16..32])}, the manifest's is {checkpointId})";

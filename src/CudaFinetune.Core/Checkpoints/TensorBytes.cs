@@ -28,6 +28,19 @@ internal static unsafe class TensorBytes
         }
     }
 
+    /// <summary>Copies <paramref name="bytes"/> into any tensor from byte <paramref name="offset"/> on (whole elements), through a view of that stretch for device tensors.</summary>
+    public static void CopyInRange(IBackend backend, ReadOnlySpan<byte> bytes, Tensor destination, long offset)
+    {
+        int size = destination.DType.SizeInBytes();
+        if (destination.Storage is HostStorage || (offset == 0 && bytes.Length == Length(destination)))
+        {
+            CopyIn(backend, bytes, destination, offset);
+            return;
+        }
+        using var view = new Tensor(destination.Storage, destination.DType, new Shape(bytes.Length / size), destination.ElementOffset + offset / size, ownsStorage: false);
+        CopyIn(backend, bytes, view, 0);
+    }
+
     /// <summary>Copies <paramref name="bytes"/> into the tensor starting at byte <paramref name="offset"/> (host tensors), or the whole tensor at once (others).</summary>
     public static void CopyIn(IBackend backend, ReadOnlySpan<byte> bytes, Tensor destination, long offset)
     {

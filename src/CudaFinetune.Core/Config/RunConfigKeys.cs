@@ -141,6 +141,10 @@ internal static class RunConfigKeys
             "checkpoints kept: the newest this many plus the best by eval loss (0: all)", (o, v) => o with { KeepLast = v.Int() }),
         new("device", "--device", null, nameof(FinetuneOptions.Device),
             "`auto`, `cpu`, `cuda` or `cuda-emulated`", (o, v) => o with { Device = v.String().Trim().ToLowerInvariant() }),
+        new("world-size", "--world-size", null, nameof(FinetuneOptions.WorldSize),
+            "ranks training data-parallel with a ZeRO-sharded optimizer: threads of this process (one GPU each with cuda), or checked against a launcher's world", (o, v) => o with { WorldSize = v.Int() }),
+        new("nproc-per-node", "--nproc-per-node", null, nameof(FinetuneOptions.NprocPerNode),
+            "ranks (GPUs) per process launched by torchrun, srun or mpirun, on threads (0: one)", (o, v) => o with { NprocPerNode = v.Int() }),
         new("overwrite", "--overwrite", null, nameof(FinetuneOptions.Overwrite),
             "replace an earlier run's files in the output directory", (o, v) => o with { Overwrite = v.Bool() }),
     ];
@@ -171,13 +175,13 @@ internal static class RunConfigKeys
     /// <summary>llama-recipes keys we accept only with a value that changes nothing here.</summary>
     public static readonly IReadOnlyList<UnsupportedKey> Unsupported =
     [
-        new("enable_fsdp", "`false`", IsFalse, "CudaFinetune trains on one device for now"),
-        new("low_cpu_fsdp", "`false`", IsFalse, "CudaFinetune trains on one device for now"),
+        new("enable_fsdp", "`false`", IsFalse, "several GPUs train with --world-size / --nproc-per-node and a ZeRO-sharded optimizer over NCCL, not FSDP"),
+        new("low_cpu_fsdp", "`false`", IsFalse, "several GPUs train with --world-size / --nproc-per-node and a ZeRO-sharded optimizer over NCCL, not FSDP"),
         new("quantization", "`false`, `null` or empty", v => IsFalse(v) || IsEmpty(v), "models are trained in full precision (bf16/fp32)"),
         new("use_fp16", "`false`", IsFalse, "the cuda backend uses bf16 with fp32 master weights, the cpu backend fp32"),
         new("mixed_precision", "`true` or `false`", IsBool, "the precision is the backend's"),
         new("use_fast_kernels", "`true` or `false`", IsBool, "the backend's own attention kernels are always used"),
-        new("one_gpu", "`true` or `false`", IsBool, "one device is always used"),
+        new("one_gpu", "`true` or `false`", IsBool, "the number of devices is --world-size / --nproc-per-node"),
         new("save_model", "`true`", v => v.TryBool() == true, "the trained weights are always saved"),
         new("save_optimizer", "`true` or `false`", IsBool, "checkpoints always hold the optimizer state"),
         new("save_metrics", "`true` or `false`", IsBool, "metrics.jsonl is always written"),

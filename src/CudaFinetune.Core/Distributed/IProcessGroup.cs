@@ -28,4 +28,28 @@ public interface IProcessGroup : IDisposable
 
     /// <summary>Returns once every rank has called it.</summary>
     void Barrier();
+
+    /// <summary>
+    /// Called when this rank cannot go on (its training failed): collectives in progress or to come fail — with a
+    /// <see cref="RankAbortedException"/> where the group can tell — instead of waiting for this rank.
+    /// </summary>
+    void Abort();
+}
+
+/// <summary>A collective failed because another rank of the group stopped (its own error is the cause to report).</summary>
+public sealed class RankAbortedException : Exception
+{
+    public RankAbortedException()
+    {
+    }
+
+    public RankAbortedException(string message)
+        : base(message)
+    {
+    }
+
+    public RankAbortedException(string message, Exception innerException)
+        : base(message, innerException)
+    {
+    }
 }

@@ -1,23 +1,27 @@
 using CudaFinetune.Backends;
+using CudaFinetune.Checkpoints;
 using CudaFinetune.Model;
 using CudaFinetune.Tensors;
+using CudaFinetune.Training;
 
 namespace CudaFinetune.Distributed;
 
 /// <summary>
 /// One rank's ZeRO optimizer (stages 1 and 2): every rank holds the full trained parameters for its forward and backward,
-/// but only its shard (<see cref="ShardPlan"/>) of the master weights and AdamW moments. A step gathers the rank's
-/// gradients into one flat buffer, reduce-scatters it (Σ over ranks — each rank's gradients are already scaled by the
-/// global batch), steps AdamW on the shard, and all-gathers the updated masters into every rank's parameters. With the
-/// same inputs every rank ends with the same parameters, and equal to one rank stepping on the summed gradients.
+/// but only its shard (<see cref="ShardPlan"/>) of the master weights and AdamW moments. <see cref="ReduceGradients"/>
+/// gathers the rank's gradients into one flat buffer and reduce-scatters it (Σ over ranks — each rank's gradients are
+/// already scaled by the global batch); <see cref="Update"/> steps AdamW on the shard and all-gathers the updated masters
+/// into every rank's parameters. With the same inputs every rank ends with the same parameters, equal to one rank
+/// stepping on the summed gradients. A checkpoint saves each rank's slices of the masters and moments.
 /// </summary>
-public sealed class ShardedAdamW : IDisposable
+public sealed class ShardedAdamW : ITrainingOptimizer
 {
     private readonly IBackend _backend;
     private readonly IProcessGroup _group;
     private readonly IReadOnlyList<Parameter> _parameters;
-    private readonly Tensor _flatGradients, _flatWeights, _gradientShard, _master, _m, _v;
+    private readonly Tensor _flatGradients, _flatWeights, _gradientShard, _master, _m, _v, _normSquared;
     private readonly Tensor[] _gradientViews, _weightViews;
+    private readonly double[] _normHost = new double[1];
 
     public ShardedAdamW(IBackend backend, IProcessGroup group, IReadOnlyList<Parameter> parameters, double beta1 = 0.9, double beta2 = 0.999, double epsilon = 1e-8,
         double weightDecay = 0, int alignment = 64)
@@ -36,15 +40,18 @@ public sealed class ShardedAdamW : IDisposable
         _master = backend.Allocate(dtype, new Shape(shard));
         _m = backend.Allocate(dtype, new Shape(shard));
         _v = backend.Allocate(dtype, new Shape(shard));
-        Tensor View(Tensor buffer, int p) => new(buffer.Storage, dtype, parameters[p].Value.Shape, Plan.FlatOffset(p), ownsStorage: false);
-        _gradientViews = [.. Enumerable.Range(0, parameters.Count).Select(p => View(_flatGradients, p))];
-        _weightViews = [.. Enumerable.Range(0, parameters.Count).Select(p => View(_flatWeights, p))];
+        _normSquared = backend.Allocate(DType.F64, new Shape(1));
+        _gradientViews = [.. Enumerable.Range(0, parameters.Count).Select(p => View(_flatGradients, Plan.FlatOffset(p), parameters[p].Value.Shape))];
+        _weightViews = [.. Enumerable.Range(0, parameters.Count).Select(p => View(_flatWeights, Plan.FlatOffset(p), parameters[p].Value.Shape))];
+        CheckpointPieces = [.. Pieces(CheckpointFormat.ModelGroup, "", _master), .. Pieces(CheckpointFormat.OptimizerGroup, CheckpointFormat.FirstMomentSuffix, _m),
+            .. Pieces(CheckpointFormat.OptimizerGroup, CheckpointFormat.SecondMomentSuffix, _v)];
         // The master shard starts from the parameters at full precision (every rank holds the same ones).
         for (int p = 0; p < parameters.Count; p++)
         {
             backend.Copy(parameters[p].FullPrecision, _weightViews[p]);
         }
-        backend.Copy(new Tensor(_flatWeights.Storage, dtype, new Shape(shard), (long)group.Rank * shard, ownsStorage: false), _master);
+        using var mine = View(_flatWeights, (long)group.Rank * shard, new Shape(shard));
+        backend.Copy(mine, _master);
     }
 
     public ShardPlan Plan { get; }
@@ -53,37 +60,69 @@ public sealed class ShardedAdamW : IDisposable
     public double Epsilon { get; }
     public double WeightDecay { get; }
 
-    /// <summary>Updates taken so far.</summary>
     public long StepCount { get; private set; }
 
-    /// <summary>This rank's shard of the master weights and of the moments (what a sharded checkpoint saves).</summary>
+    public DType StateDType => _m.DType;
+
+    /// <summary>This rank's slices of every trained parameter (group model) and of its two moments (group optimizer).</summary>
+    public IReadOnlyList<CheckpointPiece> CheckpointPieces { get; }
+
+    /// <summary>This rank's shard of the master weights and of the moments, padding included.</summary>
     public (Tensor Master, Tensor M, Tensor V) Shard => (_master, _m, _v);
 
-    /// <summary>One update from every rank's gradients (summed), scaled by <paramref name="gradientScale"/> (the clipping factor).</summary>
-    public void Step(double learningRate, double gradientScale = 1)
+    public void RestoreStepCount(long stepCount)
     {
-        StepCount++;
+        ArgumentOutOfRangeException.ThrowIfNegative(stepCount);
+        StepCount = stepCount;
+    }
+
+    /// <summary>Reduce-scatters the gradients (this rank keeps the sum of its shard) and returns the norm of the whole sum.</summary>
+    public double ReduceGradients()
+    {
         for (int p = 0; p < _parameters.Count; p++)
         {
             _backend.Copy(_parameters[p].Gradient!, _gradientViews[p]);
         }
         _group.ReduceScatterSum(_flatGradients, _gradientShard);
+        _normHost[0] = _backend.SumOfSquares(_gradientShard);
+        _backend.CopyFromHost<double>(_normHost, _normSquared);
+        _group.AllReduceSum(_normSquared);
+        _backend.CopyToHost<double>(_normSquared, _normHost);
+        return Math.Sqrt(_normHost[0]);
+    }
+
+    /// <summary>AdamW on this rank's shard, then every rank's updated masters all-gathered into the parameters.</summary>
+    public void Update(double learningRate, double gradientScale = 1)
+    {
+        StepCount++;
         _backend.AdamWUpdate(_master, _gradientShard, _m, _v, new AdamWStep(learningRate, Beta1, Beta2, Epsilon, WeightDecay, StepCount, gradientScale));
+        PublishMasters();
+    }
+
+    /// <summary>The restored master shards all-gathered into every rank's parameters.</summary>
+    public void PublishRestoredState() => PublishMasters();
+
+    private void PublishMasters()
+    {
         _group.AllGather(_master, _flatWeights);
         for (int p = 0; p < _parameters.Count; p++)
         {
             var parameter = _parameters[p];
             _backend.Copy(_weightViews[p], parameter.FullPrecision);
-            if (parameter.Master is not null)
-            {
-                _backend.Copy(parameter.Master, parameter.Value);
-            }
+            parameter.RefreshValue(_backend);
         }
     }
 
+    /// <summary>Each segment of this rank's shard of <paramref name="buffer"/> as a slice of its parameter's tensor.</summary>
+    private IEnumerable<CheckpointPiece> Pieces(string group, string suffix, Tensor buffer)
+        => Plan.Segments(_group.Rank).Select(s => new CheckpointPiece(_parameters[s.Parameter].Name + suffix, group,
+            View(buffer, s.ShardOffset, new Shape(checked((int)s.Count))), _parameters[s.Parameter].Value.Shape, s.ParameterOffset));
+
+    private static Tensor View(Tensor buffer, long offset, Shape shape) => new(buffer.Storage, buffer.DType, shape, buffer.ElementOffset + offset, ownsStorage: false);
+
     public void Dispose()
     {
-        foreach (var t in new[] { _flatGradients, _flatWeights, _gradientShard, _master, _m, _v })
+        foreach (var t in new[] { _flatGradients, _flatWeights, _gradientShard, _master, _m, _v, _normSquared })
         {
             t.Dispose();
         }

@@ -9,7 +9,8 @@ namespace CudaFinetune.Distributed;
 /// lets all see them, and each rank reads what it needs straight from the others' memory. Sums add the ranks in order
 /// 0, 1, …, W−1 for every element, so results are bitwise deterministic and equal on every rank. A rank that does not
 /// arrive within <see cref="Timeout"/> fails every waiting rank with a <see cref="TimeoutException"/> that says so;
-/// ranks that pass tensors of different dtypes or sizes all get an <see cref="ArgumentException"/>.
+/// ranks that pass tensors of different dtypes or sizes all get an <see cref="ArgumentException"/>; after
+/// <see cref="Abort"/> every wait ends in a <see cref="RankAbortedException"/>.
 /// </summary>
 public sealed class ThreadProcessGroup : IProcessGroup
 {
@@ -94,6 +95,8 @@ public sealed class ThreadProcessGroup : IProcessGroup
 
     public void Barrier() => Arrive("barrier");
 
+    public void Abort() => _shared.Abort.Cancel();
+
     public void Dispose()
     {
     }
@@ -121,7 +124,16 @@ public sealed class ThreadProcessGroup : IProcessGroup
 
     private void Arrive(string what)
     {
-        if (!_shared.Barrier.SignalAndWait(Timeout))
+        bool arrived;
+        try
+        {
+            arrived = _shared.Barrier.SignalAndWait(Timeout, _shared.Abort.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            throw new RankAbortedException($"rank {Rank} of {WorldSize}: another rank stopped, so {what} cannot complete");
+        }
+        if (!arrived)
         {
             throw new TimeoutException($"rank {Rank} of {WorldSize} waited {Timeout.TotalSeconds:0} s in {what} for a rank that never arrived");
         }
@@ -189,6 +201,9 @@ public sealed class ThreadProcessGroup : IProcessGroup
         public int WorldSize { get; } = worldSize;
 
         public Barrier Barrier { get; } = new(worldSize);
+
+        /// <summary>Cancelled by a rank that failed: every wait ends.</summary>
+        public CancellationTokenSource Abort { get; } = new();
 
         public Tensor?[] Posted { get; } = new Tensor?[worldSize];
 

@@ -132,10 +132,7 @@ public sealed class LlamaModel : IDisposable
     {
         foreach (var p in _trainable)
         {
-            if (p.Master is { } master)
-            {
-                _backend.Copy(master, p.Value);
-            }
+            p.RefreshValue(_backend);
         }
     }
 
@@ -173,15 +170,7 @@ public sealed class LlamaModel : IDisposable
     }
 
     /// <summary>√(Σ over trainable parameters of Σ grad²), summed in parameter order (deterministic).</summary>
-    public double GradientNorm()
-    {
-        double sum = 0;
-        foreach (var p in _trainable)
-        {
-            sum += _backend.SumOfSquares(p.Gradient!);
-        }
-        return Math.Sqrt(sum);
-    }
+    public double GradientNorm() => Training.GradientNorms.Of(_backend, _trainable);
 
     /// <summary>Sets every trainable parameter's gradient to zero.</summary>
     public void ZeroGradients()

@@ -31,6 +31,16 @@ public sealed class Parameter : IDisposable
 
     public bool Trainable => Gradient is not null;
 
+    /// <summary>Rounds <see cref="Master"/> into <see cref="Value"/> (after the master changed); nothing without a master.</summary>
+    public void RefreshValue(Backends.IBackend backend)
+    {
+        ArgumentNullException.ThrowIfNull(backend);
+        if (Master is not null)
+        {
+            backend.Copy(Master, Value);
+        }
+    }
+
     public void Dispose()
     {
         Value.Dispose();

@@ -109,6 +109,16 @@ public sealed record FinetuneOptions
     /// <summary>auto, cpu (cuda when the CUDA backend exists).</summary>
     public string Device { get; init; } = "auto";
 
+    /// <summary>
+    /// Ranks training data-parallel (ZeRO-sharded optimizer). Without a launcher this process runs them all, on threads
+    /// (one GPU each with cuda); under torchrun, srun or mpirun the launcher's processes × <see cref="NprocPerNode"/>
+    /// make the world, and this value, when not 1, must agree.
+    /// </summary>
+    public int WorldSize { get; init; } = 1;
+
+    /// <summary>Ranks (GPUs) per launched process, on threads (0: one; without a launcher: the same as <see cref="WorldSize"/>).</summary>
+    public int NprocPerNode { get; init; }
+
     /// <summary>Replace an earlier run's files in <see cref="OutputDir"/> (refused otherwise, so nothing saved is lost).</summary>
     public bool Overwrite { get; init; }
 
@@ -155,5 +165,7 @@ public sealed record FinetuneOptions
         Require(SaveEvery >= 0, $"--save-every must be zero (epoch ends only) or positive, got {SaveEvery}");
         Require(KeepLast >= 0, $"--keep-last must be zero (keep all) or positive, got {KeepLast}");
         Require(Device is "auto" or "cpu" or "cuda" or "cuda-emulated", $"--device must be auto, cpu, cuda or cuda-emulated, got '{Device}'");
+        Require(WorldSize > 0, $"--world-size must be positive, got {WorldSize}");
+        Require(NprocPerNode >= 0, $"--nproc-per-node must be positive (or 0: one rank per launched process), got {NprocPerNode}");
     }
 }

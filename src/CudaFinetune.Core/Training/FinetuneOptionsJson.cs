@@ -47,6 +47,8 @@ public static class FinetuneOptionsJson
         w.WriteNumber("save_every", o.SaveEvery);
         w.WriteNumber("keep_last", o.KeepLast);
         w.WriteString("device", o.Device);
+        w.WriteNumber("world_size", o.WorldSize);
+        w.WriteNumber("nproc_per_node", o.NprocPerNode);
         w.WriteEndObject();
     }
 }

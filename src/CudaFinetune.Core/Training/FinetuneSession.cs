@@ -1,9 +1,11 @@
+using System.Runtime.ExceptionServices;
 using System.Runtime.InteropServices;
 using System.Text.Json;
 using CudaFinetune.Backends;
 using CudaFinetune.Checkpoints;
 using CudaFinetune.Config;
 using CudaFinetune.Data;
+using CudaFinetune.Distributed;
 using CudaFinetune.Errors;
 using CudaFinetune.IO;
 using CudaFinetune.Lora;
@@ -33,31 +35,39 @@ public sealed record ResumeInfo(string Checkpoint, long Step, int Epoch, IReadOn
 /// adapter (<c>adapter/</c>, PEFT layout) or model (<c>model/</c>). Opened with a <see cref="ResumeRequest"/>
 /// it continues a run from a checkpoint exactly where it stopped.
 /// </summary>
-public sealed class FinetuneSession : IDisposable, ITrainingCheckpoints
+/// <remarks>
+/// With <see cref="FinetuneOptions.WorldSize"/> ranks (or a launcher's environment, <see cref="JobTopology"/>) the
+/// session runs this process's ranks on threads, each with its own backend and model replica, data-parallel with a
+/// ZeRO-sharded optimizer (<see cref="Trainer"/>); every rank writes its shards of each checkpoint and the first
+/// process writes the run's files. A checkpoint of any world size resumes at any other.
+/// </remarks>
+public sealed class FinetuneSession : IDisposable
 {
     public const string RunFileName = "run.json";
     public const string MetricsFileName = "metrics.jsonl";
     public const string LossChartFileName = "loss.png";
 
-    private readonly IBackend _backend;
-    private readonly Trainer _trainer;
+    private readonly TrainingRank[] _ranks;
+    private readonly byte[] _runId;
     private readonly CheckpointFingerprints _fingerprints;
+    private readonly CancellationTokenSource _abandon = new();
     private TrainingState? _resumeState;
     private byte[]? _resumeMetrics;
     private MetricsWriter? _metrics;
-    private CheckpointSaver? _saver;
 
-    private FinetuneSession(FinetuneOptions options, IBackend backend, LlamaModel model, ITokenizer? tokenizer, LoadedDataset data, BatchPlan train, BatchPlan? validation)
+    private FinetuneSession(FinetuneOptions options, JobTopology job, ITokenizer? tokenizer, LoadedDataset data, BatchPlan train, BatchPlan? validation,
+        IReadOnlyList<(IBackend Backend, LlamaModel Model)> replicas, ProcessGroups groups)
     {
         Options = options;
-        _backend = backend;
-        Model = model;
+        Job = job;
         Tokenizer = tokenizer;
         Data = data;
         TrainBatches = train;
         ValidationBatches = validation;
-        _trainer = new Trainer(model, train, validation, options) { Checkpoints = this };
-        _trainer.Progress += e => Progress?.Invoke(e);
+        _runId = groups.RunId;
+        _ranks = [.. replicas.Select((r, local) => new TrainingRank(job.FirstRank + local, r.Backend, r.Model, groups.Groups?[local], train, validation, options,
+            DescribeCheckpoint, () => ExtraFiles(local)))];
+        _ranks[0].Trainer.Progress += e => Progress?.Invoke(e);
         _fingerprints = new CheckpointFingerprints(Fingerprints.Model(options.Model!), Fingerprints.Data(data.Train), Fingerprints.Data(data.Validation));
     }
 
@@ -65,12 +75,20 @@ public sealed class FinetuneSession : IDisposable, ITrainingCheckpoints
     public event Action<TrainingEvent>? Progress;
 
     public FinetuneOptions Options { get; }
-    public LlamaModel Model { get; }
+
+    /// <summary>The job's ranks and this process's share of them.</summary>
+    public JobTopology Job { get; }
+
+    /// <summary>This process's first rank's model (every rank holds the same weights).</summary>
+    public LlamaModel Model => _ranks[0].Model;
+
     public ITokenizer? Tokenizer { get; }
     public LoadedDataset Data { get; }
     public BatchPlan TrainBatches { get; }
     public BatchPlan? ValidationBatches { get; }
-    public Trainer Trainer => _trainer;
+
+    /// <summary>This process's first rank's trainer (it reports the job's progress).</summary>
+    public Trainer Trainer => _ranks[0].Trainer;
 
     /// <summary>Set when the session continues from a checkpoint.</summary>
     public ResumeInfo? Resumed { get; private set; }
@@ -109,7 +127,8 @@ public sealed class FinetuneSession : IDisposable, ITrainingCheckpoints
     /// Validates the options and loads model, tokenizer and data — and, with <paramref name="resume"/>,
     /// the checkpoint to continue from; throws <see cref="UserErrorException"/> on any problem.
     /// </summary>
-    public static FinetuneSession Open(FinetuneOptions options, ResumeRequest? resume = null)
+    /// <param name="launch">where a launcher (torchrun, srun, mpirun) put this process; null: a job of this process alone</param>
+    public static FinetuneSession Open(FinetuneOptions options, ResumeRequest? resume = null, LaunchEnvironment? launch = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
@@ -121,28 +140,40 @@ public sealed class FinetuneSession : IDisposable, ITrainingCheckpoints
         {
             throw new UserErrorException("--dataset is required: a .json or .jsonl file");
         }
+        var job = JobTopology.Resolve(options.WorldSize, options.NprocPerNode, launch);
         var candidates = resume is null ? null : CheckpointStore.Resolve(resume.Path);
-        CheckOutputDir(options, candidates?.OutputDir);
-        var backend = BackendFactory.Create(options.Device, HfModelDirectory.TryReadConfig(options.Model));
-        ParameterSet? weights = null;
-        LlamaModel? model = null;
+        if (job.IsFirstProcess)
+        {
+            CheckOutputDir(options, candidates?.OutputDir);
+        }
+        var modelConfig = HfModelDirectory.TryReadConfig(options.Model);
+        var replicas = new List<(IBackend Backend, LlamaModel Model)>();
         FinetuneSession? session = null;
         try
         {
-            (var config, weights) = HfModelDirectory.Load(options.Model, backend);
-            options.CheckFits(config);
+            int cpuThreads = Math.Max(1, Environment.ProcessorCount / job.LocalRanks);
+            LlamaConfig? config = null;
+            for (int local = 0; local < job.LocalRanks; local++)
+            {
+                var backend = BackendFactory.Create(options.Device, modelConfig, job.DeviceOrdinal(local), cpuThreads);
+                try
+                {
+                    config = LoadModel(options, backend, out var model);
+                    replicas.Add((backend, model));
+                }
+                catch
+                {
+                    backend.Dispose();
+                    throw;
+                }
+            }
             var tokenizer = TokenizerCatalog.TryLoadForModel(options.Model);
-            var data = DatasetLoader.Load(options, tokenizer, config.VocabSize);
+            var data = DatasetLoader.Load(options, tokenizer, config!.VocabSize);
             int padId = tokenizer?.EosId ?? 0;
             var train = BatchPlan.Create(data.Train, options.Batching, options.BatchSize, options.ContextLength, padId);
             var validation = data.Validation.Count > 0 ? BatchPlan.Create(data.Validation, options.Batching, options.BatchSize, options.ContextLength, padId) : null;
-            var lora = options.Peft == "lora"
-                ? new LoraConfig { Rank = options.LoraR, Alpha = options.LoraAlpha, Dropout = options.LoraDropout, TargetModules = LoraConfig.ParseTargets(options.LoraTargets) }
-                : null;
-            model = new LlamaModel(backend, config, weights, new LlamaModelOptions { Lora = lora, Seed = options.Seed });
-            weights = null; // the model owns them now
-            HfModelDirectory.LoadMasters(options.Model, model); // full fine-tuning under mixed precision: masters from the file, not from bf16
-            session = new FinetuneSession(options, backend, model, tokenizer, data, train, validation);
+            var groups = ProcessGroups.Open(job, [.. replicas.Select(r => r.Backend)]);
+            session = new FinetuneSession(options, job, tokenizer, data, train, validation, replicas, groups);
             if (resume is not null)
             {
                 session.RestoreFrom(candidates!, resume);
@@ -153,16 +184,47 @@ public sealed class FinetuneSession : IDisposable, ITrainingCheckpoints
         {
             if (session is not null)
             {
-                session.Dispose(); // owns the model and the backend
+                session.Dispose(); // owns the models and the backends
             }
             else
             {
-                model?.Dispose();
-                weights?.Dispose();
-                backend.Dispose();
+                foreach (var (backend, model) in replicas)
+                {
+                    model.Dispose();
+                    backend.Dispose();
+                }
             }
             throw;
         }
+    }
+
+    /// <summary>The model of <see cref="FinetuneOptions.Model"/> on <paramref name="backend"/>, with LoRA adapters when asked.</summary>
+    private static LlamaConfig LoadModel(FinetuneOptions options, IBackend backend, out LlamaModel model)
+    {
+        var (config, weights) = HfModelDirectory.Load(options.Model!, backend);
+        try
+        {
+            options.CheckFits(config);
+            var lora = options.Peft == "lora"
+                ? new LoraConfig { Rank = options.LoraR, Alpha = options.LoraAlpha, Dropout = options.LoraDropout, TargetModules = LoraConfig.ParseTargets(options.LoraTargets) }
+                : null;
+            model = new LlamaModel(backend, config, weights, new LlamaModelOptions { Lora = lora, Seed = options.Seed });
+        }
+        catch
+        {
+            weights.Dispose();
+            throw;
+        }
+        try
+        {
+            HfModelDirectory.LoadMasters(options.Model!, model); // full fine-tuning under mixed precision: masters from the file, not from bf16
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+        return config;
     }
 
     private static void CheckOutputDir(FinetuneOptions options, string? resumedRunDir)
@@ -184,33 +246,107 @@ public sealed class FinetuneSession : IDisposable, ITrainingCheckpoints
         }
     }
 
-    /// <summary>Loads the newest usable checkpoint of <paramref name="candidates"/> into the model and optimizer.</summary>
+    /// <summary>
+    /// Loads the newest usable checkpoint of <paramref name="candidates"/> into every rank's model and optimizer, whatever
+    /// world size wrote it. The ranks read their pieces in parallel and agree before going on: when any finds its part
+    /// damaged, all pass on to the next checkpoint together.
+    /// </summary>
     private void RestoreFrom(ResumeCandidates candidates, ResumeRequest request)
     {
         var skipped = new List<string>();
         foreach (string dir in candidates.Checkpoints)
         {
+            string? problem;
+            Checkpoint checkpoint;
             try
             {
-                var checkpoint = Checkpoint.Open(dir);
-                var manifest = checkpoint.Manifest;
-                var warnings = ResumeCompatibility.Check(checkpoint.Directory, SavedOptions(checkpoint), Options, manifest, _fingerprints, _trainer.TotalSteps, request.Force)
-                    .Concat(EnvironmentChanges(manifest)).ToList();
-                CheckSampler(checkpoint, request.Force);
-                checkpoint.Load(CheckpointTensors().ToDictionary(t => (t.Group, t.Name), t => t.Source), _backend);
-                Model.RefreshWorkingWeights();
-                _trainer.Optimizer.RestoreStepCount(manifest.Optimizer.StepCount);
-                _resumeMetrics = checkpoint.ReadFile(CheckpointFormat.MetricsFileName);
-                _resumeState = manifest.Training;
-                Resumed = new ResumeInfo(checkpoint.Directory, manifest.Training.Step, manifest.Training.Epoch, warnings, skipped);
-                return;
+                checkpoint = Checkpoint.Open(dir);
             }
             catch (CheckpointCorruptException e) when (!request.Strict && !candidates.Explicit)
             {
                 skipped.Add(e.Message);
+                continue;
             }
+            var manifest = checkpoint.Manifest;
+            var warnings = ResumeCompatibility.Check(checkpoint.Directory, SavedOptions(checkpoint), Options, manifest, _fingerprints, Trainer.TotalSteps, request.Force)
+                .Concat(EnvironmentChanges(manifest)).ToList();
+            CheckSampler(checkpoint, request.Force);
+            var problems = OnEveryRank(rank =>
+            {
+                string? mine = null;
+                try
+                {
+                    checkpoint.Load(rank.Trainer.Optimizer.CheckpointPieces, rank.Backend, rank.CheckpointTensorNames());
+                }
+                catch (CheckpointCorruptException e)
+                {
+                    mine = e.Message;
+                }
+                if (rank.OnAnyRank(mine is not null))
+                {
+                    return mine ?? $"checkpoint '{checkpoint.Directory}': another rank found its part damaged";
+                }
+                rank.Trainer.Optimizer.PublishRestoredState();
+                rank.Trainer.Optimizer.RestoreStepCount(manifest.Optimizer.StepCount);
+                return null;
+            });
+            problem = problems.FirstOrDefault(p => p is not null);
+            if (problem is not null)
+            {
+                if (request.Strict || candidates.Explicit)
+                {
+                    throw new CheckpointCorruptException(checkpoint.Directory, null, null, problem);
+                }
+                skipped.Add(problem);
+                continue;
+            }
+            if (manifest.WorldSize != Job.WorldSize)
+            {
+                warnings.Add($"the checkpoint was written by {manifest.WorldSize} rank(s) and this run has {Job.WorldSize}: its optimizer state was resharded; each step now takes {Trainer.BatchesPerStep} micro-batches");
+            }
+            _resumeMetrics = checkpoint.ReadFile(CheckpointFormat.MetricsFileName);
+            _resumeState = manifest.Training;
+            Resumed = new ResumeInfo(checkpoint.Directory, manifest.Training.Step, manifest.Training.Epoch, warnings, skipped);
+            return;
         }
         throw NoValidCheckpoint(request.Path, skipped);
+    }
+
+    /// <summary>
+    /// Runs <paramref name="work"/> on every rank of this process at once (the first on this thread), as collectives
+    /// need. When a rank fails the others' groups are aborted, so none waits for it; the first failure that is not
+    /// such an abort is rethrown.
+    /// </summary>
+    private T[] OnEveryRank<T>(Func<TrainingRank, T> work)
+    {
+        var results = new T[_ranks.Length];
+        var errors = new Exception?[_ranks.Length];
+        void Run(int local)
+        {
+            try
+            {
+                results[local] = work(_ranks[local]);
+            }
+            catch (Exception e)
+            {
+                errors[local] = e;
+                _abandon.Cancel();
+                foreach (var rank in _ranks)
+                {
+                    rank.Group?.Abort();
+                }
+            }
+        }
+        var threads = Enumerable.Range(1, _ranks.Length - 1)
+            .Select(local => new Thread(() => Run(local)) { IsBackground = true, Name = $"rank {_ranks[local].Rank}" }).ToList();
+        threads.ForEach(t => t.Start());
+        Run(0);
+        threads.ForEach(t => t.Join());
+        if ((errors.FirstOrDefault(e => e is not null and not RankAbortedException) ?? errors.FirstOrDefault(e => e is not null)) is { } cause)
+        {
+            ExceptionDispatchInfo.Throw(cause);
+        }
+        return results;
     }
 
     /// <summary>Differences between the environment that wrote the checkpoint and this one (the thread count does not change results).</summary>
@@ -248,20 +384,6 @@ public sealed class FinetuneSession : IDisposable, ITrainingCheckpoints
         }
     }
 
-    /// <summary>What a checkpoint holds: the trainable weights (group model) and AdamW's moments (group optimizer).</summary>
-    private IEnumerable<(string Name, string Group, Tensors.Tensor Source)> CheckpointTensors()
-    {
-        foreach (var p in Model.TrainableParameters)
-        {
-            yield return (p.Name, CheckpointFormat.ModelGroup, p.FullPrecision);
-        }
-        foreach (var (p, m, v) in _trainer.Optimizer.State)
-        {
-            yield return (p.Name + ".exp_avg", CheckpointFormat.OptimizerGroup, m);
-            yield return (p.Name + ".exp_avg_sq", CheckpointFormat.OptimizerGroup, v);
-        }
-    }
-
     /// <summary>Text from the model for a prompt (greedy unless told otherwise); needs a tokenizer.</summary>
     public string Generate(string prompt, GenerationOptions? options = null)
     {
@@ -273,60 +395,84 @@ public sealed class FinetuneSession : IDisposable, ITrainingCheckpoints
     /// <summary>
     /// Trains (from the checkpoint when resumed), saving checkpoints on the way, then writes the outputs.
     /// Cancelling stops after the current step and writes a checkpoint; the adapter/model are written
-    /// only when the run finished. Returns once the last checkpoint is on disk.
+    /// only when the run finished. Returns once the last checkpoint is on disk. In a job of several processes
+    /// only the first writes run.json, metrics, the chart and the outputs (every one writes its checkpoint shards).
     /// </summary>
     public FinetuneResult Train(CancellationToken cancellationToken = default)
     {
         string dir = Path.GetFullPath(Options.OutputDir);
         Directory.CreateDirectory(dir);
         string checkpointsDir = CheckpointStore.CheckpointsDirectory(dir);
-        if (Resumed is null && Options.Overwrite)
-        {
-            CheckpointStore.TryDeleteDirectory(checkpointsDir); // --overwrite: the earlier run's checkpoints go with it
-        }
-        CheckpointStore.RemoveIncomplete(checkpointsDir);
-        WriteRunFile(Path.Combine(dir, RunFileName));
         string metricsPath = Path.Combine(dir, MetricsFileName);
-        if (_resumeMetrics is not null)
+        bool first = Job.IsFirstProcess;
+        if (first)
         {
-            AtomicFile.Write(metricsPath, s => s.Write(_resumeMetrics)); // the steps after the checkpoint are run again
+            if (Resumed is null && Options.Overwrite)
+            {
+                CheckpointStore.TryDeleteDirectory(checkpointsDir); // --overwrite: the earlier run's checkpoints go with it
+            }
+            CheckpointStore.RemoveIncomplete(checkpointsDir);
+            WriteRunFile(Path.Combine(dir, RunFileName));
+            if (_resumeMetrics is not null)
+            {
+                AtomicFile.Write(metricsPath, s => s.Write(_resumeMetrics)); // the steps after the checkpoint are run again
+            }
         }
         TrainingOutcome outcome;
         string? lastCheckpoint;
-        using (var metrics = new MetricsWriter(metricsPath, append: _resumeMetrics is not null))
-        using (var saver = new CheckpointSaver(checkpointsDir, CheckpointImage.Create(CheckpointTensors()), _backend, Options.KeepLast))
+        using (var metrics = first ? new MetricsWriter(metricsPath, append: _resumeMetrics is not null) : null)
         {
+            var savers = _ranks.Select(rank => new CheckpointSaver(checkpointsDir, CheckpointImage.Create(rank.Trainer.Optimizer.CheckpointPieces, rank.Rank), rank.Backend,
+                Options.KeepLast, new CheckpointRanks(rank.Rank, Job.WorldSize, ProcessGroups.Timeout, _abandon.Token), _runId)).ToArray();
             void Record(TrainingEvent e)
             {
-                metrics.Write(e);
+                metrics?.Write(e);
                 if (e is StepCompleted)
                 {
-                    saver.ReportCompleted();
+                    savers[0].ReportCompleted();
                 }
             }
             void Report(CheckpointSaved e) => Progress?.Invoke(e);
-            _trainer.Progress += Record;
-            saver.Saved += Report;
-            (_metrics, _saver) = (metrics, saver);
+            Trainer.Progress += Record;
+            savers[0].Saved += Report;
+            _metrics = metrics;
+            for (int local = 0; local < _ranks.Length; local++)
+            {
+                _ranks[local].Saver = savers[local];
+            }
             try
             {
-                outcome = _trainer.Run(_resumeState, cancellationToken);
-                saver.WaitForPending();
+                outcome = OnEveryRank(rank =>
+                {
+                    var reached = rank.Trainer.Run(_resumeState, cancellationToken);
+                    rank.Saver!.WaitForPending();
+                    return reached;
+                })[0];
+                lastCheckpoint = savers[0].LastCommitted?.Directory;
             }
             finally
             {
-                _trainer.Progress -= Record;
-                saver.Saved -= Report;
-                (_metrics, _saver) = (null, null);
+                Trainer.Progress -= Record;
+                savers[0].Saved -= Report;
+                _metrics = null;
+                foreach (var rank in _ranks)
+                {
+                    rank.Saver = null;
+                }
+                foreach (var saver in savers)
+                {
+                    saver.Dispose();
+                }
             }
-            lastCheckpoint = saver.LastCommitted?.Directory;
-            string chart = Path.Combine(dir, LossChartFileName);
-            LossChart.Write(chart, metrics.TrainLoss, metrics.EvalLoss, $"{Path.GetFileName(dir)}: loss");
+            if (metrics is not null)
+            {
+                LossChart.Write(Path.Combine(dir, LossChartFileName), metrics.TrainLoss, metrics.EvalLoss, $"{Path.GetFileName(dir)}: loss");
+            }
         }
         string? adapterDir = null, modelDir = null;
-        if (outcome.Cancelled)
+        if (outcome.Cancelled || !first)
         {
-            // An unfinished run leaves a checkpoint to resume from, not a final adapter or model.
+            // An unfinished run leaves a checkpoint to resume from, not a final adapter or model; the first process writes those.
         }
         else if (Model.Lora is not null)
         {
@@ -342,24 +488,27 @@ public sealed class FinetuneSession : IDisposable, ITrainingCheckpoints
                 TokenizerCatalog.WriteRecord(modelDir, Tokenizer);
             }
         }
-        return new FinetuneResult(dir, outcome, metricsPath, adapterDir, modelDir, Path.Combine(dir, LossChartFileName), lastCheckpoint);
+        return new FinetuneResult(dir, outcome, metricsPath, adapterDir, modelDir, first ? Path.Combine(dir, LossChartFileName) : null, lastCheckpoint);
     }
 
-    /// <summary>Called by the trainer between steps: describes the state and hands it to the background saver.</summary>
-    void ITrainingCheckpoints.Save(TrainingState state, CheckpointReason reason)
+    /// <summary>The files beside the tensors in a checkpoint: written by the rank that writes the manifest.</summary>
+    private IReadOnlyList<CheckpointExtraFile> ExtraFiles(int local)
     {
-        var saver = _saver ?? throw new InvalidOperationException("checkpoints are saved only during Train");
+        if (!Job.IsFirstProcess || local != 0)
+        {
+            return [];
+        }
         string modelConfig = Path.Combine(Options.Model!, "config.json");
-        saver.Save(DescribeCheckpoint(state, reason),
+        return
         [
             new CheckpointExtraFile(CheckpointFormat.MetricsFileName, _metrics!.Path, _metrics.Length),
             new CheckpointExtraFile(CheckpointFormat.ModelConfigFileName, modelConfig, new FileInfo(modelConfig).Length),
-        ]);
+        ];
     }
 
-    private CheckpointManifest DescribeCheckpoint(TrainingState state, CheckpointReason reason)
+    private CheckpointManifest DescribeCheckpoint(TrainingRank rank, TrainingState state, CheckpointReason reason)
     {
-        var optimizer = _trainer.Optimizer;
+        var optimizer = rank.Trainer.Optimizer;
         var buffer = new System.Buffers.ArrayBufferWriter<byte>();
         using (var w = new Utf8JsonWriter(buffer))
         {
@@ -374,15 +523,15 @@ public sealed class FinetuneSession : IDisposable, ITrainingCheckpoints
             EngineVersion = EngineVersion,
             Created = DateTimeOffset.UtcNow,
             Environment = EnvironmentDescription(),
-            Backend = _backend.Name,
-            WeightDType = Model.TrainableParameters[0].Value.DType,
-            MasterDType = Model.TrainableParameters[0].Master?.DType,
-            OptimizerDType = optimizer.State[0].M.DType,
-            WorldSize = 1,
+            Backend = rank.Backend.Name,
+            WeightDType = rank.Model.TrainableParameters[0].Value.DType,
+            MasterDType = rank.Model.TrainableParameters[0].Master?.DType,
+            OptimizerDType = optimizer.StateDType,
+            WorldSize = Job.WorldSize,
             Reason = reason,
             Training = state,
             Sampler = new SamplerRecord(Options.Shuffle, TrainBatches.Count, Fingerprints.Order(BatchSampler.Order(TrainBatches.Count, state.Sampler.Seed, state.Epoch, Options.Shuffle))),
-            Scheduler = new SchedulerRecord(Options.Scheduler, Options.Lr, Options.WarmupSteps, _trainer.TotalSteps, Options.Gamma),
+            Scheduler = new SchedulerRecord(Options.Scheduler, Options.Lr, Options.WarmupSteps, rank.Trainer.TotalSteps, Options.Gamma),
             Optimizer = new OptimizerRecord(optimizer.Beta1, optimizer.Beta2, optimizer.Epsilon, optimizer.WeightDecay, optimizer.StepCount),
             Fingerprints = _fingerprints,
             ConfigJson = System.Text.Encoding.UTF8.GetString(buffer.WrittenSpan),
@@ -400,7 +549,7 @@ public sealed class FinetuneSession : IDisposable, ITrainingCheckpoints
         new("dotnet", RuntimeInformation.FrameworkDescription),
         new("architecture", RuntimeInformation.ProcessArchitecture.ToString()),
         new("processors", Environment.ProcessorCount.ToString(System.Globalization.CultureInfo.InvariantCulture)),
-        new("backend", _backend.Name),
+        new("backend", _ranks[0].Backend.Name),
     ];
 
     /// <summary>run.json: the resolved configuration, the model, the data and the environment.</summary>
@@ -425,7 +574,7 @@ public sealed class FinetuneSession : IDisposable, ITrainingCheckpoints
         w.WriteNumber("validation_examples", Data.Validation.Count);
         w.WriteNumber("train_batches", TrainBatches.Count);
         w.WriteNumber("validation_batches", ValidationBatches?.Count ?? 0);
-        w.WriteNumber("total_steps", _trainer.TotalSteps);
+        w.WriteNumber("total_steps", Trainer.TotalSteps);
         w.WriteEndObject();
         w.WriteStartObject("environment");
         w.WriteString("engine_version", EngineVersion);
@@ -439,8 +588,10 @@ public sealed class FinetuneSession : IDisposable, ITrainingCheckpoints
 
     public void Dispose()
     {
-        _trainer.Dispose();
-        Model.Dispose();
-        _backend.Dispose();
+        foreach (var rank in _ranks)
+        {
+            rank.Dispose();
+        }
+        _abandon.Dispose();
     }
 }

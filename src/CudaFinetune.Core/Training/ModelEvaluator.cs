@@ -7,12 +7,18 @@ namespace CudaFinetune.Training;
 public static class ModelEvaluator
 {
     public static LossResult Evaluate(LlamaModel model, BatchPlan plan, CancellationToken cancellationToken = default)
+        => Evaluate(model, plan, 0, 1, cancellationToken);
+
+    /// <summary>The sums over batches <paramref name="first"/>, first + <paramref name="stride"/>, … (one rank's share).</summary>
+    public static LossResult Evaluate(LlamaModel model, BatchPlan plan, int first, int stride, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(plan);
+        ArgumentOutOfRangeException.ThrowIfNegative(first);
+        ArgumentOutOfRangeException.ThrowIfLessThan(stride, 1);
         double sum = 0;
         int tokens = 0;
-        for (int i = 0; i < plan.Count; i++)
+        for (int i = first; i < plan.Count; i += stride)
         {
             cancellationToken.ThrowIfCancellationRequested();
             var loss = model.Forward(plan[i]);

@@ -1,6 +1,8 @@
 using System.Diagnostics;
 using CudaFinetune.Data;
+using CudaFinetune.Distributed;
 using CudaFinetune.Model;
+using CudaFinetune.Tensors;
 
 namespace CudaFinetune.Training;
 
@@ -14,15 +16,27 @@ public sealed record TrainingOutcome(long Steps, int EpochsCompleted, double? La
 /// Dropout masks are keyed by the global micro-batch index, so a run is a pure function of its
 /// options and data.
 /// </summary>
+/// <remarks>
+/// With a process group of W ranks (data parallelism, as torchrun's), a step takes W × accumulation micro-batches from
+/// the one sampler every rank runs identically; rank r trains on positions r, r + W, … of that group, each micro-batch
+/// keyed and scaled (1 / (W × accumulation)) as one rank with W × accumulation steps of accumulation would; a sharded
+/// optimizer (<see cref="ShardedAdamW"/>) sums the gradients. So W ranks train as one rank on the same global batch,
+/// up to the order of the sums. Step losses, token counts and the decision to stop are summed over ranks every step
+/// (every rank stops after the same step); evaluation splits the validation batches the same way.
+/// </remarks>
 public sealed class Trainer : IDisposable
 {
     private readonly LlamaModel _model;
     private readonly BatchPlan _train;
     private readonly BatchPlan? _validation;
     private readonly FinetuneOptions _options;
-    private readonly AdamWOptimizer _optimizer;
+    private readonly ITrainingOptimizer _optimizer;
+    private readonly IProcessGroup? _group;
+    private readonly Tensor? _sums;
+    private readonly double[] _sumsHost = new double[3];
 
-    public Trainer(LlamaModel model, BatchPlan train, BatchPlan? validation, FinetuneOptions options)
+    /// <param name="group">the ranks of a data-parallel job (null: this rank alone, with the unsharded optimizer)</param>
+    public Trainer(LlamaModel model, BatchPlan train, BatchPlan? validation, FinetuneOptions options, IProcessGroup? group = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(train);
@@ -35,8 +49,13 @@ public sealed class Trainer : IDisposable
         _train = train;
         _validation = validation is { Count: > 0 } ? validation : null;
         _options = options;
-        _optimizer = new AdamWOptimizer(model.Backend, model.TrainableParameters, options.Beta1, options.Beta2, options.Epsilon, options.WeightDecay);
-        StepsPerEpoch = (train.Count + options.GradientAccumulationSteps - 1) / options.GradientAccumulationSteps;
+        _group = group;
+        _optimizer = group is null
+            ? new AdamWOptimizer(model.Backend, model.TrainableParameters, options.Beta1, options.Beta2, options.Epsilon, options.WeightDecay)
+            : new ShardedAdamW(model.Backend, group, model.TrainableParameters, options.Beta1, options.Beta2, options.Epsilon, options.WeightDecay);
+        _sums = group is null ? null : model.Backend.Allocate(DType.F64, new Shape(_sumsHost.Length));
+        BatchesPerStep = options.GradientAccumulationSteps * WorldSize;
+        StepsPerEpoch = (train.Count + BatchesPerStep - 1) / BatchesPerStep;
         long all = (long)StepsPerEpoch * options.NumEpochs;
         TotalSteps = options.MaxSteps > 0 ? Math.Min(options.MaxSteps, all) : all;
         Schedule = new LearningRateSchedule(options.Scheduler, options.Lr, options.WarmupSteps, TotalSteps, options.Gamma);
@@ -47,11 +66,19 @@ public sealed class Trainer : IDisposable
 
     public int StepsPerEpoch { get; }
 
+    /// <summary>Ranks training together (1 without a process group).</summary>
+    public int WorldSize => _group?.WorldSize ?? 1;
+
+    public int Rank => _group?.Rank ?? 0;
+
+    /// <summary>Micro-batches per optimizer step over all ranks: the global batch is this many batches.</summary>
+    public int BatchesPerStep { get; }
+
     public long TotalSteps { get; }
 
     public LearningRateSchedule Schedule { get; }
 
-    public AdamWOptimizer Optimizer => _optimizer;
+    public ITrainingOptimizer Optimizer => _optimizer;
 
     /// <summary>Where checkpoints go (none: the run saves nothing).</summary>
     public ITrainingCheckpoints? Checkpoints { get; set; }
@@ -67,7 +94,7 @@ public sealed class Trainer : IDisposable
         var state = from ?? TrainingState.Start(_options.Seed);
         var sampler = new BatchSampler(_train.Count, _options.Seed, _options.Shuffle);
         sampler.Restore(state.Sampler);
-        int accumulation = _options.GradientAccumulationSteps;
+        int perStep = BatchesPerStep;
         long trainable = _model.TrainableParameters.Sum(p => p.Value.ElementCount);
         Progress?.Invoke(new TrainingStarted(TotalSteps, _options.NumEpochs, _train.Count, trainable, state.Step));
         var clock = Stopwatch.StartNew();
@@ -105,29 +132,38 @@ public sealed class Trainer : IDisposable
             _model.ZeroGradients();
             int inGroup = 0;
             double lossTotal = 0;
-            int lossCount = 0;
+            long lossCount = 0;
             long tokens = 0;
             var stepClock = Stopwatch.StartNew();
             while (step < TotalSteps && sampler.TryNext(out int batchIndex))
             {
-                var batch = _train[batchIndex];
-                var loss = _model.ForwardBackward(batch, microBatches++, 1.0 / accumulation);
-                if (loss.Tokens > 0)
+                if (inGroup % WorldSize == Rank)
                 {
-                    lossTotal += loss.Mean;
-                    lossCount++;
+                    var batch = _train[batchIndex];
+                    var loss = _model.ForwardBackward(batch, microBatches, 1.0 / perStep);
+                    if (loss.Tokens > 0)
+                    {
+                        lossTotal += loss.Mean;
+                        lossCount++;
+                    }
+                    tokens += batch.Tokens;
                 }
-                tokens += batch.Tokens;
+                microBatches++;
                 inGroup++;
                 int remaining = sampler.Remaining;
-                if (inGroup < accumulation && remaining > 0)
+                if (inGroup < perStep && remaining > 0)
                 {
                     continue;
                 }
-                double norm = GradientNorm();
+                if (_group is not null)
+                {
+                    // Every rank reports the same step: the sums of all ranks.
+                    (lossTotal, lossCount, tokens) = SumOverRanks(lossTotal, lossCount, tokens);
+                }
+                double norm = _optimizer.ReduceGradients();
                 double clip = _options.GradientClipping > 0 ? Math.Min(1.0, _options.GradientClipping / (norm + 1e-6)) : 1.0;
                 double lr = Schedule.At(step, epoch);
-                _optimizer.Step(lr, clip);
+                _optimizer.Update(lr, clip);
                 step++;
                 double stepLoss = lossCount > 0 ? lossTotal / lossCount : double.NaN;
                 lastLoss = stepLoss;
@@ -143,7 +179,7 @@ public sealed class Trainer : IDisposable
                 {
                     EvaluateNow(epoch + 1);
                 }
-                if (cancellationToken.IsCancellationRequested)
+                if (StopRequested(cancellationToken))
                 {
                     Save(CheckpointReason.Interrupted);
                     return new TrainingOutcome(step, sampler.State.Epoch, lastLoss, lastEval, Cancelled: true);
@@ -182,21 +218,45 @@ public sealed class Trainer : IDisposable
         return new TrainingOutcome(step, sampler.State.Epoch, lastLoss, lastEval, Cancelled: false);
     }
 
-    /// <summary>√(Σ over trainable parameters of Σ grad²), summed in parameter order.</summary>
-    public double GradientNorm() => _model.GradientNorm();
-
-    /// <summary>Token-weighted mean loss over the validation batches, in order; null without validation data.</summary>
+    /// <summary>
+    /// Token-weighted mean loss over the validation batches, in order; null without validation data. With several
+    /// ranks each evaluates every WorldSize-th batch and the sums are added over ranks.
+    /// </summary>
     public double? Evaluate(long step, int epoch)
     {
         if (_validation is null)
         {
             return null;
         }
-        var loss = ModelEvaluator.Evaluate(_model, _validation);
-        double mean = loss.Mean;
-        Progress?.Invoke(new EvaluationCompleted(step, epoch, mean, Math.Exp(mean), loss.Tokens));
+        var loss = ModelEvaluator.Evaluate(_model, _validation, Rank, WorldSize);
+        double sum = loss.Sum;
+        long tokens = loss.Tokens;
+        if (_group is not null)
+        {
+            (sum, tokens, _) = SumOverRanks(sum, tokens, 0);
+        }
+        double mean = tokens > 0 ? sum / tokens : double.NaN;
+        Progress?.Invoke(new EvaluationCompleted(step, epoch, mean, Math.Exp(mean), checked((int)tokens)));
         return mean;
     }
 
-    public void Dispose() => _optimizer.Dispose();
+    /// <summary>Whether to stop after this step: asked on any rank (so every rank stops after the same step).</summary>
+    private bool StopRequested(CancellationToken cancellationToken)
+        => _group is null ? cancellationToken.IsCancellationRequested : SumOverRanks(cancellationToken.IsCancellationRequested ? 1 : 0, 0, 0).Item1 > 0;
+
+    /// <summary>Each value summed over the ranks, through one small all-reduce.</summary>
+    private (double, long, long) SumOverRanks(double a, long b, long c)
+    {
+        (_sumsHost[0], _sumsHost[1], _sumsHost[2]) = (a, b, c);
+        _model.Backend.CopyFromHost<double>(_sumsHost, _sums!);
+        _group!.AllReduceSum(_sums!);
+        _model.Backend.CopyToHost<double>(_sums!, _sumsHost);
+        return (_sumsHost[0], (long)_sumsHost[1], (long)_sumsHost[2]);
+    }
+
+    public void Dispose()
+    {
+        _optimizer.Dispose();
+        _sums?.Dispose();
+    }
 }

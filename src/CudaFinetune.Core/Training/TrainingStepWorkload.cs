@@ -6,7 +6,7 @@ namespace CudaFinetune.Training;
 
 /// <summary>
 /// A randomly initialised model on a backend with one fixed batch of random tokens: what <c>bench step</c> and the
-/// training-step benchmarks time. <see cref="ForwardBackward"/> is one forward and backward pass; <see cref="Step"/>
+/// training-step benchmarks time. <see cref="ForwardBackward"/> is one forward and backward pass; <see cref="Update"/>
 /// is a whole optimizer step as the trainer takes it (gradients zeroed, forward and backward, global gradient norm,
 /// AdamW). Warmed up by one forward and backward pass on construction, so buffers exist before timing starts.
 /// </summary>
@@ -49,7 +49,7 @@ public sealed class TrainingStepWorkload : IDisposable
     {
         double loss = ForwardBackward();
         double norm = Model.GradientNorm();
-        _optimizer.Step(1e-4, gradientScale: norm > 1 ? 1 / norm : 1);
+        _optimizer.Update(1e-4, gradientScale: norm > 1 ? 1 / norm : 1);
         return loss;
     }
 

@@ -1,4 +1,6 @@
 using CudaFinetune.Backends;
+using CudaFinetune.Distributed;
+using CudaFinetune.Errors;
 using CudaFinetune.Cuda.Kernels;
 using CudaFinetune.Cuda.Runtime;
 using CudaFinetune.Model;
@@ -30,10 +32,23 @@ public sealed class CudaAccelerators : IAcceleratorProvider
             : $"the attention kernels take head sizes 32, 64 and 128; this model's is {model.HeadSize} (use --device cpu)";
     }
 
-    public IBackend Create(string device) => device switch
+    public IBackend Create(string device, int ordinal = 0) => device switch
     {
-        "cuda" => CudaBackend.OpenGpu(),
+        "cuda" => CudaBackend.OpenGpu(ordinal),
         "cuda-emulated" => CudaBackend.OpenEmulated(),
         _ => throw new ArgumentException($"not a CUDA device: '{device}'", nameof(device)),
     };
+
+    public byte[] NewCollectiveId(IBackend backend)
+    {
+        RequireGpu(backend);
+        return NcclProcessGroup.CreateUniqueId();
+    }
+
+    public IProcessGroup JoinCollective(IBackend backend, int worldSize, int rank, byte[] collectiveId)
+        => NcclProcessGroup.Join(RequireGpu(backend), worldSize, rank, collectiveId);
+
+    private static CudaBackend RequireGpu(IBackend backend) => backend is CudaBackend { Kernels: CudaDevice } cuda
+        ? cuda
+        : throw new UserErrorException($"several ranks need --device cpu (thread ranks) or --device cuda (NCCL); the {backend.Name} backend has no collectives");
 }

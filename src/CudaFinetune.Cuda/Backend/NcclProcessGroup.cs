@@ -7,7 +7,7 @@ using CudaFinetune.Tensors;
 namespace CudaFinetune.Cuda.Backend;
 
 /// <summary>
-/// <see cref="IProcessGroup"/> over NCCL for the cuda backend's device tensors (F32, BF16, I32): one rank per GPU, each
+/// <see cref="IProcessGroup"/> over NCCL for the cuda backend's device tensors (F32, F64, BF16, I32): one rank per GPU, each
 /// collective enqueued on the device's compute stream, so the kernels after it see its result. NCCL's sums run in a
 /// fixed ring order for a fixed world size and topology, which keeps runs repeatable.
 /// </summary>
@@ -80,6 +80,9 @@ public sealed class NcclProcessGroup : IProcessGroup
         _communicator.CheckAsyncError();
     }
 
+    /// <summary>Aborts the communicator (ncclCommAbort): NCCL operations of this rank in flight end, and later ones fail.</summary>
+    public void Abort() => _communicator.Abort();
+
     public void Dispose()
     {
         _device.Memory.Free(_token);
@@ -89,9 +92,10 @@ public sealed class NcclProcessGroup : IProcessGroup
     private static NcclDataType Type(Tensor tensor) => tensor.DType switch
     {
         DType.F32 => NcclDataType.Float32,
+        DType.F64 => NcclDataType.Float64,
         DType.BF16 => NcclDataType.BFloat16,
         DType.I32 => NcclDataType.Int32,
-        _ => throw new ArgumentException($"NCCL collectives take F32, BF16 or I32 tensors, not {tensor}"),
+        _ => throw new ArgumentException($"NCCL collectives take F32, F64, BF16 or I32 tensors, not {tensor}"),
     };
 
     private void CheckShards(Tensor shard, Tensor whole, string what)

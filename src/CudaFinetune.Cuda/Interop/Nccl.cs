@@ -31,6 +31,9 @@ internal enum NcclDataType
     /// <summary>ncclFloat32.</summary>
     Float32 = 7,
 
+    /// <summary>ncclFloat64.</summary>
+    Float64 = 8,
+
     /// <summary>ncclBfloat16 (NCCL 2.10 and later).</summary>
     BFloat16 = 9,
 }

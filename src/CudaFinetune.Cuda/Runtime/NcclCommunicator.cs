@@ -136,6 +136,16 @@ internal sealed unsafe class NcclCommunicator : IDisposable
         }
     }
 
+    /// <summary>Aborts the communicator now (another rank of this process failed); disposing it later does nothing more.</summary>
+    public void Abort()
+    {
+        if (!_disposed)
+        {
+            _disposed = true;
+            _ = Nccl.CommAbort(_comm);
+        }
+    }
+
     /// <summary>Destroys the communicator, or aborts it after an error (its own or one NCCL recorded asynchronously).</summary>
     public void Dispose()
     {

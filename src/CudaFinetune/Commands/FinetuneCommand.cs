@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using CudaFinetune.Config;
+using CudaFinetune.Distributed;
 using CudaFinetune.Errors;
 using CudaFinetune.Training;
 
@@ -37,6 +38,10 @@ internal static class FinetuneCommand
         {
             // The run continues with the options it was saved with; flags (and --config) given now override them.
             var saved = FinetuneSession.ReadResumeOptions(resume);
+            if (LaunchEnvironment.FromProcess() is not null)
+            {
+                saved = saved with { WorldSize = 1, NprocPerNode = 0 }; // under a launcher the launch decides the world (flags may still say it)
+            }
             var request = new ResumeRequest(resume, parse.GetValue(flags.Force), parse.GetValue(flags.Strict));
             return Train(flags.Resolve(parse, saved) with { Overwrite = false }, output, cancellationToken, request);
         }
@@ -52,7 +57,7 @@ internal static class FinetuneCommand
     /// <summary>Opens the session (resuming when asked), trains with a progress display, and reports where the results are.</summary>
     internal static int Train(FinetuneOptions options, TextWriter output, CancellationToken cancellationToken, ResumeRequest? resume = null)
     {
-        using var session = FinetuneSession.Open(options, resume);
+        using var session = FinetuneSession.Open(options, resume, LaunchEnvironment.FromProcess());
         using var progress = new ProgressDisplay(output);
         session.Progress += progress.OnEvent;
         if (session.Resumed is { } resumed)
@@ -146,13 +151,15 @@ internal sealed class FinetuneFlags
     public Option<int> EvalEvery { get; } = new("--eval-every") { Description = "Evaluate every N steps (and at each epoch end); 0 = epoch ends only [default: 0]" };
     public Option<int> SaveEvery { get; } = new("--save-every") { Description = "Write a checkpoint every N steps (and at each epoch end and the end); 0 = epoch ends only [default: 0]" };
     public Option<int> KeepLast { get; } = new("--keep-last") { Description = "Keep the newest K checkpoints plus the best by eval loss; 0 = all [default: 3]" };
-    public Option<string> Device { get; } = new("--device") { Description = "auto or cpu (cuda when the CUDA backend exists) [default: auto]" };
+    public Option<string> Device { get; } = new("--device") { Description = "auto, cpu, cuda or cuda-emulated [default: auto]" };
+    public Option<int> WorldSize { get; } = new("--world-size") { Description = "Ranks training data-parallel (ZeRO-sharded optimizer): threads of this process, one GPU each with cuda; under a launcher, checked against it [default: 1]" };
+    public Option<int> NprocPerNode { get; } = new("--nproc-per-node") { Description = "Ranks (GPUs) per process started by torchrun, srun or mpirun [default: 1]" };
 
     public IEnumerable<Option> All =>
     [
         Resume, Force, Strict, Config, Model, Dataset, OutputDir, Overwrite, Peft, LoraR, LoraAlpha, LoraDropout, LoraTargets, DatasetFormat, FieldMap, PromptTemplate,
         ValidationDataset, ValidationFraction, BatchSize, ContextLength, Batching, Shuffle, GradientAccumulationSteps, NumEpochs, MaxSteps,
-        Lr, WeightDecay, Beta1, Beta2, Epsilon, Scheduler, WarmupSteps, Gamma, GradientClipping, Seed, EvalEvery, SaveEvery, KeepLast, Device,
+        Lr, WeightDecay, Beta1, Beta2, Epsilon, Scheduler, WarmupSteps, Gamma, GradientClipping, Seed, EvalEvery, SaveEvery, KeepLast, Device, WorldSize, NprocPerNode,
     ];
 
     public static bool Given(ParseResult parse, Option option) => parse.GetResult(option) is { Implicit: false };
@@ -204,6 +211,8 @@ internal sealed class FinetuneFlags
             SaveEvery = Get(SaveEvery, o.SaveEvery),
             KeepLast = Get(KeepLast, o.KeepLast),
             Device = Get(Device, o.Device),
+            WorldSize = Get(WorldSize, o.WorldSize),
+            NprocPerNode = Get(NprocPerNode, o.NprocPerNode),
         };
     }
 

@@ -42,10 +42,10 @@ public sealed class CheckpointFormatTests
         using var backend = new CpuBackend(threads: 2);
         var originals = TestCheckpoints.Tensors(backend, seed: 1);
         var targets = TestCheckpoints.Tensors(backend, seed: 2);
-        opened.Load(targets.ToDictionary(t => (t.Group, t.Name), t => t.Source), backend);
+        opened.Load(targets, backend);
         for (int i = 0; i < originals.Count; i++)
         {
-            Assert.That(targets[i].Source.HostSpan<float>().ToArray(), Is.EqualTo(originals[i].Source.HostSpan<float>().ToArray()), targets[i].Name);
+            Assert.That(targets[i].Data.HostSpan<float>().ToArray(), Is.EqualTo(originals[i].Data.HostSpan<float>().ToArray()), targets[i].Name);
         }
     }
 
@@ -54,8 +54,9 @@ public sealed class CheckpointFormatTests
     {
         string checkpoint = TestCheckpoints.Write(_dir.File("out"), step: 1);
         using var backend = new CpuBackend(threads: 1);
-        var targets = TestCheckpoints.Tensors(backend, seed: 2).ToDictionary(t => (t.Group, t.Name), t => t.Source);
-        targets[(CheckpointFormat.ModelGroup, "layers.0.q.lora_B.weight")] = backend.Allocate(DType.F32, new Shape(40, 4));
+        var targets = TestCheckpoints.Tensors(backend, seed: 2);
+        int b = targets.FindIndex(t => t.Name == "layers.0.q.lora_B.weight");
+        targets[b] = CheckpointPiece.Whole(targets[b].Name, targets[b].Group, backend.Allocate(DType.F32, new Shape(40, 4)));
         var e = Assert.Throws<CudaFinetune.Errors.UserErrorException>(() => Checkpoint.Open(checkpoint).Load(targets, backend));
         Assert.That(e!.Message, Does.Contain("lora_B").And.Contain("[40, 8]").And.Contain("[40, 4]"));
     }
@@ -139,8 +140,9 @@ public sealed class CheckpointFormatTests
     {
         string checkpoint = TestCheckpoints.Write(_dir.File("out"), step: 1);
         string path = Path.Combine(checkpoint, "manifest.json");
-        File.WriteAllText(path, File.ReadAllText(path).Replace("\"format_version\": 1", "\"format_version\": 2", StringComparison.Ordinal));
-        Assert.That(Refusal(checkpoint), Does.Contain("format_version").And.Contain("is 2").And.Contain("version 1"));
+        int newer = CheckpointFormat.Version + 1;
+        File.WriteAllText(path, File.ReadAllText(path).Replace($"\"format_version\": {CheckpointFormat.Version}", $"\"format_version\": {newer}", StringComparison.Ordinal));
+        Assert.That(Refusal(checkpoint), Does.Contain("format_version").And.Contain($"is {newer}").And.Contain($"versions {CheckpointFormat.OldestReadableVersion} to {CheckpointFormat.Version}"));
     }
 
     [Test]

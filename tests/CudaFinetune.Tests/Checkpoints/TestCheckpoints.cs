@@ -10,10 +10,10 @@ namespace CudaFinetune.Tests.Checkpoints;
 internal static class TestCheckpoints
 {
     /// <summary>Tensors of assorted shapes (one not a multiple of 4 KiB, one empty) filled from <paramref name="seed"/>.</summary>
-    public static List<(string Name, string Group, Tensor Source)> Tensors(CpuBackend backend, int seed)
+    public static List<CheckpointPiece> Tensors(CpuBackend backend, int seed)
     {
         var rng = new Random(seed);
-        var list = new List<(string, string, Tensor)>();
+        var list = new List<CheckpointPiece>();
         void Add(string name, string group, params int[] shape)
         {
             var t = backend.Allocate(DType.F32, new Shape(shape));
@@ -21,7 +21,7 @@ internal static class TestCheckpoints
             {
                 x = (float)rng.NextDouble() - 0.5f;
             }
-            list.Add((name, group, t));
+            list.Add(CheckpointPiece.Whole(name, group, t));
         }
         Add("layers.0.q.lora_A.weight", CheckpointFormat.ModelGroup, 8, 33);
         Add("layers.0.q.lora_B.weight", CheckpointFormat.ModelGroup, 40, 8);
@@ -76,9 +76,9 @@ internal static class TestCheckpoints
         image.Capture(backend);
         var committed = CheckpointWriter.Write(CheckpointStore.CheckpointsDirectory(outputDir), image, Manifest(step),
             [new CheckpointExtraFile(CheckpointFormat.MetricsFileName, metrics, new FileInfo(metrics).Length)]);
-        foreach (var (_, _, t) in tensors)
+        foreach (var t in tensors)
         {
-            t.Dispose();
+            t.Data.Dispose();
         }
         return committed.Directory;
     }

@@ -28,6 +28,7 @@ public sealed class ShardedAdamWTests
         using var cpu = new CpuBackend(threads: 1);
         var reference = Sizes.Select((n, p) => new Parameter($"p{p}", Tensor(cpu, Values(p, n)), cpu.Allocate(DType.F32, new Shape(n)))).ToList();
         using var optimizer = new AdamWOptimizer(cpu, reference, weightDecay: 0.01);
+        double lastNorm = 0;
         for (int step = 1; step <= steps; step++)
         {
             foreach (var (p, index) in reference.Select((p, i) => (p, i)))
@@ -42,11 +43,13 @@ public sealed class ShardedAdamWTests
                     }
                 }
             }
-            optimizer.Step(1e-2, gradientScale: 0.5);
+            lastNorm = optimizer.ReduceGradients();
+            optimizer.Update(1e-2, gradientScale: 0.5);
         }
 
         var results = new float[worldSize][][];
         var shardShare = new long[worldSize];
+        var norms = new double[worldSize];
         var groups = ThreadProcessGroup.Create(worldSize);
         var threads = groups.Select(group => new Thread(() =>
         {
@@ -59,7 +62,8 @@ public sealed class ShardedAdamWTests
                 {
                     Values(1000 * step + 10 * index + group.Rank, Sizes[index]).CopyTo(parameters[index].Gradient!.HostSpan<float>());
                 }
-                sharded.Step(1e-2, gradientScale: 0.5);
+                norms[group.Rank] = sharded.ReduceGradients();
+                sharded.Update(1e-2, gradientScale: 0.5);
             }
             shardShare[group.Rank] = sharded.Shard.Master.ElementCount * worldSize - sharded.Plan.FlatSize;
             results[group.Rank] = [.. parameters.Select(p => p.Value.HostSpan<float>().ToArray())];
@@ -69,6 +73,7 @@ public sealed class ShardedAdamWTests
         threads.ForEach(t => t.Join());
 
         Assert.That(shardShare, Is.All.Zero, "each rank keeps one shard of the masters and moments");
+        Assert.That(norms, Is.All.EqualTo(lastNorm).Within(1e-4).Percent, "every rank measures the norm of the summed gradients (f32 sums in another order)");
         for (int r = 0; r < worldSize; r++)
         {
             Assert.That(results[r], Is.Not.Null, $"rank {r} finished");

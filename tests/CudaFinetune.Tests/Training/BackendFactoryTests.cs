@@ -21,11 +21,16 @@ public sealed class BackendFactoryTests
 
         public string? Unsupported(LlamaConfig model) => model.HeadSize == 64 ? null : "head size";
 
-        public IBackend Create(string device)
+        public IBackend Create(string device, int ordinal = 0)
         {
             Opened.Add(device);
             return new CpuBackend(threads: 1);
         }
+
+        public byte[] NewCollectiveId(IBackend backend) => throw new NotSupportedException("no collectives in this fake");
+
+        public CudaFinetune.Distributed.IProcessGroup JoinCollective(IBackend backend, int worldSize, int rank, byte[] collectiveId)
+            => throw new NotSupportedException("no collectives in this fake");
     }
 
     [TearDown]

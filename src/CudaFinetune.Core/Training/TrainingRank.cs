@@ -1,0 +1,87 @@
+using CudaFinetune.Backends;
+using CudaFinetune.Checkpoints;
+using CudaFinetune.Data;
+using CudaFinetune.Distributed;
+using CudaFinetune.Model;
+using CudaFinetune.Tensors;
+
+namespace CudaFinetune.Training;
+
+/// <summary>
+/// One rank of a fine-tuning session: its backend, its replica of the model, its trainer (with the rank's process group
+/// and optimizer shard) and, while training, its checkpoint saver, which writes this rank's pieces of every checkpoint.
+/// </summary>
+internal sealed class TrainingRank : IDisposable, ITrainingCheckpoints
+{
+    private readonly Func<TrainingRank, TrainingState, CheckpointReason, CheckpointManifest> _describe;
+    private readonly Func<IReadOnlyList<CheckpointExtraFile>> _extraFiles;
+    private readonly Tensor? _flag;
+    private readonly double[] _flagHost = new double[1];
+
+    public TrainingRank(int rank, IBackend backend, LlamaModel model, IProcessGroup? group, BatchPlan train, BatchPlan? validation, FinetuneOptions options,
+        Func<TrainingRank, TrainingState, CheckpointReason, CheckpointManifest> describe, Func<IReadOnlyList<CheckpointExtraFile>> extraFiles)
+    {
+        Rank = rank;
+        Backend = backend;
+        Model = model;
+        Group = group;
+        _describe = describe;
+        _extraFiles = extraFiles;
+        Trainer = new Trainer(model, train, validation, options, group) { Checkpoints = this };
+        _flag = group is null ? null : backend.Allocate(DType.F64, new Shape(1));
+    }
+
+    /// <summary>The global rank.</summary>
+    public int Rank { get; }
+
+    public IBackend Backend { get; }
+
+    public LlamaModel Model { get; }
+
+    public IProcessGroup? Group { get; }
+
+    public Trainer Trainer { get; }
+
+    /// <summary>Set by the session for the duration of training.</summary>
+    public CheckpointSaver? Saver { get; set; }
+
+    /// <summary>The names of every tensor a checkpoint of this run holds (whatever part of them this rank keeps).</summary>
+    public IEnumerable<(string Group, string Name)> CheckpointTensorNames()
+    {
+        foreach (var p in Model.TrainableParameters)
+        {
+            yield return (CheckpointFormat.ModelGroup, p.Name);
+            yield return (CheckpointFormat.OptimizerGroup, p.Name + CheckpointFormat.FirstMomentSuffix);
+            yield return (CheckpointFormat.OptimizerGroup, p.Name + CheckpointFormat.SecondMomentSuffix);
+        }
+    }
+
+    /// <summary>Whether <paramref name="mine"/> holds on any rank of the job (a collective: every rank calls it).</summary>
+    public bool OnAnyRank(bool mine)
+    {
+        if (Group is null)
+        {
+            return mine;
+        }
+        _flagHost[0] = mine ? 1 : 0;
+        Backend.CopyFromHost<double>(_flagHost, _flag!);
+        Group.AllReduceSum(_flag!);
+        Backend.CopyToHost<double>(_flag!, _flagHost);
+        return _flagHost[0] > 0;
+    }
+
+    void ITrainingCheckpoints.Save(TrainingState state, CheckpointReason reason)
+    {
+        var saver = Saver ?? throw new InvalidOperationException("checkpoints are saved only during Train");
+        saver.Save(_describe(this, state, reason), _extraFiles());
+    }
+
+    public void Dispose()
+    {
+        Trainer.Dispose();
+        _flag?.Dispose();
+        Model.Dispose();
+        Group?.Dispose();
+        Backend.Dispose();
+    }
+}
