@@ -5,8 +5,8 @@ using CudaFinetune.Errors;
 namespace CudaFinetune.Distributed;
 
 /// <summary>
-/// Opens the process groups of this process's ranks: thread ranks sharing memory for the CPU backend in one process,
-/// NCCL for GPUs (thread ranks of one process, or processes that meet at the launcher's TCP rendezvous, which also
+/// Opens the process groups of this process's ranks: for the CPU backend, thread ranks sharing memory in one process or
+/// one rank per launched process over TCP (<see cref="TcpProcessGroup"/>); NCCL for GPUs (thread ranks of one process, or processes that meet at the launcher's TCP rendezvous, which also
 /// hands every process the run's id). All ranks of a job agree on <see cref="RunId"/>, from which checkpoint ids derive.
 /// </summary>
 public sealed class ProcessGroups
@@ -43,10 +43,14 @@ public sealed class ProcessGroups
         }
         if (backends[0] is CpuBackend)
         {
-            if (job.ProcessCount > 1)
+            if (job.Launch is { } cpuLaunch)
             {
-                throw new UserErrorException($"a {job.Launch!.Launcher} launch of {job.ProcessCount} processes needs --device cuda: ranks in different processes exchange gradients through NCCL. "
-                    + "On the CPU, run all ranks in one process with --world-size N (no launcher).");
+                if (job.LocalRanks > 1)
+                {
+                    throw new UserErrorException($"--nproc-per-node {job.LocalRanks} under {cpuLaunch.Launcher}: on the CPU each launched process is one rank (start more processes instead)");
+                }
+                var tcp = TcpProcessGroup.Join(cpuLaunch, job.ProcessRank == 0 ? runId : null, Timeout);
+                return new ProcessGroups([tcp], tcp.Payload);
             }
             ThreadProcessGroup.Timeout = Timeout;
             return new ProcessGroups(ThreadProcessGroup.Create(job.WorldSize), runId);

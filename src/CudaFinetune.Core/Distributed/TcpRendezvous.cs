@@ -11,6 +11,7 @@ namespace CudaFinetune.Distributed;
 /// port, every other rank connects and says who it is (rank and world size), and once all have arrived rank 0 sends
 /// the bytes to each. Clear errors, on the ranks that can tell: nothing listening at the address within the timeout
 /// (wrong address or port, or rank 0 not started), ranks that never arrive, a world size or a rank that does not fit.
+/// <see cref="Meet"/> keeps the connections open for a <see cref="TcpProcessGroup"/>.
 /// </summary>
 public static class TcpRendezvous
 {
@@ -19,17 +20,23 @@ public static class TcpRendezvous
     /// <summary>Rank 0: serves <paramref name="payload"/> to every rank and returns it. Other ranks: returns what rank 0 served.</summary>
     public static byte[] Exchange(LaunchEnvironment job, byte[]? payload, TimeSpan timeout)
     {
-        ArgumentNullException.ThrowIfNull(job);
-        if (job.WorldSize == 1)
-        {
-            return payload ?? throw new ArgumentNullException(nameof(payload), "rank 0 provides the payload");
-        }
-        return job.Rank == 0
-            ? Serve(job, payload ?? throw new ArgumentNullException(nameof(payload), "rank 0 provides the payload"), timeout)
-            : Join(job, timeout);
+        using var links = Meet(job, payload, timeout);
+        return links.Payload;
     }
 
-    private static byte[] Serve(LaunchEnvironment job, byte[] payload, TimeSpan timeout)
+    /// <summary>As <see cref="Exchange"/>, and hands over the connections it made (rank 0: one to each rank; others: one to rank 0).</summary>
+    public static RendezvousLinks Meet(LaunchEnvironment job, byte[]? payload, TimeSpan timeout)
+    {
+        ArgumentNullException.ThrowIfNull(job);
+        if (job.Rank == 0)
+        {
+            ArgumentNullException.ThrowIfNull(payload);
+            return job.WorldSize == 1 ? new RendezvousLinks(payload, new Socket?[1]) : Serve(job, payload, timeout);
+        }
+        return Join(job, timeout);
+    }
+
+    private static RendezvousLinks Serve(LaunchEnvironment job, byte[] payload, TimeSpan timeout)
     {
         var listener = new TcpListener(IPAddress.Any, job.MasterPort);
         try
@@ -75,7 +82,9 @@ public static class TcpRendezvous
             {
                 Send(peer!, Frame(true, payload));
             }
-            return payload;
+            var links = new RendezvousLinks(payload, peers);
+            peers = []; // handed over
+            return links;
         }
         finally
         {
@@ -87,10 +96,23 @@ public static class TcpRendezvous
         }
     }
 
-    private static byte[] Join(LaunchEnvironment job, TimeSpan timeout)
+    private static RendezvousLinks Join(LaunchEnvironment job, TimeSpan timeout)
     {
         var deadline = DateTime.UtcNow + timeout;
-        using var socket = Connect(job, deadline, timeout);
+        var socket = Connect(job, deadline, timeout);
+        try
+        {
+            return new RendezvousLinks(Greet(socket, job, deadline, timeout), [socket]);
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+    }
+
+    private static byte[] Greet(Socket socket, LaunchEnvironment job, DateTime deadline, TimeSpan timeout)
+    {
         var hello = new byte[12];
         BinaryPrimitives.WriteUInt32LittleEndian(hello, Magic);
         BinaryPrimitives.WriteInt32LittleEndian(hello.AsSpan(4), job.Rank);
@@ -168,5 +190,27 @@ public static class TcpRendezvous
             received += n;
         }
         return buffer;
+    }
+}
+
+/// <summary>What a rendezvous leaves: rank 0's payload and the open connections (rank 0: Peers[r] to rank r; others: Peers[0] to rank 0).</summary>
+public sealed class RendezvousLinks : IDisposable
+{
+    internal RendezvousLinks(byte[] payload, Socket?[] peers)
+    {
+        Payload = payload;
+        Peers = peers;
+    }
+
+    public byte[] Payload { get; }
+
+    public IReadOnlyList<Socket?> Peers { get; }
+
+    public void Dispose()
+    {
+        foreach (var peer in Peers)
+        {
+            peer?.Dispose();
+        }
     }
 }

@@ -29,6 +29,11 @@ internal static class FinetuneCommand
     private static int Run(ParseResult parse, FinetuneFlags flags, CancellationToken cancellationToken)
     {
         var output = parse.InvocationConfiguration.Output;
+        if (FinetuneFlags.Given(parse, flags.DistTimeout))
+        {
+            int seconds = parse.GetValue(flags.DistTimeout);
+            ProcessGroups.Timeout = seconds > 0 ? TimeSpan.FromSeconds(seconds) : throw new UserErrorException($"--dist-timeout must be a positive number of seconds, got {seconds}");
+        }
         var resume = parse.GetValue(flags.Resume);
         if (resume is null && (FinetuneFlags.Given(parse, flags.Force) || FinetuneFlags.Given(parse, flags.Strict)))
         {
@@ -58,6 +63,15 @@ internal static class FinetuneCommand
     internal static int Train(FinetuneOptions options, TextWriter output, CancellationToken cancellationToken, ResumeRequest? resume = null)
     {
         using var session = FinetuneSession.Open(options, resume, LaunchEnvironment.FromProcess());
+        var job = session.Job;
+        if (!job.IsFirstProcess)
+        {
+            // The first process reports the job; the others say who they are and when they are done.
+            output.WriteLine($"finetune: ranks {job.FirstRank}..{job.FirstRank + job.LocalRanks - 1} of {job.WorldSize} (process {job.ProcessRank} of {job.ProcessCount}); the first process reports progress");
+            var quiet = session.Train(cancellationToken);
+            output.WriteLine(quiet.Outcome.Cancelled ? $"finetune: stopped after step {quiet.Outcome.Steps}" : $"finetune: done, {quiet.Outcome.Steps} steps");
+            return Program.ExitSuccess;
+        }
         using var progress = new ProgressDisplay(output);
         session.Progress += progress.OnEvent;
         if (session.Resumed is { } resumed)
@@ -74,6 +88,11 @@ internal static class FinetuneCommand
         }
         output.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"finetune: {session.Data.Train.Count} training / {session.Data.Validation.Count} validation examples ({session.Data.Format}), {session.TrainBatches.Count} batches per epoch, {session.Trainer.TotalSteps} steps, {(session.Model.Lora is null ? "full fine-tuning" : "LoRA")}"));
+        if (job.WorldSize > 1)
+        {
+            string where = job.ProcessCount > 1 ? $"{job.ProcessCount} processes × {job.LocalRanks} ({job.Launch!.Launcher})" : "threads of this process";
+            output.WriteLine($"finetune: {job.WorldSize} ranks on {where}, ZeRO-sharded AdamW; each step takes {session.Trainer.BatchesPerStep} micro-batches ({options.GradientAccumulationSteps} per rank)");
+        }
         var result = session.Train(cancellationToken);
         progress.Finish();
         Report(result, output);
@@ -113,6 +132,7 @@ internal static class FinetuneCommand
 /// <summary>The finetune flags, and how they override a config file and the defaults.</summary>
 internal sealed class FinetuneFlags
 {
+    public Option<int> DistTimeout { get; } = new("--dist-timeout") { Description = "Seconds a rank waits for the others at the rendezvous and in each exchange before it fails [default: 600]" };
     public Option<string> Resume { get; } = new("--resume") { Description = "Continue a run exactly: an output directory (its newest valid checkpoint) or a checkpoints/step-N directory; flags given now override the saved options where allowed" };
     public Option<bool> Force { get; } = new("--force") { Description = "With --resume: continue even though the training data changed" };
     public Option<bool> Strict { get; } = new("--strict") { Description = "With --resume: fail if the newest checkpoint is damaged instead of using the newest valid one" };
@@ -157,7 +177,7 @@ internal sealed class FinetuneFlags
 
     public IEnumerable<Option> All =>
     [
-        Resume, Force, Strict, Config, Model, Dataset, OutputDir, Overwrite, Peft, LoraR, LoraAlpha, LoraDropout, LoraTargets, DatasetFormat, FieldMap, PromptTemplate,
+        Resume, Force, Strict, DistTimeout, Config, Model, Dataset, OutputDir, Overwrite, Peft, LoraR, LoraAlpha, LoraDropout, LoraTargets, DatasetFormat, FieldMap, PromptTemplate,
         ValidationDataset, ValidationFraction, BatchSize, ContextLength, Batching, Shuffle, GradientAccumulationSteps, NumEpochs, MaxSteps,
         Lr, WeightDecay, Beta1, Beta2, Epsilon, Scheduler, WarmupSteps, Gamma, GradientClipping, Seed, EvalEvery, SaveEvery, KeepLast, Device, WorldSize, NprocPerNode,
     ];

@@ -141,4 +141,32 @@ public sealed class ThreadProcessGroupTests
             ThreadProcessGroup.Timeout = saved;
         }
     }
+
+    [Test]
+    public void A_rank_that_aborts_ends_the_others_waits_at_once()
+    {
+        var saved = ThreadProcessGroup.Timeout;
+        ThreadProcessGroup.Timeout = TimeSpan.FromSeconds(60);
+        try
+        {
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            var e = Assert.Throws<AggregateException>(() => OnRanks(3, group =>
+            {
+                if (group.Rank == 1)
+                {
+                    Thread.Sleep(50);
+                    group.Abort(); // as a failed rank's session does
+                    return;
+                }
+                group.Barrier();
+            }));
+            Assert.That(clock.Elapsed, Is.LessThan(TimeSpan.FromSeconds(30)), "nobody waited for the timeout");
+            Assert.That(e!.InnerExceptions, Has.Count.EqualTo(2).And.All.InstanceOf<RankAbortedException>());
+            Assert.That(e.InnerExceptions[0].Message, Does.Contain("another rank stopped"));
+        }
+        finally
+        {
+            ThreadProcessGroup.Timeout = saved;
+        }
+    }
 }
