@@ -8,11 +8,13 @@ namespace CudaFinetune.Distributed;
 
 /// <summary>
 /// One rank's ZeRO optimizer (stages 1 and 2): every rank holds the full trained parameters for its forward and backward,
-/// but only its shard (<see cref="ShardPlan"/>) of the master weights and AdamW moments. <see cref="ReduceGradients"/>
-/// gathers the rank's gradients into one flat buffer and reduce-scatters it (Σ over ranks — each rank's gradients are
-/// already scaled by the global batch); <see cref="Update"/> steps AdamW on the shard and all-gathers the updated masters
-/// into every rank's parameters. With the same inputs every rank ends with the same parameters, equal to one rank
-/// stepping on the summed gradients. A checkpoint saves each rank's slices of the masters and moments.
+/// but only its shard (<see cref="ShardPlan"/>) of the master weights and AdamW moments. The gradients are copied into a
+/// flat buffer and reduce-scattered bucket by bucket (Σ over ranks — each rank's gradients are already scaled by the
+/// global batch): during the rank's last backward pass of a step <see cref="GradientsReady"/> hands each bucket to the
+/// group as soon as the pass is past its parameters (on NCCL the reduction then overlaps the rest of the pass), and
+/// <see cref="ReduceGradients"/> does the rest and waits. <see cref="Update"/> steps AdamW on the shard and all-gathers
+/// the updated masters into every rank's parameters. With the same inputs every rank ends with the same parameters, equal
+/// to one rank stepping on the summed gradients. A checkpoint saves each rank's slices of the masters and moments.
 /// </summary>
 public sealed class ShardedAdamW : ITrainingOptimizer
 {
@@ -21,17 +23,26 @@ public sealed class ShardedAdamW : ITrainingOptimizer
     private readonly IReadOnlyList<Parameter> _parameters;
     private readonly Tensor _flatGradients, _flatWeights, _gradientShard, _master, _m, _v, _normSquared;
     private readonly Tensor[] _gradientViews, _weightViews;
+    private readonly (Tensor Gradients, Tensor GradientPart, Tensor Weights, Tensor MasterPart, int Stage)[] _buckets;
     private readonly double[] _normHost = new double[1];
+    private int _reduced;
 
+    /// <summary>PyTorch DDP's 25 MiB, in fp32 elements.</summary>
+    public const long DefaultBucketElements = 25L << 18;
+
+    /// <param name="gradientStages">when the backward pass finishes each parameter's gradient (<see cref="LlamaModel.GradientStages"/>): buckets are laid out in that order; null: model order, one stage</param>
+    /// <param name="bucketElements">elements per bucket at most</param>
     public ShardedAdamW(IBackend backend, IProcessGroup group, IReadOnlyList<Parameter> parameters, double beta1 = 0.9, double beta2 = 0.999, double epsilon = 1e-8,
-        double weightDecay = 0, int alignment = 64)
+        double weightDecay = 0, int alignment = 64, IReadOnlyList<int>? gradientStages = null, long bucketElements = DefaultBucketElements)
     {
         ArgumentNullException.ThrowIfNull(backend);
         ArgumentNullException.ThrowIfNull(group);
         ArgumentNullException.ThrowIfNull(parameters);
         (_backend, _group, _parameters) = (backend, group, parameters);
         (Beta1, Beta2, Epsilon, WeightDecay) = (beta1, beta2, epsilon, weightDecay);
-        Plan = ShardPlan.Create([.. parameters.Select(p => p.Value.ElementCount)], group.WorldSize, alignment);
+        int Stage(int p) => gradientStages?[p] ?? 0;
+        int[] order = [.. Enumerable.Range(0, parameters.Count).OrderBy(Stage)]; // stable: model order within a stage
+        Plan = ShardPlan.Create([.. parameters.Select(p => p.Value.ElementCount)], group.WorldSize, alignment, bucketElements, order);
         var dtype = backend.AccumulationType;
         int flat = checked((int)Plan.FlatSize), shard = checked((int)Plan.ShardSize);
         _flatGradients = backend.Allocate(dtype, new Shape(flat));
@@ -43,6 +54,10 @@ public sealed class ShardedAdamW : ITrainingOptimizer
         _normSquared = backend.Allocate(DType.F64, new Shape(1));
         _gradientViews = [.. Enumerable.Range(0, parameters.Count).Select(p => View(_flatGradients, Plan.FlatOffset(p), parameters[p].Value.Shape))];
         _weightViews = [.. Enumerable.Range(0, parameters.Count).Select(p => View(_flatWeights, Plan.FlatOffset(p), parameters[p].Value.Shape))];
+        _buckets = [.. Plan.Buckets.Select(b => (View(_flatGradients, b.FlatStart, new Shape(checked((int)b.Size))), View(_gradientShard, b.ShardStart, new Shape(checked((int)b.PartSize))),
+            View(_flatWeights, b.FlatStart, new Shape(checked((int)b.Size))), View(_master, b.ShardStart, new Shape(checked((int)b.PartSize))),
+            Enumerable.Range(b.First, b.Count).Select(i => Stage(order[i])).DefaultIfEmpty(0).Max()))];
+        GradientsReady = LaunchReadyBuckets;
         CheckpointPieces = [.. Pieces(CheckpointFormat.ModelGroup, "", _master), .. Pieces(CheckpointFormat.OptimizerGroup, CheckpointFormat.FirstMomentSuffix, _m),
             .. Pieces(CheckpointFormat.OptimizerGroup, CheckpointFormat.SecondMomentSuffix, _v)];
         // The master shard starts from the parameters at full precision (every rank holds the same ones).
@@ -50,8 +65,11 @@ public sealed class ShardedAdamW : ITrainingOptimizer
         {
             backend.Copy(parameters[p].FullPrecision, _weightViews[p]);
         }
-        using var mine = View(_flatWeights, (long)group.Rank * shard, new Shape(shard));
-        backend.Copy(mine, _master);
+        foreach (var (_, _, weights, masterPart, _) in _buckets)
+        {
+            using var mine = View(weights, (long)group.Rank * masterPart.ElementCount, masterPart.Shape);
+            backend.Copy(mine, masterPart);
+        }
     }
 
     public ShardPlan Plan { get; }
@@ -76,14 +94,33 @@ public sealed class ShardedAdamW : ITrainingOptimizer
         StepCount = stepCount;
     }
 
-    /// <summary>Reduce-scatters the gradients (this rank keeps the sum of its shard) and returns the norm of the whole sum.</summary>
+    /// <summary>
+    /// Called by the backward pass with the stage it has finished (see the constructor): reduce-scatters, in order, the
+    /// buckets whose gradients are all final. Every rank issues the same buckets in the same order, whether here or in
+    /// <see cref="ReduceGradients"/>.
+    /// </summary>
+    public Action<int> GradientsReady { get; }
+
+    private void LaunchReadyBuckets(int stage)
+    {
+        for (; _reduced < _buckets.Length && _buckets[_reduced].Stage <= stage; _reduced++)
+        {
+            var bucket = Plan.Buckets[_reduced];
+            for (int i = bucket.First; i < bucket.First + bucket.Count; i++)
+            {
+                int p = Plan.Order[i];
+                _backend.Copy(_parameters[p].Gradient!, _gradientViews[p]);
+            }
+            _group.ReduceScatterSum(_buckets[_reduced].Gradients, _buckets[_reduced].GradientPart);
+        }
+    }
+
+    /// <summary>Reduce-scatters the buckets not yet handed over, waits for all (this rank keeps the sum of its shard), and returns the norm of the whole sum.</summary>
     public double ReduceGradients()
     {
-        for (int p = 0; p < _parameters.Count; p++)
-        {
-            _backend.Copy(_parameters[p].Gradient!, _gradientViews[p]);
-        }
-        _group.ReduceScatterSum(_flatGradients, _gradientShard);
+        LaunchReadyBuckets(int.MaxValue);
+        _reduced = 0;
+        _group.WaitForCollectives();
         _normHost[0] = _backend.SumOfSquares(_gradientShard);
         _backend.CopyFromHost<double>(_normHost, _normSquared);
         _group.AllReduceSum(_normSquared);
@@ -104,7 +141,10 @@ public sealed class ShardedAdamW : ITrainingOptimizer
 
     private void PublishMasters()
     {
-        _group.AllGather(_master, _flatWeights);
+        foreach (var (_, _, weights, masterPart, _) in _buckets)
+        {
+            _group.AllGather(masterPart, weights);
+        }
         for (int p = 0; p < _parameters.Count; p++)
         {
             var parameter = _parameters[p];
@@ -125,6 +165,11 @@ public sealed class ShardedAdamW : ITrainingOptimizer
         foreach (var t in new[] { _flatGradients, _flatWeights, _gradientShard, _master, _m, _v, _normSquared })
         {
             t.Dispose();
+        }
+        foreach (var view in _buckets.SelectMany(b => new[] { b.Gradients, b.GradientPart, b.Weights, b.MasterPart }).Concat(_gradientViews).Concat(_weightViews)
+            .Concat(CheckpointPieces.Select(p => p.Data)))
+        {
+            view.Dispose();
         }
     }
 }

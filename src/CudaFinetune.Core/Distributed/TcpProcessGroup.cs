@@ -165,6 +165,11 @@ public sealed class TcpProcessGroup : IProcessGroup
     /// <summary>Closes the connections: the other ranks' collectives fail at once instead of waiting.</summary>
     public void Abort() => _links.Dispose();
 
+    /// <summary>Every collective here is complete when it returns.</summary>
+    public void WaitForCollectives()
+    {
+    }
+
     public void Dispose() => _links.Dispose();
 
     private Socket Peer(int rank) => _links.Peers[rank] ?? throw new InvalidOperationException($"no connection to rank {rank}");

@@ -97,6 +97,11 @@ public sealed class ThreadProcessGroup : IProcessGroup
 
     public void Abort() => _shared.Abort.Cancel();
 
+    /// <summary>Every collective here is complete when it returns.</summary>
+    public void WaitForCollectives()
+    {
+    }
+
     public void Dispose()
     {
     }

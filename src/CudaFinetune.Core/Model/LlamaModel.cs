@@ -78,6 +78,17 @@ public sealed class LlamaModel : IDisposable
                 Linear("gate_proj", UseGate), Linear("up_proj", UseUp), Linear("down_proj", UseDown));
         }
         _trainable = [.. Parameters.Trainable];
+        var layerOf = new Dictionary<Parameter, int>();
+        for (int l = 0; l < _layers.Length; l++)
+        {
+            var layer = _layers[l];
+            foreach (var p in new[] { layer.InputNorm, layer.PostAttentionNorm }.Concat(new[] { layer.Q, layer.K, layer.V, layer.O, layer.Gate, layer.Up, layer.Down }
+                .SelectMany(linear => new[] { linear.Weight, linear.LoraA, linear.LoraB }).OfType<Parameter>()))
+            {
+                layerOf[p] = l;
+            }
+        }
+        GradientStages = [.. _trainable.Select(p => layerOf.TryGetValue(p, out int l) ? _layers.Length - 1 - l : _layers.Length)];
     }
 
     public LlamaConfig Config { get; }
@@ -91,6 +102,13 @@ public sealed class LlamaModel : IDisposable
 
     /// <summary>The parameters that receive gradients, in <see cref="Parameters"/> order.</summary>
     public IReadOnlyList<Parameter> TrainableParameters => _trainable;
+
+    /// <summary>
+    /// For each trainable parameter, the stage of the backward pass after which its gradient is final: layer l's
+    /// parameters at stage NumHiddenLayers − 1 − l (the pass runs from the last layer down), the embedding, final norm and
+    /// head at stage NumHiddenLayers (the end). <see cref="ForwardBackward"/> reports each stage as it finishes it.
+    /// </summary>
+    public IReadOnlyList<int> GradientStages { get; }
 
     private LinearLayer MakeLinear(int layer, string module, int use, ref int loraIndex)
     {
@@ -193,10 +211,11 @@ public sealed class LlamaModel : IDisposable
     /// Forward and backward: returns the loss and adds <paramref name="gradientScale"/> · ∂(mean loss)/∂θ
     /// to each trainable parameter's gradient. <paramref name="step"/> keys the dropout masks.
     /// </summary>
-    public LossResult ForwardBackward(TokenBatch batch, long step, double gradientScale = 1)
-        => Run(batch, new DropoutContext(_seed, step, Training: true), backward: true, gradientScale);
+    /// <param name="gradientsReady">called with each stage of the backward pass as it finishes (see <see cref="GradientStages"/>): what lets a data-parallel optimizer reduce gradients while the pass goes on</param>
+    public LossResult ForwardBackward(TokenBatch batch, long step, double gradientScale = 1, Action<int>? gradientsReady = null)
+        => Run(batch, new DropoutContext(_seed, step, Training: true), backward: true, gradientScale, gradientsReady);
 
-    private LossResult Run(TokenBatch batch, in DropoutContext dropout, bool backward, double gradientScale)
+    private LossResult Run(TokenBatch batch, in DropoutContext dropout, bool backward, double gradientScale, Action<int>? gradientsReady = null)
     {
         ArgumentNullException.ThrowIfNull(batch);
         var act = ActivationsFor(batch);
@@ -215,7 +234,7 @@ public sealed class LlamaModel : IDisposable
         double lossSum = HeadAndLoss(act, backward, counted == 0 ? 0 : gradientScale / counted);
         if (backward)
         {
-            Backward(act, attention, dropout);
+            Backward(act, attention, dropout, gradientsReady);
         }
         return new LossResult(lossSum, counted);
     }
@@ -277,18 +296,20 @@ public sealed class LlamaModel : IDisposable
         return _backend.Sum(act.RowLoss);
     }
 
-    private void Backward(LlamaActivations act, in AttentionShape attention, in DropoutContext dropout)
+    private void Backward(LlamaActivations act, in AttentionShape attention, in DropoutContext dropout, Action<int>? gradientsReady)
     {
         _backend.Fill(act.DResidual, 0);
         _backend.RmsNormBackward(act.DNormed, act.Residual[^1], _finalNorm.Value, act.FinalRstd, act.DResidual, _finalNorm.Gradient);
         for (int l = _layers.Length - 1; l >= 0; l--)
         {
             LayerBackward(l, act, attention, dropout);
+            gradientsReady?.Invoke(_layers.Length - 1 - l);
         }
         if (_embedding.Gradient is { } dEmbedding)
         {
             _backend.EmbeddingBackward(act.DResidual, act.TokenIds, dEmbedding);
         }
+        gradientsReady?.Invoke(_layers.Length);
     }
 
     /// <summary>DResidual holds ∂loss/∂(layer output) on entry and ∂loss/∂(layer input) on exit.</summary>

@@ -58,6 +58,9 @@ public sealed class AdamWOptimizer : ITrainingOptimizer
         StepCount = stepCount;
     }
 
+    /// <summary>One rank has nothing to combine.</summary>
+    public Action<int>? GradientsReady => null;
+
     /// <summary>One rank's gradients are already global: only their norm.</summary>
     public double ReduceGradients() => GradientNorms.Of(_backend, _parameters);
 

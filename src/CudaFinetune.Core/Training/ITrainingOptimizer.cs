@@ -28,6 +28,12 @@ public interface ITrainingOptimizer : IDisposable
     /// </summary>
     IReadOnlyList<CheckpointPiece> CheckpointPieces { get; }
 
+    /// <summary>
+    /// Passed to the rank's last backward pass of a step (null when there is nothing to overlap): told each stage the
+    /// pass finishes, it may start combining those gradients while the pass goes on.
+    /// </summary>
+    Action<int>? GradientsReady { get; }
+
     /// <summary>Combines every rank's gradients as the step needs them and returns the global gradient norm.</summary>
     double ReduceGradients();
 

@@ -52,7 +52,8 @@ public sealed class Trainer : IDisposable
         _group = group;
         _optimizer = group is null
             ? new AdamWOptimizer(model.Backend, model.TrainableParameters, options.Beta1, options.Beta2, options.Epsilon, options.WeightDecay)
-            : new ShardedAdamW(model.Backend, group, model.TrainableParameters, options.Beta1, options.Beta2, options.Epsilon, options.WeightDecay);
+            : new ShardedAdamW(model.Backend, group, model.TrainableParameters, options.Beta1, options.Beta2, options.Epsilon, options.WeightDecay,
+                gradientStages: model.GradientStages, bucketElements: BucketElements);
         _sums = group is null ? null : model.Backend.Allocate(DType.F64, new Shape(_sumsHost.Length));
         BatchesPerStep = options.GradientAccumulationSteps * WorldSize;
         StepsPerEpoch = (train.Count + BatchesPerStep - 1) / BatchesPerStep;
@@ -60,6 +61,9 @@ public sealed class Trainer : IDisposable
         TotalSteps = options.MaxSteps > 0 ? Math.Min(options.MaxSteps, all) : all;
         Schedule = new LearningRateSchedule(options.Scheduler, options.Lr, options.WarmupSteps, TotalSteps, options.Gamma);
     }
+
+    /// <summary>Elements per gradient bucket of the sharded optimizer (tests make it small to exercise many buckets).</summary>
+    internal static long BucketElements { get; set; } = ShardedAdamW.DefaultBucketElements;
 
     /// <summary>Raised on the training thread for every step, evaluation and epoch end.</summary>
     public event Action<TrainingEvent>? Progress;
@@ -139,8 +143,10 @@ public sealed class Trainer : IDisposable
             {
                 if (inGroup % WorldSize == Rank)
                 {
+                    // This rank's last micro-batch of the step lets the optimizer reduce gradients during its backward pass.
+                    bool lastOfStep = inGroup + WorldSize >= Math.Min(perStep, inGroup + 1 + sampler.Remaining);
                     var batch = _train[batchIndex];
-                    var loss = _model.ForwardBackward(batch, microBatches, 1.0 / perStep);
+                    var loss = _model.ForwardBackward(batch, microBatches, 1.0 / perStep, lastOfStep ? _optimizer.GradientsReady : null);
                     if (loss.Tokens > 0)
                     {
                         lossTotal += loss.Mean;
@@ -155,12 +161,13 @@ public sealed class Trainer : IDisposable
                 {
                     continue;
                 }
+                // Gradients first: a rank whose backward pass already handed buckets over must meet the others' collectives in the same order.
+                double norm = _optimizer.ReduceGradients();
                 if (_group is not null)
                 {
                     // Every rank reports the same step: the sums of all ranks.
                     (lossTotal, lossCount, tokens) = SumOverRanks(lossTotal, lossCount, tokens);
                 }
-                double norm = _optimizer.ReduceGradients();
                 double clip = _options.GradientClipping > 0 ? Math.Min(1.0, _options.GradientClipping / (norm + 1e-6)) : 1.0;
                 double lr = Schedule.At(step, epoch);
                 _optimizer.Update(lr, clip);

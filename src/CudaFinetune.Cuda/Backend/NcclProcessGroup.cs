@@ -7,15 +7,22 @@ using CudaFinetune.Tensors;
 namespace CudaFinetune.Cuda.Backend;
 
 /// <summary>
-/// <see cref="IProcessGroup"/> over NCCL for the cuda backend's device tensors (F32, F64, BF16, I32): one rank per GPU, each
-/// collective enqueued on the device's compute stream, so the kernels after it see its result. NCCL's sums run in a
-/// fixed ring order for a fixed world size and topology, which keeps runs repeatable.
+/// <see cref="IProcessGroup"/> over NCCL for the cuda backend's device tensors (F32, F64, BF16, I32): one rank per GPU.
+/// Collectives run on a communication stream of their own, after the compute stream's work queued before them (an
+/// event); a reduce-scatter then overlaps the kernels queued after it until <see cref="WaitForCollectives"/> makes the
+/// compute stream wait for it, while every other collective is waited for at once (so all of a communicator's work stays
+/// in one order on one stream). NCCL's sums run in a fixed ring order for a fixed world size and topology, which keeps
+/// runs repeatable.
 /// </summary>
 public sealed class NcclProcessGroup : IProcessGroup
 {
     private readonly NcclCommunicator _communicator;
     private readonly CudaDevice _device;
     private readonly DeviceBuffer _token;
+    private readonly CudaStream _comm = CudaStream.Create();
+    private readonly CudaEvent _computeReached = CudaEvent.Create(timing: false);
+    private readonly CudaEvent _commReached = CudaEvent.Create(timing: false);
+    private bool _pending;
 
     private NcclProcessGroup(NcclCommunicator communicator, CudaDevice device)
     {
@@ -55,29 +62,63 @@ public sealed class NcclProcessGroup : IProcessGroup
     }
 
     public void AllReduceSum(Tensor buffer)
-        => _communicator.AllReduce(buffer.Address().Address, buffer.Address().Address, buffer.ElementCount, Type(buffer), NcclRedOp.Sum, _device.Stream.Handle);
+    {
+        AfterCompute();
+        _communicator.AllReduce(buffer.Address().Address, buffer.Address().Address, buffer.ElementCount, Type(buffer), NcclRedOp.Sum, _comm.Handle);
+        WaitForCollectives();
+    }
 
+    /// <summary>Queued on the communication stream and left running: the compute stream goes on until <see cref="WaitForCollectives"/>.</summary>
     public void ReduceScatterSum(Tensor input, Tensor output)
     {
         CheckShards(output, input, "reduce-scatter");
-        _communicator.ReduceScatter(input.Address().Address, output.Address().Address, output.ElementCount, Type(input), NcclRedOp.Sum, _device.Stream.Handle);
+        AfterCompute();
+        _communicator.ReduceScatter(input.Address().Address, output.Address().Address, output.ElementCount, Type(input), NcclRedOp.Sum, _comm.Handle);
     }
 
     public void AllGather(Tensor input, Tensor output)
     {
         CheckShards(input, output, "all-gather");
-        _communicator.AllGather(input.Address().Address, output.Address().Address, input.ElementCount, Type(input), _device.Stream.Handle);
+        AfterCompute();
+        _communicator.AllGather(input.Address().Address, output.Address().Address, input.ElementCount, Type(input), _comm.Handle);
+        WaitForCollectives();
     }
 
     public void Broadcast(Tensor buffer, int root)
-        => _communicator.Broadcast(buffer.Address().Address, buffer.Address().Address, buffer.ElementCount, Type(buffer), root, _device.Stream.Handle);
+    {
+        AfterCompute();
+        _communicator.Broadcast(buffer.Address().Address, buffer.Address().Address, buffer.ElementCount, Type(buffer), root, _comm.Handle);
+        WaitForCollectives();
+    }
 
-    /// <summary>An all-reduce of one integer, waited for.</summary>
+    /// <summary>An all-reduce of one integer, waited for by the host.</summary>
     public void Barrier()
     {
-        _communicator.AllReduce(_token.Start.Address, _token.Start.Address, 1, NcclDataType.Int32, NcclRedOp.Sum, _device.Stream.Handle);
+        AfterCompute();
+        _communicator.AllReduce(_token.Start.Address, _token.Start.Address, 1, NcclDataType.Int32, NcclRedOp.Sum, _comm.Handle);
+        WaitForCollectives();
         _device.Synchronize();
         _communicator.CheckAsyncError();
+    }
+
+    /// <summary>The compute stream waits for every collective queued so far.</summary>
+    public void WaitForCollectives()
+    {
+        if (_pending)
+        {
+            _commReached.Record(_comm);
+            _device.Stream.Wait(_commReached);
+            _pending = false;
+        }
+    }
+
+    /// <summary>The next collective starts after the compute stream's work queued so far (which produced its input).</summary>
+    private void AfterCompute()
+    {
+        _device.MakeCurrent(); // ranks run on their own threads
+        _computeReached.Record(_device.Stream);
+        _comm.Wait(_computeReached);
+        _pending = true;
     }
 
     /// <summary>Aborts the communicator (ncclCommAbort): NCCL operations of this rank in flight end, and later ones fail.</summary>
@@ -85,6 +126,10 @@ public sealed class NcclProcessGroup : IProcessGroup
 
     public void Dispose()
     {
+        WaitForCollectives();
+        _comm.Dispose();
+        _computeReached.Dispose();
+        _commReached.Dispose();
         _device.Memory.Free(_token);
         _communicator.Dispose();
     }

@@ -70,6 +70,27 @@ public sealed class DataParallelTrainingTests
     }
 
     [Test]
+    public void Small_buckets_reduced_during_the_backward_pass_give_the_same_bits_as_one_bucket()
+    {
+        // Without clipping the norm (summed in bucket order) does not touch the update, so the weights must match exactly.
+        var options = Options("one-bucket", 2, 2) with { GradientClipping = 0 };
+        var oneBucket = TrainingRuns.Train(options);
+        long saved = Trainer.BucketElements;
+        Trainer.BucketElements = 300;
+        try
+        {
+            var many = TrainingRuns.Train(options with { OutputDir = _dir.File("many-buckets") });
+            Assert.That(Adapter(many.OutputDir), Is.EqualTo(Adapter(oneBucket.OutputDir)), "adapter bytes");
+            var losses = MetricsFile.ReadStepLosses(many.MetricsPath);
+            Assert.That(losses, Is.EqualTo(MetricsFile.ReadStepLosses(oneBucket.MetricsPath)), "step losses");
+        }
+        finally
+        {
+            Trainer.BucketElements = saved;
+        }
+    }
+
+    [Test]
     public void Every_rank_writes_its_shards_and_one_manifest_indexes_them()
     {
         var result = TrainingRuns.Train(Options("run", 3, 1) with { MaxSteps = 2 });
