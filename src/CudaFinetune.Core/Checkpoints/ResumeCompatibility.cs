@@ -33,6 +33,7 @@ public static class ResumeCompatibility
         ("shuffle", Rule.MustMatch, o => o.Shuffle ? "true" : "false"),
         ("gradient_accumulation_steps", Rule.MayChange, o => Text(o.GradientAccumulationSteps)),
         ("world_size", Rule.MayChange, o => Text(o.WorldSize)),
+        ("zero_stage", Rule.MayChange, o => Text(o.ZeroStage)),
         ("seed", Rule.MustMatch, o => Text(o.Seed)),
         ("lr", Rule.MayChange, o => Text(o.Lr)),
         ("scheduler", Rule.MayChange, o => o.Scheduler.ToString().ToLowerInvariant()),

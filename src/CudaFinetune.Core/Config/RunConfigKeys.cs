@@ -145,6 +145,8 @@ internal static class RunConfigKeys
             "ranks training data-parallel with a ZeRO-sharded optimizer: threads of this process (one GPU each with cuda), or checked against a launcher's world", (o, v) => o with { WorldSize = v.Int() }),
         new("nproc-per-node", "--nproc-per-node", null, nameof(FinetuneOptions.NprocPerNode),
             "ranks (GPUs) per process launched by torchrun, srun or mpirun, on threads (0: one)", (o, v) => o with { NprocPerNode = v.Int() }),
+        new("zero-stage", "--zero-stage", null, nameof(FinetuneOptions.ZeroStage),
+            "`2`: optimizer state and gradients sharded over the ranks; `3`: also the frozen decoder-layer weights of a LoRA run", (o, v) => o with { ZeroStage = v.Int() }),
         new("overwrite", "--overwrite", null, nameof(FinetuneOptions.Overwrite),
             "replace an earlier run's files in the output directory", (o, v) => o with { Overwrite = v.Bool() }),
     ];

@@ -90,7 +90,11 @@ public static class HfModelDirectory
         }
     }
 
-    public static (LlamaConfig Config, ParameterSet Weights) Load(string directory, IBackend backend)
+    /// <param name="placed">
+    /// decoder-layer weights held in shards (ZeRO stage 3): made for the config, they give the views the model reads
+    /// and load their own shards from the file; null: every weight whole
+    /// </param>
+    public static (LlamaConfig Config, ParameterSet Weights) Load(string directory, IBackend backend, Func<LlamaConfig, IShardedWeights>? placed = null)
     {
         ArgumentNullException.ThrowIfNull(directory);
         ArgumentNullException.ThrowIfNull(backend);
@@ -113,10 +117,12 @@ public static class HfModelDirectory
         LlamaConfig config = LlamaConfigJson.Read(configPath);
         using var reader = new SafetensorsReader(weightsPath);
         CheckTensorNames(reader, config, weightsPath);
-        ParameterSet weights = LlamaWeights.Allocate(backend, config);
+        var sharded = placed?.Invoke(config);
+        ParameterSet weights = LlamaWeights.Allocate(backend, config, sharded is null ? null : sharded.View);
         try
         {
-            foreach (Parameter parameter in weights.All)
+            sharded?.Load(reader, backend);
+            foreach (Parameter parameter in weights.All.Where(p => sharded?.View(p.Name) is null))
             {
                 SafetensorsTensorInfo info = reader.GetTensor(parameter.Name);
                 if (info.Shape != parameter.Value.Shape)

@@ -13,6 +13,19 @@ public sealed record LlamaModelOptions
 
     /// <summary>Seeds the LoRA A initialisation and the dropout masks.</summary>
     public ulong Seed { get; init; } = 42;
+
+    /// <summary>
+    /// Where the decoder layers' base weights really live when they are not whole on this device (ZeRO stage 3): the
+    /// model asks for layer l before it uses it, forward and backward. Null: the weights are whole.
+    /// </summary>
+    public ILayerWeights? LayerWeights { get; init; }
+}
+
+/// <summary>Decoder-layer base weights held in shards: <see cref="Gather"/> makes layer l's weights whole in the tensors the model reads.</summary>
+public interface ILayerWeights
+{
+    /// <summary>Brings layer <paramref name="layer"/>'s weights into place (a collective: every rank gathers the same layers in the same order).</summary>
+    void Gather(int layer);
 }
 
 /// <summary>
@@ -49,6 +62,7 @@ public sealed class LlamaModel : IDisposable
         Lora = options.Lora;
         _seed = options.Seed;
         Parameters = baseWeights;
+        LayerWeights = options.LayerWeights;
 
         foreach (var (name, shape) in LlamaTensorNames.BaseWeights(config))
         {
@@ -96,6 +110,9 @@ public sealed class LlamaModel : IDisposable
     public LoraConfig? Lora { get; }
 
     public IBackend Backend => _backend;
+
+    /// <summary>The sharded decoder-layer weights (ZeRO stage 3), or null when they are whole.</summary>
+    public ILayerWeights? LayerWeights { get; }
 
     /// <summary>Base weights (Hugging Face names) followed by LoRA adapters (PEFT names).</summary>
     public ParameterSet Parameters { get; }
@@ -266,6 +283,7 @@ public sealed class LlamaModel : IDisposable
     /// </summary>
     private void LayerForward(int l, LlamaActivations act, in AttentionShape attention, in DropoutContext dropout)
     {
+        LayerWeights?.Gather(l);
         var layer = _layers[l];
         var scratch = act.Lora;
         layer.Q.Forward(_backend, act.Normed1[l], act.Q[l], scratch, dropout);
@@ -312,9 +330,36 @@ public sealed class LlamaModel : IDisposable
         gradientsReady?.Invoke(_layers.Length);
     }
 
+    /// <summary>
+    /// With sharded layer weights: the collectives of one pass (forward, and backward when asked) without its compute, for
+    /// a rank that has no batch where the others have one, so every rank meets the same gathers (and, with
+    /// <paramref name="gradientsReady"/>, the same gradient reductions) in the same order.
+    /// </summary>
+    public void StandInForPass(bool backward, Action<int>? gradientsReady = null)
+    {
+        if (LayerWeights is not { } weights)
+        {
+            return;
+        }
+        for (int l = 0; l < _layers.Length; l++)
+        {
+            weights.Gather(l);
+        }
+        if (backward)
+        {
+            for (int l = _layers.Length - 1; l >= 0; l--)
+            {
+                weights.Gather(l);
+                gradientsReady?.Invoke(_layers.Length - 1 - l);
+            }
+            gradientsReady?.Invoke(_layers.Length);
+        }
+    }
+
     /// <summary>DResidual holds ∂loss/∂(layer output) on entry and ∂loss/∂(layer input) on exit.</summary>
     private void LayerBackward(int l, LlamaActivations act, in AttentionShape attention, in DropoutContext dropout)
     {
+        LayerWeights?.Gather(l);
         var layer = _layers[l];
         var scratch = act.Lora;
         // MLP block: out = mid + down(swiglu(gate(n2), up(n2))), n2 = norm(mid).

@@ -11,7 +11,8 @@ namespace CudaFinetune.Model;
 public static class LlamaWeights
 {
     /// <summary>Zero-filled weights in the backend's compute dtype, without gradients.</summary>
-    public static ParameterSet Allocate(IBackend backend, LlamaConfig config)
+    /// <param name="placed">tensors that live elsewhere (views of sharded layer weights), by name; the rest are allocated</param>
+    public static ParameterSet Allocate(IBackend backend, LlamaConfig config, Func<string, Tensor?>? placed = null)
     {
         ArgumentNullException.ThrowIfNull(backend);
         ArgumentNullException.ThrowIfNull(config);
@@ -20,7 +21,7 @@ public static class LlamaWeights
         {
             foreach (var (name, shape) in LlamaTensorNames.BaseWeights(config))
             {
-                weights.Add(new Parameter(name, backend.Allocate(backend.ComputeType, new Shape(shape))));
+                weights.Add(new Parameter(name, placed?.Invoke(name) ?? backend.Allocate(backend.ComputeType, new Shape(shape))));
             }
         }
         catch

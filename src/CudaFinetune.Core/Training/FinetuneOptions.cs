@@ -119,6 +119,12 @@ public sealed record FinetuneOptions
     /// <summary>Ranks (GPUs) per launched process, on threads (0: one; without a launcher: the same as <see cref="WorldSize"/>).</summary>
     public int NprocPerNode { get; init; }
 
+    /// <summary>
+    /// ZeRO stage with several ranks: 2 shards the optimizer state (fp32 masters and moments) and reduce-scatters the
+    /// gradients; 3 also shards the frozen decoder-layer base weights of a LoRA run, gathering each layer when it is used.
+    /// </summary>
+    public int ZeroStage { get; init; } = 2;
+
     /// <summary>Replace an earlier run's files in <see cref="OutputDir"/> (refused otherwise, so nothing saved is lost).</summary>
     public bool Overwrite { get; init; }
 
@@ -166,6 +172,8 @@ public sealed record FinetuneOptions
         Require(KeepLast >= 0, $"--keep-last must be zero (keep all) or positive, got {KeepLast}");
         Require(Device is "auto" or "cpu" or "cuda" or "cuda-emulated", $"--device must be auto, cpu, cuda or cuda-emulated, got '{Device}'");
         Require(WorldSize > 0, $"--world-size must be positive, got {WorldSize}");
+        Require(ZeroStage is 2 or 3, $"--zero-stage must be 2 (optimizer state and gradients sharded) or 3 (also the frozen base weights), got {ZeroStage}");
+        Require(ZeroStage != 3 || Peft == "lora", "--zero-stage 3 shards the frozen base weights of a LoRA run; full fine-tuning (--peft none) trains them, so use --zero-stage 2");
         Require(NprocPerNode >= 0, $"--nproc-per-node must be positive (or 0: one rank per launched process), got {NprocPerNode}");
     }
 }

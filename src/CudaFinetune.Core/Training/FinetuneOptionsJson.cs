@@ -49,6 +49,7 @@ public static class FinetuneOptionsJson
         w.WriteString("device", o.Device);
         w.WriteNumber("world_size", o.WorldSize);
         w.WriteNumber("nproc_per_node", o.NprocPerNode);
+        w.WriteNumber("zero_stage", o.ZeroStage);
         w.WriteEndObject();
     }
 }

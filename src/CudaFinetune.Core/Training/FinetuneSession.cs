@@ -56,7 +56,7 @@ public sealed class FinetuneSession : IDisposable
     private MetricsWriter? _metrics;
 
     private FinetuneSession(FinetuneOptions options, JobTopology job, ITokenizer? tokenizer, LoadedDataset data, BatchPlan train, BatchPlan? validation,
-        IReadOnlyList<(IBackend Backend, LlamaModel Model)> replicas, ProcessGroups groups)
+        IReadOnlyList<(IBackend Backend, LlamaModel Model, IDisposable? LayerWeights)> replicas, ProcessGroups groups)
     {
         Options = options;
         Job = job;
@@ -65,7 +65,7 @@ public sealed class FinetuneSession : IDisposable
         TrainBatches = train;
         ValidationBatches = validation;
         _runId = groups.RunId;
-        _ranks = [.. replicas.Select((r, local) => new TrainingRank(job.FirstRank + local, r.Backend, r.Model, groups.Groups?[local], train, validation, options,
+        _ranks = [.. replicas.Select((r, local) => new TrainingRank(job.FirstRank + local, r.Backend, r.Model, r.LayerWeights, groups.Groups?[local], train, validation, options,
             DescribeCheckpoint, () => ExtraFiles(local)))];
         _ranks[0].Trainer.Progress += e => Progress?.Invoke(e);
         _fingerprints = new CheckpointFingerprints(Fingerprints.Model(options.Model!), Fingerprints.Data(data.Train), Fingerprints.Data(data.Validation));
@@ -147,32 +147,33 @@ public sealed class FinetuneSession : IDisposable
             CheckOutputDir(options, candidates?.OutputDir);
         }
         var modelConfig = HfModelDirectory.TryReadConfig(options.Model);
-        var replicas = new List<(IBackend Backend, LlamaModel Model)>();
+        var backends = new List<IBackend>();
+        var replicas = new List<(IBackend Backend, LlamaModel Model, IDisposable? LayerWeights)>();
+        ProcessGroups? groups = null;
         FinetuneSession? session = null;
         try
         {
             int cpuThreads = Math.Max(1, Environment.ProcessorCount / job.LocalRanks);
+            for (int local = 0; local < job.LocalRanks; local++)
+            {
+                backends.Add(BackendFactory.Create(options.Device, modelConfig, job.DeviceOrdinal(local), cpuThreads));
+            }
+            groups = ProcessGroups.Open(job, backends);
             LlamaConfig? config = null;
             for (int local = 0; local < job.LocalRanks; local++)
             {
-                var backend = BackendFactory.Create(options.Device, modelConfig, job.DeviceOrdinal(local), cpuThreads);
-                try
-                {
-                    config = LoadModel(options, backend, out var model);
-                    replicas.Add((backend, model));
-                }
-                catch
-                {
-                    backend.Dispose();
-                    throw;
-                }
+                var group = groups.Groups?[local];
+                ShardedLayerWeights? layerWeights = null;
+                config = LoadModel(options, backends[local], options.ZeroStage == 3 && group is not null
+                    ? c => layerWeights = new ShardedLayerWeights(backends[local], group, c)
+                    : null, out var model);
+                replicas.Add((backends[local], model, layerWeights));
             }
             var tokenizer = TokenizerCatalog.TryLoadForModel(options.Model);
             var data = DatasetLoader.Load(options, tokenizer, config!.VocabSize);
             int padId = tokenizer?.EosId ?? 0;
             var train = BatchPlan.Create(data.Train, options.Batching, options.BatchSize, options.ContextLength, padId);
             var validation = data.Validation.Count > 0 ? BatchPlan.Create(data.Validation, options.Batching, options.BatchSize, options.ContextLength, padId) : null;
-            var groups = ProcessGroups.Open(job, [.. replicas.Select(r => r.Backend)]);
             session = new FinetuneSession(options, job, tokenizer, data, train, validation, replicas, groups);
             if (resume is not null)
             {
@@ -184,13 +185,21 @@ public sealed class FinetuneSession : IDisposable
         {
             if (session is not null)
             {
-                session.Dispose(); // owns the models and the backends
+                session.Dispose(); // owns the models, the groups and the backends
             }
             else
             {
-                foreach (var (backend, model) in replicas)
+                foreach (var (_, model, layerWeights) in replicas)
                 {
                     model.Dispose();
+                    layerWeights?.Dispose();
+                }
+                foreach (var group in groups?.Groups ?? [])
+                {
+                    group.Dispose();
+                }
+                foreach (var backend in backends)
+                {
                     backend.Dispose();
                 }
             }
@@ -199,32 +208,37 @@ public sealed class FinetuneSession : IDisposable
     }
 
     /// <summary>The model of <see cref="FinetuneOptions.Model"/> on <paramref name="backend"/>, with LoRA adapters when asked.</summary>
-    private static LlamaConfig LoadModel(FinetuneOptions options, IBackend backend, out LlamaModel model)
+    /// <param name="shardLayers">makes the sharded layer weights for the config (ZeRO stage 3), or null for whole weights</param>
+    private static LlamaConfig LoadModel(FinetuneOptions options, IBackend backend, Func<LlamaConfig, ShardedLayerWeights>? shardLayers, out LlamaModel model)
     {
-        var (config, weights) = HfModelDirectory.Load(options.Model!, backend);
+        ShardedLayerWeights? layerWeights = null;
+        ParameterSet? weights = null;
+        LlamaModel? made = null;
         try
         {
+            (var config, weights) = HfModelDirectory.Load(options.Model!, backend, shardLayers is null ? null : c => layerWeights = shardLayers(c));
             options.CheckFits(config);
             var lora = options.Peft == "lora"
                 ? new LoraConfig { Rank = options.LoraR, Alpha = options.LoraAlpha, Dropout = options.LoraDropout, TargetModules = LoraConfig.ParseTargets(options.LoraTargets) }
                 : null;
-            model = new LlamaModel(backend, config, weights, new LlamaModelOptions { Lora = lora, Seed = options.Seed });
+            made = new LlamaModel(backend, config, weights, new LlamaModelOptions { Lora = lora, Seed = options.Seed, LayerWeights = layerWeights });
+            HfModelDirectory.LoadMasters(options.Model!, made); // full fine-tuning under mixed precision: masters from the file, not from bf16
+            model = made;
+            return config;
         }
         catch
         {
-            weights.Dispose();
+            if (made is not null)
+            {
+                made.Dispose(); // owns the weights
+            }
+            else
+            {
+                weights?.Dispose();
+            }
+            layerWeights?.Dispose();
             throw;
         }
-        try
-        {
-            HfModelDirectory.LoadMasters(options.Model!, model); // full fine-tuning under mixed precision: masters from the file, not from bf16
-        }
-        catch
-        {
-            model.Dispose();
-            throw;
-        }
-        return config;
     }
 
     private static void CheckOutputDir(FinetuneOptions options, string? resumedRunDir)
@@ -388,6 +402,10 @@ public sealed class FinetuneSession : IDisposable
     public string Generate(string prompt, GenerationOptions? options = null)
     {
         var tokenizer = Tokenizer ?? throw new UserErrorException("the model directory records no tokenizer, so text cannot be generated");
+        if (Model.LayerWeights is not null)
+        {
+            throw new UserErrorException("this session's layer weights are sharded over its ranks (--zero-stage 3); generate from the saved adapter with 'CudaFinetune generate --adapter'");
+        }
         var output = new TextGenerator(Model).Generate(tokenizer.EncodePrompt(prompt), options ?? new GenerationOptions { MaxNewTokens = 16 }, tokenizer.EosId);
         return tokenizer.Decode(output.Where(id => id != tokenizer.EosId));
     }

@@ -9,7 +9,10 @@ public static class ModelEvaluator
     public static LossResult Evaluate(LlamaModel model, BatchPlan plan, CancellationToken cancellationToken = default)
         => Evaluate(model, plan, 0, 1, cancellationToken);
 
-    /// <summary>The sums over batches <paramref name="first"/>, first + <paramref name="stride"/>, … (one rank's share).</summary>
+    /// <summary>
+    /// The sums over batches <paramref name="first"/>, first + <paramref name="stride"/>, … (one rank's share); a rank with
+    /// one batch fewer than the others stands in for it, so sharded layer weights see the same gathers on every rank.
+    /// </summary>
     public static LossResult Evaluate(LlamaModel model, BatchPlan plan, int first, int stride, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(model);
@@ -24,6 +27,11 @@ public static class ModelEvaluator
             var loss = model.Forward(plan[i]);
             sum += loss.Sum;
             tokens += loss.Tokens;
+        }
+        int most = (plan.Count + stride - 1) / stride, mine = plan.Count > first ? (plan.Count - first + stride - 1) / stride : 0;
+        for (int i = mine; i < most; i++)
+        {
+            model.StandInForPass(backward: false);
         }
         return new LossResult(sum, tokens);
     }

@@ -143,8 +143,9 @@ public sealed class Trainer : IDisposable
             {
                 if (inGroup % WorldSize == Rank)
                 {
-                    // This rank's last micro-batch of the step lets the optimizer reduce gradients during its backward pass.
-                    bool lastOfStep = inGroup + WorldSize >= Math.Min(perStep, inGroup + 1 + sampler.Remaining);
+                    // This rank's last pass of the step lets the optimizer reduce gradients during its backward pass.
+                    int groupSize = Math.Min(perStep, inGroup + 1 + sampler.Remaining);
+                    bool lastOfStep = inGroup + WorldSize >= groupSize && StandInPasses(groupSize) == 0;
                     var batch = _train[batchIndex];
                     var loss = _model.ForwardBackward(batch, microBatches, 1.0 / perStep, lastOfStep ? _optimizer.GradientsReady : null);
                     if (loss.Tokens > 0)
@@ -160,6 +161,10 @@ public sealed class Trainer : IDisposable
                 if (inGroup < perStep && remaining > 0)
                 {
                     continue;
+                }
+                if (StandInPasses(inGroup) > 0)
+                {
+                    _model.StandInForPass(backward: true, _optimizer.GradientsReady);
                 }
                 // Gradients first: a rank whose backward pass already handed buckets over must meet the others' collectives in the same order.
                 double norm = _optimizer.ReduceGradients();
@@ -245,6 +250,21 @@ public sealed class Trainer : IDisposable
         double mean = tokens > 0 ? sum / tokens : double.NaN;
         Progress?.Invoke(new EvaluationCompleted(step, epoch, mean, Math.Exp(mean), checked((int)tokens)));
         return mean;
+    }
+
+    /// <summary>
+    /// With sharded layer weights, the passes this rank stands in for in a group of <paramref name="groupSize"/>
+    /// micro-batches (0 or 1): a rank with fewer micro-batches than the busiest still meets their layer gathers.
+    /// </summary>
+    private int StandInPasses(int groupSize)
+    {
+        if (_model.LayerWeights is null)
+        {
+            return 0;
+        }
+        int most = (groupSize + WorldSize - 1) / WorldSize;
+        int mine = groupSize > Rank ? (groupSize - Rank + WorldSize - 1) / WorldSize : 0;
+        return most - mine;
     }
 
     /// <summary>Whether to stop after this step: asked on any rank (so every rank stops after the same step).</summary>

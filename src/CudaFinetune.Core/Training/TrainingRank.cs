@@ -18,12 +18,15 @@ internal sealed class TrainingRank : IDisposable, ITrainingCheckpoints
     private readonly Tensor? _flag;
     private readonly double[] _flagHost = new double[1];
 
-    public TrainingRank(int rank, IBackend backend, LlamaModel model, IProcessGroup? group, BatchPlan train, BatchPlan? validation, FinetuneOptions options,
+    private readonly IDisposable? _layerWeights;
+
+    public TrainingRank(int rank, IBackend backend, LlamaModel model, IDisposable? layerWeights, IProcessGroup? group, BatchPlan train, BatchPlan? validation, FinetuneOptions options,
         Func<TrainingRank, TrainingState, CheckpointReason, CheckpointManifest> describe, Func<IReadOnlyList<CheckpointExtraFile>> extraFiles)
     {
         Rank = rank;
         Backend = backend;
         Model = model;
+        _layerWeights = layerWeights;
         Group = group;
         _describe = describe;
         _extraFiles = extraFiles;
@@ -81,6 +84,7 @@ internal sealed class TrainingRank : IDisposable, ITrainingCheckpoints
         Trainer.Dispose();
         _flag?.Dispose();
         Model.Dispose();
+        _layerWeights?.Dispose();
         Group?.Dispose();
         Backend.Dispose();
     }

@@ -174,12 +174,13 @@ internal sealed class FinetuneFlags
     public Option<string> Device { get; } = new("--device") { Description = "auto, cpu, cuda or cuda-emulated [default: auto]" };
     public Option<int> WorldSize { get; } = new("--world-size") { Description = "Ranks training data-parallel (ZeRO-sharded optimizer): threads of this process, one GPU each with cuda; under a launcher, checked against it [default: 1]" };
     public Option<int> NprocPerNode { get; } = new("--nproc-per-node") { Description = "Ranks (GPUs) per process started by torchrun, srun or mpirun [default: 1]" };
+    public Option<int> ZeroStage { get; } = new("--zero-stage") { Description = "2: optimizer state and gradients sharded over the ranks; 3: also the frozen layer weights of a LoRA run, gathered per layer [default: 2]" };
 
     public IEnumerable<Option> All =>
     [
         Resume, Force, Strict, DistTimeout, Config, Model, Dataset, OutputDir, Overwrite, Peft, LoraR, LoraAlpha, LoraDropout, LoraTargets, DatasetFormat, FieldMap, PromptTemplate,
         ValidationDataset, ValidationFraction, BatchSize, ContextLength, Batching, Shuffle, GradientAccumulationSteps, NumEpochs, MaxSteps,
-        Lr, WeightDecay, Beta1, Beta2, Epsilon, Scheduler, WarmupSteps, Gamma, GradientClipping, Seed, EvalEvery, SaveEvery, KeepLast, Device, WorldSize, NprocPerNode,
+        Lr, WeightDecay, Beta1, Beta2, Epsilon, Scheduler, WarmupSteps, Gamma, GradientClipping, Seed, EvalEvery, SaveEvery, KeepLast, Device, WorldSize, NprocPerNode, ZeroStage,
     ];
 
     public static bool Given(ParseResult parse, Option option) => parse.GetResult(option) is { Implicit: false };
@@ -233,6 +234,7 @@ internal sealed class FinetuneFlags
             Device = Get(Device, o.Device),
             WorldSize = Get(WorldSize, o.WorldSize),
             NprocPerNode = Get(NprocPerNode, o.NprocPerNode),
+            ZeroStage = Get(ZeroStage, o.ZeroStage),
         };
     }
 
