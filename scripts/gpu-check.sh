@@ -7,7 +7,8 @@
 # CPU reference, every device primitive — shuffles, votes, ldmatrix, mma fragments — against the PTX
 # ISA, which also checks the emulator's model of the hardware); a short fine-tune interrupted by SIGTERM
 # (preemption) and resumed, compared with an uninterrupted run (metrics equal but for tokens_per_s,
-# adapters bitwise equal), on --device cuda; the speed comparison with PyTorch on the same card
+# adapters bitwise equal), on --device cuda; the NCCL path (ZeRO optimizer) at world size 1 under torchrun's
+# environment, whose losses must equal the one-rank run's; the speed comparison with PyTorch on the same card
 # (benchmarks/gpu/reference.py): flash attention forward+backward TFLOP/s against sdpa's flash backend
 # (target ≥ 0.8×), and a LoRA step of a Llama-3.2-1B-shaped model against transformers + peft
 # (target ≥ 1.3× tokens/s at no more peak memory).
@@ -68,6 +69,18 @@ else
   rows+=("interrupt + resume = uninterrupted|FAILED (rc $straight_rc/$interrupted_rc/$resume_rc)")
 fi
 rows+=("fine-tune 40 steps (demo model)|${straight_s%.*} s")
+
+echo "== NCCL path at world size 1 (as torchrun starts it): ZeRO optimizer, bucketed reduce-scatter on a side stream"
+RANK=0 WORLD_SIZE=1 LOCAL_RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=29517 \
+  "$bin" "${common[@]}" --output-dir "$work/nccl" > "$work/nccl.log" 2>&1
+nccl_rc=$?
+tail -2 "$work/nccl.log"
+losses() { grep -o '"loss":[^,}]*' "$1"; }
+if [ $nccl_rc -eq 0 ] && [ $straight_rc -eq 0 ] && diff <(losses "$work/straight/metrics.jsonl") <(losses "$work/nccl/metrics.jsonl") > /dev/null; then
+  rows+=("NCCL world 1 = one rank (losses)|ok")
+else
+  rows+=("NCCL world 1 = one rank (losses)|FAILED (rc $nccl_rc)")
+fi
 "$bin" checkpoint verify "$(ls -d "$work"/resumed/checkpoints/step-* | tail -1)" > /dev/null && rows+=("checkpoint verify|ok") || rows+=("checkpoint verify|FAILED")
 
 # "result NAME VALUE" lines of CudaFinetune bench and reference.py.

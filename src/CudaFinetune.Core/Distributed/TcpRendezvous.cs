@@ -45,7 +45,7 @@ public static class TcpRendezvous
         }
         catch (SocketException e)
         {
-            throw new UserErrorException($"rank 0 cannot listen on port {job.MasterPort} for the rendezvous ({e.SocketErrorCode}): choose a free MASTER_PORT");
+            throw new UserErrorException($"rank 0 cannot listen on port {job.MasterPort} for the rendezvous ({e.SocketErrorCode}): choose a free MASTER_PORT (or set CUDAFINETUNE_RENDEZVOUS_PORT)");
         }
         var peers = new Socket?[job.WorldSize];
         try

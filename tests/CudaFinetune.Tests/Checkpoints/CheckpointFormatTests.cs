@@ -145,6 +145,33 @@ public sealed class CheckpointFormatTests
         Assert.That(Refusal(checkpoint), Does.Contain("format_version").And.Contain($"is {newer}").And.Contain($"versions {CheckpointFormat.OldestReadableVersion} to {CheckpointFormat.Version}"));
     }
 
+    /// <summary>Rewrites a checkpoint as version 1 wrote it: format_version 1 in the manifest and in every shard header.</summary>
+    private static void MakeVersion1(string checkpoint, Func<string, string>? edit = null)
+    {
+        var shards = Checkpoint.Open(checkpoint).Manifest.Shards;
+        string path = Path.Combine(checkpoint, "manifest.json");
+        string text = File.ReadAllText(path).Replace($"\"format_version\": {CheckpointFormat.Version}", "\"format_version\": 1", StringComparison.Ordinal);
+        File.WriteAllBytes(path, ManifestFuzzing.Reseal(edit?.Invoke(text) ?? text));
+        foreach (var shard in shards)
+        {
+            using var file = File.OpenWrite(Path.Combine(checkpoint, shard.File));
+            file.Position = 8;
+            file.Write(BitConverter.GetBytes(1u));
+        }
+    }
+
+    [Test]
+    public void A_version_1_checkpoint_still_reads_and_may_not_hold_slices()
+    {
+        string checkpoint = TestCheckpoints.Write(_dir.File("out"), step: 1);
+        MakeVersion1(checkpoint);
+        Assert.DoesNotThrow(() => Checkpoint.Open(checkpoint).Verify());
+
+        string sliced = TestCheckpoints.Write(_dir.File("sliced"), step: 1);
+        MakeVersion1(sliced, text => text.Replace("\"name\": \"big\",", "\"slice\": {\"start\": 0, \"count\": 3000}, \"name\": \"big\",", StringComparison.Ordinal));
+        Assert.That(Refusal(sliced), Does.Contain("big").And.Contain("slice"));
+    }
+
     [Test]
     public void Saving_the_same_step_again_replaces_it_and_leaves_nothing_behind()
     {

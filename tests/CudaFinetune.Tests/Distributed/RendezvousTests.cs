@@ -88,6 +88,10 @@ public sealed class RendezvousTests
             Is.EqualTo(new LaunchEnvironment("srun", 5, 8, 1, "n1", LaunchEnvironment.DefaultMasterPort)));
         Assert.That(Read(("OMPI_COMM_WORLD_RANK", "0"), ("OMPI_COMM_WORLD_SIZE", "1")),
             Is.EqualTo(new LaunchEnvironment("mpirun", 0, 1, 0, "127.0.0.1", LaunchEnvironment.DefaultMasterPort)));
+        Assert.That(Read(("RANK", "0"), ("WORLD_SIZE", "2"), ("MASTER_ADDR", "n0"), ("MASTER_PORT", "29500"), ("TORCHELASTIC_USE_AGENT_STORE", "True"))!.MasterPort,
+            Is.EqualTo(29501), "torchrun's agent holds MASTER_PORT");
+        Assert.That(Read(("RANK", "0"), ("WORLD_SIZE", "2"), ("MASTER_ADDR", "n0"), ("TORCHELASTIC_USE_AGENT_STORE", "True"), (LaunchEnvironment.RendezvousPortVariable, "4000"))!.MasterPort,
+            Is.EqualTo(4000), "an explicit rendezvous port wins");
         Assert.That(() => Read(("RANK", "2"), ("WORLD_SIZE", "2"), ("MASTER_ADDR", "x")), Throws.TypeOf<UserErrorException>().With.Message.Contains("does not fit world size 2"));
         Assert.That(() => Read(("RANK", "0"), ("WORLD_SIZE", "2")), Throws.TypeOf<UserErrorException>().With.Message.Contains("MASTER_ADDR is not set"));
         Assert.That(() => Read(("RANK", "x"), ("WORLD_SIZE", "2")), Throws.TypeOf<UserErrorException>().With.Message.Contains("RANK='x' is not a non-negative integer"));
