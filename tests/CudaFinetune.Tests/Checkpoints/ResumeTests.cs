@@ -1,6 +1,5 @@
 using CudaFinetune.Checkpoints;
 using CudaFinetune.Errors;
-using CudaFinetune.Tests.IO;
 using CudaFinetune.Tests.Support;
 using CudaFinetune.Training;
 using NUnit.Framework;
@@ -13,23 +12,9 @@ namespace CudaFinetune.Tests.Checkpoints;
 /// as the run that was never stopped.
 /// </summary>
 [TestFixture]
-public sealed class ResumeTests
+public sealed class ResumeTests : LearnableTaskFixture
 {
-    private TempDirectory _dir = null!;
-    private string _model = null!;
-    private string _data = null!;
-
-    [SetUp]
-    public void SetUp()
-    {
-        _dir = new TempDirectory();
-        (_model, _data) = LearnableTask.Write(_dir.Path);
-    }
-
-    [TearDown]
-    public void TearDown() => _dir.Dispose();
-
-    private FinetuneOptions Options(string name, int accumulation = 1) => LearnableTask.Options(_model, _data, _dir.File(name)) with
+    private FinetuneOptions Options(string name, int accumulation = 1) => LearnableTask.Options(ModelDir, DataFile, Dir.File(name)) with
     {
         NumEpochs = 3,
         GradientAccumulationSteps = accumulation,
@@ -47,21 +32,11 @@ public sealed class ResumeTests
     private static FinetuneResult Train(FinetuneOptions options, ResumeRequest? resume = null, long cancelAfter = -1)
         => TrainingRuns.Train(options, resume, cancelAfter);
 
-    private static byte[] Adapter(string outputDir) => File.ReadAllBytes(Path.Combine(outputDir, "adapter", "adapter_model.safetensors"));
-
-    /// <summary>Name → hash of every tensor (weights and AdamW moments) of the run's last checkpoint.</summary>
-    private static Dictionary<string, string> FinalState(string outputDir)
-    {
-        string latest = CheckpointStore.ReadLatest(CheckpointStore.CheckpointsDirectory(outputDir))!;
-        var manifest = Checkpoint.Open(Path.Combine(CheckpointStore.CheckpointsDirectory(outputDir), latest)).Manifest;
-        return manifest.Tensors.ToDictionary(t => $"{t.Group}/{t.Name}", t => t.Hash);
-    }
-
     private static void AssertSameRun(string expectedDir, string actualDir)
     {
         Assert.That(DeterministicMetrics.Read(actualDir), Is.EqualTo(DeterministicMetrics.Read(expectedDir)), "metrics.jsonl (without tokens_per_s)");
-        Assert.That(Adapter(actualDir), Is.EqualTo(Adapter(expectedDir)), "adapter bytes");
-        Assert.That(FinalState(actualDir), Is.EqualTo(FinalState(expectedDir)), "final weights and optimizer moments");
+        Assert.That(RunOutputs.Adapter(actualDir), Is.EqualTo(RunOutputs.Adapter(expectedDir)), "adapter bytes");
+        Assert.That(RunOutputs.FinalState(actualDir), Is.EqualTo(RunOutputs.FinalState(expectedDir)), "final weights and optimizer moments");
     }
 
     [TestCase("mid-epoch", 1)]
@@ -85,13 +60,13 @@ public sealed class ResumeTests
         Assert.That(stopped.AdapterDir, Is.Null);
         Assert.That(Checkpoint.Open(stopped.LastCheckpoint!).Manifest.Reason, Is.EqualTo(CheckpointReason.Interrupted));
 
-        using (var session = FinetuneSession.Open(Options("resumed", accumulation), new ResumeRequest(_dir.File("resumed"))))
+        using (var session = FinetuneSession.Open(Options("resumed", accumulation), new ResumeRequest(Dir.File("resumed"))))
         {
             Assert.That(session.Resumed!.Step, Is.EqualTo(k));
             Assert.That(session.Resumed.Warnings, Is.Empty);
             session.Train();
         }
-        AssertSameRun(reference.OutputDir, _dir.File("resumed"));
+        AssertSameRun(reference.OutputDir, Dir.File("resumed"));
     }
 
     [Test]
@@ -104,7 +79,7 @@ public sealed class ResumeTests
         {
             // A copy of the run as a crash right after this checkpoint would have left it (later checkpoints lost,
             // metrics.jsonl already longer): resuming replays the steps after it and must give the same end.
-            string copy = _dir.File($"from-{start.Step}");
+            string copy = Dir.File($"from-{start.Step}");
             CopyDirectory(reference.OutputDir, copy);
             Directory.Delete(Path.Combine(copy, "adapter"), recursive: true);
             foreach (var later in listings.Where(l => l.Step > start.Step))
@@ -123,7 +98,7 @@ public sealed class ResumeTests
     public void More_epochs_continue_the_run_with_a_warning_and_the_plan_can_change()
     {
         Train(Options("run") with { NumEpochs = 1 });
-        using var session = FinetuneSession.Open(Options("run") with { NumEpochs = 2, Lr = 5e-3 }, new ResumeRequest(_dir.File("run")));
+        using var session = FinetuneSession.Open(Options("run") with { NumEpochs = 2, Lr = 5e-3 }, new ResumeRequest(Dir.File("run")));
         Assert.That(session.Resumed!.Warnings, Has.Some.Contains("num_epochs changed from 1 to 2").And.Some.Contains("lr changed"));
         long before = session.Resumed.Step;
         var result = session.Train();
@@ -140,7 +115,7 @@ public sealed class ResumeTests
         string text = File.ReadAllText(manifest);
         string dotnet = System.Text.RegularExpressions.Regex.Match(text, "\"dotnet\": \"([^\"]*)\"").Groups[1].Value;
         File.WriteAllBytes(manifest, ManifestFuzzing.Reseal(text.Replace($"\"dotnet\": \"{dotnet}\"", "\"dotnet\": \".NET 9.0.0\"", StringComparison.Ordinal)));
-        using var session = FinetuneSession.Open(Options("run") with { MaxSteps = 4 }, new ResumeRequest(_dir.File("run")));
+        using var session = FinetuneSession.Open(Options("run") with { MaxSteps = 4 }, new ResumeRequest(Dir.File("run")));
         Assert.That(session.Resumed!.Warnings, Has.Some.Contains("environment: dotnet was '.NET 9.0.0'"));
     }
 
@@ -158,7 +133,7 @@ public sealed class ResumeTests
             "batch_size" => Options("run") with { BatchSize = 2 },
             _ => Options("run") with { Seed = 99 },
         };
-        var e = Assert.Throws<UserErrorException>(() => FinetuneSession.Open(changed with { MaxSteps = 8 }, new ResumeRequest(_dir.File("run"))).Dispose());
+        var e = Assert.Throws<UserErrorException>(() => FinetuneSession.Open(changed with { MaxSteps = 8 }, new ResumeRequest(Dir.File("run"))).Dispose());
         Assert.That(e!.Message, Does.Contain(field));
     }
 
@@ -166,11 +141,11 @@ public sealed class ResumeTests
     public void Changed_training_data_is_refused_unless_forced()
     {
         Train(Options("run") with { MaxSteps = 4 });
-        var lines = File.ReadAllLines(_data);
-        File.WriteAllLines(_data, lines.Reverse());
-        var e = Assert.Throws<UserErrorException>(() => FinetuneSession.Open(Options("run") with { MaxSteps = 8 }, new ResumeRequest(_dir.File("run"))).Dispose());
+        var lines = File.ReadAllLines(DataFile);
+        File.WriteAllLines(DataFile, lines.Reverse());
+        var e = Assert.Throws<UserErrorException>(() => FinetuneSession.Open(Options("run") with { MaxSteps = 8 }, new ResumeRequest(Dir.File("run"))).Dispose());
         Assert.That(e!.Message, Does.Contain("training data differs").And.Contain("--force"));
-        using var forced = FinetuneSession.Open(Options("run") with { MaxSteps = 8 }, new ResumeRequest(_dir.File("run"), Force: true));
+        using var forced = FinetuneSession.Open(Options("run") with { MaxSteps = 8 }, new ResumeRequest(Dir.File("run"), Force: true));
         Assert.That(forced.Resumed!.Warnings, Has.Some.Contains("--force"));
         Assert.That(forced.Train().Outcome.Steps, Is.EqualTo(8));
     }
@@ -179,15 +154,15 @@ public sealed class ResumeTests
     public void A_damaged_newest_checkpoint_falls_back_to_the_newest_valid_one_unless_strict()
     {
         Train(Options("run") with { MaxSteps = 9 });
-        string checkpoints = CheckpointStore.CheckpointsDirectory(_dir.File("run"));
+        string checkpoints = CheckpointStore.CheckpointsDirectory(Dir.File("run"));
         string newest = CheckpointStore.Directories(checkpoints)[0];
         Assert.That(Path.GetFileName(newest), Is.EqualTo("step-00000009"));
         CheckpointDamage.FlipByteInTensor(newest);
 
-        var e = Assert.Throws<CheckpointCorruptException>(() => FinetuneSession.Open(Options("run") with { MaxSteps = 12 }, new ResumeRequest(_dir.File("run"), Strict: true)).Dispose());
+        var e = Assert.Throws<CheckpointCorruptException>(() => FinetuneSession.Open(Options("run") with { MaxSteps = 12 }, new ResumeRequest(Dir.File("run"), Strict: true)).Dispose());
         Assert.That(e!.Message, Does.Contain("step-00000009").And.Contain("rank-00000.bin"));
 
-        using var session = FinetuneSession.Open(Options("run") with { MaxSteps = 12 }, new ResumeRequest(_dir.File("run")));
+        using var session = FinetuneSession.Open(Options("run") with { MaxSteps = 12 }, new ResumeRequest(Dir.File("run")));
         Assert.That(session.Resumed!.Step, Is.EqualTo(6));
         Assert.That(session.Resumed.Skipped, Has.Count.EqualTo(1).And.Some.Contains("step-00000009"));
         var result = session.Train();
@@ -215,12 +190,12 @@ public sealed class ResumeTests
     public void A_fresh_run_refuses_a_directory_with_checkpoints_and_overwrite_removes_them()
     {
         Train(Options("run") with { MaxSteps = 3 });
-        File.Delete(Path.Combine(_dir.File("run"), "run.json"));
-        File.Delete(Path.Combine(_dir.File("run"), "metrics.jsonl"));
+        File.Delete(Path.Combine(Dir.File("run"), "run.json"));
+        File.Delete(Path.Combine(Dir.File("run"), "metrics.jsonl"));
         var e = Assert.Throws<UserErrorException>(() => FinetuneSession.Open(Options("run")).Dispose());
         Assert.That(e!.Message, Does.Contain("--resume"));
         Train(Options("run") with { MaxSteps = 2, Overwrite = true });
-        Assert.That(CheckpointStore.List(_dir.File("run")).Select(l => l.Step), Is.EqualTo(new long[] { 2 }));
+        Assert.That(CheckpointStore.List(Dir.File("run")).Select(l => l.Step), Is.EqualTo(new long[] { 2 }));
     }
 
     private static void CopyDirectory(string from, string to)

@@ -1,6 +1,5 @@
 using CudaFinetune.Backends.Cpu;
 using CudaFinetune.Checkpoints;
-using CudaFinetune.Tests.IO;
 using CudaFinetune.Tests.Support;
 using CudaFinetune.Training;
 using NUnit.Framework;
@@ -13,23 +12,9 @@ namespace CudaFinetune.Tests.Distributed;
 /// correctly (resharded) at another.
 /// </summary>
 [TestFixture]
-public sealed class DataParallelTrainingTests
+public sealed class DataParallelTrainingTests : LearnableTaskFixture
 {
-    private TempDirectory _dir = null!;
-    private string _model = null!;
-    private string _data = null!;
-
-    [SetUp]
-    public void SetUp()
-    {
-        _dir = new TempDirectory();
-        (_model, _data) = LearnableTask.Write(_dir.Path);
-    }
-
-    [TearDown]
-    public void TearDown() => _dir.Dispose();
-
-    private FinetuneOptions Options(string name, int worldSize, int accumulation) => LearnableTask.Options(_model, _data, _dir.File(name)) with
+    private FinetuneOptions Options(string name, int worldSize, int accumulation) => LearnableTask.Options(ModelDir, DataFile, Dir.File(name)) with
     {
         WorldSize = worldSize,
         GradientAccumulationSteps = accumulation,
@@ -79,8 +64,8 @@ public sealed class DataParallelTrainingTests
         Trainer.BucketElements = 300;
         try
         {
-            var many = TrainingRuns.Train(options with { OutputDir = _dir.File("many-buckets") });
-            Assert.That(Adapter(many.OutputDir), Is.EqualTo(Adapter(oneBucket.OutputDir)), "adapter bytes");
+            var many = TrainingRuns.Train(options with { OutputDir = Dir.File("many-buckets") });
+            Assert.That(RunOutputs.Adapter(many.OutputDir), Is.EqualTo(RunOutputs.Adapter(oneBucket.OutputDir)), "adapter bytes");
             var losses = MetricsFile.ReadStepLosses(many.MetricsPath);
             Assert.That(losses, Is.EqualTo(MetricsFile.ReadStepLosses(oneBucket.MetricsPath)), "step losses");
         }
@@ -104,8 +89,8 @@ public sealed class DataParallelTrainingTests
             Assert.Throws<CudaFinetune.Errors.UserErrorException>(() => session.Generate("x"), "generation needs whole weights");
             session.Train();
         }
-        Assert.That(Adapter(_dir.File("stage3")), Is.EqualTo(Adapter(stage2.OutputDir)), "adapter bytes");
-        Assert.That(DeterministicMetrics.Read(_dir.File("stage3")), Is.EqualTo(DeterministicMetrics.Read(stage2.OutputDir)), "metrics, eval included");
+        Assert.That(RunOutputs.Adapter(Dir.File("stage3")), Is.EqualTo(RunOutputs.Adapter(stage2.OutputDir)), "adapter bytes");
+        Assert.That(DeterministicMetrics.Read(Dir.File("stage3")), Is.EqualTo(DeterministicMetrics.Read(stage2.OutputDir)), "metrics, eval included");
     }
 
     [Test]
@@ -154,15 +139,15 @@ public sealed class DataParallelTrainingTests
         Assert.That(stopped.Outcome.Cancelled, Is.True);
         Assert.That(stopped.Outcome.Steps, Is.EqualTo(k), "every rank stopped after the step at which the stop was asked");
 
-        using (var session = FinetuneSession.Open(Options("resumed", 2, 1), new ResumeRequest(_dir.File("resumed"))))
+        using (var session = FinetuneSession.Open(Options("resumed", 2, 1), new ResumeRequest(Dir.File("resumed"))))
         {
             Assert.That(session.Resumed!.Step, Is.EqualTo(k));
             Assert.That(session.Resumed.Warnings, Is.Empty);
             session.Train();
         }
-        Assert.That(DeterministicMetrics.Read(_dir.File("resumed")), Is.EqualTo(DeterministicMetrics.Read(reference.OutputDir)), "metrics.jsonl");
-        Assert.That(Adapter(_dir.File("resumed")), Is.EqualTo(Adapter(reference.OutputDir)), "adapter bytes");
-        Assert.That(FinalState(_dir.File("resumed")), Is.EqualTo(FinalState(reference.OutputDir)), "every rank's final weight and moment slices");
+        Assert.That(DeterministicMetrics.Read(Dir.File("resumed")), Is.EqualTo(DeterministicMetrics.Read(reference.OutputDir)), "metrics.jsonl");
+        Assert.That(RunOutputs.Adapter(Dir.File("resumed")), Is.EqualTo(RunOutputs.Adapter(reference.OutputDir)), "adapter bytes");
+        Assert.That(RunOutputs.FinalState(Dir.File("resumed")), Is.EqualTo(RunOutputs.FinalState(reference.OutputDir)), "every rank's final weight and moment slices");
     }
 
     [TestCase(2, 1)]
@@ -175,7 +160,7 @@ public sealed class DataParallelTrainingTests
         Assert.That(stopped.Outcome.Steps, Is.EqualTo(3));
         var saved = Checkpoint.Open(stopped.LastCheckpoint!);
 
-        using var session = FinetuneSession.Open(Options("run", resumedWorld, globalBatch / resumedWorld), new ResumeRequest(_dir.File("run")));
+        using var session = FinetuneSession.Open(Options("run", resumedWorld, globalBatch / resumedWorld), new ResumeRequest(Dir.File("run")));
         Assert.That(session.Resumed!.Step, Is.EqualTo(3));
         Assert.That(session.Resumed.Warnings, Has.Some.Contains("world_size changed").And.Some.Contains("resharded"));
 
@@ -195,15 +180,5 @@ public sealed class DataParallelTrainingTests
         var straight = TrainingRuns.Train(Options("straight", resumedWorld, globalBatch / resumedWorld));
         Assert.That(result.Outcome.Steps, Is.EqualTo(straight.Outcome.Steps));
         AssertClose(MetricsFile.ReadStepLosses(result.MetricsPath), MetricsFile.ReadStepLosses(straight.MetricsPath), "train loss after resharding");
-    }
-
-    private static byte[] Adapter(string outputDir) => File.ReadAllBytes(Path.Combine(outputDir, "adapter", "adapter_model.safetensors"));
-
-    /// <summary>Name (and slice) → hash of every stored piece of the run's last checkpoint.</summary>
-    private static Dictionary<string, string> FinalState(string outputDir)
-    {
-        string latest = CheckpointStore.ReadLatest(CheckpointStore.CheckpointsDirectory(outputDir))!;
-        var manifest = Checkpoint.Open(Path.Combine(CheckpointStore.CheckpointsDirectory(outputDir), latest)).Manifest;
-        return manifest.Tensors.ToDictionary(t => $"{t.Group}/{t.Name}@{t.Elements.Start}", t => t.Hash);
     }
 }

@@ -1,11 +1,8 @@
 using System.Diagnostics;
 using System.Globalization;
-using System.Net;
-using System.Net.Sockets;
 using System.Text;
 using System.Text.Json;
 using CudaFinetune.Checkpoints;
-using CudaFinetune.Tests.IO;
 using CudaFinetune.Tests.Support;
 using CudaFinetune.Training;
 using NUnit.Framework;
@@ -19,42 +16,19 @@ namespace CudaFinetune.Tests.Distributed;
 /// </summary>
 [TestFixture]
 [NonParallelizable] // several processes on two cores
-public sealed class MultiProcessTests
+public sealed class MultiProcessTests : LearnableTaskFixture
 {
-    private TempDirectory _dir = null!;
-    private string _model = null!;
-    private string _data = null!;
-
-    [SetUp]
-    public void SetUp()
-    {
-        _dir = new TempDirectory();
-        (_model, _data) = LearnableTask.Write(_dir.Path);
-    }
-
-    [TearDown]
-    public void TearDown() => _dir.Dispose();
-
     private static string Executable => typeof(CudaFinetune.Cli.Program).Assembly.Location;
 
-    private FinetuneOptions Options(string name) => LearnableTask.Options(_model, _data, _dir.File(name)) with { NumEpochs = 2, SaveEvery = 2, KeepLast = 0, Shuffle = true };
+    private FinetuneOptions Options(string name) => LearnableTask.Options(ModelDir, DataFile, Dir.File(name)) with { NumEpochs = 2, SaveEvery = 2, KeepLast = 0, Shuffle = true };
 
     private string ConfigFile(FinetuneOptions options)
     {
-        string path = _dir.File("config.json");
+        string path = Dir.File("config.json");
         using var stream = File.Create(path);
         using var w = new Utf8JsonWriter(stream);
         FinetuneOptionsJson.Write(w, options);
         return path;
-    }
-
-    private static int FreePort()
-    {
-        var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        int port = ((IPEndPoint)listener.LocalEndpoint).Port;
-        listener.Stop();
-        return port;
     }
 
     /// <summary>Starts the CLI as rank <paramref name="rank"/> of <paramref name="worldSize"/>, as torchrun would.</summary>
@@ -96,7 +70,7 @@ public sealed class MultiProcessTests
     public void Two_launched_processes_train_as_one_rank_with_the_same_global_batch()
     {
         string config = ConfigFile(Options("launched"));
-        int port = FreePort();
+        int port = RankThreads.FreePort();
         var ranks = Enumerable.Range(0, 2).Select(r => Launch(r, 2, port, "finetune", "--config", config, "--dist-timeout", "120")).ToList();
         for (int r = 0; r < ranks.Count; r++)
         {
@@ -105,26 +79,26 @@ public sealed class MultiProcessTests
         Assert.That(ranks[0].Output.ToString(), Does.Contain("2 ranks on 2 processes × 1 (torchrun)"));
 
         var one = TrainingRuns.Train(Options("one") with { GradientAccumulationSteps = 2 });
-        var launched = MetricsFile.ReadStepLosses(_dir.File("launched/metrics.jsonl"));
+        var launched = MetricsFile.ReadStepLosses(Dir.File("launched/metrics.jsonl"));
         var expected = MetricsFile.ReadStepLosses(one.MetricsPath);
         Assert.That(launched.Select(s => s.Step), Is.EqualTo(expected.Select(s => s.Step)));
         for (int i = 0; i < expected.Count; i++)
         {
             Assert.That(launched[i].Loss, Is.EqualTo(expected[i].Loss).Within(2e-4).Percent, $"step {expected[i].Step}");
         }
-        string latest = CheckpointStore.ReadLatest(CheckpointStore.CheckpointsDirectory(_dir.File("launched")))!;
-        var checkpoint = Checkpoint.Open(Path.Combine(CheckpointStore.CheckpointsDirectory(_dir.File("launched")), latest));
+        string latest = CheckpointStore.ReadLatest(CheckpointStore.CheckpointsDirectory(Dir.File("launched")))!;
+        var checkpoint = Checkpoint.Open(Path.Combine(CheckpointStore.CheckpointsDirectory(Dir.File("launched")), latest));
         Assert.That(checkpoint.Manifest.WorldSize, Is.EqualTo(2));
         Assert.That(checkpoint.Manifest.Shards.Select(s => s.Rank).Distinct(), Is.EquivalentTo(new[] { 0, 1 }), "each process wrote its own shards");
         Assert.DoesNotThrow(checkpoint.Verify);
-        Assert.That(Directory.Exists(_dir.File("launched/adapter")), Is.True, "the first process writes the adapter");
+        Assert.That(Directory.Exists(Dir.File("launched/adapter")), Is.True, "the first process writes the adapter");
     }
 
     [Test]
     public void A_rank_whose_master_never_comes_fails_with_a_message_naming_the_address()
     {
         string config = ConfigFile(Options("alone"));
-        int port = FreePort();
+        int port = RankThreads.FreePort();
         var alone = Launch(1, 2, port, "finetune", "--config", config, "--dist-timeout", "2");
         Assert.That(Finish(alone, "rank 1"), Is.Not.Zero);
         string output = alone.Output.ToString();

@@ -1,8 +1,7 @@
 using System.Collections;
-using System.Net;
-using System.Net.Sockets;
 using CudaFinetune.Distributed;
 using CudaFinetune.Errors;
+using CudaFinetune.Tests.Support;
 using NUnit.Framework;
 
 namespace CudaFinetune.Tests.Distributed;
@@ -11,15 +10,6 @@ namespace CudaFinetune.Tests.Distributed;
 [TestFixture]
 public sealed class RendezvousTests
 {
-    private static int FreePort()
-    {
-        var probe = new TcpListener(IPAddress.Loopback, 0);
-        probe.Start();
-        int port = ((IPEndPoint)probe.LocalEndpoint).Port;
-        probe.Stop();
-        return port;
-    }
-
     private static LaunchEnvironment Job(int rank, int worldSize, int port) => new("torchrun", rank, worldSize, rank, "127.0.0.1", port);
 
     /// <summary>Each rank's result or error, run concurrently.</summary>
@@ -42,7 +32,7 @@ public sealed class RendezvousTests
     [Test]
     public void Every_rank_gets_rank_zeros_bytes_whatever_order_they_start_in()
     {
-        int port = FreePort();
+        int port = RankThreads.FreePort();
         byte[] payload = [.. Enumerable.Range(0, 128).Select(i => (byte)(i * 7))];
         // Ranks 3 and 2 first: they retry until rank 0 listens.
         var results = Run([Job(3, 4, port), Job(2, 4, port), Job(0, 4, port), Job(1, 4, port)], payload, TimeSpan.FromSeconds(20));
@@ -53,7 +43,7 @@ public sealed class RendezvousTests
     [Test]
     public void A_rank_that_never_arrives_is_named()
     {
-        int port = FreePort();
+        int port = RankThreads.FreePort();
         var results = Run([Job(0, 3, port), Job(1, 3, port)], [1, 2, 3], TimeSpan.FromSeconds(1));
         Assert.That(results[0].Error!.Message, Does.Contain("rank(s) 2 of 3 never arrived within 1 s"));
         Assert.That(results[1].Error, Is.Not.Null);
@@ -62,7 +52,7 @@ public sealed class RendezvousTests
     [Test]
     public void Ranks_started_with_different_world_sizes_are_refused_on_both_sides()
     {
-        int port = FreePort();
+        int port = RankThreads.FreePort();
         var results = Run([Job(0, 2, port), Job(1, 3, port)], [9], TimeSpan.FromSeconds(10));
         Assert.That(results[0].Error!.Message, Does.Contain("rank 1 says the world size is 3, rank 0 says 2"));
         Assert.That(results[1].Error!.Message, Does.StartWith("rank 1: rendezvous refused: rank 1 says the world size is 3"));
@@ -71,7 +61,7 @@ public sealed class RendezvousTests
     [Test]
     public void Nothing_listening_at_the_master_port_says_what_to_check()
     {
-        int port = FreePort();
+        int port = RankThreads.FreePort();
         var results = Run([Job(1, 2, port)], [], TimeSpan.FromSeconds(1));
         Assert.That(results[0].Error!.Message, Does.StartWith($"rank 1: nothing is listening at 127.0.0.1:{port} after 1 s").And.Contain("check MASTER_ADDR and MASTER_PORT"));
     }

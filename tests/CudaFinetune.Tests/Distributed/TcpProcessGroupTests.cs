@@ -1,8 +1,7 @@
-using System.Net;
-using System.Net.Sockets;
 using CudaFinetune.Backends.Cpu;
 using CudaFinetune.Distributed;
 using CudaFinetune.Tensors;
+using CudaFinetune.Tests.Support;
 using NUnit.Framework;
 
 namespace CudaFinetune.Tests.Distributed;
@@ -12,44 +11,18 @@ namespace CudaFinetune.Tests.Distributed;
 [NonParallelizable] // listens on a port
 public sealed class TcpProcessGroupTests
 {
-    private static int FreePort()
-    {
-        var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        int port = ((IPEndPoint)listener.LocalEndpoint).Port;
-        listener.Stop();
-        return port;
-    }
-
     private static float[] Values(int rank, int n) => [.. Enumerable.Range(0, n).Select(i => (float)Math.Sin(rank * 1000 + i) * 1e3f)];
 
     /// <summary>Runs <paramref name="body"/> on each rank of a loopback TCP group; rethrows the failures.</summary>
     private static void OnRanks(int worldSize, Action<TcpProcessGroup> body)
     {
-        int port = FreePort();
-        var failures = new List<Exception>();
-        var threads = Enumerable.Range(0, worldSize).Select(rank => new Thread(() =>
+        int port = RankThreads.FreePort();
+        RankThreads.Run(worldSize, rank =>
         {
-            try
-            {
-                using var group = TcpProcessGroup.Join(new LaunchEnvironment("torchrun", rank, worldSize, rank, "127.0.0.1", port), rank == 0 ? [7] : null, TimeSpan.FromSeconds(30));
-                Assert.That(group.Payload, Is.EqualTo(new byte[] { 7 }));
-                body(group);
-            }
-            catch (Exception e) when (e is not OutOfMemoryException)
-            {
-                lock (failures)
-                {
-                    failures.Add(e);
-                }
-            }
-        })).ToList();
-        threads.ForEach(t => t.Start());
-        threads.ForEach(t => t.Join());
-        if (failures.Count > 0)
-        {
-            throw new AggregateException(failures);
-        }
+            using var group = TcpProcessGroup.Join(new LaunchEnvironment("torchrun", rank, worldSize, rank, "127.0.0.1", port), rank == 0 ? [7] : null, TimeSpan.FromSeconds(30));
+            Assert.That(group.Payload, Is.EqualTo(new byte[] { 7 }));
+            body(group);
+        });
     }
 
     [Test]

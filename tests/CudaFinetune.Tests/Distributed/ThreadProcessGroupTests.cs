@@ -1,6 +1,7 @@
 using CudaFinetune.Backends.Cpu;
 using CudaFinetune.Distributed;
 using CudaFinetune.Tensors;
+using CudaFinetune.Tests.Support;
 using NUnit.Framework;
 
 namespace CudaFinetune.Tests.Distributed;
@@ -12,30 +13,11 @@ namespace CudaFinetune.Tests.Distributed;
 [TestFixture]
 public sealed class ThreadProcessGroupTests
 {
-    /// <summary>Runs <paramref name="body"/> on one thread per rank and rethrows the first failure.</summary>
+    /// <summary>Runs <paramref name="body"/> on one thread per rank of a new group; rethrows the failures.</summary>
     private static void OnRanks(int worldSize, Action<ThreadProcessGroup> body)
     {
-        var failures = new List<Exception>();
-        var threads = ThreadProcessGroup.Create(worldSize).Select(rank => new Thread(() =>
-        {
-            try
-            {
-                body(rank);
-            }
-            catch (Exception e) when (e is not OutOfMemoryException)
-            {
-                lock (failures)
-                {
-                    failures.Add(e);
-                }
-            }
-        })).ToList();
-        threads.ForEach(t => t.Start());
-        threads.ForEach(t => t.Join());
-        if (failures.Count > 0)
-        {
-            throw new AggregateException(failures);
-        }
+        var groups = ThreadProcessGroup.Create(worldSize);
+        RankThreads.Run(worldSize, rank => body(groups[rank]));
     }
 
     private static float[] Values(int rank, int n) => [.. Enumerable.Range(0, n).Select(i => (float)Math.Sin(rank * 1000 + i) * 1e3f)];
