@@ -316,7 +316,7 @@ public sealed class FinetuneSession : IDisposable
             }
             if (manifest.WorldSize != Job.WorldSize)
             {
-                warnings.Add($"the checkpoint was written by {manifest.WorldSize} rank(s) and this run has {Job.WorldSize}: its optimizer state was resharded; each step now takes {Trainer.BatchesPerStep} micro-batches");
+                warnings.Add($"the checkpoint was written by {manifest.WorldSize} rank(s) and this run has {Job.WorldSize}: its optimizer state was resharded; each step now takes {Trainer.BatchesPerStep} micro-batch(es) (set --gradient-accumulation-steps to keep the global batch)");
             }
             _resumeMetrics = checkpoint.ReadFile(CheckpointFormat.MetricsFileName);
             _resumeState = manifest.Training;

@@ -144,7 +144,8 @@ internal static class CheckpointCommand
         {
             foreach (var x in m.Tensors)
             {
-                output.WriteLine($"tensor       {x.Group}/{x.Name} {x.DType.SafetensorsName()} [{string.Join(", ", x.Shape)}] {x.File}@{x.Offset} {x.Hash}");
+                string slice = x.Slice is { } part ? $" elements [{part.Start}, {part.End})" : "";
+                output.WriteLine($"tensor       {x.Group}/{x.Name} {x.DType.SafetensorsName()} [{string.Join(", ", x.Shape)}]{slice} {x.File}@{x.Offset} {x.Hash}");
             }
         }
         output.WriteLine("(hashes not read; 'checkpoint verify' checks them)");

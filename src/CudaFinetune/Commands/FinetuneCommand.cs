@@ -67,7 +67,8 @@ internal static class FinetuneCommand
         if (!job.IsFirstProcess)
         {
             // The first process reports the job; the others say who they are and when they are done.
-            output.WriteLine($"finetune: ranks {job.FirstRank}..{job.FirstRank + job.LocalRanks - 1} of {job.WorldSize} (process {job.ProcessRank} of {job.ProcessCount}); the first process reports progress");
+            string ranks = job.LocalRanks == 1 ? $"rank {job.FirstRank}" : $"ranks {job.FirstRank}..{job.FirstRank + job.LocalRanks - 1}";
+            output.WriteLine($"finetune: {ranks} of {job.WorldSize} (process {job.ProcessRank} of {job.ProcessCount}); the first process reports progress");
             var quiet = session.Train(cancellationToken);
             output.WriteLine(quiet.Outcome.Cancelled ? $"finetune: stopped after step {quiet.Outcome.Steps}" : $"finetune: done, {quiet.Outcome.Steps} steps");
             return Program.ExitSuccess;
