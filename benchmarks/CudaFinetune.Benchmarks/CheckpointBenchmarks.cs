@@ -44,7 +44,7 @@ public class CheckpointBenchmarks : IThroughputBenchmark
 
     // read benchmarks only
     private NativeBuffer _readBuffer = null!;
-    private Dictionary<(string Group, string Name), Tensor> _destinations = null!;
+    private List<CheckpointPiece> _destinations = null!;
     private string _rawReadFile = null!, _loadCheckpoint = null!;
 
     public string Unit => "GB/s";
@@ -79,7 +79,7 @@ public class CheckpointBenchmarks : IThroughputBenchmark
         {
             var destination = _backend.Allocate(source.DType, source.Shape);
             destination.HostSpan<float>().Clear(); // fault the pages in before the first measurement
-            _destinations[(group, name)] = destination;
+            _destinations.Add(CheckpointPiece.Whole(name, group, destination));
         }
     }
 
@@ -142,7 +142,7 @@ public class CheckpointBenchmarks : IThroughputBenchmark
     {
         if (_destinations is not null)
         {
-            CheckpointData.Dispose(_destinations.Values);
+            CheckpointData.Dispose(_destinations.Select(d => d.Data));
         }
         _readBuffer?.Dispose();
         _image.Dispose();
@@ -224,7 +224,7 @@ public class CheckpointStepBenchmarks : IThroughputBenchmark
                 }
             }
         }
-        _image = CheckpointImage.Create(tensors);
+        _image = CheckpointImage.Create(CheckpointData.Pieces(tensors));
         _image.Capture(_backend);
         Console.WriteLine($"// checkpoint image: {_image.TotalBytes / 1e6:F1} MB in {tensors.Count} tensors");
         _saver = new CheckpointSaver(CheckpointsDir, _image, _backend, keepLast: 0);
@@ -343,9 +343,12 @@ internal static unsafe class CheckpointData
         return list;
     }
 
+    public static IEnumerable<CheckpointPiece> Pieces(IEnumerable<(string Name, string Group, Tensor Source)> tensors)
+        => tensors.Select(t => CheckpointPiece.Whole(t.Name, t.Group, t.Source));
+
     public static CheckpointImage Image(List<(string Name, string Group, Tensor Source)> tensors, CpuBackend backend)
     {
-        var image = CheckpointImage.Create(tensors);
+        var image = CheckpointImage.Create(Pieces(tensors));
         if (image.TotalBytes != ShardBytes)
         {
             throw new InvalidOperationException($"the image has {image.TotalBytes} bytes, expected {ShardBytes}");
