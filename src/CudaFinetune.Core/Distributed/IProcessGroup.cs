@@ -5,7 +5,8 @@ namespace CudaFinetune.Distributed;
 /// <summary>
 /// The ranks of a data-parallel job and the collectives between them, as NCCL offers them. Every rank calls the same
 /// collectives in the same order with tensors of the same dtype and size; a call returns once this rank's result is in
-/// place, except <see cref="ReduceScatterSum"/>, which may overlap the work after it until <see cref="WaitForCollectives"/>. Sums are deterministic: the same inputs give the same bits on every run (a fixed reduction order).
+/// place, except <see cref="ReduceScatterSum"/>, which may overlap the work after it until <see cref="WaitForCollectives"/>.
+/// Sums are deterministic: the same inputs give the same bits on every run (a fixed reduction order).
 /// </summary>
 public interface IProcessGroup : IDisposable
 {
