@@ -70,7 +70,7 @@ public sealed class ShardedLayerWeights : ILayerWeights, IShardedWeights, IDispo
     public Tensor? View(string name) => _views.TryGetValue(name, out var entry) ? entry.View : null;
 
     /// <summary>Reads each layer tensor from the file into host memory and keeps this rank's part of it.</summary>
-    public unsafe void Load(SafetensorsReader reader, IBackend backend)
+    public unsafe void Load(SafetensorsSet reader, IBackend backend)
     {
         ArgumentNullException.ThrowIfNull(reader);
         ArgumentNullException.ThrowIfNull(backend);
@@ -81,7 +81,7 @@ public sealed class ShardedLayerWeights : ILayerWeights, IShardedWeights, IDispo
             var info = reader.GetTensor(name);
             if (info.Shape != view.Shape)
             {
-                throw new UserErrorException($"{reader.Path}: tensor '{name}' has shape {info.Shape}, but config.json needs {view.Shape}; the weights and config.json do not belong together");
+                throw new UserErrorException($"{reader.FileOf(name)}: tensor '{name}' has shape {info.Shape}, but config.json needs {view.Shape}; the weights and config.json do not belong together");
             }
             long at = view.ElementOffset - _layer.ElementOffset;
             long from = Math.Max(begin, at), to = Math.Min(end, at + view.ElementCount);

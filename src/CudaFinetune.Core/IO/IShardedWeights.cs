@@ -11,5 +11,5 @@ public interface IShardedWeights
     Tensor? View(string name);
 
     /// <summary>Reads this rank's shards from the file, checking each tensor's shape and type.</summary>
-    void Load(SafetensorsReader reader, IBackend backend);
+    void Load(SafetensorsSet reader, IBackend backend);
 }

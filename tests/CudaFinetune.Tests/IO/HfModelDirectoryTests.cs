@@ -190,6 +190,36 @@ public sealed class HfModelDirectoryTests
         Assert.That(() => HfModelDirectory.Load(_dir.Path, _backend), Throws.TypeOf<UserErrorException>().With.Message.Contain("model.safetensors"));
 
         File.WriteAllText(_dir.File("model.safetensors.index.json"), "{\"weight_map\": {}}");
-        Assert.That(() => HfModelDirectory.Load(_dir.Path, _backend), Throws.TypeOf<UserErrorException>().With.Message.Contain("sharded checkpoints are not supported yet"));
+        Assert.That(() => HfModelDirectory.Load(_dir.Path, _backend), Throws.TypeOf<UserErrorException>().With.Message.Contain("missing").And.Message.Contain("model.embed_tokens.weight"));
+    }
+
+    [Test]
+    public void Sharded_weights_with_an_index_load_exactly_and_a_bad_index_is_named()
+    {
+        using ParameterSet saved = RandomWeights(Untied);
+        HfModelDirectory.Save(_dir.Path, Untied, saved, DType.BF16, maxShardBytes: 3000);
+        var shards = Directory.GetFiles(_dir.Path, "model-*-of-*.safetensors").Select(f => Path.GetFileName(f)).Order().ToList();
+        Assert.That(shards, Has.Count.GreaterThan(2));
+        Assert.That(shards[0], Is.EqualTo($"model-00001-of-{shards.Count:D5}.safetensors"), "save_pretrained's names");
+        Assert.That(File.Exists(_dir.File("model.safetensors")), Is.False);
+
+        var (_, loaded) = HfModelDirectory.Load(_dir.Path, _backend);
+        using (loaded)
+        {
+            foreach (var p in saved.All)
+            {
+                float[] expected = [.. p.Value.HostSpan<float>().ToArray().Select(x => HalfPrecision.FromBFloat16(HalfPrecision.ToBFloat16(x)))];
+                Assert.That(loaded[p.Name].Value.HostSpan<float>().ToArray(), Is.EqualTo(expected), p.Name);
+            }
+        }
+
+        string index = File.ReadAllText(_dir.File("model.safetensors.index.json"));
+        string normFile = System.Text.RegularExpressions.Regex.Match(index, "\"model.norm.weight\": \"([^\"]+)\"").Groups[1].Value;
+        string wrong = shards.First(f => f != normFile);
+        File.WriteAllText(_dir.File("model.safetensors.index.json"), index.Replace($"\"model.norm.weight\": \"{normFile}\"", $"\"model.norm.weight\": \"{wrong}\"", StringComparison.Ordinal));
+        Assert.That(() => HfModelDirectory.Load(_dir.Path, _backend), Throws.TypeOf<UserErrorException>().With.Message.Contain("model.norm.weight").And.Message.Contain(wrong));
+        File.WriteAllText(_dir.File("model.safetensors.index.json"), index);
+        File.Delete(_dir.File(shards[1]));
+        Assert.That(() => HfModelDirectory.Load(_dir.Path, _backend), Throws.TypeOf<UserErrorException>().With.Message.Contain(shards[1]).And.Message.Contain("no such file"));
     }
 }
