@@ -35,6 +35,7 @@ internal static class Program
             GenerateCommand.Create(),
             InitModelCommand.Create(),
             CheckpointCommand.Create(),
+            ExportCommand.Create(),
             DevicesCommand.Create(),
             VerifyKernelsCommand.Create(),
             BenchCommand.Create(),

@@ -196,7 +196,7 @@ public sealed class Checkpoint
         ArgumentNullException.ThrowIfNull(destinations);
         ArgumentNullException.ThrowIfNull(backend);
         var stored = Manifest.Tensors.ToLookup(t => (t.Group, t.Name));
-        var wanted = (runTensors ?? destinations.Select(d => (d.Group, d.Name))).ToHashSet();
+        var wanted = destinations.Select(d => (d.Group, d.Name)).Concat(runTensors ?? []).ToHashSet();
         foreach (var t in Manifest.Tensors)
         {
             if (!wanted.Contains((t.Group, t.Name)))

@@ -23,9 +23,18 @@ public static class PeftAdapterDirectory
     {
         ArgumentNullException.ThrowIfNull(model);
         var lora = model.Lora ?? throw new InvalidOperationException("the model has no LoRA adapters to save");
-        Directory.CreateDirectory(directory);
         var tensors = model.Parameters.All.Where(p => p.Name.Contains(".lora_", StringComparison.Ordinal)).Select(p => (p.Name, p.FullPrecision)).ToList();
-        SafetensorsWriter.Write(Path.Combine(directory, WeightsFileName), tensors, DType.F32, backend: model.Backend);
+        Save(directory, lora, tensors, baseModelPath, model.Backend);
+    }
+
+    /// <summary>Writes adapter tensors (PEFT names) as F32 and <paramref name="lora"/> as adapter_config.json into <paramref name="directory"/>.</summary>
+    /// <param name="backend">copies out tensors that are not in host memory</param>
+    public static void Save(string directory, LoraConfig lora, IReadOnlyList<(string Name, Tensor Tensor)> tensors, string? baseModelPath, Backends.IBackend? backend = null)
+    {
+        ArgumentNullException.ThrowIfNull(lora);
+        ArgumentNullException.ThrowIfNull(tensors);
+        Directory.CreateDirectory(directory);
+        SafetensorsWriter.Write(Path.Combine(directory, WeightsFileName), tensors, DType.F32, backend: backend);
         AtomicFile.Write(Path.Combine(directory, ConfigFileName), stream =>
         {
             using var json = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true });

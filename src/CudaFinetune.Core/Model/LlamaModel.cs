@@ -96,7 +96,7 @@ public sealed class LlamaModel : IDisposable
         for (int l = 0; l < _layers.Length; l++)
         {
             var layer = _layers[l];
-            foreach (var p in new[] { layer.InputNorm, layer.PostAttentionNorm }.Concat(new[] { layer.Q, layer.K, layer.V, layer.O, layer.Gate, layer.Up, layer.Down }
+            foreach (var p in new[] { layer.InputNorm, layer.PostAttentionNorm }.Concat(layer.Linears
                 .SelectMany(linear => new[] { linear.Weight, linear.LoraA, linear.LoraB }).OfType<Parameter>()))
             {
                 layerOf[p] = l;
@@ -397,5 +397,9 @@ public sealed class LlamaModel : IDisposable
     internal Parameter HeadWeight => _head;
 
     internal sealed record Layer(Parameter InputNorm, Parameter PostAttentionNorm,
-        LinearLayer Q, LinearLayer K, LinearLayer V, LinearLayer O, LinearLayer Gate, LinearLayer Up, LinearLayer Down);
+        LinearLayer Q, LinearLayer K, LinearLayer V, LinearLayer O, LinearLayer Gate, LinearLayer Up, LinearLayer Down)
+    {
+        /// <summary>The seven projections, in Hugging Face's order.</summary>
+        public IEnumerable<LinearLayer> Linears => [Q, K, V, O, Gate, Up, Down];
+    }
 }

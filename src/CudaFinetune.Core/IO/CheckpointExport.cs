@@ -1,0 +1,106 @@
+using CudaFinetune.Backends.Cpu;
+using CudaFinetune.Checkpoints;
+using CudaFinetune.Config;
+using CudaFinetune.Errors;
+using CudaFinetune.Lora;
+using CudaFinetune.Model;
+using CudaFinetune.Tensors;
+using CudaFinetune.Tokenizers;
+using CudaFinetune.Training;
+
+namespace CudaFinetune.IO;
+
+/// <summary>
+/// Takes a run's trained weights out of a checkpoint (of any world size) into Hugging Face's formats: a PEFT adapter
+/// (<c>adapter_model.safetensors</c> + <c>adapter_config.json</c>, which <c>PeftModel.from_pretrained</c> loads), or a
+/// merged model directory (the base model with the adapter folded in, or the fully fine-tuned weights: config.json,
+/// safetensors — sharded with an index when large — and the base model's tokenizer files), which transformers and
+/// vLLM load as any Llama.
+/// </summary>
+public static class CheckpointExport
+{
+    /// <summary>Files of a model directory that describe its tokenizer and generation defaults, copied into a merged export.</summary>
+    public static IReadOnlyList<string> TokenizerFiles { get; } =
+        ["tokenizer.json", TokenizerCatalog.RecordFileName, "special_tokens_map.json", "tokenizer.model", "generation_config.json"];
+
+    /// <summary>Writes the LoRA adapter of the checkpoint at <paramref name="path"/> (a checkpoint, or a run's newest valid one) as PEFT's layout.</summary>
+    public static string ToPeft(string path, string outDir)
+    {
+        var (checkpoint, options) = OpenNewest(path);
+        var lora = LoraOf(options) ?? throw new UserErrorException($"'{checkpoint.Directory}' is a full fine-tuning checkpoint (peft none): it has no adapter; export it with --format merged");
+        using var backend = new CpuBackend();
+        var pieces = checkpoint.Manifest.Tensors.Where(t => t.Group == CheckpointFormat.ModelGroup).DistinctBy(t => t.Name)
+            .Select(t => CheckpointPiece.Whole(t.Name, t.Group, backend.Allocate(t.DType, new Shape([.. t.Shape.Select(d => checked((int)d))])))).ToList();
+        try
+        {
+            checkpoint.Load(pieces, backend, checkpoint.Manifest.Tensors.Select(t => (t.Group, t.Name)));
+            PeftAdapterDirectory.Save(outDir, lora, [.. pieces.Select(p => (p.Name, p.Data))], options.Model);
+        }
+        finally
+        {
+            pieces.ForEach(p => p.Data.Dispose());
+        }
+        return checkpoint.Directory;
+    }
+
+    /// <summary>
+    /// Writes a full model directory: <paramref name="baseModel"/> (default: the one the run trained) with the checkpoint's
+    /// adapter merged in, or with its fully fine-tuned weights, as <paramref name="dtype"/> (F32 or BF16).
+    /// </summary>
+    public static string ToMerged(string path, string outDir, string? baseModel = null, DType dtype = DType.BF16, long maxShardBytes = HfModelDirectory.DefaultMaxShardBytes)
+    {
+        var (checkpoint, options) = OpenNewest(path);
+        string modelDir = baseModel ?? options.Model ?? throw new UserErrorException($"'{checkpoint.Directory}' records no base model; pass --base-model DIR");
+        if (!Directory.Exists(modelDir))
+        {
+            throw new UserErrorException($"the base model '{modelDir}' the run trained is not there; pass --base-model DIR (the same model, moved)");
+        }
+        if (Fingerprints.Model(modelDir) != checkpoint.Manifest.Fingerprints.Model)
+        {
+            throw new UserErrorException($"'{modelDir}' is not the model '{checkpoint.Directory}' was trained on (its config or weight files differ)");
+        }
+        using var backend = new CpuBackend();
+        var (config, weights) = HfModelDirectory.Load(modelDir, backend);
+        var lora = LoraOf(options);
+        using var model = new LlamaModel(backend, config, weights, new LlamaModelOptions { Lora = lora, Seed = options.Seed });
+        var pieces = model.TrainableParameters.Select(p => CheckpointPiece.Whole(p.Name, CheckpointFormat.ModelGroup, p.FullPrecision)).ToList();
+        checkpoint.Load(pieces, backend, checkpoint.Manifest.Tensors.Select(t => (t.Group, t.Name)));
+        model.RefreshWorkingWeights();
+        if (lora is not null)
+        {
+            LoraMerge.IntoBaseWeights(model);
+        }
+        HfModelDirectory.Save(outDir, config, model.Parameters, dtype, backend, maxShardBytes);
+        foreach (string file in TokenizerFiles.Where(f => File.Exists(Path.Combine(modelDir, f))))
+        {
+            File.Copy(Path.Combine(modelDir, file), Path.Combine(outDir, file), overwrite: true);
+        }
+        return checkpoint.Directory;
+    }
+
+    /// <summary>The newest checkpoint at <paramref name="path"/> that opens, and the options its run was saved with.</summary>
+    private static (Checkpoint Checkpoint, FinetuneOptions Options) OpenNewest(string path)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        var candidates = CheckpointStore.Resolve(path);
+        var problems = new List<string>();
+        foreach (string dir in candidates.Checkpoints)
+        {
+            try
+            {
+                var checkpoint = Checkpoint.Open(dir);
+                var options = RunConfigFile.ApplyText(new FinetuneOptions(), checkpoint.Manifest.ConfigJson, $"{checkpoint.Directory}/{CheckpointFormat.ManifestFileName} (config)", yaml: false);
+                return (checkpoint, options);
+            }
+            catch (CheckpointCorruptException e) when (!candidates.Explicit)
+            {
+                problems.Add(e.Message);
+            }
+        }
+        throw new UserErrorException($"no valid checkpoint to export at '{path}'{(problems.Count > 0 ? ":" + Environment.NewLine + "  " + string.Join(Environment.NewLine + "  ", problems) : "")}");
+    }
+
+    private static LoraConfig? LoraOf(FinetuneOptions o) => o.Peft == "lora"
+        ? new LoraConfig { Rank = o.LoraR, Alpha = o.LoraAlpha, Dropout = o.LoraDropout, TargetModules = LoraConfig.ParseTargets(o.LoraTargets) }
+        : null;
+}
