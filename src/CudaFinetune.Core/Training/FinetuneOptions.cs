@@ -59,6 +59,13 @@ public sealed record FinetuneOptions
     /// <summary>For custom files: a prompt template with {field} placeholders; the response follows it.</summary>
     public string? PromptTemplate { get; init; }
 
+    /// <summary>
+    /// A PEFT LoRA adapter directory to start from (llama-recipes' <c>from_peft_checkpoint</c>): its adapter weights are
+    /// the starting point and its r, lora_alpha and target_modules replace <see cref="LoraR"/>, <see cref="LoraAlpha"/> and
+    /// <see cref="LoraTargets"/>. To continue an interrupted run exactly, use a resume instead.
+    /// </summary>
+    public string? FromPeft { get; init; }
+
     /// <summary>Separate validation file; when null, <see cref="ValidationFraction"/> of the data is held out.</summary>
     public string? ValidationDataset { get; init; }
 
@@ -172,6 +179,7 @@ public sealed record FinetuneOptions
         Require(KeepLast >= 0, $"--keep-last must be zero (keep all) or positive, got {KeepLast}");
         Require(Device is "auto" or "cpu" or "cuda" or "cuda-emulated", $"--device must be auto, cpu, cuda or cuda-emulated, got '{Device}'");
         Require(WorldSize > 0, $"--world-size must be positive, got {WorldSize}");
+        Require(FromPeft is null || Peft == "lora", "--from-peft starts from a LoRA adapter; it needs --peft lora");
         Require(ZeroStage is 2 or 3, $"--zero-stage must be 2 (optimizer state and gradients sharded) or 3 (also the frozen base weights), got {ZeroStage}");
         Require(ZeroStage != 3 || Peft == "lora", "--zero-stage 3 shards the frozen base weights of a LoRA run; full fine-tuning (--peft none) trains them, so use --zero-stage 2");
         Require(NprocPerNode >= 0, $"--nproc-per-node must be positive (or 0: one rank per launched process), got {NprocPerNode}");

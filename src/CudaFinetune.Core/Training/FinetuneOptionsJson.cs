@@ -21,6 +21,7 @@ public static class FinetuneOptionsJson
         w.WriteNumber("lora_alpha", o.LoraAlpha);
         w.WriteNumber("lora_dropout", o.LoraDropout);
         w.WriteString("lora_targets", o.LoraTargets);
+        w.WriteString("from_peft", o.FromPeft);
         w.WriteString("dataset_format", o.DatasetFormat);
         w.WriteString("field_map", o.FieldMap);
         w.WriteString("prompt_template", o.PromptTemplate);

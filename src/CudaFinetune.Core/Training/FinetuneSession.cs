@@ -132,6 +132,10 @@ public sealed class FinetuneSession : IDisposable
     {
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
+        if (resume is null)
+        {
+            options = WithAdapterSettings(options); // a resume takes the adapter's settings and weights from the checkpoint
+        }
         if (string.IsNullOrEmpty(options.Model))
         {
             throw new UserErrorException("--model is required: a model directory in Hugging Face layout (make one with 'CudaFinetune init-model')");
@@ -166,7 +170,7 @@ public sealed class FinetuneSession : IDisposable
                 ShardedLayerWeights? layerWeights = null;
                 config = LoadModel(options, backends[local], options.ZeroStage == 3 && group is not null
                     ? c => layerWeights = new ShardedLayerWeights(backends[local], group, c)
-                    : null, out var model);
+                    : null, startFromAdapter: resume is null, out var model);
                 replicas.Add((backends[local], model, layerWeights));
             }
             var tokenizer = TokenizerCatalog.TryLoadForModel(options.Model);
@@ -209,7 +213,8 @@ public sealed class FinetuneSession : IDisposable
 
     /// <summary>The model of <see cref="FinetuneOptions.Model"/> on <paramref name="backend"/>, with LoRA adapters when asked.</summary>
     /// <param name="shardLayers">makes the sharded layer weights for the config (ZeRO stage 3), or null for whole weights</param>
-    private static LlamaConfig LoadModel(FinetuneOptions options, IBackend backend, Func<LlamaConfig, ShardedLayerWeights>? shardLayers, out LlamaModel model)
+    /// <param name="startFromAdapter">load <see cref="FinetuneOptions.FromPeft"/>'s weights (not when resuming: the checkpoint has them)</param>
+    private static LlamaConfig LoadModel(FinetuneOptions options, IBackend backend, Func<LlamaConfig, ShardedLayerWeights>? shardLayers, bool startFromAdapter, out LlamaModel model)
     {
         ShardedLayerWeights? layerWeights = null;
         ParameterSet? weights = null;
@@ -222,6 +227,10 @@ public sealed class FinetuneSession : IDisposable
                 ? new LoraConfig { Rank = options.LoraR, Alpha = options.LoraAlpha, Dropout = options.LoraDropout, TargetModules = LoraConfig.ParseTargets(options.LoraTargets) }
                 : null;
             made = new LlamaModel(backend, config, weights, new LlamaModelOptions { Lora = lora, Seed = options.Seed, LayerWeights = layerWeights });
+            if (startFromAdapter && options.FromPeft is { } adapter)
+            {
+                PeftAdapterDirectory.LoadWeights(adapter, made);
+            }
             HfModelDirectory.LoadMasters(options.Model!, made); // full fine-tuning under mixed precision: masters from the file, not from bf16
             model = made;
             return config;
@@ -239,6 +248,17 @@ public sealed class FinetuneSession : IDisposable
             layerWeights?.Dispose();
             throw;
         }
+    }
+
+    /// <summary>With <see cref="FinetuneOptions.FromPeft"/>: the adapter's rank, alpha and target modules replace the options'.</summary>
+    private static FinetuneOptions WithAdapterSettings(FinetuneOptions options)
+    {
+        if (options.FromPeft is not { } dir)
+        {
+            return options;
+        }
+        var adapter = PeftAdapterDirectory.ReadConfig(dir);
+        return options with { LoraR = adapter.Rank, LoraAlpha = adapter.Alpha, LoraTargets = string.Join(",", adapter.TargetModules) };
     }
 
     private static void CheckOutputDir(FinetuneOptions options, string? resumedRunDir)

@@ -142,6 +142,7 @@ internal sealed class FinetuneFlags
     public Option<string> Dataset { get; } = new("--dataset") { Description = "Training data, .json or .jsonl (pretokenized, alpaca, samsum, text or custom)" };
     public Option<string> OutputDir { get; } = new("--output-dir") { Description = "Where run.json, metrics.jsonl, loss.png and the adapter/model go [default: output]" };
     public Option<bool> Overwrite { get; } = new("--overwrite") { Description = "Replace an earlier run's files in --output-dir" };
+    public Option<string> FromPeft { get; } = new("--from-peft") { Description = "Start from an existing PEFT LoRA adapter directory (its r, alpha and target modules are used); llama-recipes' from_peft_checkpoint" };
     public Option<string> Peft { get; } = new("--peft") { Description = "lora, or none for full fine-tuning [default: lora]" };
     public Option<int> LoraR { get; } = new("--lora-r") { Description = "LoRA rank [default: 8]" };
     public Option<double> LoraAlpha { get; } = new("--lora-alpha") { Description = "LoRA alpha; the update is scaled by alpha/r [default: 32]" };
@@ -179,7 +180,7 @@ internal sealed class FinetuneFlags
 
     public IEnumerable<Option> All =>
     [
-        Resume, Force, Strict, DistTimeout, Config, Model, Dataset, OutputDir, Overwrite, Peft, LoraR, LoraAlpha, LoraDropout, LoraTargets, DatasetFormat, FieldMap, PromptTemplate,
+        Resume, Force, Strict, DistTimeout, Config, Model, Dataset, OutputDir, Overwrite, Peft, FromPeft, LoraR, LoraAlpha, LoraDropout, LoraTargets, DatasetFormat, FieldMap, PromptTemplate,
         ValidationDataset, ValidationFraction, BatchSize, ContextLength, Batching, Shuffle, GradientAccumulationSteps, NumEpochs, MaxSteps,
         Lr, WeightDecay, Beta1, Beta2, Epsilon, Scheduler, WarmupSteps, Gamma, GradientClipping, Seed, EvalEvery, SaveEvery, KeepLast, Device, WorldSize, NprocPerNode, ZeroStage,
     ];
@@ -203,6 +204,7 @@ internal sealed class FinetuneFlags
             OutputDir = Get(OutputDir, o.OutputDir),
             Overwrite = Get(Overwrite, o.Overwrite),
             Peft = Get(Peft, o.Peft),
+            FromPeft = GetText(FromPeft, o.FromPeft),
             LoraR = Get(LoraR, o.LoraR),
             LoraAlpha = Get(LoraAlpha, o.LoraAlpha),
             LoraDropout = Get(LoraDropout, o.LoraDropout),
