@@ -19,10 +19,6 @@ namespace CudaFinetune.IO;
 /// </summary>
 public static class CheckpointExport
 {
-    /// <summary>Files of a model directory that describe its tokenizer and generation defaults, copied into a merged export.</summary>
-    public static IReadOnlyList<string> TokenizerFiles { get; } =
-        ["tokenizer.json", TokenizerCatalog.RecordFileName, "special_tokens_map.json", "tokenizer.model", "generation_config.json"];
-
     /// <summary>Writes the LoRA adapter of the checkpoint at <paramref name="path"/> (a checkpoint, or a run's newest valid one) as PEFT's layout.</summary>
     public static string ToPeft(string path, string outDir)
     {
@@ -71,10 +67,7 @@ public static class CheckpointExport
             LoraMerge.IntoBaseWeights(model);
         }
         HfModelDirectory.Save(outDir, config, model.Parameters, dtype, backend, maxShardBytes);
-        foreach (string file in TokenizerFiles.Where(f => File.Exists(Path.Combine(modelDir, f))))
-        {
-            File.Copy(Path.Combine(modelDir, file), Path.Combine(outDir, file), overwrite: true);
-        }
+        TokenizerCatalog.CopyHfFiles(modelDir, outDir);
         return checkpoint.Directory;
     }
 

@@ -1,8 +1,8 @@
 namespace CudaFinetune.Tokenizers;
 
 /// <summary>
-/// Text ↔ token ids. Implementations: GPT-2 byte-level BPE (the demo's); later tokenizer.json and
-/// SentencePiece. Encode adds no special tokens: callers add BOS/EOS where a format wants them.
+/// Text ↔ token ids. Implementations: GPT-2 byte-level BPE (the demo's, built in) and a Hugging Face
+/// directory's own tokenizer.json or SentencePiece tokenizer.model (<see cref="HfTokenizer"/>). Encode adds no special tokens: callers add BOS/EOS where a format wants them.
 /// </summary>
 public interface ITokenizer
 {

@@ -15,8 +15,8 @@ namespace CudaFinetune.Tokenizers;
 /// ones transformers writes for the same tokenizer (<c>tokenizer_class</c>, the special tokens,
 /// <c>model_max_length</c>), so the directory reads naturally to Hugging Face tooling; the
 /// vocabulary files themselves (vocab.json, merges.txt) are not written. A directory whose
-/// tokenizer_config.json lacks the key (an ordinary Hugging Face download) has no record CudaFinetune
-/// can use yet: <see cref="TryLoadForModel"/> returns null and only pretokenized data can be trained.
+/// tokenizer_config.json lacks the key (an ordinary Hugging Face download) uses its own tokenizer files
+/// through <see cref="HfTokenizer"/> (tokenizer.json or tokenizer.model); without them only pretokenized data can be trained.
 /// </remarks>
 public static class TokenizerCatalog
 {
@@ -61,7 +61,7 @@ public static class TokenizerCatalog
         }
         catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
         {
-            return null;
+            return HfTokenizer.Exists(modelDir) ? HfTokenizer.Load(modelDir) : null;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -85,7 +85,7 @@ public static class TokenizerCatalog
             }
             if (!root.TryGetProperty(RecordKey, out JsonElement nameElement) || nameElement.ValueKind == JsonValueKind.Null)
             {
-                return null;
+                return HfTokenizer.Exists(modelDir) ? HfTokenizer.Load(modelDir) : null; // an ordinary Hugging Face directory
             }
             if (nameElement.ValueKind != JsonValueKind.String)
             {
@@ -94,6 +94,35 @@ public static class TokenizerCatalog
             string name = nameElement.GetString()!;
             return Find(name)?.Create()
                 ?? throw new UserErrorException($"{path}: records tokenizer '{name}', which this version of CudaFinetune does not know; known tokenizers: {string.Join(", ", Names)}");
+        }
+    }
+
+    /// <summary>Files of a Hugging Face model directory that describe its tokenizer and generation defaults.</summary>
+    public static IReadOnlyList<string> HfFiles { get; } =
+        [HfTokenizer.TokenizerJsonFileName, RecordFileName, "special_tokens_map.json", HfTokenizer.SentencePieceFileName, "generation_config.json"];
+
+    /// <summary>
+    /// Gives a written model directory its tokenizer: the record for a catalog tokenizer, else a copy of the Hugging Face
+    /// tokenizer files of <paramref name="sourceModelDir"/> (the model it was trained from).
+    /// </summary>
+    public static void SaveForModel(string modelDir, ITokenizer tokenizer, string sourceModelDir)
+    {
+        ArgumentNullException.ThrowIfNull(tokenizer);
+        if (Find(tokenizer.Name) is not null)
+        {
+            WriteRecord(modelDir, tokenizer);
+            return;
+        }
+        CopyHfFiles(sourceModelDir, modelDir);
+    }
+
+    /// <summary>Copies the tokenizer files <paramref name="from"/> has into <paramref name="to"/>.</summary>
+    public static void CopyHfFiles(string from, string to)
+    {
+        Directory.CreateDirectory(to);
+        foreach (string file in HfFiles.Where(f => File.Exists(Path.Combine(from, f))))
+        {
+            File.Copy(Path.Combine(from, file), Path.Combine(to, file), overwrite: true);
         }
     }
 

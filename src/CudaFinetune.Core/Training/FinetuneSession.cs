@@ -523,7 +523,7 @@ public sealed class FinetuneSession : IDisposable
             HfModelDirectory.Save(modelDir, Model.Config, Model.Parameters, Tensors.DType.F32, Model.Backend);
             if (Tokenizer is not null)
             {
-                TokenizerCatalog.WriteRecord(modelDir, Tokenizer);
+                TokenizerCatalog.SaveForModel(modelDir, Tokenizer, Options.Model!);
             }
         }
         return new FinetuneResult(dir, outcome, metricsPath, adapterDir, modelDir, first ? Path.Combine(dir, LossChartFileName) : null, lastCheckpoint);
