@@ -10,7 +10,8 @@ internal readonly record struct DatasetRecord(JsonElement Value, int Line);
 /// Reads a dataset file's records: <c>.jsonl</c> is JSON Lines (one object per line, blank lines
 /// skipped); <c>.json</c> is a JSON array of objects, or JSON Lines when the file does not start with
 /// '[' (as Hugging Face's json loader accepts both; a .json file holding one object, even spread over
-/// several lines, is one record). Every problem names the file and the line.
+/// several lines, is one record); <c>.csv</c> has a header row naming the fields (<see cref="CsvRecords"/>). Every
+/// problem names the file and the line.
 /// </summary>
 internal static class DatasetFile
 {
@@ -50,9 +51,13 @@ internal static class DatasetFile
         {
             jsonLines = FirstSignificantByte(content.Span) != (byte)'[';
         }
+        else if (extension.Equals(".csv", StringComparison.OrdinalIgnoreCase))
+        {
+            return CsvRecords.Read(content, source);
+        }
         else
         {
-            throw new UserErrorException($"dataset '{source}' is neither .json nor .jsonl; give a .jsonl file (one JSON object per line) or a .json file (an array of objects)");
+            throw new UserErrorException($"dataset '{source}' is neither .json, .jsonl nor .csv; give a .jsonl file (one JSON object per line), a .json file (an array of objects) or a .csv file with a header row");
         }
         ReadOnlyMemory<byte> body = SkipBom(content);
         if (!jsonLines)

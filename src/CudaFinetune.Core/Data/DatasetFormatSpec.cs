@@ -13,16 +13,20 @@ namespace CudaFinetune.Data;
 internal sealed partial class DatasetFormatSpec
 {
     /// <summary>Field names the formats use, which --field-map can point at other fields.</summary>
-    public static readonly string[] CanonicalFields = ["input_ids", "labels", "instruction", "input", "output", "dialogue", "summary", "text", "prompt", "response"];
+    public static readonly string[] CanonicalFields = ["input_ids", "labels", "messages", "instruction", "input", "output", "dialogue", "summary", "target", "text", "prompt", "response"];
 
     private readonly Dictionary<string, string> _map;
 
-    private DatasetFormatSpec(string format, Dictionary<string, string> map, IReadOnlyList<TemplatePart>? template)
+    private DatasetFormatSpec(string format, Dictionary<string, string> map, IReadOnlyList<TemplatePart>? template, string chatTemplate)
     {
         Format = format;
         _map = map;
         Template = template;
+        ChatTemplate = chatTemplate;
     }
+
+    /// <summary>How chat records are rendered (<see cref="ChatTemplates"/>).</summary>
+    public string ChatTemplate { get; }
 
     /// <summary>"auto" or one of <see cref="DatasetLoader.Formats"/>.</summary>
     public string Format { get; }
@@ -46,7 +50,11 @@ internal sealed partial class DatasetFormatSpec
             }
             template = ParseTemplate(text);
         }
-        return new DatasetFormatSpec(format, ParseFieldMap(options.FieldMap), template);
+        if (!ChatTemplates.Names.Contains(options.ChatTemplate))
+        {
+            throw new UserErrorException($"--chat-template must be {string.Join(", ", ChatTemplates.Names)}, got '{options.ChatTemplate}'");
+        }
+        return new DatasetFormatSpec(format, ParseFieldMap(options.FieldMap), template, options.ChatTemplate);
     }
 
     /// <summary>The record field that holds <paramref name="canonical"/>: its --field-map source, else the same name.</summary>
@@ -84,6 +92,8 @@ internal sealed partial class DatasetFormatSpec
         DatasetLoader.PretokenizedFormat => Has(record, "input_ids"),
         DatasetLoader.AlpacaFormat => Has(record, "instruction") && Has(record, "output"),
         DatasetLoader.SamsumFormat => Has(record, "dialogue") && Has(record, "summary"),
+        DatasetLoader.ChatFormat => Has(record, "messages"),
+        DatasetLoader.GrammarFormat => Has(record, "input") && Has(record, "target"),
         DatasetLoader.CustomFormat => Has(record, "response") && (Template is not null || Has(record, "prompt")),
         DatasetLoader.TextFormat => Has(record, "text"),
         _ => throw new ArgumentOutOfRangeException(nameof(format), format, "unknown dataset format"),
@@ -95,6 +105,8 @@ internal sealed partial class DatasetFormatSpec
         DatasetLoader.PretokenizedFormat => $"{Describe("input_ids")}, optional {Describe("labels")}",
         DatasetLoader.AlpacaFormat => $"{Describe("instruction")}, {Describe("output")}, optional {Describe("input")}",
         DatasetLoader.SamsumFormat => $"{Describe("dialogue")}, {Describe("summary")}",
+        DatasetLoader.ChatFormat => $"{Describe("messages")} (role and content objects)",
+        DatasetLoader.GrammarFormat => $"{Describe("input")}, {Describe("target")}",
         DatasetLoader.CustomFormat => Template is null
             ? $"{Describe("prompt")}, {Describe("response")}"
             : $"{Describe("response")} and the --prompt-template fields {string.Join(", ", Template.Where(p => p.Field is not null).Select(p => $"'{p.Field}'").Distinct())}",

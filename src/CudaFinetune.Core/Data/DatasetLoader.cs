@@ -49,9 +49,14 @@ public static class DatasetLoader
     public const string SamsumFormat = "samsum";
     public const string TextFormat = "text";
     public const string CustomFormat = "custom";
+    public const string ChatFormat = "chat";
+    public const string GrammarFormat = "grammar";
 
     /// <summary>The formats, in the order auto tries them.</summary>
-    public static IReadOnlyList<string> Formats { get; } = [PretokenizedFormat, AlpacaFormat, SamsumFormat, TextFormat, CustomFormat];
+    public static IReadOnlyList<string> Formats { get; } = [PretokenizedFormat, ChatFormat, AlpacaFormat, SamsumFormat, GrammarFormat, TextFormat, CustomFormat];
+
+    /// <summary>llama-recipes' grammar dataset prompt (its CSV has input and target columns).</summary>
+    public const string GrammarPrompt = "Correct this to standard English: {input}\n---\nCorrected: ";
 
     /// <summary>llama-recipes' PROMPT_DICT["prompt_input"].</summary>
     public const string AlpacaPromptInput =
@@ -162,9 +167,12 @@ public static class DatasetLoader
                     $"{where}: the record's fields ({DatasetFormatSpec.FieldList(record.Value)}) lack what {format} needs ({spec.Required(format)}); {origin}, and every record must be in that format" +
                     (spec.Format == AutoFormat ? "" : "; use --dataset-format auto to recognise the format from the fields, or map yours with --field-map"));
             }
-            examples.Add(format == PretokenizedFormat
-                ? ReadPretokenized(record.Value, spec, vocabSize, where)
-                : Tokenize(record.Value, format, spec, tokenizer!, vocabSize, where));
+            examples.Add(format switch
+            {
+                PretokenizedFormat => ReadPretokenized(record.Value, spec, vocabSize, where),
+                ChatFormat => TokenizeChat(record.Value, spec, tokenizer!, vocabSize, where),
+                _ => Tokenize(record.Value, format, spec, tokenizer!, vocabSize, where),
+            });
         }
         if (examples.Count == 0)
         {
@@ -216,6 +224,10 @@ public static class DatasetLoader
                 prompt = spec.Template is not null ? spec.RenderTemplate(record, where) : GetString(record, spec, "prompt", where);
                 response = GetString(record, spec, "response", where);
                 break;
+            case GrammarFormat:
+                prompt = GrammarPrompt.Replace("{input}", GetString(record, spec, "input", where), StringComparison.Ordinal);
+                response = GetString(record, spec, "target", where);
+                break;
             case TextFormat:
                 prompt = "";
                 response = GetString(record, spec, "text", where);
@@ -247,6 +259,20 @@ public static class DatasetLoader
         }
         ids[at] = tokenizer.EosId;
         labels[at] = tokenizer.EosId;
+        CheckIds(ids, tokenizer, vocabSize, where);
+        return new TokenizedExample(ids, labels);
+    }
+
+    private static TokenizedExample TokenizeChat(JsonElement record, DatasetFormatSpec spec, ITokenizer tokenizer, int vocabSize, string where)
+    {
+        spec.TryGet(record, "messages", out JsonElement messages);
+        var (ids, labels) = ChatTemplates.Tokenize(ChatTemplates.ReadMessages(messages, where), ChatTemplates.Resolve(spec.ChatTemplate, tokenizer), tokenizer, where);
+        CheckIds(ids, tokenizer, vocabSize, where);
+        return new TokenizedExample([.. ids], [.. labels]);
+    }
+
+    private static void CheckIds(IEnumerable<int> ids, ITokenizer tokenizer, int vocabSize, string where)
+    {
         foreach (int id in ids)
         {
             if ((uint)id >= (uint)vocabSize)
@@ -254,7 +280,6 @@ public static class DatasetLoader
                 throw new UserErrorException($"{where}: tokenizer '{tokenizer.Name}' produced id {id}, outside the model's vocabulary of {vocabSize}; the tokenizer and the model do not belong together");
             }
         }
-        return new TokenizedExample(ids, labels);
     }
 
     /// <summary>Fills an alpaca prompt's placeholders in one left-to-right pass, so braces inside the values stay as they are.</summary>

@@ -50,7 +50,7 @@ public sealed record FinetuneOptions
     public string LoraTargets { get; init; } = "q_proj,v_proj";
 
     // ---- data ---------------------------------------------------------------------------
-    /// <summary>auto (recognise by fields), pretokenized, alpaca, samsum, text or custom.</summary>
+    /// <summary>auto (recognise by fields), pretokenized, chat, alpaca, samsum, grammar, text or custom.</summary>
     public string DatasetFormat { get; init; } = "auto";
 
     /// <summary>For custom files: "ourfield=input_field" pairs, e.g. "prompt=question,response=answer".</summary>
@@ -65,6 +65,9 @@ public sealed record FinetuneOptions
     /// <see cref="LoraTargets"/>. To continue an interrupted run exactly, use a resume instead.
     /// </summary>
     public string? FromPeft { get; init; }
+
+    /// <summary>How chat records (<c>messages</c>) are rendered: <c>auto</c> (llama3 when the tokenizer has its header tokens, else llama2), <c>llama3</c> or <c>llama2</c>.</summary>
+    public string ChatTemplate { get; init; } = "auto";
 
     /// <summary>Separate validation file; when null, <see cref="ValidationFraction"/> of the data is held out.</summary>
     public string? ValidationDataset { get; init; }
@@ -159,8 +162,9 @@ public sealed record FinetuneOptions
         Require(LoraR > 0, $"--lora-r must be positive, got {LoraR}");
         Require(LoraAlpha > 0, $"--lora-alpha must be positive, got {LoraAlpha}");
         Require(LoraDropout is >= 0 and < 1, $"--lora-dropout must be in [0, 1), got {LoraDropout}");
-        Require(DatasetFormat is "auto" or "pretokenized" or "alpaca" or "samsum" or "text" or "custom",
-            $"--dataset-format must be auto, pretokenized, alpaca, samsum, text or custom, got '{DatasetFormat}'");
+        Require(DatasetFormat is "auto" or "pretokenized" or "chat" or "alpaca" or "samsum" or "grammar" or "text" or "custom",
+            $"--dataset-format must be auto, pretokenized, chat, alpaca, samsum, grammar, text or custom, got '{DatasetFormat}'");
+        Require(ChatTemplate is "auto" or "llama3" or "llama2", $"--chat-template must be auto, llama3 or llama2, got '{ChatTemplate}'");
         Require(ValidationFraction is >= 0 and < 1, $"--validation-fraction must be in [0, 1), got {ValidationFraction}");
         Require(BatchSize > 0, $"--batch-size must be positive, got {BatchSize}");
         Require(ContextLength > 1, $"--context-length must be at least 2, got {ContextLength}");

@@ -23,6 +23,7 @@ public static class FinetuneOptionsJson
         w.WriteString("lora_targets", o.LoraTargets);
         w.WriteString("from_peft", o.FromPeft);
         w.WriteString("dataset_format", o.DatasetFormat);
+        w.WriteString("chat_template", o.ChatTemplate);
         w.WriteString("field_map", o.FieldMap);
         w.WriteString("prompt_template", o.PromptTemplate);
         w.WriteString("validation_dataset", o.ValidationDataset);

@@ -15,7 +15,7 @@ internal static class EvalCommand
         var model = new Option<string>("--model") { Description = "Model directory in Hugging Face layout", Required = true };
         var adapter = new Option<string>("--adapter") { Description = "LoRA adapter directory (a fine-tune's adapter/ folder)" };
         var dataset = new Option<string>("--dataset") { Description = "Data to evaluate on, .json or .jsonl (every example is used)", Required = true };
-        var format = new Option<string>("--dataset-format") { Description = "auto, pretokenized, alpaca, samsum, text or custom", DefaultValueFactory = _ => "auto" };
+        var format = new Option<string>("--dataset-format") { Description = "auto, pretokenized, chat, alpaca, samsum, grammar, text or custom", DefaultValueFactory = _ => "auto" };
         var fieldMap = new Option<string>("--field-map") { Description = "Custom files: e.g. prompt=question,response=answer" };
         var template = new Option<string>("--prompt-template") { Description = "Custom files: prompt text with {field} placeholders" };
         var batchSize = new Option<int>("--batch-size") { Description = "Rows per batch", DefaultValueFactory = _ => 4 };

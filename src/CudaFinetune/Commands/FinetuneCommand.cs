@@ -139,7 +139,7 @@ internal sealed class FinetuneFlags
     public Option<bool> Strict { get; } = new("--strict") { Description = "With --resume: fail if the newest checkpoint is damaged instead of using the newest valid one" };
     public Option<string> Config { get; } = new("--config") { Description = "JSON or YAML file of options (our names or llama-recipes train_config names); flags override it" };
     public Option<string> Model { get; } = new("--model") { Description = "Model directory in Hugging Face layout (config.json + model.safetensors)" };
-    public Option<string> Dataset { get; } = new("--dataset") { Description = "Training data, .json or .jsonl (pretokenized, alpaca, samsum, text or custom)" };
+    public Option<string> Dataset { get; } = new("--dataset") { Description = "Training data, .json, .jsonl or .csv (pretokenized, chat, alpaca, samsum, grammar, text or custom)" };
     public Option<string> OutputDir { get; } = new("--output-dir") { Description = "Where run.json, metrics.jsonl, loss.png and the adapter/model go [default: output]" };
     public Option<bool> Overwrite { get; } = new("--overwrite") { Description = "Replace an earlier run's files in --output-dir" };
     public Option<string> FromPeft { get; } = new("--from-peft") { Description = "Start from an existing PEFT LoRA adapter directory (its r, alpha and target modules are used); llama-recipes' from_peft_checkpoint" };
@@ -148,7 +148,8 @@ internal sealed class FinetuneFlags
     public Option<double> LoraAlpha { get; } = new("--lora-alpha") { Description = "LoRA alpha; the update is scaled by alpha/r [default: 32]" };
     public Option<double> LoraDropout { get; } = new("--lora-dropout") { Description = "Dropout on the LoRA input [default: 0.05]" };
     public Option<string> LoraTargets { get; } = new("--lora-targets") { Description = "Comma-separated modules (q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj) or all-linear [default: q_proj,v_proj]" };
-    public Option<string> DatasetFormat { get; } = new("--dataset-format") { Description = "auto, pretokenized, alpaca, samsum, text or custom [default: auto]" };
+    public Option<string> DatasetFormat { get; } = new("--dataset-format") { Description = "auto, pretokenized, chat, alpaca, samsum, grammar, text or custom [default: auto]" };
+    public Option<string> ChatTemplate { get; } = new("--chat-template") { Description = "Chat records (messages): auto, llama3 or llama2; the loss is on assistant turns [default: auto]" };
     public Option<string> FieldMap { get; } = new("--field-map") { Description = "Custom files: map our fields to yours, e.g. prompt=question,response=answer" };
     public Option<string> PromptTemplate { get; } = new("--prompt-template") { Description = "Custom files: prompt text with {field} placeholders" };
     public Option<string> ValidationDataset { get; } = new("--validation-dataset") { Description = "Separate validation file (else --validation-fraction of the data)" };
@@ -180,7 +181,7 @@ internal sealed class FinetuneFlags
 
     public IEnumerable<Option> All =>
     [
-        Resume, Force, Strict, DistTimeout, Config, Model, Dataset, OutputDir, Overwrite, Peft, FromPeft, LoraR, LoraAlpha, LoraDropout, LoraTargets, DatasetFormat, FieldMap, PromptTemplate,
+        Resume, Force, Strict, DistTimeout, Config, Model, Dataset, OutputDir, Overwrite, Peft, FromPeft, LoraR, LoraAlpha, LoraDropout, LoraTargets, DatasetFormat, ChatTemplate, FieldMap, PromptTemplate,
         ValidationDataset, ValidationFraction, BatchSize, ContextLength, Batching, Shuffle, GradientAccumulationSteps, NumEpochs, MaxSteps,
         Lr, WeightDecay, Beta1, Beta2, Epsilon, Scheduler, WarmupSteps, Gamma, GradientClipping, Seed, EvalEvery, SaveEvery, KeepLast, Device, WorldSize, NprocPerNode, ZeroStage,
     ];
@@ -210,6 +211,7 @@ internal sealed class FinetuneFlags
             LoraDropout = Get(LoraDropout, o.LoraDropout),
             LoraTargets = Get(LoraTargets, o.LoraTargets),
             DatasetFormat = Get(DatasetFormat, o.DatasetFormat),
+            ChatTemplate = Get(ChatTemplate, o.ChatTemplate),
             FieldMap = GetText(FieldMap, o.FieldMap),
             PromptTemplate = GetText(PromptTemplate, o.PromptTemplate),
             ValidationDataset = GetText(ValidationDataset, o.ValidationDataset),
