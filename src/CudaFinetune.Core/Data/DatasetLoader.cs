@@ -190,9 +190,9 @@ public static class DatasetLoader
         if (tokenizer is null)
         {
             throw new UserErrorException(
-                $"{source}: the records are {format} text, which needs a tokenizer, but the model directory has no tokenizer record CudaFinetune can use " +
-                $"({TokenizerCatalog.RecordFileName} with \"{TokenizerCatalog.RecordKey}\": one of {string.Join(", ", TokenizerCatalog.Names)}); " +
-                "give pretokenized records instead ({\"input_ids\": [...], \"labels\": [...]}) or a model directory that records its tokenizer");
+                $"{source}: the records are {format} text, which needs a tokenizer, but the model directory has none CudaFinetune can use " +
+                $"({HfTokenizer.TokenizerJsonFileName}, {HfTokenizer.SentencePieceFileName}, or {TokenizerCatalog.RecordFileName} with \"{TokenizerCatalog.RecordKey}\": one of {string.Join(", ", TokenizerCatalog.Names)}); " +
+                "give pretokenized records instead ({\"input_ids\": [...], \"labels\": [...]}) or a model directory with its tokenizer files");
         }
         if (tokenizer.VocabSize > vocabSize)
         {
