@@ -8,7 +8,9 @@
 # ISA, which also checks the emulator's model of the hardware); a short fine-tune interrupted by SIGTERM
 # (preemption) and resumed, compared with an uninterrupted run (metrics equal but for tokens_per_s,
 # adapters bitwise equal), on --device cuda; the NCCL path (ZeRO optimizer) at world size 1 under torchrun's
-# environment, whose losses must equal the one-rank run's; the speed comparison with PyTorch on the same card
+# environment, whose losses must equal the one-rank run's; the Hugging Face round trip (a LoRA run exported
+# as a PEFT adapter and as a merged model, loaded by transformers + peft, whose loss on the data must equal
+# `CudaFinetune eval`'s within 1e-3); the speed comparison with PyTorch on the same card
 # (benchmarks/gpu/reference.py): flash attention forward+backward TFLOP/s against sdpa's flash backend
 # (target ≥ 0.8×), and a LoRA step of a Llama-3.2-1B-shaped model against transformers + peft
 # (target ≥ 1.3× tokens/s at no more peak memory).
@@ -82,6 +84,33 @@ else
   rows+=("NCCL world 1 = one rank (losses)|FAILED (rc $nccl_rc)")
 fi
 "$bin" checkpoint verify "$(ls -d "$work"/resumed/checkpoints/step-* | tail -1)" > /dev/null && rows+=("checkpoint verify|ok") || rows+=("checkpoint verify|FAILED")
+
+echo "== Hugging Face round trip: export peft and merged, loaded by transformers + peft, loss compared with ours"
+rt="$work/roundtrip"
+mkdir -p "$rt"
+"$bin" init-model --preset tiny --seed 3 --out "$rt/base" > /dev/null 2>&1
+python3 - "$rt/data.jsonl" <<'PY'
+import json, random, sys
+r = random.Random(5)
+with open(sys.argv[1], "w") as f:
+    for _ in range(24):
+        s = r.randrange(200)
+        f.write(json.dumps({"input_ids": [(s + 3 * j) % 500 for j in range(33)]}) + "\n")
+PY
+"$bin" finetune --device cpu --model "$rt/base" --dataset "$rt/data.jsonl" --output-dir "$rt/run" --context-length 32 --batch-size 4 \
+  --lora-targets all-linear --lora-r 8 --lr 5e-3 --max-steps 12 > "$rt/finetune.log" 2>&1
+"$bin" export --checkpoint "$rt/run" --format peft --out "$rt/peft" > /dev/null 2>&1
+"$bin" export --checkpoint "$rt/run" --format merged --dtype f32 --out "$rt/merged" > /dev/null 2>&1
+ours=$("$bin" eval --device cpu --model "$rt/base" --adapter "$rt/peft" --dataset "$rt/data.jsonl" --context-length 33 --batching padding --batch-size 1 2>&1 | grep -o 'loss [0-9.]*' | head -1 | cut -d' ' -f2)
+hf_loss() { timeout 300 python3 benchmarks/gpu/hf_roundtrip.py "$@" 2>&1 | tee -a "$rt/hf.log" | awk '$1 == "result" { print $3 }' | tail -1; }
+hf_adapter=$(hf_loss --model "$rt/base" --adapter "$rt/peft" --data "$rt/data.jsonl")
+hf_merged=$(hf_loss --model "$rt/merged" --data "$rt/data.jsonl")
+close() { [ -n "$1" ] && [ -n "$2" ] && [ "$(echo "d = $1 - $2; if (d < 0) d = -d; d < 0.001" | bc)" = 1 ]; }
+if close "$ours" "$hf_adapter" && close "$ours" "$hf_merged"; then
+  rows+=("HF round trip loss ours/peft/merged|$ours / $hf_adapter / $hf_merged ok")
+else
+  rows+=("HF round trip loss ours/peft/merged|FAILED: ${ours:-?} / ${hf_adapter:-?} / ${hf_merged:-?}")
+fi
 
 # "result NAME VALUE" lines of CudaFinetune bench and reference.py.
 result() { awk -v name="$2" '$1 == "result" && $2 == name { print $3 }' "$1" | tail -1; }
