@@ -40,16 +40,7 @@ public sealed class ChatAndGrammarDatasetTests
         var tokenizer = HfTokenizer.Load(Path.Combine(package, "models"));
         var example = DatasetLoader.Load(Options(WriteChat()), tokenizer, tokenizer.VocabSize).Train.Single();
 
-        string script = _dir.File("chat.js"), input = _dir.File("messages.json");
-        File.WriteAllText(script, """
-            const fs = require("fs"), vm = require("vm");
-            vm.runInThisContext(fs.readFileSync(process.argv[2], "utf8") + "\n;globalThis.__lib = Llama3Tokenizer;");
-            const tokenizer = globalThis.__lib.fromPreTrained();
-            const ids = tokenizer.apply_chat_template(JSON.parse(fs.readFileSync(process.argv[3], "utf8")), { tokenize: true, return_tensor: false });
-            process.stdout.write(JSON.stringify(Array.from(ids, Number)));
-            """);
-        File.WriteAllText(input, JsonSerializer.Serialize(Conversation));
-        int[] reference = JsonSerializer.Deserialize<int[]>(NpmPackages.Node(script, Path.Combine(package, "dist", "main.global.js"), input))!;
+        int[] reference = TransformersJs.Run<int[]>(package, "Llama3Tokenizer", "Array.from(tokenizer.apply_chat_template(input, { tokenize: true, return_tensor: false }), Number)", Conversation);
         // This version of the template always appends the next assistant header; a training example ends before it.
         var generationHeader = tokenizer.Encode("<|start_header_id|>assistant<|end_header_id|>\n\n");
         Assert.That(reference[^generationHeader.Count..], Is.EqualTo(generationHeader));

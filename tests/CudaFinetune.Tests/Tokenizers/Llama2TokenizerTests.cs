@@ -1,4 +1,3 @@
-using System.Text.Json;
 using CudaFinetune.Tests.IO;
 using CudaFinetune.Tests.Support;
 using CudaFinetune.Tokenizers;
@@ -39,16 +38,7 @@ public sealed class Llama2TokenizerTests
         var tokenizer = HfTokenizer.Load(modelDir);
         Assert.That((tokenizer.Name, tokenizer.BosId, tokenizer.EosId, tokenizer.VocabSize), Is.EqualTo((HfTokenizer.SentencePieceFileName, (int?)1, 2, 32000)));
 
-        string script = dir.File("encode.js"), input = dir.File("corpus.json");
-        File.WriteAllText(script, """
-            const fs = require("fs"), vm = require("vm");
-            vm.runInThisContext(fs.readFileSync(process.argv[2], "utf8") + "\n;globalThis.__lib = Llama2Tokenizer;");
-            const tokenizer = globalThis.__lib.fromPreTrained();
-            const texts = JSON.parse(fs.readFileSync(process.argv[3], "utf8"));
-            process.stdout.write(JSON.stringify(texts.map(t => tokenizer.encode(t, { add_special_tokens: false }))));
-            """);
-        File.WriteAllText(input, JsonSerializer.Serialize(Corpus));
-        var expected = JsonSerializer.Deserialize<int[][]>(NpmPackages.Node(script, Path.Combine(package, "dist", "main.global.js"), input))!;
+        var expected = TransformersJs.Encode(package, "Llama2Tokenizer", Corpus);
         Assert.That(expected[4], Has.Some.InRange(3, 258), "the emoji fall back to byte pieces: that path is compared too");
         for (int i = 0; i < Corpus.Length; i++)
         {

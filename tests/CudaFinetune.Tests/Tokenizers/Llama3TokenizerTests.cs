@@ -1,5 +1,3 @@
-using System.Text.Json;
-using CudaFinetune.Tests.IO;
 using CudaFinetune.Tests.Support;
 using CudaFinetune.Tokenizers;
 using NUnit.Framework;
@@ -46,17 +44,7 @@ public sealed class Llama3TokenizerTests
     public void Ids_equal_the_reference_implementations_on_a_varied_corpus()
     {
         var tokenizer = Load(out string package);
-        using var dir = new TempDirectory();
-        string script = dir.File("encode.js"), input = dir.File("corpus.json");
-        File.WriteAllText(script, """
-            const fs = require("fs"), vm = require("vm");
-            vm.runInThisContext(fs.readFileSync(process.argv[2], "utf8") + "\n;globalThis.__lib = Llama3Tokenizer;");
-            const tokenizer = globalThis.__lib.fromPreTrained();
-            const texts = JSON.parse(fs.readFileSync(process.argv[3], "utf8"));
-            process.stdout.write(JSON.stringify(texts.map(t => tokenizer.encode(t, { add_special_tokens: false }))));
-            """);
-        File.WriteAllText(input, JsonSerializer.Serialize(Corpus));
-        var expected = JsonSerializer.Deserialize<int[][]>(NpmPackages.Node(script, Path.Combine(package, "dist", "main.global.js"), input))!;
+        var expected = TransformersJs.Encode(package, "Llama3Tokenizer", Corpus);
         for (int i = 0; i < Corpus.Length; i++)
         {
             Assert.That(tokenizer.Encode(Corpus[i]), Is.EqualTo(expected[i]), $"text {i}: {Corpus[i]}");
