@@ -28,6 +28,9 @@ internal sealed class BenchTinyStep : IDisposable
     /// <summary>One forward and backward pass; returns the mean loss.</summary>
     public double Run() => _workload.ForwardBackward();
 
+    /// <summary>One whole optimizer step (with AdamW); returns the mean loss.</summary>
+    public double RunStep() => _workload.Step();
+
     public void Dispose()
     {
         _workload.Dispose();

@@ -90,10 +90,11 @@ internal static class BenchCommand
         peft.AcceptOnlyFromAmong("lora", "none");
         var rank = Positive("--lora-r", 16, "LoRA rank");
         var targets = new Option<string>("--lora-targets") { Description = "LoRA target modules (comma-separated or all-linear)", DefaultValueFactory = _ => "all-linear" };
+        var dropout = new Option<double>("--lora-dropout") { Description = "Dropout on the LoRA input", DefaultValueFactory = _ => 0 };
         var steps = Positive("--steps", 5, "Timed steps (after one warm-up step)");
         var command = new Command("step", "A whole training step (forward, backward, AdamW) of a random model: tokens/s and peak memory")
         {
-            device, preset, batch, context, peft, rank, targets, steps,
+            device, preset, batch, context, peft, rank, targets, dropout, steps,
         };
         command.SetAction(parse =>
         {
@@ -101,7 +102,7 @@ internal static class BenchCommand
             var config = LlamaPresets.Get(parse.GetValue(preset)!);
             int r = parse.GetValue(rank);
             var lora = parse.GetValue(peft) == "lora"
-                ? new LoraConfig { Rank = r, Alpha = 2 * r, Dropout = 0, TargetModules = LoraConfig.ParseTargets(parse.GetValue(targets)!) }
+                ? new LoraConfig { Rank = r, Alpha = 2 * r, Dropout = parse.GetValue(dropout), TargetModules = LoraConfig.ParseTargets(parse.GetValue(targets)!) }
                 : null;
             using var backend = BackendFactory.Create(parse.GetValue(device)!, config);
             output.WriteLine($"bench step on {backend.Name}: {parse.GetValue(preset)} ({(lora is null ? "full fine-tuning" : $"LoRA r={r} on {parse.GetValue(targets)}")}), "
