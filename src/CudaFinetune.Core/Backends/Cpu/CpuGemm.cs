@@ -202,28 +202,33 @@ internal static unsafe class CpuGemm
         /// <summary>Packs rows [i0, i0+mLen) × k [k0, k0+kc) of op(A) as [panel][k][MR], zero-padded.</summary>
         private readonly void PackA(T* dst, int i0, int mLen, int k0, int kc)
         {
-            for (int ii = 0; ii < mLen; ii += MR)
+            if (TransA)
             {
-                int rows = Math.Min(MR, mLen - ii);
-                T* panel = dst + (long)ii * kc;
-                if (TransA)
+                // op(A) = Aᵀ: row k of A holds the block's mLen values of that k contiguously; read each row once,
+                // front to back, and deal its values out to the MR-row panels (the same layout, so the same sums).
+                for (int kk = 0; kk < kc; kk++)
                 {
-                    // op(A) = Aᵀ: the MR values of one k are contiguous in A's row k.
-                    for (int kk = 0; kk < kc; kk++)
+                    T* src = A + (long)(k0 + kk) * Lda + i0;
+                    for (int ii = 0; ii < mLen; ii += MR)
                     {
-                        T* src = A + (long)(k0 + kk) * Lda + i0 + ii;
-                        T* p = panel + kk * MR;
+                        int rows = Math.Min(MR, mLen - ii);
+                        T* p = dst + (long)ii * kc + kk * MR;
                         for (int r = 0; r < rows; r++)
                         {
-                            p[r] = src[r];
+                            p[r] = src[ii + r];
                         }
                         for (int r = rows; r < MR; r++)
                         {
                             p[r] = T.Zero;
                         }
                     }
-                    continue;
                 }
+                return;
+            }
+            for (int ii = 0; ii < mLen; ii += MR)
+            {
+                int rows = Math.Min(MR, mLen - ii);
+                T* panel = dst + (long)ii * kc;
                 for (int r = 0; r < MR; r++)
                 {
                     if (r >= rows)
