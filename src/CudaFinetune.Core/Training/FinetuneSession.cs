@@ -443,6 +443,7 @@ public sealed class FinetuneSession : IDisposable
         string checkpointsDir = CheckpointStore.CheckpointsDirectory(dir);
         string metricsPath = Path.Combine(dir, MetricsFileName);
         bool first = Job.IsFirstProcess;
+        using var runLock = first ? RunLock.Acquire(dir) : null; // a second run on this directory is refused
         if (first)
         {
             if (Resumed is null && Options.Overwrite)
