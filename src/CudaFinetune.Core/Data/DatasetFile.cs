@@ -41,6 +41,7 @@ internal static class DatasetFile
     /// <summary>The records of <paramref name="content"/>; <paramref name="source"/> (a file name ending in .json or .jsonl) decides the layout and names it in messages.</summary>
     public static IEnumerable<DatasetRecord> Records(ReadOnlyMemory<byte> content, string source)
     {
+        CheckUtf8(content.Span, source);
         string extension = Path.GetExtension(source);
         bool jsonLines;
         if (extension.Equals(".jsonl", StringComparison.OrdinalIgnoreCase))
@@ -68,6 +69,22 @@ internal static class DatasetFile
         return extension.Equals(".json", StringComparison.OrdinalIgnoreCase) && TryParseSingleObject(body) is { } single
             ? Single(single)
             : Lines(body, source);
+    }
+
+    /// <summary>The file must be UTF-8 text (JSON and CSV are): a damaged or foreign-encoded file is refused at its first bad byte.</summary>
+    private static void CheckUtf8(ReadOnlySpan<byte> content, string source)
+    {
+        if (System.Text.Unicode.Utf8.IsValid(content))
+        {
+            return;
+        }
+        int valid = 0;
+        while (System.Text.Rune.DecodeFromUtf8(content[valid..], out _, out int consumed) == System.Buffers.OperationStatus.Done)
+        {
+            valid += consumed;
+        }
+        int line = 1 + content[..valid].Count((byte)'\n');
+        throw new UserErrorException($"{source}, line {line}: not valid UTF-8 text (byte {valid} of the file); save the dataset as UTF-8");
     }
 
     private static JsonDocument? TryParseSingleObject(ReadOnlyMemory<byte> content)
