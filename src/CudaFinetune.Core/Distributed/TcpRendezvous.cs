@@ -62,7 +62,15 @@ public static class TcpRendezvous
                 }
                 var socket = accept.Result;
                 socket.ReceiveTimeout = (int)Math.Max(1, wait.TotalMilliseconds);
-                var hello = Receive(socket, 12);
+                byte[] hello;
+                try
+                {
+                    hello = Receive(socket, 12);
+                }
+                catch (SocketException e)
+                {
+                    throw new UserErrorException($"rendezvous on port {job.MasterPort}: a connecting rank went away before saying who it is ({e.SocketErrorCode})", e);
+                }
                 uint magic = BinaryPrimitives.ReadUInt32LittleEndian(hello);
                 int rank = BinaryPrimitives.ReadInt32LittleEndian(hello.AsSpan(4)), worldSize = BinaryPrimitives.ReadInt32LittleEndian(hello.AsSpan(8));
                 string? problem = magic != Magic ? "something that is not a CudaFinetune rank connected"
@@ -127,6 +135,11 @@ public static class TcpRendezvous
         catch (SocketException e) when (e.SocketErrorCode == SocketError.TimedOut)
         {
             throw new UserErrorException($"rank {job.Rank}: rank 0 at {job.MasterAddress}:{job.MasterPort} did not answer within {timeout.TotalSeconds:0} s (are all {job.WorldSize} ranks started?)");
+        }
+        catch (SocketException e)
+        {
+            // Rank 0 gave up (a rank never arrived, or it failed) and closed the connection: its own message says why.
+            throw new UserErrorException($"rank {job.Rank}: rank 0 at {job.MasterAddress}:{job.MasterPort} ended the rendezvous ({e.SocketErrorCode}); its output says why (a rank that never arrived, or a refusal)", e);
         }
         var body = Receive(socket, BinaryPrimitives.ReadInt32LittleEndian(header.AsSpan(1)));
         return header[0] == 1 ? body : throw new UserErrorException($"rank {job.Rank}: rendezvous refused: {Encoding.UTF8.GetString(body)}");
