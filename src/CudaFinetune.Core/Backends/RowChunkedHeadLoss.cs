@@ -73,7 +73,7 @@ internal sealed class RowChunkedHeadLoss : IDisposable
         {
             int rows = x.Shape.Rows, chunks = (rows + perChunk - 1) / perChunk;
             (int Start, int Count)[] ranges = [.. Enumerable.Range(0, chunks).Select(c => (c * perChunk, Math.Min(perChunk, rows - c * perChunk)))];
-            static Tensor Span1D(Tensor t, int start, int count) => new(t.Storage, t.DType, new Shape(count), t.ElementOffset + start, ownsStorage: false);
+            static Tensor Span1D(Tensor t, int start, int count) => t.View(start, new Shape(count));
             return new Views
             {
                 _targets = targets,

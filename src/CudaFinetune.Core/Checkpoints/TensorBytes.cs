@@ -37,7 +37,7 @@ internal static unsafe class TensorBytes
             CopyIn(backend, bytes, destination, offset);
             return;
         }
-        using var view = new Tensor(destination.Storage, destination.DType, new Shape(bytes.Length / size), destination.ElementOffset + offset / size, ownsStorage: false);
+        using var view = destination.View(offset / size, new Shape(bytes.Length / size));
         CopyIn(backend, bytes, view, 0);
     }
 

@@ -21,10 +21,10 @@ public sealed class ShardedAdamW : ITrainingOptimizer
     private readonly IBackend _backend;
     private readonly IProcessGroup _group;
     private readonly IReadOnlyList<Parameter> _parameters;
-    private readonly Tensor _flatGradients, _flatWeights, _gradientShard, _master, _m, _v, _normSquared;
+    private readonly Tensor _flatGradients, _flatWeights, _gradientShard, _master, _m, _v;
+    private readonly RankSums _normSquared;
     private readonly Tensor[] _gradientViews, _weightViews;
     private readonly (Tensor Gradients, Tensor GradientPart, Tensor Weights, Tensor MasterPart, int Stage)[] _buckets;
-    private readonly double[] _normHost = new double[1];
     private int _reduced;
 
     /// <summary>PyTorch DDP's 25 MiB, in fp32 elements.</summary>
@@ -51,11 +51,11 @@ public sealed class ShardedAdamW : ITrainingOptimizer
         _master = backend.Allocate(dtype, new Shape(shard));
         _m = backend.Allocate(dtype, new Shape(shard));
         _v = backend.Allocate(dtype, new Shape(shard));
-        _normSquared = backend.Allocate(DType.F64, new Shape(1));
-        _gradientViews = [.. Enumerable.Range(0, parameters.Count).Select(p => View(_flatGradients, Plan.FlatOffset(p), parameters[p].Value.Shape))];
-        _weightViews = [.. Enumerable.Range(0, parameters.Count).Select(p => View(_flatWeights, Plan.FlatOffset(p), parameters[p].Value.Shape))];
-        _buckets = [.. Plan.Buckets.Select(b => (View(_flatGradients, b.FlatStart, new Shape(checked((int)b.Size))), View(_gradientShard, b.ShardStart, new Shape(checked((int)b.PartSize))),
-            View(_flatWeights, b.FlatStart, new Shape(checked((int)b.Size))), View(_master, b.ShardStart, new Shape(checked((int)b.PartSize))),
+        _normSquared = new RankSums(backend, group, 1);
+        _gradientViews = [.. Enumerable.Range(0, parameters.Count).Select(p => _flatGradients.View(Plan.FlatOffset(p), parameters[p].Value.Shape))];
+        _weightViews = [.. Enumerable.Range(0, parameters.Count).Select(p => _flatWeights.View(Plan.FlatOffset(p), parameters[p].Value.Shape))];
+        _buckets = [.. Plan.Buckets.Select(b => (_flatGradients.View(b.FlatStart, new Shape(checked((int)b.Size))), _gradientShard.View(b.ShardStart, new Shape(checked((int)b.PartSize))),
+            _flatWeights.View(b.FlatStart, new Shape(checked((int)b.Size))), _master.View(b.ShardStart, new Shape(checked((int)b.PartSize))),
             Enumerable.Range(b.First, b.Count).Select(i => Stage(order[i])).DefaultIfEmpty(0).Max()))];
         GradientsReady = LaunchReadyBuckets;
         CheckpointPieces = [.. Pieces(CheckpointFormat.ModelGroup, "", _master), .. Pieces(CheckpointFormat.OptimizerGroup, CheckpointFormat.FirstMomentSuffix, _m),
@@ -67,7 +67,7 @@ public sealed class ShardedAdamW : ITrainingOptimizer
         }
         foreach (var (_, _, weights, masterPart, _) in _buckets)
         {
-            using var mine = View(weights, (long)group.Rank * masterPart.ElementCount, masterPart.Shape);
+            using var mine = weights.View((long)group.Rank * masterPart.ElementCount, masterPart.Shape);
             backend.Copy(mine, masterPart);
         }
     }
@@ -121,11 +121,9 @@ public sealed class ShardedAdamW : ITrainingOptimizer
         LaunchReadyBuckets(int.MaxValue);
         _reduced = 0;
         _group.WaitForCollectives();
-        _normHost[0] = _backend.SumOfSquares(_gradientShard);
-        _backend.CopyFromHost<double>(_normHost, _normSquared);
-        _group.AllReduceSum(_normSquared);
-        _backend.CopyToHost<double>(_normSquared, _normHost);
-        return Math.Sqrt(_normHost[0]);
+        _normSquared.Values[0] = _backend.SumOfSquares(_gradientShard);
+        _normSquared.AllReduce();
+        return Math.Sqrt(_normSquared.Values[0]);
     }
 
     /// <summary>AdamW on this rank's shard, then every rank's updated masters all-gathered into the parameters.</summary>
@@ -156,16 +154,15 @@ public sealed class ShardedAdamW : ITrainingOptimizer
     /// <summary>Each segment of this rank's shard of <paramref name="buffer"/> as a slice of its parameter's tensor.</summary>
     private IEnumerable<CheckpointPiece> Pieces(string group, string suffix, Tensor buffer)
         => Plan.Segments(_group.Rank).Select(s => new CheckpointPiece(_parameters[s.Parameter].Name + suffix, group,
-            View(buffer, s.ShardOffset, new Shape(checked((int)s.Count))), _parameters[s.Parameter].Value.Shape, s.ParameterOffset));
-
-    private static Tensor View(Tensor buffer, long offset, Shape shape) => new(buffer.Storage, buffer.DType, shape, buffer.ElementOffset + offset, ownsStorage: false);
+            buffer.View(s.ShardOffset, new Shape(checked((int)s.Count))), _parameters[s.Parameter].Value.Shape, s.ParameterOffset));
 
     public void Dispose()
     {
-        foreach (var t in new[] { _flatGradients, _flatWeights, _gradientShard, _master, _m, _v, _normSquared })
+        foreach (var t in new[] { _flatGradients, _flatWeights, _gradientShard, _master, _m, _v })
         {
             t.Dispose();
         }
+        _normSquared.Dispose();
         foreach (var view in _buckets.SelectMany(b => new[] { b.Gradients, b.GradientPart, b.Weights, b.MasterPart }).Concat(_gradientViews).Concat(_weightViews)
             .Concat(CheckpointPieces.Select(p => p.Data)))
         {

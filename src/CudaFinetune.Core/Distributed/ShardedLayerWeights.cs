@@ -48,12 +48,12 @@ public sealed class ShardedLayerWeights : ILayerWeights, IShardedWeights, IDispo
         var dtype = backend.ComputeType;
         _shards = backend.Allocate(dtype, new Shape(checked((int)(PartElements * config.NumHiddenLayers))));
         _layer = backend.Allocate(dtype, new Shape(checked((int)PaddedLayer)));
-        _parts = [.. Enumerable.Range(0, config.NumHiddenLayers).Select(l => View(_shards, l * PartElements, new Shape(checked((int)PartElements))))];
+        _parts = [.. Enumerable.Range(0, config.NumHiddenLayers).Select(l => _shards.View(l * PartElements, new Shape(checked((int)PartElements))))];
         for (int l = 0; l < config.NumHiddenLayers; l++)
         {
             foreach (var (suffix, shape, at) in _layout)
             {
-                _views[LlamaTensorNames.LayerPrefix(l) + suffix] = (l, View(_layer, at, new Shape(shape)));
+                _views[LlamaTensorNames.LayerPrefix(l) + suffix] = (l, _layer.View(at, new Shape(shape)));
             }
         }
     }
@@ -105,8 +105,6 @@ public sealed class ShardedLayerWeights : ILayerWeights, IShardedWeights, IDispo
             _held = layer;
         }
     }
-
-    private static Tensor View(Tensor buffer, long offset, Shape shape) => new(buffer.Storage, buffer.DType, shape, buffer.ElementOffset + offset, ownsStorage: false);
 
     public void Dispose()
     {

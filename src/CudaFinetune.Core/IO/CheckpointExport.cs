@@ -1,6 +1,5 @@
 using CudaFinetune.Backends.Cpu;
 using CudaFinetune.Checkpoints;
-using CudaFinetune.Config;
 using CudaFinetune.Errors;
 using CudaFinetune.Lora;
 using CudaFinetune.Model;
@@ -22,8 +21,8 @@ public static class CheckpointExport
     /// <summary>Writes the LoRA adapter of the checkpoint at <paramref name="path"/> (a checkpoint, or a run's newest valid one) as PEFT's layout.</summary>
     public static string ToPeft(string path, string outDir)
     {
-        var (checkpoint, options) = OpenNewest(path);
-        var lora = LoraOf(options) ?? throw new UserErrorException($"'{checkpoint.Directory}' is a full fine-tuning checkpoint (peft none): it has no adapter; export it with --format merged");
+        var (checkpoint, options) = FinetuneSession.OpenNewestSaved(path, "export");
+        var lora = options.LoraSettings() ?? throw new UserErrorException($"'{checkpoint.Directory}' is a full fine-tuning checkpoint (peft none): it has no adapter; export it with --format merged");
         using var backend = new CpuBackend();
         var pieces = checkpoint.Manifest.Tensors.Where(t => t.Group == CheckpointFormat.ModelGroup).DistinctBy(t => t.Name)
             .Select(t => CheckpointPiece.Whole(t.Name, t.Group, backend.Allocate(t.DType, new Shape([.. t.Shape.Select(d => checked((int)d))])))).ToList();
@@ -45,7 +44,7 @@ public static class CheckpointExport
     /// </summary>
     public static string ToMerged(string path, string outDir, string? baseModel = null, DType dtype = DType.BF16, long maxShardBytes = HfModelDirectory.DefaultMaxShardBytes)
     {
-        var (checkpoint, options) = OpenNewest(path);
+        var (checkpoint, options) = FinetuneSession.OpenNewestSaved(path, "export");
         string modelDir = baseModel ?? options.Model ?? throw new UserErrorException($"'{checkpoint.Directory}' records no base model; pass --base-model DIR");
         if (!Directory.Exists(modelDir))
         {
@@ -57,7 +56,7 @@ public static class CheckpointExport
         }
         using var backend = new CpuBackend();
         var (config, weights) = HfModelDirectory.Load(modelDir, backend);
-        var lora = LoraOf(options);
+        var lora = options.LoraSettings();
         using var model = new LlamaModel(backend, config, weights, new LlamaModelOptions { Lora = lora, Seed = options.Seed });
         var pieces = model.TrainableParameters.Select(p => CheckpointPiece.Whole(p.Name, CheckpointFormat.ModelGroup, p.FullPrecision)).ToList();
         checkpoint.Load(pieces, backend, checkpoint.Manifest.Tensors.Select(t => (t.Group, t.Name)));
@@ -70,30 +69,4 @@ public static class CheckpointExport
         TokenizerCatalog.CopyHfFiles(modelDir, outDir);
         return checkpoint.Directory;
     }
-
-    /// <summary>The newest checkpoint at <paramref name="path"/> that opens, and the options its run was saved with.</summary>
-    private static (Checkpoint Checkpoint, FinetuneOptions Options) OpenNewest(string path)
-    {
-        ArgumentNullException.ThrowIfNull(path);
-        var candidates = CheckpointStore.Resolve(path);
-        var problems = new List<string>();
-        foreach (string dir in candidates.Checkpoints)
-        {
-            try
-            {
-                var checkpoint = Checkpoint.Open(dir);
-                var options = RunConfigFile.ApplyText(new FinetuneOptions(), checkpoint.Manifest.ConfigJson, $"{checkpoint.Directory}/{CheckpointFormat.ManifestFileName} (config)", yaml: false);
-                return (checkpoint, options);
-            }
-            catch (CheckpointCorruptException e) when (!candidates.Explicit)
-            {
-                problems.Add(e.Message);
-            }
-        }
-        throw new UserErrorException($"no valid checkpoint to export at '{path}'{(problems.Count > 0 ? ":" + Environment.NewLine + "  " + string.Join(Environment.NewLine + "  ", problems) : "")}");
-    }
-
-    private static LoraConfig? LoraOf(FinetuneOptions o) => o.Peft == "lora"
-        ? new LoraConfig { Rank = o.LoraR, Alpha = o.LoraAlpha, Dropout = o.LoraDropout, TargetModules = LoraConfig.ParseTargets(o.LoraTargets) }
-        : null;
 }

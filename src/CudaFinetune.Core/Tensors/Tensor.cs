@@ -49,6 +49,17 @@ public sealed unsafe class Tensor : IDisposable
         return new Tensor(Storage, DType, shape, ElementOffset, ownsStorage: false);
     }
 
+    /// <summary>Elements [offset, offset + shape's count) of the flattened tensor, seen with <paramref name="shape"/>.</summary>
+    public Tensor View(long offset, Shape shape)
+    {
+        ArgumentNullException.ThrowIfNull(shape);
+        if (offset < 0 || offset > ElementCount - shape.ElementCount)
+        {
+            throw new ArgumentOutOfRangeException(nameof(offset), $"elements [{offset}, {offset + shape.ElementCount}) outside a tensor of {ElementCount}");
+        }
+        return new Tensor(Storage, DType, shape, ElementOffset + offset, ownsStorage: false);
+    }
+
     /// <summary>Rows [start, start+count) of the tensor seen as a 2-D [Rows, Columns] matrix.</summary>
     public Tensor SliceRows(int start, int count)
     {

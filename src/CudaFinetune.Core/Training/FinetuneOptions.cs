@@ -138,6 +138,11 @@ public sealed record FinetuneOptions
     /// <summary>Replace an earlier run's files in <see cref="OutputDir"/> (refused otherwise, so nothing saved is lost).</summary>
     public bool Overwrite { get; init; }
 
+    /// <summary>The LoRA adapters these options train (null for full fine-tuning).</summary>
+    public Lora.LoraConfig? LoraSettings() => Peft == "lora"
+        ? new Lora.LoraConfig { Rank = LoraR, Alpha = LoraAlpha, Dropout = LoraDropout, TargetModules = Lora.LoraConfig.ParseTargets(LoraTargets) }
+        : null;
+
     /// <summary>Throws <see cref="UserErrorException"/> when the options ask more of the model than it has (rows longer than its positions).</summary>
     public void CheckFits(Model.LlamaConfig config)
     {

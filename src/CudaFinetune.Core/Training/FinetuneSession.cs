@@ -98,7 +98,14 @@ public sealed class FinetuneSession : IDisposable
     /// that opens, with its output directory set to the run's; the starting point for a resume's
     /// options, which flags then override.
     /// </summary>
-    public static FinetuneOptions ReadResumeOptions(string path)
+    public static FinetuneOptions ReadResumeOptions(string path) => OpenNewestSaved(path, "resume from").Options;
+
+    /// <summary>
+    /// The newest checkpoint under <paramref name="path"/> (an output directory or one checkpoint) that opens, and the
+    /// options its run was saved with, output directory set to the run's; <see cref="UserErrorException"/> listing every
+    /// damaged one when none opens. <paramref name="purpose"/> completes "no valid checkpoint to …".
+    /// </summary>
+    internal static (Checkpoint Checkpoint, FinetuneOptions Options) OpenNewestSaved(string path, string purpose)
     {
         var candidates = CheckpointStore.Resolve(path);
         var problems = new List<string>();
@@ -106,19 +113,20 @@ public sealed class FinetuneSession : IDisposable
         {
             try
             {
-                var saved = SavedOptions(Checkpoint.Open(dir));
-                return candidates.OutputDir is { } outputDir ? saved with { OutputDir = outputDir } : saved;
+                var checkpoint = Checkpoint.Open(dir);
+                var saved = SavedOptions(checkpoint);
+                return (checkpoint, candidates.OutputDir is { } outputDir ? saved with { OutputDir = outputDir } : saved);
             }
             catch (CheckpointCorruptException e)
             {
                 problems.Add(e.Message);
             }
         }
-        throw NoValidCheckpoint(path, problems);
+        throw NoValidCheckpoint(path, problems, purpose);
     }
 
-    private static UserErrorException NoValidCheckpoint(string path, IEnumerable<string> problems)
-        => new($"no valid checkpoint to resume from at '{path}':{Environment.NewLine}  {string.Join(Environment.NewLine + "  ", problems)}");
+    private static UserErrorException NoValidCheckpoint(string path, IEnumerable<string> problems, string purpose = "resume from")
+        => new($"no valid checkpoint to {purpose} at '{path}':{Environment.NewLine}  {string.Join(Environment.NewLine + "  ", problems)}");
 
     private static FinetuneOptions SavedOptions(Checkpoint checkpoint)
         => RunConfigFile.ApplyText(new FinetuneOptions(), checkpoint.Manifest.ConfigJson, $"{checkpoint.Directory}/{CheckpointFormat.ManifestFileName} (config)", yaml: false);
@@ -223,10 +231,7 @@ public sealed class FinetuneSession : IDisposable
         {
             (var config, weights) = HfModelDirectory.Load(options.Model!, backend, shardLayers is null ? null : c => layerWeights = shardLayers(c));
             options.CheckFits(config);
-            var lora = options.Peft == "lora"
-                ? new LoraConfig { Rank = options.LoraR, Alpha = options.LoraAlpha, Dropout = options.LoraDropout, TargetModules = LoraConfig.ParseTargets(options.LoraTargets) }
-                : null;
-            made = new LlamaModel(backend, config, weights, new LlamaModelOptions { Lora = lora, Seed = options.Seed, LayerWeights = layerWeights });
+            made = new LlamaModel(backend, config, weights, new LlamaModelOptions { Lora = options.LoraSettings(), Seed = options.Seed, LayerWeights = layerWeights });
             if (startFromAdapter && options.FromPeft is { } adapter)
             {
                 PeftAdapterDirectory.LoadWeights(adapter, made);

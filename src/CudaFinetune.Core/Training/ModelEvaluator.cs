@@ -28,8 +28,7 @@ public static class ModelEvaluator
             sum += loss.Sum;
             tokens += loss.Tokens;
         }
-        int most = (plan.Count + stride - 1) / stride, mine = plan.Count > first ? (plan.Count - first + stride - 1) / stride : 0;
-        for (int i = mine; i < most; i++)
+        for (int i = 0; i < Distributed.RankShare.Shortfall(plan.Count, first, stride); i++)
         {
             model.StandInForPass(backward: false);
         }

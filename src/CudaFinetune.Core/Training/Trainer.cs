@@ -2,7 +2,6 @@ using System.Diagnostics;
 using CudaFinetune.Data;
 using CudaFinetune.Distributed;
 using CudaFinetune.Model;
-using CudaFinetune.Tensors;
 
 namespace CudaFinetune.Training;
 
@@ -32,8 +31,7 @@ public sealed class Trainer : IDisposable
     private readonly FinetuneOptions _options;
     private readonly ITrainingOptimizer _optimizer;
     private readonly IProcessGroup? _group;
-    private readonly Tensor? _sums;
-    private readonly double[] _sumsHost = new double[3];
+    private readonly RankSums? _sums;
 
     /// <param name="group">the ranks of a data-parallel job (null: this rank alone, with the unsharded optimizer)</param>
     public Trainer(LlamaModel model, BatchPlan train, BatchPlan? validation, FinetuneOptions options, IProcessGroup? group = null)
@@ -54,7 +52,7 @@ public sealed class Trainer : IDisposable
             ? new AdamWOptimizer(model.Backend, model.TrainableParameters, options.Beta1, options.Beta2, options.Epsilon, options.WeightDecay)
             : new ShardedAdamW(model.Backend, group, model.TrainableParameters, options.Beta1, options.Beta2, options.Epsilon, options.WeightDecay,
                 gradientStages: model.GradientStages, bucketElements: BucketElements);
-        _sums = group is null ? null : model.Backend.Allocate(DType.F64, new Shape(_sumsHost.Length));
+        _sums = group is null ? null : new RankSums(model.Backend, group, 3);
         BatchesPerStep = options.GradientAccumulationSteps * WorldSize;
         StepsPerEpoch = (train.Count + BatchesPerStep - 1) / BatchesPerStep;
         long all = (long)StepsPerEpoch * options.NumEpochs;
@@ -258,13 +256,7 @@ public sealed class Trainer : IDisposable
     /// </summary>
     private int StandInPasses(int groupSize)
     {
-        if (_model.LayerWeights is null)
-        {
-            return 0;
-        }
-        int most = (groupSize + WorldSize - 1) / WorldSize;
-        int mine = groupSize > Rank ? (groupSize - Rank + WorldSize - 1) / WorldSize : 0;
-        return most - mine;
+        return _model.LayerWeights is null ? 0 : RankShare.Shortfall(groupSize, Rank, WorldSize);
     }
 
     /// <summary>Whether to stop after this step: asked on any rank (so every rank stops after the same step).</summary>
@@ -274,11 +266,10 @@ public sealed class Trainer : IDisposable
     /// <summary>Each value summed over the ranks, through one small all-reduce.</summary>
     private (double, long, long) SumOverRanks(double a, long b, long c)
     {
-        (_sumsHost[0], _sumsHost[1], _sumsHost[2]) = (a, b, c);
-        _model.Backend.CopyFromHost<double>(_sumsHost, _sums!);
-        _group!.AllReduceSum(_sums!);
-        _model.Backend.CopyToHost<double>(_sums!, _sumsHost);
-        return (_sumsHost[0], (long)_sumsHost[1], (long)_sumsHost[2]);
+        var sums = _sums!.Values;
+        (sums[0], sums[1], sums[2]) = (a, b, c);
+        _sums.AllReduce();
+        return (sums[0], (long)sums[1], (long)sums[2]);
     }
 
     public void Dispose()

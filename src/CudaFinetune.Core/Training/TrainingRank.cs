@@ -3,7 +3,6 @@ using CudaFinetune.Checkpoints;
 using CudaFinetune.Data;
 using CudaFinetune.Distributed;
 using CudaFinetune.Model;
-using CudaFinetune.Tensors;
 
 namespace CudaFinetune.Training;
 
@@ -15,8 +14,7 @@ internal sealed class TrainingRank : IDisposable, ITrainingCheckpoints
 {
     private readonly Func<TrainingRank, TrainingState, CheckpointReason, CheckpointManifest> _describe;
     private readonly Func<IReadOnlyList<CheckpointExtraFile>> _extraFiles;
-    private readonly Tensor? _flag;
-    private readonly double[] _flagHost = new double[1];
+    private readonly RankSums? _flag;
 
     private readonly IDisposable? _layerWeights;
 
@@ -31,7 +29,7 @@ internal sealed class TrainingRank : IDisposable, ITrainingCheckpoints
         _describe = describe;
         _extraFiles = extraFiles;
         Trainer = new Trainer(model, train, validation, options, group) { Checkpoints = this };
-        _flag = group is null ? null : backend.Allocate(DType.F64, new Shape(1));
+        _flag = group is null ? null : new RankSums(backend, group, 1);
     }
 
     /// <summary>The global rank.</summary>
@@ -62,15 +60,13 @@ internal sealed class TrainingRank : IDisposable, ITrainingCheckpoints
     /// <summary>Whether <paramref name="mine"/> holds on any rank of the job (a collective: every rank calls it).</summary>
     public bool OnAnyRank(bool mine)
     {
-        if (Group is null)
+        if (_flag is null)
         {
             return mine;
         }
-        _flagHost[0] = mine ? 1 : 0;
-        Backend.CopyFromHost<double>(_flagHost, _flag!);
-        Group.AllReduceSum(_flag!);
-        Backend.CopyToHost<double>(_flag!, _flagHost);
-        return _flagHost[0] > 0;
+        _flag.Values[0] = mine ? 1 : 0;
+        _flag.AllReduce();
+        return _flag.Values[0] > 0;
     }
 
     void ITrainingCheckpoints.Save(TrainingState state, CheckpointReason reason)
