@@ -125,12 +125,13 @@ public static class TcpRendezvous
         BinaryPrimitives.WriteUInt32LittleEndian(hello, Magic);
         BinaryPrimitives.WriteInt32LittleEndian(hello.AsSpan(4), job.Rank);
         BinaryPrimitives.WriteInt32LittleEndian(hello.AsSpan(8), job.WorldSize);
-        Send(socket, hello);
-        socket.ReceiveTimeout = (int)Math.Max(1, (deadline - DateTime.UtcNow).TotalMilliseconds);
-        byte[] header;
+        byte[] header, body;
         try
         {
+            Send(socket, hello);
+            socket.ReceiveTimeout = (int)Math.Max(1, (deadline - DateTime.UtcNow).TotalMilliseconds);
             header = Receive(socket, 5);
+            body = Receive(socket, BinaryPrimitives.ReadInt32LittleEndian(header.AsSpan(1)));
         }
         catch (SocketException e) when (e.SocketErrorCode == SocketError.TimedOut)
         {
@@ -141,7 +142,6 @@ public static class TcpRendezvous
             // Rank 0 gave up (a rank never arrived, or it failed) and closed the connection: its own message says why.
             throw new UserErrorException($"rank {job.Rank}: rank 0 at {job.MasterAddress}:{job.MasterPort} ended the rendezvous ({e.SocketErrorCode}); its output says why (a rank that never arrived, or a refusal)", e);
         }
-        var body = Receive(socket, BinaryPrimitives.ReadInt32LittleEndian(header.AsSpan(1)));
         return header[0] == 1 ? body : throw new UserErrorException($"rank {job.Rank}: rendezvous refused: {Encoding.UTF8.GetString(body)}");
     }
 
