@@ -185,15 +185,17 @@ internal static unsafe class CpuGemm
                     {
                         int mr = Math.Min(MR, mLen - ii);
                         T* aPanel = packedA + (long)ii * kc;
-                        if (Vector512.IsHardwareAccelerated)
+                        T* c = C + (long)(i0 + ii) * Ldc + j;
+                        if (mr == MR && nr == Nr)
                         {
-                            MicroKernel<Vector512Ops<T>, Vector512<T>, T>(kc, aPanel, bPanel, tile);
+                            // A whole micro-tile merges into C straight from the registers.
+                            var merge = new TileMerge<T>(c, Ldc, Alpha, Beta, first);
+                            RunMicroKernel(kc, aPanel, bPanel, merge);
+                            continue;
                         }
-                        else
-                        {
-                            MicroKernel<Vector256Ops<T>, Vector256<T>, T>(kc, aPanel, bPanel, tile);
-                        }
-                        MergeTile(tile, C + (long)(i0 + ii) * Ldc + j, mr, nr, first);
+                        // An edge tile lands in scratch first, then only its valid part merges.
+                        RunMicroKernel(kc, aPanel, bPanel, new TileMerge<T>(tile, Nr, T.One, T.Zero, first: true));
+                        MergeTile(tile, c, mr, nr, first);
                     }
                 }
             }
@@ -248,6 +250,18 @@ internal static unsafe class CpuGemm
             }
         }
 
+        private static void RunMicroKernel(int kc, T* aPanel, T* bPanel, in TileMerge<T> merge)
+        {
+            if (Vector512.IsHardwareAccelerated)
+            {
+                MicroKernel<Vector512Ops<T>, Vector512<T>, T>(kc, aPanel, bPanel, merge);
+            }
+            else
+            {
+                MicroKernel<Vector256Ops<T>, Vector256<T>, T>(kc, aPanel, bPanel, merge);
+            }
+        }
+
         /// <summary>C = alpha·tile + beta·C on the first K block (C ignored when beta is 0), else C += alpha·tile.</summary>
         private readonly void MergeTile(T* tile, T* c, int rows, int cols, bool first)
         {
@@ -264,11 +278,25 @@ internal static unsafe class CpuGemm
         }
     }
 
-    /// <summary>tile[MR][NR] = Σ_k aPanel[k][r] · bPanel[k][:], NR = two vectors of <typeparamref name="TVec"/>.</summary>
-    private static void MicroKernel<TOps, TVec, T>(int kc, T* a, T* b, T* tile)
+    /// <summary>
+    /// Where a micro-kernel's MR × NR sums go, and how: C = alpha·sum + beta·C on the first K block (C not read when beta
+    /// is 0), C += alpha·sum after it. A multiply then an add, never fused, so a vector lane rounds exactly as the scalar
+    /// edge-tile merge does.
+    /// </summary>
+    private readonly struct TileMerge<T>(T* c, int ldc, T alpha, T beta, bool first) where T : unmanaged
+    {
+        public readonly T* C = c;
+        public readonly int Ldc = ldc;
+        public readonly T Alpha = alpha;
+        public readonly T Beta = beta;
+        public readonly bool First = first;
+    }
+
+    /// <summary>Σ_k aPanel[k][r] · bPanel[k][:] for the MR rows r, NR = two vectors of <typeparamref name="TVec"/>, merged into C.</summary>
+    private static void MicroKernel<TOps, TVec, T>(int kc, T* a, T* b, in TileMerge<T> merge)
         where TOps : struct, IVectorOps<TVec, T>
         where TVec : struct
-        where T : unmanaged
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         int w = TOps.Count;
         TVec c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
@@ -284,13 +312,43 @@ internal static unsafe class CpuGemm
             x = TOps.Broadcast(a[4]); c40 = TOps.MultiplyAdd(x, b0, c40); c41 = TOps.MultiplyAdd(x, b1, c41);
             x = TOps.Broadcast(a[5]); c50 = TOps.MultiplyAdd(x, b0, c50); c51 = TOps.MultiplyAdd(x, b1, c51);
         }
-        int s = 2 * w;
-        TOps.Store(c00, tile); TOps.Store(c01, tile + w);
-        TOps.Store(c10, tile + s); TOps.Store(c11, tile + s + w);
-        TOps.Store(c20, tile + 2 * s); TOps.Store(c21, tile + 2 * s + w);
-        TOps.Store(c30, tile + 3 * s); TOps.Store(c31, tile + 3 * s + w);
-        TOps.Store(c40, tile + 4 * s); TOps.Store(c41, tile + 4 * s + w);
-        TOps.Store(c50, tile + 5 * s); TOps.Store(c51, tile + 5 * s + w);
+        T* c = merge.C;
+        long ldc = merge.Ldc;
+        MergeRow<TOps, TVec, T>(c00, c01, c, merge);
+        MergeRow<TOps, TVec, T>(c10, c11, c + ldc, merge);
+        MergeRow<TOps, TVec, T>(c20, c21, c + 2 * ldc, merge);
+        MergeRow<TOps, TVec, T>(c30, c31, c + 3 * ldc, merge);
+        MergeRow<TOps, TVec, T>(c40, c41, c + 4 * ldc, merge);
+        MergeRow<TOps, TVec, T>(c50, c51, c + 5 * ldc, merge);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void MergeRow<TOps, TVec, T>(TVec lo, TVec hi, T* c, in TileMerge<T> merge)
+        where TOps : struct, IVectorOps<TVec, T>
+        where TVec : struct
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int w = TOps.Count;
+        if (merge.Alpha != T.One)
+        {
+            // alpha·x is x exactly when alpha is 1, so skipping the multiply changes no bit.
+            var alpha = TOps.Broadcast(merge.Alpha);
+            lo = TOps.Multiply(alpha, lo);
+            hi = TOps.Multiply(alpha, hi);
+        }
+        if (!merge.First)
+        {
+            lo = TOps.Add(TOps.Load(c), lo);
+            hi = TOps.Add(TOps.Load(c + w), hi);
+        }
+        else if (merge.Beta != T.Zero)
+        {
+            var beta = TOps.Broadcast(merge.Beta);
+            lo = TOps.Add(lo, TOps.Multiply(beta, TOps.Load(c)));
+            hi = TOps.Add(hi, TOps.Multiply(beta, TOps.Load(c + w)));
+        }
+        TOps.Store(lo, c);
+        TOps.Store(hi, c + w);
     }
 
     /// <summary>The few vector operations the micro-kernel needs, so one kernel serves both vector widths.</summary>
@@ -300,6 +358,8 @@ internal static unsafe class CpuGemm
         static abstract TVec Load(T* p);
         static abstract TVec Broadcast(T value);
         static abstract TVec MultiplyAdd(TVec a, TVec b, TVec c);
+        static abstract TVec Multiply(TVec a, TVec b);
+        static abstract TVec Add(TVec a, TVec b);
         static abstract void Store(TVec v, T* p);
     }
 
@@ -315,6 +375,12 @@ internal static unsafe class CpuGemm
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static void Store(Vector512<T> v, T* p) => v.Store(p);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<T> Multiply(Vector512<T> a, Vector512<T> b) => a * b;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<T> Add(Vector512<T> a, Vector512<T> b) => a + b;
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector512<T> MultiplyAdd(Vector512<T> a, Vector512<T> b, Vector512<T> c)
@@ -343,6 +409,12 @@ internal static unsafe class CpuGemm
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static void Store(Vector256<T> v, T* p) => v.Store(p);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<T> Multiply(Vector256<T> a, Vector256<T> b) => a * b;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<T> Add(Vector256<T> a, Vector256<T> b) => a + b;
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector256<T> MultiplyAdd(Vector256<T> a, Vector256<T> b, Vector256<T> c)
