@@ -8,7 +8,7 @@ namespace CudaFinetune.Cli;
 /// <summary>
 /// The <c>CudaFinetune</c> executable: builds the verb tree (one file per verb under Commands/) and
 /// maps outcomes to the exit codes the design fixes: 0 done, 1 a check failed, 2 a user error
-/// (bad flag, file or input; printed as one "error:" line, never a stack trace). Any other
+/// (bad flag, file or input, or a file system that refuses a read or write; printed as one "error:" line, never a stack trace). Any other
 /// exception is an engine fault and propagates with the runtime's own non-zero exit code.
 /// </summary>
 internal static class Program
@@ -59,6 +59,12 @@ internal static class Program
         }
         catch (UserErrorException e)
         {
+            error.WriteLine($"error: {e.Message}");
+            return ExitUserError;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // A full disk, a vanished or read-only directory: the machine's state, not an engine fault.
             error.WriteLine($"error: {e.Message}");
             return ExitUserError;
         }

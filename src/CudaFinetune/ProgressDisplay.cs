@@ -33,6 +33,15 @@ internal sealed class ProgressDisplay : IDisposable
                 _output.WriteLine(string.Create(CultureInfo.InvariantCulture,
                     $"checkpoint  step {c.Step}  {c.Bytes / 1e6:F1} MB in {c.WriteTime.TotalSeconds:F2} s  -> {c.Directory}"));
                 break;
+            case CheckpointSaveFailed f:
+                EndLiveLine();
+                _output.WriteLine($"warning: {f.Reason}; training goes on and the next save tries again ({(f.LastGood is null ? "no checkpoint written yet" : $"last good checkpoint: {f.LastGood}")})");
+                break;
+            case StepCompleted { Skipped: true } s:
+                EndLiveLine();
+                _output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"warning: step {s.Step} skipped, not applied: loss {s.Loss}, grad-norm {s.GradNorm} ({s.SkippedSteps} skipped in this run)"));
+                break;
             case StepCompleted s:
                 string line = string.Create(CultureInfo.InvariantCulture,
                     $"step {s.Step}/{s.TotalSteps}  epoch {s.Epoch}  loss {s.Loss:F4}  lr {s.LearningRate:0.00e+0}  grad-norm {s.GradNorm:F3}  {s.TokensPerSecond:N0} tok/s  ETA {Eta(s)}");

@@ -86,6 +86,7 @@ public static class CheckpointFormat
         Training.CheckpointReason.EpochEnd => "epoch-end",
         Training.CheckpointReason.End => "end",
         Training.CheckpointReason.Interrupted => "interrupted",
+        Training.CheckpointReason.NonFinite => "non-finite",
         _ => throw new ArgumentOutOfRangeException(nameof(reason), reason, null),
     };
 

@@ -9,7 +9,13 @@ namespace CudaFinetune.Checkpoints;
 /// the tensors into the (reused) host image on the caller's thread — the only part training waits
 /// for — and hands the rest to a background task: shard files, hashes, manifest, fsync, atomic
 /// commit, the <c>latest</c> pointer and retention. <see cref="WaitForPending"/> waits for the last
-/// write; events and write errors surface on the caller's thread. With several ranks each has its own saver, which
+/// write; events and write errors surface on the caller's thread.
+/// <para>
+/// A write that fails (disk full, directory gone or unwritable) leaves no trace and the earlier checkpoints intact. While
+/// training goes on it is reported (<see cref="SaveFailed"/>) and the next save tries again; <see cref="MaxFailedInARow"/>
+/// failures in a row, or a failed last save (<see cref="WaitForLast"/>), stop the run with a <see cref="UserErrorException"/>
+/// that names the last good checkpoint.
+/// </para> With several ranks each has its own saver, which
 /// writes that rank's shards of the same checkpoint (<see cref="CheckpointRanks"/>); only rank 0's commits and reports.
 /// </summary>
 public sealed class CheckpointSaver : IDisposable
@@ -23,6 +29,11 @@ public sealed class CheckpointSaver : IDisposable
     private long _saves;
     private Task<CommittedCheckpoint?>? _pending;
     private CheckpointReason _pendingReason;
+    private long _pendingStep;
+    private int _failedInARow;
+
+    /// <summary>Failed saves in a row that stop a run (one failure is retried at the next save).</summary>
+    public const int MaxFailedInARow = 3;
 
     /// <param name="ranks">this saver's rank among those writing each checkpoint (default: one rank alone)</param>
     /// <param name="runId">bytes every rank of the run shares, from which they derive the same checkpoint ids (default: random, for one rank)</param>
@@ -39,6 +50,9 @@ public sealed class CheckpointSaver : IDisposable
     /// <summary>Raised (on the thread that calls <see cref="Save"/> or <see cref="WaitForPending"/>) when a write has committed.</summary>
     public event Action<CheckpointSaved>? Saved;
 
+    /// <summary>Raised (on the caller's thread, like <see cref="Saved"/>) when a write failed and the next save will try again.</summary>
+    public event Action<CheckpointSaveFailed>? SaveFailed;
+
     /// <summary>The last checkpoint committed.</summary>
     public CommittedCheckpoint? LastCommitted { get; private set; }
 
@@ -49,13 +63,21 @@ public sealed class CheckpointSaver : IDisposable
         WaitForPending();
         _image.Capture(_backend);
         _pendingReason = manifest.Reason;
+        _pendingStep = manifest.Training.Step;
         string id = CheckpointId(manifest.Training.Step, ++_saves);
         _pending = Task.Factory.StartNew(() =>
         {
             var committed = CheckpointWriter.Write(_checkpointsDir, _image, manifest, extraFiles, id, _ranks);
             if (committed is not null)
             {
-                CheckpointStore.ApplyRetention(_checkpointsDir, _keepLast);
+                try
+                {
+                    CheckpointStore.ApplyRetention(_checkpointsDir, _keepLast);
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    // The checkpoint is committed; old ones not removed now are removed after the next save.
+                }
             }
             return committed;
         }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
@@ -77,8 +99,16 @@ public sealed class CheckpointSaver : IDisposable
         }
     }
 
-    /// <summary>Waits for the write in progress, if any; a failed write is a <see cref="UserErrorException"/> (earlier checkpoints are intact).</summary>
-    public void WaitForPending()
+    /// <summary>
+    /// Waits for the write in progress, if any. A failed write is reported through <see cref="SaveFailed"/> (the next save
+    /// tries again), or, the <see cref="MaxFailedInARow"/>-th in a row, thrown as a <see cref="UserErrorException"/>.
+    /// </summary>
+    public void WaitForPending() => Complete(lastSave: false);
+
+    /// <summary>Waits for the run's last write: its failure is a <see cref="UserErrorException"/> (earlier checkpoints are intact).</summary>
+    public void WaitForLast() => Complete(lastSave: true);
+
+    private void Complete(bool lastSave)
     {
         if (_pending is not { } pending)
         {
@@ -92,9 +122,18 @@ public sealed class CheckpointSaver : IDisposable
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            string last = LastCommitted is { } c ? $"; the last good checkpoint is {c.Directory}" : "";
-            throw new UserErrorException($"could not write a checkpoint into '{_checkpointsDir}': {e.Message}{last}", e);
+            _failedInARow++;
+            string reason = $"could not write the checkpoint of step {_pendingStep} into '{_checkpointsDir}': {e.Message}";
+            string last = LastCommitted is { } c ? $"the last good checkpoint is {c.Directory}" : "no checkpoint of this run was written";
+            if (lastSave || _failedInARow >= MaxFailedInARow)
+            {
+                string count = _failedInARow > 1 ? $" ({_failedInARow} saves in a row failed)" : "";
+                throw new UserErrorException($"{reason}{count}; {last}; free space or fix the directory, then continue with --resume", e);
+            }
+            SaveFailed?.Invoke(new CheckpointSaveFailed(_pendingStep, reason, LastCommitted?.Directory, _failedInARow, _ranks.Rank));
+            return;
         }
+        _failedInARow = 0;
         if (committed is null)
         {
             return; // another rank commits

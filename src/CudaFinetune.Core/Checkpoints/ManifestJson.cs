@@ -206,6 +206,7 @@ internal static class ManifestJson
         w.WriteNumberOrNull("last_loss", t.LastLoss);
         w.WriteNumberOrNull("last_eval_loss", t.LastEvalLoss);
         w.WriteNumberOrNull("best_eval_loss", t.BestEvalLoss);
+        w.WriteNumber("skipped_steps", t.SkippedSteps);
         w.WriteEndObject();
     }
 
@@ -278,6 +279,7 @@ internal static class ManifestJson
             LastLoss = training.OptionalDouble("last_loss"),
             LastEvalLoss = training.OptionalDouble("last_eval_loss"),
             BestEvalLoss = training.OptionalDouble("best_eval_loss"),
+            SkippedSteps = training.OptionalLong("skipped_steps", 0) ?? 0,
         };
         if (training.Int("epoch", 0) != state.Epoch)
         {
@@ -297,7 +299,7 @@ internal static class ManifestJson
             MasterDType = dtypes.OptionalString("master_weights") is null ? null : dtypes.DType("master_weights"),
             OptimizerDType = dtypes.DType("optimizer"),
             WorldSize = r.Int("world_size", 1),
-            Reason = r.Choice("reason", [CheckpointReason.Periodic, CheckpointReason.EpochEnd, CheckpointReason.End, CheckpointReason.Interrupted], CheckpointFormat.ReasonName),
+            Reason = r.Choice("reason", [CheckpointReason.Periodic, CheckpointReason.EpochEnd, CheckpointReason.End, CheckpointReason.Interrupted, CheckpointReason.NonFinite], CheckpointFormat.ReasonName),
             Training = state,
             Sampler = new SamplerRecord(sampler.Bool("shuffle"), sampler.Int("batches_per_epoch", 0), sampler.Hash("order_xxh128")),
             Scheduler = new SchedulerRecord(
@@ -367,6 +369,9 @@ internal static class ManifestJson
             var v = Get(name, JsonValueKind.Number);
             return v.TryGetInt64(out long n) && n >= min ? n : throw Error(name, $"should be an integer ≥ {min}, found {v.GetRawText()}");
         }
+
+        /// <summary>An integer ≥ <paramref name="min"/>, or null when the property is absent (a key added after format 1).</summary>
+        public long? OptionalLong(string name, long min) => element.TryGetProperty(name, out _) ? Long(name, min) : null;
 
         public int Int(string name, int min)
         {

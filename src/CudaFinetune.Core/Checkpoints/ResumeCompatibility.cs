@@ -46,6 +46,7 @@ public static class ResumeCompatibility
         ("keep_last", Rule.MayChange, o => Text(o.KeepLast)),
         ("weight_decay", Rule.MayChange, o => Text(o.WeightDecay)),
         ("gradient_clipping", Rule.MayChange, o => Text(o.GradientClipping)),
+        ("skip_nonfinite", Rule.MayChange, o => o.SkipNonfinite ? "true" : "false"),
         ("beta1", Rule.MayChange, o => Text(o.Beta1)),
         ("beta2", Rule.MayChange, o => Text(o.Beta2)),
         ("epsilon", Rule.MayChange, o => Text(o.Epsilon)),

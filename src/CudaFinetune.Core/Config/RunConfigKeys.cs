@@ -135,6 +135,8 @@ internal static class RunConfigKeys
             "StepLR's learning-rate factor per epoch", (o, v) => o with { Gamma = v.Double() }),
         GradientClipping,
         GradientClippingThreshold,
+        new("skip-nonfinite", "--skip-nonfinite", null, nameof(FinetuneOptions.SkipNonfinite),
+            "skip (and count) a step whose loss or gradient norm is NaN or infinite; `false`: stop there with a checkpoint of the last good state", (o, v) => o with { SkipNonfinite = v.Bool() }),
         new("seed", "--seed", "seed", nameof(FinetuneOptions.Seed),
             "seed for initialisation, dropout and shuffling", (o, v) => o with { Seed = v.ULong() }),
         new("eval-every", "--eval-every", null, nameof(FinetuneOptions.EvalEvery),

@@ -105,6 +105,13 @@ public sealed record FinetuneOptions
     /// <summary>Clip gradients to this global L2 norm (0: no clipping, llama-recipes' default).</summary>
     public double GradientClipping { get; init; }
 
+    /// <summary>
+    /// A step whose loss or gradient norm is NaN or infinite is skipped (its update not applied) and counted; false: the run
+    /// stops there with a checkpoint of the state before it. Either way a run never trains on a non-finite gradient, and
+    /// <see cref="Trainer.MaxSkippedInARow"/> skipped steps in a row stop it.
+    /// </summary>
+    public bool SkipNonfinite { get; init; } = true;
+
     public ulong Seed { get; init; } = 42;
 
     /// <summary>Evaluate every this many optimizer steps (0: only at each epoch's end).</summary>

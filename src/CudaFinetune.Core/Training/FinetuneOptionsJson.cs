@@ -44,6 +44,7 @@ public static class FinetuneOptionsJson
         w.WriteNumber("warmup_steps", o.WarmupSteps);
         w.WriteNumber("gamma", o.Gamma);
         w.WriteNumber("gradient_clipping", o.GradientClipping);
+        w.WriteBoolean("skip_nonfinite", o.SkipNonfinite);
         w.WriteNumber("seed", o.Seed);
         w.WriteNumber("eval_every", o.EvalEvery);
         w.WriteNumber("save_every", o.SaveEvery);

@@ -477,8 +477,20 @@ public sealed class FinetuneSession : IDisposable
                 }
             }
             void Report(CheckpointSaved e) => Progress?.Invoke(e);
+            var failures = new object();
+            void ReportFailure(CheckpointSaveFailed e)
+            {
+                lock (failures) // each rank's saver reports its own failures, from that rank's thread
+                {
+                    Progress?.Invoke(e);
+                }
+            }
             Trainer.Progress += Record;
             savers[0].Saved += Report;
+            foreach (var saver in savers)
+            {
+                saver.SaveFailed += ReportFailure;
+            }
             _metrics = metrics;
             for (int local = 0; local < _ranks.Length; local++)
             {
@@ -489,7 +501,7 @@ public sealed class FinetuneSession : IDisposable
                 outcome = OnEveryRank(rank =>
                 {
                     var reached = rank.Trainer.Run(_resumeState, cancellationToken);
-                    rank.Saver!.WaitForPending();
+                    rank.Saver!.WaitForLast();
                     return reached;
                 })[0];
                 lastCheckpoint = savers[0].LastCommitted?.Directory;
@@ -498,6 +510,10 @@ public sealed class FinetuneSession : IDisposable
             {
                 Trainer.Progress -= Record;
                 savers[0].Saved -= Report;
+                foreach (var saver in savers)
+                {
+                    saver.SaveFailed -= ReportFailure;
+                }
                 _metrics = null;
                 foreach (var rank in _ranks)
                 {
@@ -510,8 +526,13 @@ public sealed class FinetuneSession : IDisposable
             }
             if (metrics is not null)
             {
-                LossChart.Write(Path.Combine(dir, LossChartFileName), metrics.TrainLoss, metrics.EvalLoss, $"{Path.GetFileName(dir)}: loss");
+                WriteOutput("the loss chart", lastCheckpoint, () => LossChart.Write(Path.Combine(dir, LossChartFileName), metrics.TrainLoss, metrics.EvalLoss, $"{Path.GetFileName(dir)}: loss"));
             }
+        }
+        if (outcome.NonFinite is { } stop)
+        {
+            string saved = lastCheckpoint is null ? "no checkpoint could be written" : $"the last good state is saved in '{lastCheckpoint}'";
+            throw new UserErrorException($"{stop.Describe()}; {saved} (continue it with --resume)");
         }
         string? adapterDir = null, modelDir = null;
         if (outcome.Cancelled || !first)
@@ -521,18 +542,35 @@ public sealed class FinetuneSession : IDisposable
         else if (Model.Lora is not null)
         {
             adapterDir = Path.Combine(dir, "adapter");
-            PeftAdapterDirectory.Save(adapterDir, Model, Path.GetFullPath(Options.Model!));
+            WriteOutput($"the adapter into '{adapterDir}'", lastCheckpoint, () => PeftAdapterDirectory.Save(adapterDir, Model, Path.GetFullPath(Options.Model!)));
         }
         else
         {
             modelDir = Path.Combine(dir, "model");
-            HfModelDirectory.Save(modelDir, Model.Config, Model.Parameters, Tensors.DType.F32, Model.Backend);
-            if (Tokenizer is not null)
+            WriteOutput($"the model into '{modelDir}'", lastCheckpoint, () =>
             {
-                TokenizerCatalog.SaveForModel(modelDir, Tokenizer, Options.Model!);
-            }
+                HfModelDirectory.Save(modelDir, Model.Config, Model.Parameters, Tensors.DType.F32, Model.Backend);
+                if (Tokenizer is not null)
+                {
+                    TokenizerCatalog.SaveForModel(modelDir, Tokenizer, Options.Model!);
+                }
+            });
         }
         return new FinetuneResult(dir, outcome, metricsPath, adapterDir, modelDir, first ? Path.Combine(dir, LossChartFileName) : null, lastCheckpoint);
+    }
+
+    /// <summary>Writes one of the run's outputs; a file-system failure names the checkpoint that still holds everything.</summary>
+    private static void WriteOutput(string what, string? checkpoint, Action write)
+    {
+        try
+        {
+            write();
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            string safe = checkpoint is null ? "" : $"; the trained weights are safe in checkpoint '{checkpoint}': free space, then write them with 'CudaFinetune export --checkpoint {checkpoint}'";
+            throw new UserErrorException($"could not write {what}: {e.Message}{safe}", e);
+        }
     }
 
     /// <summary>The files beside the tensors in a checkpoint: written by the rank that writes the manifest.</summary>
@@ -543,6 +581,7 @@ public sealed class FinetuneSession : IDisposable
             return [];
         }
         string modelConfig = Path.Combine(Options.Model!, "config.json");
+        _metrics!.TryWriteHeld(); // lines a full disk held back belong to this checkpoint's steps
         return
         [
             new CheckpointExtraFile(CheckpointFormat.MetricsFileName, _metrics!.Path, _metrics.Length),

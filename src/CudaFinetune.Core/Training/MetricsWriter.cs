@@ -3,19 +3,29 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using CudaFinetune.IO;
+using Microsoft.Win32.SafeHandles;
 
 namespace CudaFinetune.Training;
 
 /// <summary>
 /// Appends <c>metrics.jsonl</c>: one JSON object per optimizer step
-/// {"step","epoch","loss","lr","grad_norm","tokens_per_s"} and per evaluation
+/// {"step","epoch","loss","lr","grad_norm","tokens_per_s"} (plus "skipped": true for a step not applied because its loss
+/// or gradient norm was not finite) and per evaluation
 /// {"step","eval_loss","eval_perplexity"}. Numbers round-trip exactly; non-finite values are null.
 /// Each line is flushed as it is written, so a crash loses at most the line being written.
+/// A line the disk refuses (full, or the file gone read-only) is held in memory — the file is cut back to its last whole
+/// line — and written, in order, before the next one, so a full disk delays metrics but never garbles or loses them;
+/// past <see cref="MaxHeldLines"/> held lines the write error is thrown.
 /// </summary>
 public sealed class MetricsWriter : IDisposable
 {
-    private readonly FileStream _stream;
+    /// <summary>Lines held in memory while the disk refuses them (a day of steps at one per second is less).</summary>
+    public const int MaxHeldLines = 100_000;
+
+    private readonly SafeFileHandle _file;
     private readonly ArrayBufferWriter<byte> _buffer = new();
+    private readonly Queue<byte[]> _held = new();
+    private long _length;
 
     /// <param name="path">the metrics.jsonl file</param>
     /// <param name="append">continue an existing file (a resumed run): its points are read back for the loss chart</param>
@@ -27,13 +37,17 @@ public sealed class MetricsWriter : IDisposable
             TrainLoss.AddRange(MetricsFile.ReadStepLosses(path).Select(p => ((double)p.Step, p.Loss)));
             EvalLoss.AddRange(MetricsFile.ReadEvalLosses(path).Select(p => ((double)p.Step, p.EvalLoss)));
         }
-        _stream = new FileStream(path, append ? FileMode.Append : FileMode.Create, FileAccess.Write, FileShare.Read);
+        _file = File.OpenHandle(path, append ? FileMode.OpenOrCreate : FileMode.Create, FileAccess.Write, FileShare.Read);
+        _length = append ? RandomAccess.GetLength(_file) : 0;
     }
 
     public string Path { get; }
 
-    /// <summary>Bytes in the file so far (every line written is flushed).</summary>
-    public long Length => _stream.Position;
+    /// <summary>Bytes of whole lines in the file so far (every line written is flushed).</summary>
+    public long Length => _length;
+
+    /// <summary>Lines the disk refused so far that are still held in memory.</summary>
+    public int HeldLines => _held.Count;
 
     /// <summary>Training-loss points (step, loss) written so far, for the loss chart.</summary>
     public List<(double Step, double Value)> TrainLoss { get; } = [];
@@ -55,6 +69,10 @@ public sealed class MetricsWriter : IDisposable
                     w.WriteNumberOrNull("lr", s.LearningRate);
                     w.WriteNumberOrNull("grad_norm", s.GradNorm);
                     w.WriteNumberOrNull("tokens_per_s", Math.Round(s.TokensPerSecond, 1));
+                    if (s.Skipped)
+                    {
+                        w.WriteBoolean("skipped", true);
+                    }
                 });
                 break;
             case EvaluationCompleted ev:
@@ -80,12 +98,36 @@ public sealed class MetricsWriter : IDisposable
             body(w);
             w.WriteEndObject();
         }
-        _stream.Write(_buffer.WrittenSpan);
-        _stream.WriteByte((byte)'\n');
-        _stream.Flush();
+        _buffer.Write("\n"u8);
+        _held.Enqueue(_buffer.WrittenSpan.ToArray());
+        TryWriteHeld();
     }
 
-    public void Dispose() => _stream.Dispose();
+    /// <summary>Writes the held lines, oldest first; false when the disk still refuses them.</summary>
+    public bool TryWriteHeld()
+    {
+        while (_held.TryPeek(out byte[]? line))
+        {
+            try
+            {
+                RandomAccess.Write(_file, line, _length);
+            }
+            catch (IOException) when (_held.Count <= MaxHeldLines)
+            {
+                RandomAccess.SetLength(_file, _length); // a part-written line would garble the file; cutting back frees, so it works on a full disk
+                return false;
+            }
+            _length += line.Length;
+            _held.Dequeue();
+        }
+        return true;
+    }
+
+    public void Dispose()
+    {
+        TryWriteHeld();
+        _file.Dispose();
+    }
 }
 
 /// <summary>Reads the losses back out of a metrics.jsonl (for tests and tools).</summary>

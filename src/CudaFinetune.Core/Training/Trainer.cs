@@ -5,8 +5,30 @@ using CudaFinetune.Model;
 
 namespace CudaFinetune.Training;
 
-/// <summary>What a finished (or cancelled) training run reached.</summary>
-public sealed record TrainingOutcome(long Steps, int EpochsCompleted, double? LastLoss, double? LastEvalLoss, bool Cancelled);
+/// <summary>
+/// What a finished (or cancelled) training run reached. <see cref="SkippedSteps"/>: steps not applied because their loss or
+/// gradient norm was not finite; <see cref="NonFinite"/>: set when such steps stopped the run (it is then Cancelled too).
+/// </summary>
+public sealed record TrainingOutcome(long Steps, int EpochsCompleted, double? LastLoss, double? LastEvalLoss, bool Cancelled,
+    long SkippedSteps = 0, NonFiniteStop? NonFinite = null);
+
+/// <summary>
+/// Why a run stopped on non-finite values: steps <see cref="FirstStep"/>…<see cref="LastStep"/> (1-based) had a NaN or infinite
+/// loss or gradient norm (the last one's are given); the checkpoint written then holds the weights from before them.
+/// </summary>
+public sealed record NonFiniteStop(long FirstStep, long LastStep, double Loss, double GradNorm, bool Skipping)
+{
+    /// <summary>The one-line reason, without the checkpoint.</summary>
+    public string Describe()
+    {
+        string values = $"loss {MetricsFile.Format(Loss)}, gradient norm {MetricsFile.Format(GradNorm)}";
+        return Skipping
+            ? $"steps {FirstStep} to {LastStep} in a row had a NaN or infinite loss or gradient norm (the last: {values}); none of them was applied, and "
+                + $"{LastStep - FirstStep + 1} in a row means the model or the data is broken, not one unlucky batch (check the model's weights for NaN/Inf, lower --lr)"
+            : $"step {LastStep} had a NaN or infinite loss or gradient norm ({values}); it was not applied and the run stopped (--skip-nonfinite false); "
+                + "lower --lr, set --gradient-clipping, or check the data near this step";
+    }
+}
 
 /// <summary>
 /// The training loop of llama-recipes' <c>train()</c>: epochs over shuffled batches, gradient
@@ -63,6 +85,12 @@ public sealed class Trainer : IDisposable
     /// <summary>Elements per gradient bucket of the sharded optimizer (tests make it small to exercise many buckets).</summary>
     internal static long BucketElements { get; set; } = ShardedAdamW.DefaultBucketElements;
 
+    /// <summary>Skipped non-finite steps in a row that stop a run even with <see cref="FinetuneOptions.SkipNonfinite"/>.</summary>
+    public const int MaxSkippedInARow = 16;
+
+    /// <summary>Called with the 1-based step after its backward passes, before its gradients are reduced: tests inject faults here.</summary>
+    internal Action<long>? BeforeGradientReduction { get; set; }
+
     /// <summary>Raised on the training thread for every step, evaluation and epoch end.</summary>
     public event Action<TrainingEvent>? Progress;
 
@@ -101,7 +129,11 @@ public sealed class Trainer : IDisposable
         Progress?.Invoke(new TrainingStarted(TotalSteps, _options.NumEpochs, _train.Count, trainable, state.Step));
         var clock = Stopwatch.StartNew();
         long step = state.Step, microBatches = state.MicroBatches, evaluatedAt = state.EvaluatedAt, savedAt = -1;
+        long skipped = state.SkippedSteps, skippedInARow = 0;
         double? lastLoss = state.LastLoss, lastEval = state.LastEvalLoss, bestEval = state.BestEvalLoss;
+        // Where the current step began: a run that stops on a non-finite step saves the state from before its batches.
+        var stepStartSampler = sampler.State;
+        long stepStartMicroBatches = microBatches;
 
         TrainingState Current() => new()
         {
@@ -112,6 +144,7 @@ public sealed class Trainer : IDisposable
             LastLoss = lastLoss,
             LastEvalLoss = lastEval,
             BestEvalLoss = bestEval,
+            SkippedSteps = skipped,
         };
         void Save(CheckpointReason reason)
         {
@@ -137,6 +170,8 @@ public sealed class Trainer : IDisposable
             long lossCount = 0;
             long tokens = 0;
             var stepClock = Stopwatch.StartNew();
+            stepStartSampler = sampler.State;
+            stepStartMicroBatches = microBatches;
             while (step < TotalSteps && sampler.TryNext(out int batchIndex))
             {
                 if (inGroup % WorldSize == Rank)
@@ -164,6 +199,7 @@ public sealed class Trainer : IDisposable
                 {
                     _model.StandInForPass(backward: true, _optimizer.GradientsReady);
                 }
+                BeforeGradientReduction?.Invoke(step + 1);
                 // Gradients first: a rank whose backward pass already handed buckets over must meet the others' collectives in the same order.
                 double norm = _optimizer.ReduceGradients();
                 if (_group is not null)
@@ -171,15 +207,40 @@ public sealed class Trainer : IDisposable
                     // Every rank reports the same step: the sums of all ranks.
                     (lossTotal, lossCount, tokens) = SumOverRanks(lossTotal, lossCount, tokens);
                 }
-                double clip = _options.GradientClipping > 0 ? Math.Min(1.0, _options.GradientClipping / (norm + 1e-6)) : 1.0;
-                double lr = Schedule.At(step, epoch);
-                _optimizer.Update(lr, clip);
-                step++;
                 double stepLoss = lossCount > 0 ? lossTotal / lossCount : double.NaN;
-                lastLoss = stepLoss;
+                // The norm and the loss are the same on every rank, so every rank takes the same decision.
+                bool finite = double.IsFinite(norm) && (lossCount == 0 || double.IsFinite(stepLoss));
+                skippedInARow = finite ? 0 : skippedInARow + 1;
+                if (!finite && !_options.SkipNonfinite)
+                {
+                    // Nothing of this step was applied: the state before its batches is the last good one (a resume runs it again).
+                    Checkpoints?.Save(Current() with { Sampler = stepStartSampler, MicroBatches = stepStartMicroBatches }, CheckpointReason.NonFinite);
+                    _model.ZeroGradients();
+                    return new TrainingOutcome(step, sampler.State.Epoch, lastLoss, lastEval, Cancelled: true, skipped,
+                        new NonFiniteStop(step + 1, step + 1, stepLoss, norm, Skipping: false));
+                }
+                double lr = Schedule.At(step, epoch);
+                if (finite)
+                {
+                    double clip = _options.GradientClipping > 0 ? Math.Min(1.0, _options.GradientClipping / (norm + 1e-6)) : 1.0;
+                    _optimizer.Update(lr, clip);
+                    lastLoss = stepLoss;
+                }
+                else
+                {
+                    skipped++;
+                }
+                step++;
                 double seconds = stepClock.Elapsed.TotalSeconds;
-                Progress?.Invoke(new StepCompleted(step, TotalSteps, epoch + 1, stepLoss, lr, norm, seconds > 0 ? tokens / seconds : 0, clock.Elapsed));
+                Progress?.Invoke(new StepCompleted(step, TotalSteps, epoch + 1, stepLoss, lr, norm, seconds > 0 ? tokens / seconds : 0, clock.Elapsed, !finite, skipped));
                 _model.ZeroGradients();
+                if (skippedInARow >= MaxSkippedInARow)
+                {
+                    // The weights are still those from before the streak; the saved state moves past its batches.
+                    Save(CheckpointReason.NonFinite);
+                    return new TrainingOutcome(step, sampler.State.Epoch, lastLoss, lastEval, Cancelled: true, skipped,
+                        new NonFiniteStop(step + 1 - skippedInARow, step, stepLoss, norm, Skipping: true));
+                }
                 inGroup = 0;
                 lossTotal = 0;
                 lossCount = 0;
@@ -192,13 +253,15 @@ public sealed class Trainer : IDisposable
                 if (StopRequested(cancellationToken))
                 {
                     Save(CheckpointReason.Interrupted);
-                    return new TrainingOutcome(step, sampler.State.Epoch, lastLoss, lastEval, Cancelled: true);
+                    return new TrainingOutcome(step, sampler.State.Epoch, lastLoss, lastEval, Cancelled: true, skipped);
                 }
                 if (_options.SaveEvery > 0 && step % _options.SaveEvery == 0 && midEpoch)
                 {
                     Save(CheckpointReason.Periodic);
                 }
                 stepClock.Restart();
+                stepStartSampler = sampler.State;
+                stepStartMicroBatches = microBatches;
             }
             if (sampler.Remaining > 0)
             {
@@ -225,7 +288,7 @@ public sealed class Trainer : IDisposable
         {
             Save(CheckpointReason.End);
         }
-        return new TrainingOutcome(step, sampler.State.Epoch, lastLoss, lastEval, Cancelled: false);
+        return new TrainingOutcome(step, sampler.State.Epoch, lastLoss, lastEval, Cancelled: false, skipped);
     }
 
     /// <summary>

@@ -31,6 +31,9 @@ public sealed record TrainingState
     /// <summary>Lowest evaluation loss so far.</summary>
     public double? BestEvalLoss { get; init; }
 
+    /// <summary>Steps whose loss or gradient norm was not finite, counted and not applied (<see cref="FinetuneOptions.SkipNonfinite"/>).</summary>
+    public long SkippedSteps { get; init; }
+
     /// <summary>0-based epoch the run is in (equals the number of epochs completed).</summary>
     public int Epoch => Sampler.Epoch;
 
@@ -52,6 +55,9 @@ public enum CheckpointReason
 
     /// <summary>After the step at which a stop was requested (SIGINT, SIGTERM, cancellation).</summary>
     Interrupted,
+
+    /// <summary>The last good state, when a non-finite loss or gradient norm stopped the run.</summary>
+    NonFinite,
 }
 
 /// <summary>Receives the trainer's requests to save a checkpoint of the current state.</summary>

@@ -111,6 +111,10 @@ internal static class FinetuneCommand
         {
             output.WriteLine($"finetune: done, {result.Outcome.Steps} steps");
         }
+        if (result.Outcome.SkippedSteps > 0)
+        {
+            output.WriteLine($"  skipped     {result.Outcome.SkippedSteps} steps with a NaN or infinite loss or gradient norm (not applied; \"skipped\": true in metrics)");
+        }
         output.WriteLine($"  metrics     {result.MetricsPath}");
         output.WriteLine($"  loss curve  {result.LossChartPath}");
         if (result.AdapterDir is not null)
@@ -170,6 +174,7 @@ internal sealed class FinetuneFlags
     public Option<int> WarmupSteps { get; } = new("--warmup-steps") { Description = "Linear warmup steps [default: 0]" };
     public Option<double> Gamma { get; } = new("--gamma") { Description = "steplr: factor per epoch [default: 0.85]" };
     public Option<double> GradientClipping { get; } = new("--gradient-clipping") { Description = "Clip gradients to this global norm; 0 = off [default: 0]" };
+    public Option<bool> SkipNonfinite { get; } = new("--skip-nonfinite") { Description = "Skip and count a step whose loss or gradient norm is NaN or infinite; false: stop with a checkpoint of the last good state [default: true]" };
     public Option<ulong> Seed { get; } = new("--seed") { Description = "Seed for LoRA init, dropout, shuffling and the validation split [default: 42]" };
     public Option<int> EvalEvery { get; } = new("--eval-every") { Description = "Evaluate every N steps (and at each epoch end); 0 = epoch ends only [default: 0]" };
     public Option<int> SaveEvery { get; } = new("--save-every") { Description = "Write a checkpoint every N steps (and at each epoch end and the end); 0 = epoch ends only [default: 0]" };
@@ -183,7 +188,7 @@ internal sealed class FinetuneFlags
     [
         Resume, Force, Strict, DistTimeout, Config, Model, Dataset, OutputDir, Overwrite, Peft, FromPeft, LoraR, LoraAlpha, LoraDropout, LoraTargets, DatasetFormat, ChatTemplate, FieldMap, PromptTemplate,
         ValidationDataset, ValidationFraction, BatchSize, ContextLength, Batching, Shuffle, GradientAccumulationSteps, NumEpochs, MaxSteps,
-        Lr, WeightDecay, Beta1, Beta2, Epsilon, Scheduler, WarmupSteps, Gamma, GradientClipping, Seed, EvalEvery, SaveEvery, KeepLast, Device, WorldSize, NprocPerNode, ZeroStage,
+        Lr, WeightDecay, Beta1, Beta2, Epsilon, Scheduler, WarmupSteps, Gamma, GradientClipping, SkipNonfinite, Seed, EvalEvery, SaveEvery, KeepLast, Device, WorldSize, NprocPerNode, ZeroStage,
     ];
 
     public static bool Given(ParseResult parse, Option option) => parse.GetResult(option) is { Implicit: false };
@@ -232,6 +237,7 @@ internal sealed class FinetuneFlags
             WarmupSteps = Get(WarmupSteps, o.WarmupSteps),
             Gamma = Get(Gamma, o.Gamma),
             GradientClipping = Get(GradientClipping, o.GradientClipping),
+            SkipNonfinite = Get(SkipNonfinite, o.SkipNonfinite),
             Seed = Get(Seed, o.Seed),
             EvalEvery = Get(EvalEvery, o.EvalEvery),
             SaveEvery = Get(SaveEvery, o.SaveEvery),
