@@ -171,7 +171,7 @@ internal static class ManifestJson
         JsonDocument doc;
         try
         {
-            doc = JsonDocument.Parse(bytes);
+            doc = IO.StrictJson.Parse(bytes);
         }
         catch (JsonException e)
         {

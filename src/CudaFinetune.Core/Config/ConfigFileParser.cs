@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text.Json;
 using CudaFinetune.Errors;
 using YamlDotNet.Core;
+using YamlDotNet.Core.Events;
 using YamlDotNet.RepresentationModel;
 
 namespace CudaFinetune.Config;
@@ -125,12 +126,21 @@ internal static class ConfigFileParser
 
     private const string StrTag = "tag:yaml.org,2002:str";
 
+    /// <summary>
+    /// Bounds on the tree a YAML file may describe. '*' aliases let a kilobyte name a billion values
+    /// (or a cycle), and nesting deeper than this is no settings file, only a stack overflow for a
+    /// recursive reader.
+    /// </summary>
+    private const int MaxYamlValues = 100_000;
+
+    private const int MaxYamlDepth = 64;
+
     public static ConfigMap ParseYaml(string text, string source)
     {
         var stream = new YamlStream();
         try
         {
-            stream.Load(new StringReader(text));
+            stream.Load(new DepthLimitedParser(new Parser(new StringReader(text)), source));
         }
         catch (YamlException e)
         {
@@ -161,7 +171,8 @@ internal static class ConfigFileParser
             };
             throw new UserErrorException($"{source}:{root.Start.Line}: the top level must be a mapping of settings, one 'key: value' per line; found {found}");
         }
-        return (ConfigMap)FromYaml(root, source);
+        int values = 0;
+        return (ConfigMap)FromYaml(root, source, 0, ref values);
     }
 
     private static string YamlMessage(YamlException e)
@@ -172,9 +183,17 @@ internal static class ConfigFileParser
         return (close >= 0 ? message[(close + 3)..] : message).Trim().TrimEnd('.');
     }
 
-    private static ConfigNode FromYaml(YamlNode node, string source)
+    private static ConfigNode FromYaml(YamlNode node, string source, int depth, ref int values)
     {
         int line = ToLine(node.Start);
+        if (++values > MaxYamlValues)
+        {
+            throw new UserErrorException($"{source}:{line}: expands to more than {MaxYamlValues} values (through '*' aliases?); a config file holds settings, not data");
+        }
+        if (depth > MaxYamlDepth)
+        {
+            throw new UserErrorException($"{source}:{line}: nests more than {MaxYamlDepth} levels deep (through '*' aliases?)");
+        }
         switch (node)
         {
             case YamlMappingNode mapping:
@@ -185,14 +204,14 @@ internal static class ConfigFileParser
                     {
                         throw new UserErrorException($"{source}:{ToLine(pair.Key.Start)}: keys must be plain names, not lists or mappings");
                     }
-                    entries.Add(new ConfigEntry(key, FromYaml(pair.Value, source), ToLine(pair.Key.Start)));
+                    entries.Add(new ConfigEntry(key, FromYaml(pair.Value, source, depth + 1, ref values), ToLine(pair.Key.Start)));
                 }
                 return new ConfigMap(entries, line);
             case YamlSequenceNode sequence:
                 var items = new List<ConfigNode>();
                 foreach (YamlNode item in sequence.Children)
                 {
-                    items.Add(FromYaml(item, source));
+                    items.Add(FromYaml(item, source, depth + 1, ref values));
                 }
                 return new ConfigList(items, line);
             case YamlScalarNode scalar:
@@ -201,6 +220,35 @@ internal static class ConfigFileParser
                 return new ConfigScalar(scalar.Value ?? "", plain ? ScalarKind.Plain : ScalarKind.String, line);
             default:
                 throw new UserErrorException($"{source}:{line}: unsupported YAML node");
+        }
+    }
+
+    /// <summary>
+    /// Refuses nesting deeper than <see cref="MaxYamlDepth"/> as the events stream in: YamlStream
+    /// builds its tree recursively, and a line of 100,000 '[' would overflow the stack, which no
+    /// catch survives.
+    /// </summary>
+    private sealed class DepthLimitedParser(IParser inner, string source) : IParser
+    {
+        private int _depth;
+
+        public ParsingEvent? Current => inner.Current;
+
+        public bool MoveNext()
+        {
+            if (!inner.MoveNext())
+            {
+                return false;
+            }
+            if (inner.Current is SequenceStart or MappingStart && ++_depth > MaxYamlDepth)
+            {
+                throw new UserErrorException($"{source}:{ToLine(inner.Current.Start)}: nests more than {MaxYamlDepth} levels deep");
+            }
+            if (inner.Current is SequenceEnd or MappingEnd)
+            {
+                _depth--;
+            }
+            return true;
         }
     }
 

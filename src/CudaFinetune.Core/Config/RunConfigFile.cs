@@ -275,6 +275,11 @@ public static class RunConfigFile
         int bestDistance = int.MaxValue;
         foreach (string candidate in candidates)
         {
+            // The distance is at least the difference in length; skipping saves comparing a huge key letter by letter.
+            if (Math.Abs(candidate.Length - lower.Length) > limit)
+            {
+                continue;
+            }
             int distance = EditDistance(lower, candidate.ToLowerInvariant());
             if (distance < bestDistance)
             {

@@ -71,6 +71,11 @@ public sealed record LlamaConfig
         {
             throw new UserErrorException($"model config: num_attention_heads {NumAttentionHeads} is not a multiple of num_key_value_heads {KeyValueHeads}");
         }
+        // The q projection's width must fit in an int; the k/v width is no larger, as kv heads divide the heads.
+        if ((long)NumAttentionHeads * HeadSize > int.MaxValue)
+        {
+            throw new UserErrorException($"model config: num_attention_heads {NumAttentionHeads} × head size {HeadSize} is too large (at most {int.MaxValue})");
+        }
         if (HeadSize % 2 != 0)
         {
             throw new UserErrorException($"model config: head size {HeadSize} must be even for rotary embeddings");

@@ -70,7 +70,7 @@ public static class TokenizerCatalog
         JsonDocument document;
         try
         {
-            document = JsonDocument.Parse(bytes, new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true });
+            document = IO.StrictJson.Parse(bytes, new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true });
         }
         catch (JsonException e)
         {
@@ -178,7 +178,7 @@ public static class TokenizerCatalog
         }
         try
         {
-            using JsonDocument document = JsonDocument.Parse(File.ReadAllBytes(path));
+            using JsonDocument document = IO.StrictJson.Parse(File.ReadAllBytes(path));
             return document.RootElement.ValueKind == JsonValueKind.Object
                 && document.RootElement.TryGetProperty("max_position_embeddings", out JsonElement value)
                 && value.TryGetInt32(out int positions) && positions > 0

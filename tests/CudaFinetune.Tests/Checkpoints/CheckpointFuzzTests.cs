@@ -1,6 +1,7 @@
 using System.Text;
 using CudaFinetune.Checkpoints;
 using CudaFinetune.Tests.IO;
+using CudaFinetune.Tests.Support;
 using NUnit.Framework;
 
 namespace CudaFinetune.Tests.Checkpoints;
@@ -36,40 +37,6 @@ public sealed class CheckpointFuzzTests
         }
     }
 
-    /// <summary>One random change that really changes the bytes: a flipped bit, a changed byte, a cut, an insertion, or a deletion.</summary>
-    private static byte[] Mutate(byte[] original, Random rng)
-    {
-        var bytes = original.ToList();
-        switch (rng.Next(5))
-        {
-            case 0:
-                int at = rng.Next(bytes.Count);
-                bytes[at] ^= (byte)(1 << rng.Next(8));
-                break;
-            case 1:
-                int i = rng.Next(bytes.Count);
-                byte value;
-                do
-                {
-                    value = (byte)rng.Next(256);
-                }
-                while (value == bytes[i]);
-                bytes[i] = value;
-                break;
-            case 2:
-                bytes.RemoveRange(rng.Next(bytes.Count), 1);
-                break;
-            case 3:
-                bytes.Insert(rng.Next(bytes.Count + 1), (byte)rng.Next(256));
-                break;
-            default:
-                int from = rng.Next(bytes.Count);
-                bytes.RemoveRange(from, Math.Min(1 + rng.Next(64), bytes.Count - from));
-                break;
-        }
-        return [.. bytes];
-    }
-
     [TestCase("manifest.json", 1500)]
     [TestCase("model/rank-00000.bin", 1000)]
     [TestCase("optimizer/rank-00000.bin", 1000)]
@@ -81,7 +48,7 @@ public sealed class CheckpointFuzzTests
         for (int n = 0; n < cases; n++)
         {
             Restore();
-            byte[] mutated = Mutate(_pristine[file], rng);
+            byte[] mutated = ByteMutations.Mutate(_pristine[file], rng);
             Assert.That(mutated, Is.Not.EqualTo(_pristine[file]));
             File.WriteAllBytes(Path.Combine(_checkpoint, file), mutated);
             try

@@ -24,57 +24,34 @@ public sealed class CrashSafetyTests
     [TearDown]
     public void TearDown() => _dir.Dispose();
 
-    private static string Executable => typeof(CudaFinetune.Cli.Program).Assembly.Location;
+    private static Process Start(params string[] args) => CliProcess.Start(new System.Text.StringBuilder(), args);
 
-    private static Process Start(params string[] args) => Start(new System.Text.StringBuilder(), args);
+    private static Process Start(System.Text.StringBuilder output, params string[] args) => CliProcess.Start(output, args);
 
-    private static Process Start(System.Text.StringBuilder output, params string[] args)
-    {
-        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        start.ArgumentList.Add(Executable);
-        foreach (string arg in args)
-        {
-            start.ArgumentList.Add(arg);
-        }
-        var process = Process.Start(start)!;
-        process.OutputDataReceived += (_, e) =>
-        {
-            lock (output)
-            {
-                output.AppendLine(e.Data);
-            }
-        };
-        process.ErrorDataReceived += (_, e) =>
-        {
-            lock (output)
-            {
-                output.AppendLine(e.Data);
-            }
-        };
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-        return process;
-    }
+    /// <summary>SIGKILLs per run: 6 in CI; <c>CUDAFINETUNE_KILLS=200</c> for a long hunt (docs/reliability.md reports one).</summary>
+    private static int Kills => int.TryParse(Environment.GetEnvironmentVariable("CUDAFINETUNE_KILLS"), System.Globalization.CultureInfo.InvariantCulture, out int n) && n > 0 ? n : 6;
 
     [Test]
     public void Killed_at_random_instants_it_never_leaves_an_invalid_checkpoint_and_resumes_to_the_same_result()
     {
         var (model, data) = LearnableTask.Write(_dir.Path);
         string output = _dir.File("killed");
-        // Long enough that six short lives cannot finish it, so every attempt is really killed.
-        string[] plan = ["--num-epochs", "100", "--max-steps", "600", "--save-every", "1", "--keep-last", "2", "--eval-every", "5"];
+        int lives = Kills;
+        // Long enough that the short lives cannot finish it, so every attempt is really killed.
+        int maxSteps = Math.Max(600, 100 * lives);
+        string[] plan = ["--num-epochs", "1000", "--max-steps", maxSteps.ToString(System.Globalization.CultureInfo.InvariantCulture), "--save-every", "1", "--keep-last", "2", "--eval-every", "5"];
         string[] first = ["finetune", "--model", model, "--dataset", data, "--output-dir", output, "--context-length", "16", "--batch-size", "4",
             "--lora-targets", "all-linear", "--lr", "0.01", "--seed", "7", "--device", "cpu", .. plan];
         var rng = new Random(11);
         int kills = 0;
-        for (int attempt = 0; attempt < 6; attempt++)
+        for (int attempt = 0; attempt < lives; attempt++)
         {
             string checkpoints = CheckpointStore.CheckpointsDirectory(output);
             bool resume = CheckpointStore.Directories(checkpoints).Count > 0;
             long from = resume ? Checkpoint.Open(Path.Combine(checkpoints, CheckpointStore.ReadLatest(checkpoints)!)).Manifest.Training.Step : 0;
             using var process = Start(resume ? ["finetune", "--resume", output] : first);
             // Once it is training (a few steps past where it started, however slow the machine), at a random instant.
-            WaitForSteps(output, after: from);
+            CliProcess.WaitForSteps(output, after: from);
             Thread.Sleep(TimeSpan.FromMilliseconds(rng.Next(0, 400)));
             if (!process.HasExited)
             {
@@ -86,17 +63,17 @@ public sealed class CrashSafetyTests
         }
         using (var final = Start(["finetune", "--resume", output]))
         {
-            Assert.That(final.WaitForExit(TimeSpan.FromMinutes(3)), Is.True, "the resumed run finishes");
+            Assert.That(final.WaitForExit(TimeSpan.FromMinutes(3 + lives / 10)), Is.True, "the resumed run finishes");
             Assert.That(final.ExitCode, Is.Zero);
         }
         TestContext.Out.WriteLine($"{kills} kills survived");
-        Assert.That(kills, Is.EqualTo(6), "every attempt was killed mid-run");
+        Assert.That(kills, Is.EqualTo(lives), "every attempt was killed mid-run");
 
         // The same run, never killed, in this process (same runtime and CPU, so the same arithmetic).
         var options = new FinetuneOptions
         {
             Model = model, Dataset = data, OutputDir = _dir.File("reference"), ContextLength = 16, BatchSize = 4, LoraTargets = "all-linear",
-            Lr = 0.01, Seed = 7, Device = "cpu", NumEpochs = 100, MaxSteps = 600, SaveEvery = 1, KeepLast = 2, EvalEvery = 5,
+            Lr = 0.01, Seed = 7, Device = "cpu", NumEpochs = 1000, MaxSteps = maxSteps, SaveEvery = 1, KeepLast = 2, EvalEvery = 5,
         };
         using (var session = FinetuneSession.Open(options))
         {
@@ -123,7 +100,7 @@ public sealed class CrashSafetyTests
         var log = new System.Text.StringBuilder();
         using (var process = Start(log, args))
         {
-            WaitForSteps(_dir.File("run"));
+            CliProcess.WaitForSteps(_dir.File("run"));
             Signal(process, "TERM");
             Assert.That(process.WaitForExit(TimeSpan.FromMinutes(1)), Is.True);
             Assert.That(process.ExitCode, Is.Zero, log.ToString());
@@ -137,39 +114,13 @@ public sealed class CrashSafetyTests
         // Resumed, then two signals in a row: the second ends the process at once; what was committed stays valid.
         using (var again = Start(["finetune", "--resume", _dir.File("run")]))
         {
-            WaitForSteps(_dir.File("run"), after: interrupted.Manifest.Training.Step);
+            CliProcess.WaitForSteps(_dir.File("run"), after: interrupted.Manifest.Training.Step);
             Signal(again, "TERM");
             Signal(again, "TERM");
             Assert.That(again.WaitForExit(TimeSpan.FromMinutes(1)), Is.True);
         }
         AssertEveryCommittedCheckpointIsValid(_dir.File("run"));
         Assert.That(CheckpointStore.Directories(checkpoints), Is.Not.Empty);
-    }
-
-    /// <summary>Waits until metrics.jsonl shows a few steps past <paramref name="after"/>.</summary>
-    private static void WaitForSteps(string output, long after = 0)
-    {
-        string metrics = Path.Combine(output, "metrics.jsonl");
-        var clock = Stopwatch.StartNew();
-        while (clock.Elapsed < TimeSpan.FromMinutes(1))
-        {
-            try
-            {
-                if (File.Exists(metrics) && MetricsFile.ReadStepLosses(metrics).Count(s => s.Step > after) >= 3)
-                {
-                    return;
-                }
-            }
-            catch (System.Text.Json.JsonException)
-            {
-                // a line being written
-            }
-            catch (IOException)
-            {
-            }
-            Thread.Sleep(50);
-        }
-        Assert.Fail("the run did not start training within a minute");
     }
 
     private static void AssertEveryCommittedCheckpointIsValid(string output)

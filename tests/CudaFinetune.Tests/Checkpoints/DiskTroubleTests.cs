@@ -73,35 +73,44 @@ public sealed class DiskTroubleTests : LearnableTaskFixture
         }
     }
 
-    [Test]
-    public void A_save_into_a_vanished_directory_is_reported_and_the_next_save_succeeds()
+    /// <summary>
+    /// Trains in <paramref name="dir"/>, causing trouble once the step-2 checkpoint is saved and ending it at the first failure
+    /// report (both events come between writes: the reported one is finished, the next not begun); then checks that exactly
+    /// one later save failed, left nothing, and that the run ended as the untroubled reference.
+    /// </summary>
+    private void AssertOneFailedSaveIsSurvived(string dir, Action cause, Action end)
     {
         var reference = TrainingRuns.Train(Options(Dir.File("reference")));
-        string dir = Dir.File("troubled");
-        var blocker = new BlockedCheckpoints(dir);
         var failures = new List<CheckpointSaveFailed>();
         Train(Options(dir), e =>
         {
-            // Both events come between writes: the reported one is finished and the next has not begun.
             if (e is CheckpointSaved { Step: 2 })
             {
-                blocker.Block();
+                cause();
             }
             if (e is CheckpointSaveFailed failed)
             {
                 failures.Add(failed);
-                blocker.Unblock();
+                end();
             }
         });
 
         Assert.That(failures, Has.Count.EqualTo(1));
-        long failed = failures[0].Step;
-        Assert.That(failed, Is.GreaterThan(2));
+        long step = failures[0].Step;
+        Assert.That(step, Is.GreaterThan(2));
         Assert.That(failures[0].LastGood, Does.EndWith(CheckpointFormat.DirectoryNameFor(2)));
-        Assert.That(failures[0].Reason, Does.Contain($"step {failed}"));
-        Assert.That(Directory.Exists(Path.Combine(CheckpointStore.CheckpointsDirectory(dir), CheckpointFormat.DirectoryNameFor(failed))), Is.False);
+        Assert.That(failures[0].Reason, Does.Contain($"step {step}"));
+        Assert.That(Directory.Exists(Path.Combine(CheckpointStore.CheckpointsDirectory(dir), CheckpointFormat.DirectoryNameFor(step))), Is.False);
         AssertEveryCheckpointVerifies(dir);
         AssertSameRun(reference.OutputDir, dir);
+    }
+
+    [Test]
+    public void A_save_into_a_vanished_directory_is_reported_and_the_next_save_succeeds()
+    {
+        string dir = Dir.File("troubled");
+        var blocker = new BlockedCheckpoints(dir);
+        AssertOneFailedSaveIsSurvived(dir, blocker.Block, blocker.Unblock);
     }
 
     [Test]
@@ -133,27 +142,8 @@ public sealed class DiskTroubleTests : LearnableTaskFixture
     [Test]
     public void A_full_disk_during_saves_and_metrics_is_survived_once_space_returns()
     {
-        var reference = TrainingRuns.Train(Options(Dir.File("reference")));
         using var disk = SmallDisk.Mount(Dir.File("disk"), megabytes: 32);
-        string dir = Path.Combine(disk.Path, "run");
-        var failures = new List<CheckpointSaveFailed>();
-        Train(Options(dir), e =>
-        {
-            if (e is CheckpointSaved { Step: 2 })
-            {
-                disk.Fill();
-            }
-            if (e is CheckpointSaveFailed failed)
-            {
-                failures.Add(failed);
-                disk.Free();
-            }
-        });
-
-        Assert.That(failures, Has.Count.EqualTo(1));
-        Assert.That(failures[0].Step, Is.GreaterThan(2));
-        AssertEveryCheckpointVerifies(dir);
-        AssertSameRun(reference.OutputDir, dir);
+        AssertOneFailedSaveIsSurvived(Path.Combine(disk.Path, "run"), disk.Fill, disk.Free);
     }
 
     [Test]

@@ -467,6 +467,15 @@ public sealed class RunConfigFileTests
         Assert.That(doc, Does.Contain("| `enable_fsdp` | `false` |"));
     }
 
+    /// <summary>The bounds that stop alias bombs and deep nesting (see HostileInputFuzzTests) leave ordinary anchors working.</summary>
+    [Test]
+    public void Yaml_anchors_and_aliases_within_bounds_are_read()
+    {
+        FinetuneOptions o = Yaml("lr: &rate 0.001\nweight_decay: *rate\nlora_config: &lora\n  targets: &t [q_proj, k_proj]\n");
+        Assert.That(o.WeightDecay, Is.EqualTo(0.001));
+        Assert.That(o.LoraTargets, Is.EqualTo("q_proj,k_proj"));
+    }
+
     [Test]
     public void Edit_distance_counts_single_character_edits()
     {

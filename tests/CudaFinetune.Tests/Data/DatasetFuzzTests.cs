@@ -2,6 +2,7 @@ using System.Text;
 using CudaFinetune.Data;
 using CudaFinetune.Errors;
 using CudaFinetune.Tests.IO;
+using CudaFinetune.Tests.Support;
 using NUnit.Framework;
 using static CudaFinetune.Tests.Data.DatasetTestSupport;
 
@@ -27,24 +28,6 @@ public sealed class DatasetFuzzTests
 
     private static readonly byte[] Interesting = "\",{}[]\n\r\\:0-9eE\u00ff"u8.ToArray();
 
-    private static byte[] Mutate(byte[] seed, Random random)
-    {
-        var bytes = new List<byte>(seed);
-        int edits = random.Next(1, 6);
-        for (int e = 0; e < edits && bytes.Count > 0; e++)
-        {
-            int at = random.Next(bytes.Count);
-            switch (random.Next(4))
-            {
-                case 0: bytes[at] = (byte)random.Next(256); break;
-                case 1: bytes.Insert(at, Interesting[random.Next(Interesting.Length)]); break;
-                case 2: bytes.RemoveAt(at); break;
-                default: bytes.RemoveRange(at, Math.Min(bytes.Count - at, random.Next(1, 12))); break;
-            }
-        }
-        return [.. bytes];
-    }
-
     [TestCase(0, 1500)]
     [TestCase(1, 1000)]
     [TestCase(2, 1000)]
@@ -58,7 +41,7 @@ public sealed class DatasetFuzzTests
         int refused = 0, loaded = 0;
         for (int i = 0; i < cases; i++)
         {
-            byte[] input = Mutate(seed, random);
+            byte[] input = ByteMutations.Mutate(seed, random, edits: random.Next(1, 6), Interesting, maxCut: 11);
             string path = dir.File($"case{Extensions[seedIndex]}");
             File.WriteAllBytes(path, input);
             try

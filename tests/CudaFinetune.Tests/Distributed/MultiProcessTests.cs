@@ -18,8 +18,6 @@ namespace CudaFinetune.Tests.Distributed;
 [NonParallelizable] // several processes on two cores
 public sealed class MultiProcessTests : LearnableTaskFixture
 {
-    private static string Executable => typeof(CudaFinetune.Cli.Program).Assembly.Location;
-
     private FinetuneOptions Options(string name) => LearnableTask.Options(ModelDir, DataFile, Dir.File(name)) with { NumEpochs = 2, SaveEvery = 2, KeepLast = 0, Shuffle = true };
 
     private string ConfigFile(FinetuneOptions options)
@@ -34,23 +32,15 @@ public sealed class MultiProcessTests : LearnableTaskFixture
     /// <summary>Starts the CLI as rank <paramref name="rank"/> of <paramref name="worldSize"/>, as torchrun would.</summary>
     private static (Process Process, StringBuilder Output) Launch(int rank, int worldSize, int port, params string[] args)
     {
-        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        start.ArgumentList.Add(Executable);
-        foreach (string arg in args)
-        {
-            start.ArgumentList.Add(arg);
-        }
-        start.Environment["RANK"] = rank.ToString(CultureInfo.InvariantCulture);
-        start.Environment["LOCAL_RANK"] = rank.ToString(CultureInfo.InvariantCulture);
-        start.Environment["WORLD_SIZE"] = worldSize.ToString(CultureInfo.InvariantCulture);
-        start.Environment["MASTER_ADDR"] = "127.0.0.1";
-        start.Environment["MASTER_PORT"] = port.ToString(CultureInfo.InvariantCulture);
         var output = new StringBuilder();
-        var process = Process.Start(start)!;
-        process.OutputDataReceived += (_, e) => { lock (output) { output.AppendLine(e.Data); } };
-        process.ErrorDataReceived += (_, e) => { lock (output) { output.AppendLine(e.Data); } };
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
+        var process = CliProcess.Start(output, args, new Dictionary<string, string>
+        {
+            ["RANK"] = rank.ToString(CultureInfo.InvariantCulture),
+            ["LOCAL_RANK"] = rank.ToString(CultureInfo.InvariantCulture),
+            ["WORLD_SIZE"] = worldSize.ToString(CultureInfo.InvariantCulture),
+            ["MASTER_ADDR"] = "127.0.0.1",
+            ["MASTER_PORT"] = port.ToString(CultureInfo.InvariantCulture),
+        });
         return (process, output);
     }
 

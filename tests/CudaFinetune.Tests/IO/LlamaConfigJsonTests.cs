@@ -8,7 +8,7 @@ namespace CudaFinetune.Tests.IO;
 public sealed class LlamaConfigJsonTests
 {
     /// <summary>meta-llama/Llama-3.2-1B's config.json as transformers 4.45 wrote it.</summary>
-    private const string Llama32_1B = """
+    internal const string Llama32_1B = """
         {
           "architectures": [
             "LlamaForCausalLM"
@@ -205,6 +205,26 @@ public sealed class LlamaConfigJsonTests
         Assert.That(() => Parse("""{"model_type": "llama", "attention_bias": true}"""),
             Throws.TypeOf<UserErrorException>().With.Message.Contain("attention_bias"));
         Assert.That(() => Parse("{\"model_type\": "), Throws.TypeOf<UserErrorException>().With.Message.Contain("not valid JSON"));
+    }
+
+    /// <summary>Found by HostileInputFuzzTests: a corrupt byte inside a string was an InvalidOperationException.</summary>
+    [Test]
+    public void Invalid_utf8_is_refused_naming_the_file()
+    {
+        byte[] json = Encoding.UTF8.GetBytes("""{"model_type": "llama", "torch_dtype": "bfloat~16"}""");
+        json[Array.IndexOf(json, (byte)'~')] = 0xEC;
+        Assert.That(() => LlamaConfigJson.Parse(json, "test/config.json"),
+            Throws.TypeOf<UserErrorException>().With.Message.Contain("test/config.json").And.Message.Contain("UTF-8"));
+    }
+
+    /// <summary>Found by HostileInputFuzzTests: 1073741824 heads of 64 passed validation with a q width that wrapped to 0.</summary>
+    [Test]
+    public void Attention_widths_that_overflow_are_refused()
+    {
+        Assert.That(() => Parse("""{"model_type": "llama", "num_attention_heads": 16777216, "num_key_value_heads": 1, "head_dim": 128}"""),
+            Throws.TypeOf<UserErrorException>().With.Message.Contain("test/config.json").And.Message.Contain("num_attention_heads 16777216"));
+        Assert.That(Parse("""{"model_type": "llama", "num_attention_heads": 16777215, "num_key_value_heads": 1, "head_dim": 128}""").QueryWidth,
+            Is.EqualTo(16777215 * 128), "the widest that fits in an int is accepted");
     }
 
     [Test]

@@ -33,6 +33,35 @@ public sealed class RunLockTests : LearnableTaskFixture
     }
 
     [Test]
+    [NonParallelizable] // a second process on two cores
+    public void A_second_process_started_on_the_same_directory_refuses_while_the_first_trains_on()
+    {
+        string dir = Dir.File("shared");
+        string[] args = ["finetune", "--model", ModelDir, "--dataset", DataFile, "--output-dir", dir, "--context-length", "16", "--batch-size", "4",
+            "--num-epochs", "1000", "--device", "cpu"];
+        var firstLog = new System.Text.StringBuilder();
+        using var first = CliProcess.Start(firstLog, args);
+        try
+        {
+            CliProcess.WaitForSteps(dir);
+            var secondLog = new System.Text.StringBuilder();
+            // --overwrite, the dangerous case: without the lock it would delete the first run's checkpoints under it.
+            using var second = CliProcess.Start(secondLog, [.. args, "--overwrite"]);
+            Assert.That(second.WaitForExit(TimeSpan.FromMinutes(1)), Is.True);
+            second.WaitForExit();
+            Assert.That(second.ExitCode, Is.EqualTo(CudaFinetune.Cli.Program.ExitUserError), secondLog.ToString());
+            Assert.That(secondLog.ToString(), Does.Contain($"in use by process {first.Id}"));
+            Assert.That(first.HasExited, Is.False, "the first run trains on");
+        }
+        finally
+        {
+            first.Kill();
+            first.WaitForExit();
+        }
+        Assert.That(TrainingRuns.Train(Options("shared") with { Overwrite = true }).Outcome.Steps, Is.EqualTo(1), "the killed owner's lock is taken over");
+    }
+
+    [Test]
     public void A_lock_whose_process_is_gone_or_whose_pid_was_reused_is_taken_over()
     {
         WriteLock(Dir.File("dead"), pid: int.MaxValue - 7, DateTime.UtcNow);

@@ -86,6 +86,26 @@ public sealed class SafetensorsHeaderValidationTests
         Open(Build("{" + Entry("w", "F32", "[4294967296]", 0, 8) + "}", new byte[8]), "'w'", "shape");
     }
 
+    /// <summary>Found by HostileInputFuzzTests: a corrupt byte in a tensor or metadata name was an InvalidOperationException.</summary>
+    [Test]
+    public void Invalid_utf8_in_the_header_is_refused()
+    {
+        byte[] file = Build("{\"__meta~data__\":{}," + Entry("w", "F32", "[1]", 0, 4) + "}", new byte[4]);
+        file[Array.IndexOf(file, (byte)'~')] = 0x8B;
+        Open(file, "not valid UTF-8");
+    }
+
+    /// <summary>The shard index had the same hole as the header.</summary>
+    [Test]
+    public void Invalid_utf8_in_a_shard_index_is_refused()
+    {
+        string index = _dir.File(SafetensorsSet.IndexFileName);
+        byte[] json = "{\"weight_map\": {\"w~\": \"model-00001-of-00001.safetensors\"}}"u8.ToArray();
+        json[Array.IndexOf(json, (byte)'~')] = 0x8B;
+        File.WriteAllBytes(index, json);
+        Assert.That(() => SafetensorsSet.Open(_dir.Path), Throws.TypeOf<UserErrorException>().With.Message.Contain(index).And.Message.Contain("UTF-8"));
+    }
+
     [Test]
     public void Unknown_dtypes_are_refused()
     {

@@ -38,7 +38,7 @@ internal sealed class SafetensorsHeader
         JsonDocument document;
         try
         {
-            document = JsonDocument.Parse(json);
+            document = StrictJson.Parse(json);
         }
         catch (JsonException e)
         {

@@ -89,7 +89,7 @@ public sealed class SafetensorsSet : IDisposable
     {
         try
         {
-            using var doc = JsonDocument.Parse(File.ReadAllBytes(index));
+            using var doc = StrictJson.Parse(File.ReadAllBytes(index));
             if (!doc.RootElement.TryGetProperty("weight_map", out var map) || map.ValueKind != JsonValueKind.Object)
             {
                 throw new UserErrorException($"{index}: has no \"weight_map\" object");
