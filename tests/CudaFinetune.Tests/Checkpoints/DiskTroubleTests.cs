@@ -32,13 +32,6 @@ public sealed class DiskTroubleTests : LearnableTaskFixture
         return session.Train();
     }
 
-    private static void AssertSameRun(string expectedDir, string actualDir)
-    {
-        Assert.That(DeterministicMetrics.Read(actualDir), Is.EqualTo(DeterministicMetrics.Read(expectedDir)), "metrics.jsonl, every line once and in order");
-        Assert.That(RunOutputs.Adapter(actualDir), Is.EqualTo(RunOutputs.Adapter(expectedDir)), "adapter bytes");
-        Assert.That(RunOutputs.FinalState(actualDir), Is.EqualTo(RunOutputs.FinalState(expectedDir)), "final weights and optimizer moments");
-    }
-
     private static void AssertEveryCheckpointVerifies(string outputDir)
     {
         var listings = CheckpointStore.List(outputDir);
@@ -102,7 +95,7 @@ public sealed class DiskTroubleTests : LearnableTaskFixture
         Assert.That(failures[0].Reason, Does.Contain($"step {step}"));
         Assert.That(Directory.Exists(Path.Combine(CheckpointStore.CheckpointsDirectory(dir), CheckpointFormat.DirectoryNameFor(step))), Is.False);
         AssertEveryCheckpointVerifies(dir);
-        AssertSameRun(reference.OutputDir, dir);
+        RunOutputs.AssertSameRun(reference.OutputDir, dir);
     }
 
     [Test]
@@ -136,7 +129,7 @@ public sealed class DiskTroubleTests : LearnableTaskFixture
         blocker.Unblock();
         AssertEveryCheckpointVerifies(dir);
         TrainingRuns.Train(Options(dir), new ResumeRequest(dir));
-        AssertSameRun(reference.OutputDir, dir);
+        RunOutputs.AssertSameRun(reference.OutputDir, dir);
     }
 
     [Test]

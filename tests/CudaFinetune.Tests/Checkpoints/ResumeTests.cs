@@ -32,13 +32,6 @@ public sealed class ResumeTests : LearnableTaskFixture
     private static FinetuneResult Train(FinetuneOptions options, ResumeRequest? resume = null, long cancelAfter = -1)
         => TrainingRuns.Train(options, resume, cancelAfter);
 
-    private static void AssertSameRun(string expectedDir, string actualDir)
-    {
-        Assert.That(DeterministicMetrics.Read(actualDir), Is.EqualTo(DeterministicMetrics.Read(expectedDir)), "metrics.jsonl (without tokens_per_s)");
-        Assert.That(RunOutputs.Adapter(actualDir), Is.EqualTo(RunOutputs.Adapter(expectedDir)), "adapter bytes");
-        Assert.That(RunOutputs.FinalState(actualDir), Is.EqualTo(RunOutputs.FinalState(expectedDir)), "final weights and optimizer moments");
-    }
-
     [TestCase("mid-epoch", 1)]
     [TestCase("epoch-start", 1)]
     [TestCase("mid-epoch", 2)]
@@ -66,7 +59,7 @@ public sealed class ResumeTests : LearnableTaskFixture
             Assert.That(session.Resumed.Warnings, Is.Empty);
             session.Train();
         }
-        AssertSameRun(reference.OutputDir, Dir.File("resumed"));
+        RunOutputs.AssertSameRun(reference.OutputDir, Dir.File("resumed"));
     }
 
     [Test]
@@ -90,7 +83,7 @@ public sealed class ResumeTests : LearnableTaskFixture
             {
                 session.Train();
             }
-            AssertSameRun(reference.OutputDir, copy);
+            RunOutputs.AssertSameRun(reference.OutputDir, copy);
         }
     }
 

@@ -83,8 +83,7 @@ public sealed class NonFiniteStepTests : LearnableTaskFixture
         var resumed = TrainWithFaults(Options("resumed"), step => step == 4, new ResumeRequest(Dir.File("resumed")));
 
         Assert.That(resumed.Outcome.SkippedSteps, Is.EqualTo(1), "the count came back from the checkpoint");
-        Assert.That(DeterministicMetrics.Read(resumed.OutputDir), Is.EqualTo(DeterministicMetrics.Read(reference.OutputDir)));
-        Assert.That(RunOutputs.FinalState(resumed.OutputDir), Is.EqualTo(RunOutputs.FinalState(reference.OutputDir)));
+        RunOutputs.AssertSameRun(reference.OutputDir, resumed.OutputDir);
     }
 
     [Test]
@@ -105,8 +104,7 @@ public sealed class NonFiniteStepTests : LearnableTaskFixture
 
         var resumed = TrainingRuns.Train(faulty, new ResumeRequest(faulty.OutputDir));
         Assert.That(resumed.Outcome.SkippedSteps, Is.Zero);
-        Assert.That(DeterministicMetrics.Read(resumed.OutputDir), Is.EqualTo(DeterministicMetrics.Read(reference.OutputDir)));
-        Assert.That(RunOutputs.FinalState(resumed.OutputDir), Is.EqualTo(RunOutputs.FinalState(reference.OutputDir)));
+        RunOutputs.AssertSameRun(reference.OutputDir, resumed.OutputDir);
     }
 
     [Test]
