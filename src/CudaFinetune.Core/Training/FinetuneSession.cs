@@ -48,6 +48,9 @@ public sealed class FinetuneSession : IDisposable
     public const string LossChartFileName = "loss.png";
 
     private readonly TrainingRank[] _ranks;
+
+    /// <summary>This process's ranks (one, or one per thread rank).</summary>
+    internal IReadOnlyList<TrainingRank> Ranks => _ranks;
     private readonly byte[] _runId;
     private readonly CheckpointFingerprints _fingerprints;
     private readonly CancellationTokenSource _abandon = new();

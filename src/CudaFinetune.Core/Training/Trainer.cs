@@ -88,8 +88,11 @@ public sealed class Trainer : IDisposable
     /// <summary>Skipped non-finite steps in a row that stop a run even with <see cref="FinetuneOptions.SkipNonfinite"/>.</summary>
     public const int MaxSkippedInARow = 16;
 
-    /// <summary>Called with the 1-based step after its backward passes, before its gradients are reduced: tests inject faults here.</summary>
-    internal Action<long>? BeforeGradientReduction { get; set; }
+    /// <summary>
+    /// Called after each of this rank's backward passes with the 1-based step and whether the pass was the step's last
+    /// (whose gradients a sharded optimizer may already have handed over): tests inject faults here.
+    /// </summary>
+    internal Action<long, bool>? AfterBackwardPass { get; set; }
 
     /// <summary>Raised on the training thread for every step, evaluation and epoch end.</summary>
     public event Action<TrainingEvent>? Progress;
@@ -181,6 +184,7 @@ public sealed class Trainer : IDisposable
                     bool lastOfStep = inGroup + WorldSize >= groupSize && StandInPasses(groupSize) == 0;
                     var batch = _train[batchIndex];
                     var loss = _model.ForwardBackward(batch, microBatches, 1.0 / perStep, lastOfStep ? _optimizer.GradientsReady : null);
+                    AfterBackwardPass?.Invoke(step + 1, lastOfStep);
                     if (loss.Tokens > 0)
                     {
                         lossTotal += loss.Mean;
@@ -199,7 +203,6 @@ public sealed class Trainer : IDisposable
                 {
                     _model.StandInForPass(backward: true, _optimizer.GradientsReady);
                 }
-                BeforeGradientReduction?.Invoke(step + 1);
                 // Gradients first: a rank whose backward pass already handed buckets over must meet the others' collectives in the same order.
                 double norm = _optimizer.ReduceGradients();
                 if (_group is not null)

@@ -29,7 +29,7 @@ public sealed class NonFiniteStepTests : LearnableTaskFixture
     {
         using var cancel = new CancellationTokenSource();
         using var session = FinetuneSession.Open(options, resume);
-        session.Trainer.BeforeGradientReduction = step =>
+        session.Trainer.AfterBackwardPass = (step, _) =>
         {
             if (faultySteps(step))
             {
@@ -105,6 +105,29 @@ public sealed class NonFiniteStepTests : LearnableTaskFixture
         var resumed = TrainingRuns.Train(faulty, new ResumeRequest(faulty.OutputDir));
         Assert.That(resumed.Outcome.SkippedSteps, Is.Zero);
         RunOutputs.AssertSameRun(reference.OutputDir, resumed.OutputDir);
+    }
+
+    [Test]
+    public void A_nan_on_one_rank_is_skipped_by_every_rank()
+    {
+        // Rank 1's gradient is poisoned in the first of its two passes of step 2, before its buckets are handed over: the
+        // sharded optimizer's norm is over all ranks, so both ranks skip, and every rank's shard of step 2 equals step 1's.
+        var options = Options("ranks") with { WorldSize = 2, GradientAccumulationSteps = 2, NumEpochs = 2 };
+        using var session = FinetuneSession.Open(options);
+        var rank1 = session.Ranks[1];
+        rank1.Trainer.AfterBackwardPass = (step, last) =>
+        {
+            if (step == 2 && !last)
+            {
+                rank1.Model.TrainableParameters[0].Gradient!.HostSpan<float>()[0] = float.NaN;
+            }
+        };
+        var result = session.Train();
+
+        Assert.That(result.Outcome.SkippedSteps, Is.EqualTo(1));
+        Assert.That(StateAt(result.OutputDir, 2), Is.EqualTo(StateAt(result.OutputDir, 1)), "no rank applied step 2");
+        Assert.That(StateAt(result.OutputDir, 3), Is.Not.EqualTo(StateAt(result.OutputDir, 2)));
+        Assert.That(StepLines(result.OutputDir).Single(l => l.TryGetProperty("skipped", out _)).GetProperty("step").GetInt64(), Is.EqualTo(2));
     }
 
     [Test]
