@@ -57,14 +57,9 @@ internal static class Program
             var configuration = new InvocationConfiguration { Output = output, Error = error, EnableDefaultExceptionHandler = false, ProcessTerminationTimeout = null };
             return parse.InvokeAsync(configuration, cancellationToken).GetAwaiter().GetResult();
         }
-        catch (UserErrorException e)
+        catch (Exception e) when (e is UserErrorException or IOException or UnauthorizedAccessException)
         {
-            error.WriteLine($"error: {e.Message}");
-            return ExitUserError;
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            // A full disk, a vanished or read-only directory: the machine's state, not an engine fault.
+            // A file-system error (a full disk, a vanished or read-only directory) is the machine's state, not an engine fault.
             error.WriteLine($"error: {e.Message}");
             return ExitUserError;
         }

@@ -9,14 +9,14 @@ namespace CudaFinetune.Checkpoints;
 /// the tensors into the (reused) host image on the caller's thread — the only part training waits
 /// for — and hands the rest to a background task: shard files, hashes, manifest, fsync, atomic
 /// commit, the <c>latest</c> pointer and retention. <see cref="WaitForPending"/> waits for the last
-/// write; events and write errors surface on the caller's thread.
+/// write; events and write errors surface on the caller's thread. With several ranks each has its own saver, which
+/// writes that rank's shards of the same checkpoint (<see cref="CheckpointRanks"/>); only rank 0's commits and reports.
 /// <para>
 /// A write that fails (disk full, directory gone or unwritable) leaves no trace and the earlier checkpoints intact. While
 /// training goes on it is reported (<see cref="SaveFailed"/>) and the next save tries again; <see cref="MaxFailedInARow"/>
 /// failures in a row, or a failed last save (<see cref="WaitForLast"/>), stop the run with a <see cref="UserErrorException"/>
 /// that names the last good checkpoint.
-/// </para> With several ranks each has its own saver, which
-/// writes that rank's shards of the same checkpoint (<see cref="CheckpointRanks"/>); only rank 0's commits and reports.
+/// </para>
 /// </summary>
 public sealed class CheckpointSaver : IDisposable
 {
@@ -28,8 +28,7 @@ public sealed class CheckpointSaver : IDisposable
     private readonly byte[] _runId;
     private long _saves;
     private Task<CommittedCheckpoint?>? _pending;
-    private CheckpointReason _pendingReason;
-    private long _pendingStep;
+    private CheckpointManifest? _pendingManifest;
     private int _failedInARow;
 
     /// <summary>Failed saves in a row that stop a run (one failure is retried at the next save).</summary>
@@ -62,8 +61,7 @@ public sealed class CheckpointSaver : IDisposable
         ArgumentNullException.ThrowIfNull(manifest);
         WaitForPending();
         _image.Capture(_backend);
-        _pendingReason = manifest.Reason;
-        _pendingStep = manifest.Training.Step;
+        _pendingManifest = manifest;
         string id = CheckpointId(manifest.Training.Step, ++_saves);
         _pending = Task.Factory.StartNew(() =>
         {
@@ -123,14 +121,14 @@ public sealed class CheckpointSaver : IDisposable
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             _failedInARow++;
-            string reason = $"could not write the checkpoint of step {_pendingStep} into '{_checkpointsDir}': {e.Message}";
+            string reason = $"could not write the checkpoint of step {_pendingManifest!.Training.Step} into '{_checkpointsDir}': {e.Message}";
             string last = LastCommitted is { } c ? $"the last good checkpoint is {c.Directory}" : "no checkpoint of this run was written";
             if (lastSave || _failedInARow >= MaxFailedInARow)
             {
                 string count = _failedInARow > 1 ? $" ({_failedInARow} saves in a row failed)" : "";
                 throw new UserErrorException($"{reason}{count}; {last}; free space or fix the directory, then continue with --resume", e);
             }
-            SaveFailed?.Invoke(new CheckpointSaveFailed(_pendingStep, reason, LastCommitted?.Directory, _failedInARow, _ranks.Rank));
+            SaveFailed?.Invoke(new CheckpointSaveFailed(_pendingManifest!.Training.Step, reason, LastCommitted?.Directory, _failedInARow, _ranks.Rank));
             return;
         }
         _failedInARow = 0;
@@ -139,7 +137,7 @@ public sealed class CheckpointSaver : IDisposable
             return; // another rank commits
         }
         LastCommitted = committed;
-        Saved?.Invoke(new CheckpointSaved(committed.Step, committed.Directory, committed.Bytes, committed.WriteTime, _pendingReason));
+        Saved?.Invoke(new CheckpointSaved(committed.Step, committed.Directory, committed.Bytes, committed.WriteTime, _pendingManifest!.Reason));
     }
 
     /// <summary>Waits for a write in progress (its errors are dropped: Dispose does not throw) and frees the image.</summary>

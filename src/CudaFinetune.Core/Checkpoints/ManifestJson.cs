@@ -221,14 +221,10 @@ internal static class ManifestJson
     /// <summary>Parses and checks a manifest; every problem is a <see cref="CheckpointCorruptException"/> naming the field.</summary>
     public static CheckpointManifest Read(byte[] bytes, string checkpoint)
     {
-        if (!System.Text.Unicode.Utf8.IsValid(bytes))
-        {
-            throw new CheckpointCorruptException(checkpoint, CheckpointFormat.ManifestFileName, null, "is not valid UTF-8 text");
-        }
         JsonDocument doc;
         try
         {
-            doc = JsonDocument.Parse(bytes, new JsonDocumentOptions { MaxDepth = 16 });
+            doc = IO.StrictJson.Parse(bytes, new JsonDocumentOptions { MaxDepth = 16 });
         }
         catch (JsonException e)
         {

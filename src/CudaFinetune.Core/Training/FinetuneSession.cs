@@ -48,9 +48,6 @@ public sealed class FinetuneSession : IDisposable
     public const string LossChartFileName = "loss.png";
 
     private readonly TrainingRank[] _ranks;
-
-    /// <summary>This process's ranks (one, or one per thread rank).</summary>
-    internal IReadOnlyList<TrainingRank> Ranks => _ranks;
     private readonly byte[] _runId;
     private readonly CheckpointFingerprints _fingerprints;
     private readonly CancellationTokenSource _abandon = new();
@@ -92,6 +89,9 @@ public sealed class FinetuneSession : IDisposable
 
     /// <summary>This process's first rank's trainer (it reports the job's progress).</summary>
     public Trainer Trainer => _ranks[0].Trainer;
+
+    /// <summary>This process's ranks (one, or one per thread rank).</summary>
+    internal IReadOnlyList<TrainingRank> Ranks => _ranks;
 
     /// <summary>Set when the session continues from a checkpoint.</summary>
     public ResumeInfo? Resumed { get; private set; }

@@ -103,8 +103,8 @@ public sealed class MetricsWriter : IDisposable
         TryWriteHeld();
     }
 
-    /// <summary>Writes the held lines, oldest first; false when the disk still refuses them.</summary>
-    public bool TryWriteHeld()
+    /// <summary>Writes the held lines, oldest first; those the disk still refuses stay held (<see cref="HeldLines"/>).</summary>
+    public void TryWriteHeld()
     {
         while (_held.TryPeek(out byte[]? line))
         {
@@ -115,12 +115,11 @@ public sealed class MetricsWriter : IDisposable
             catch (IOException) when (_held.Count <= MaxHeldLines)
             {
                 RandomAccess.SetLength(_file, _length); // a part-written line would garble the file; cutting back frees, so it works on a full disk
-                return false;
+                return;
             }
             _length += line.Length;
             _held.Dequeue();
         }
-        return true;
     }
 
     public void Dispose()

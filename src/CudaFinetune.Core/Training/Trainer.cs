@@ -135,8 +135,8 @@ public sealed class Trainer : IDisposable
         long skipped = state.SkippedSteps, skippedInARow = 0;
         double? lastLoss = state.LastLoss, lastEval = state.LastEvalLoss, bestEval = state.BestEvalLoss;
         // Where the current step began: a run that stops on a non-finite step saves the state from before its batches.
-        var stepStartSampler = sampler.State;
-        long stepStartMicroBatches = microBatches;
+        SamplerState stepStartSampler;
+        long stepStartMicroBatches;
 
         TrainingState Current() => new()
         {

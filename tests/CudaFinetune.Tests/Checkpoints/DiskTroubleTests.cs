@@ -25,12 +25,8 @@ public sealed class DiskTroubleTests : LearnableTaskFixture
     };
 
     /// <summary>Trains with <paramref name="onEvent"/> seeing every event (on the training thread, between steps and writes).</summary>
-    private static FinetuneResult Train(FinetuneOptions options, Action<TrainingEvent> onEvent, ResumeRequest? resume = null)
-    {
-        using var session = FinetuneSession.Open(options, resume);
-        session.Progress += onEvent;
-        return session.Train();
-    }
+    private static FinetuneResult Train(FinetuneOptions options, Action<TrainingEvent> onEvent)
+        => TrainingRuns.Train(options, setUp: session => session.Progress += onEvent);
 
     private static void AssertEveryCheckpointVerifies(string outputDir)
     {

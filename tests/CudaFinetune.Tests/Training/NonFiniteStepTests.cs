@@ -26,25 +26,13 @@ public sealed class NonFiniteStepTests : LearnableTaskFixture
 
     /// <summary>Trains with a NaN written into the first trainable gradient at each of <paramref name="faultySteps"/>.</summary>
     private static FinetuneResult TrainWithFaults(FinetuneOptions options, Func<long, bool> faultySteps, ResumeRequest? resume = null, long cancelAfter = -1)
-    {
-        using var cancel = new CancellationTokenSource();
-        using var session = FinetuneSession.Open(options, resume);
-        session.Trainer.AfterBackwardPass = (step, _) =>
+        => TrainingRuns.Train(options, resume, cancelAfter, session => session.Trainer.AfterBackwardPass = (step, _) =>
         {
             if (faultySteps(step))
             {
                 session.Model.TrainableParameters[0].Gradient!.HostSpan<float>()[0] = float.NaN;
             }
-        };
-        session.Progress += e =>
-        {
-            if (e is StepCompleted s && s.Step == cancelAfter)
-            {
-                cancel.Cancel();
-            }
-        };
-        return session.Train(cancel.Token);
-    }
+        });
 
     private static Dictionary<string, string> StateAt(string outputDir, long step)
     {
