@@ -9,8 +9,12 @@ namespace CudaFinetune.Checkpoints;
 /// </summary>
 public static class CheckpointFormat
 {
-    /// <summary>The format version written into every manifest and shard header (2: tensors may be stored in slices, one per rank that owns a part).</summary>
-    public const int Version = 2;
+    /// <summary>
+    /// The format version written into every manifest and shard header (2: tensors may be stored in slices, one per rank
+    /// that owns a part; 3: the run's history — branches and parent — and a schedule's continuation after a changed plan,
+    /// which an older reader would ignore and so resume on another schedule or branch).
+    /// </summary>
+    public const int Version = 3;
 
     /// <summary>The oldest version this engine still reads (1: whole tensors only).</summary>
     public const int OldestReadableVersion = 1;

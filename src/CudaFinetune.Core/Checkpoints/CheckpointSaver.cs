@@ -30,14 +30,18 @@ public sealed class CheckpointSaver : IDisposable
     private Task<CommittedCheckpoint?>? _pending;
     private CheckpointManifest? _pendingManifest;
     private int _failedInARow;
+    private readonly CheckpointParent? _resumedFrom;
 
     /// <summary>Failed saves in a row that stop a run (one failure is retried at the next save).</summary>
     public const int MaxFailedInARow = 3;
 
     /// <param name="ranks">this saver's rank among those writing each checkpoint (default: one rank alone)</param>
     /// <param name="runId">bytes every rank of the run shares, from which they derive the same checkpoint ids (default: random, for one rank)</param>
-    public CheckpointSaver(string checkpointsDir, CheckpointImage image, IBackend backend, int keepLast, CheckpointRanks? ranks = null, byte[]? runId = null)
+    /// <param name="resumedFrom">the checkpoint the run continues from: the parent of its first save (null: a fresh run)</param>
+    public CheckpointSaver(string checkpointsDir, CheckpointImage image, IBackend backend, int keepLast, CheckpointRanks? ranks = null, byte[]? runId = null,
+        CheckpointParent? resumedFrom = null)
     {
+        _resumedFrom = resumedFrom;
         _checkpointsDir = checkpointsDir;
         _image = image;
         _backend = backend;
@@ -55,11 +59,16 @@ public sealed class CheckpointSaver : IDisposable
     /// <summary>The last checkpoint committed.</summary>
     public CommittedCheckpoint? LastCommitted { get; private set; }
 
-    /// <summary>Snapshots the tensors and starts writing the checkpoint that <paramref name="manifest"/> describes.</summary>
+    /// <summary>
+    /// Snapshots the tensors and starts writing the checkpoint that <paramref name="manifest"/> describes, its parent set
+    /// to the last one committed (or the one the run resumed from).
+    /// </summary>
     public void Save(CheckpointManifest manifest, IReadOnlyList<CheckpointExtraFile> extraFiles)
     {
         ArgumentNullException.ThrowIfNull(manifest);
         WaitForPending();
+        var parent = LastCommitted is { } last ? new CheckpointParent(Path.GetFileName(last.Directory), last.Id) : _resumedFrom;
+        manifest = manifest with { Lineage = manifest.Lineage with { Parent = parent } };
         _image.Capture(_backend);
         _pendingManifest = manifest;
         string id = CheckpointId(manifest.Training.Step, ++_saves);

@@ -3,14 +3,24 @@ using CudaFinetune.IO;
 
 namespace CudaFinetune.Checkpoints;
 
-/// <summary>A checkpoint directory as <c>checkpoint list</c> reports it.</summary>
-public sealed record CheckpointListing(string Name, string Directory, long Step, long Bytes, CheckpointManifest? Manifest, string? Problem)
+/// <summary>
+/// A checkpoint directory as <c>checkpoint list</c> reports it: <see cref="Latest"/> is the live head, <see cref="OnChain"/>
+/// whether it lies on the live history (false: another branch's, or a damaged one above the head).
+/// </summary>
+public sealed record CheckpointListing(string Name, string Directory, long Step, long Bytes, CheckpointManifest? Manifest, string? Problem, bool Latest = false, bool OnChain = true)
 {
     public bool Valid => Problem is null;
 }
 
-/// <summary>What <c>--resume PATH</c> points at: the run's output directory and the checkpoints to try, newest first.</summary>
-public sealed record ResumeCandidates(string? OutputDir, IReadOnlyList<string> Checkpoints, bool Explicit);
+/// <summary>
+/// What a path to continue or read from points at: the run's output directory, the checkpoints to try (newest first:
+/// the live chain, or the one named), and the run's history when the path is an output directory.
+/// </summary>
+public sealed record ResumeCandidates(string? OutputDir, IReadOnlyList<string> Checkpoints, bool Explicit, RunHistory? History = null)
+{
+    /// <summary>What is wrong with the run's <c>latest</c> pointer and what was taken instead (null: nothing).</summary>
+    public string? LatestProblem => Explicit ? null : History?.LatestProblem;
+}
 
 /// <summary>
 /// The checkpoints of an output directory (<c>OUT/checkpoints/step-N</c>): listing, the <c>latest</c>
@@ -34,25 +44,31 @@ public static class CheckpointStore
             .Select(x => x.Dir)];
     }
 
-    /// <summary>Each checkpoint of <paramref name="outputDir"/>, oldest first, fully verified.</summary>
-    public static IReadOnlyList<CheckpointListing> List(string outputDir)
+    /// <summary>Each checkpoint of <paramref name="outputDir"/>, oldest first, fully verified, placed in the run's history.</summary>
+    public static IReadOnlyList<CheckpointListing> List(string outputDir) => List(RunHistory.Read(CheckpointsDirectory(outputDir)));
+
+    /// <summary>Each checkpoint of <paramref name="history"/>, oldest first, fully verified.</summary>
+    public static IReadOnlyList<CheckpointListing> List(RunHistory history)
     {
+        ArgumentNullException.ThrowIfNull(history);
         var result = new List<CheckpointListing>();
-        foreach (string dir in Directories(CheckpointsDirectory(outputDir)).Reverse())
+        foreach (var entry in history.Entries.Reverse())
         {
-            string name = Path.GetFileName(dir);
-            long step = CheckpointFormat.TryParseStep(name, out long parsed) ? parsed : -1;
-            long bytes = Directory.EnumerateFiles(dir, "*", SearchOption.AllDirectories).Sum(f => new FileInfo(f).Length);
-            try
+            long bytes = Directory.EnumerateFiles(entry.Directory, "*", SearchOption.AllDirectories).Sum(f => new FileInfo(f).Length);
+            string? problem = entry.Problem;
+            if (entry.Checkpoint is { } checkpoint)
             {
-                var checkpoint = Checkpoint.Open(dir);
-                checkpoint.Verify();
-                result.Add(new CheckpointListing(name, dir, step, bytes, checkpoint.Manifest, null));
+                try
+                {
+                    checkpoint.Verify();
+                }
+                catch (CheckpointCorruptException e)
+                {
+                    problem = e.Message;
+                }
             }
-            catch (CheckpointCorruptException e)
-            {
-                result.Add(new CheckpointListing(name, dir, step, bytes, null, e.Message));
-            }
+            result.Add(new CheckpointListing(entry.Name, entry.Directory, entry.Step, bytes, problem is null ? entry.Checkpoint?.Manifest : null, problem,
+                Latest: entry == history.Head, OnChain: history.IsOnChain(entry)));
         }
         return result;
     }
@@ -94,8 +110,10 @@ public static class CheckpointStore
     }
 
     /// <summary>
-    /// Keeps the newest <paramref name="keepLast"/> checkpoints, the one with the lowest eval loss at
-    /// its own step, and the one <c>latest</c> names; deletes the others (0 keeps all).
+    /// Keeps, of the live history (the chain that led to <c>latest</c>; <see cref="RunHistory"/>), the newest
+    /// <paramref name="keepLast"/> checkpoints, the head, and the one with the lowest eval loss at its own step; deletes
+    /// the chain's others (0 keeps all). Checkpoints of other branches are never deleted, nor anything while the
+    /// history has no head.
     /// </summary>
     public static IReadOnlyList<string> ApplyRetention(string checkpointsDir, int keepLast)
     {
@@ -103,33 +121,18 @@ public static class CheckpointStore
         {
             return [];
         }
-        var all = Directories(checkpointsDir);
-        var keep = new HashSet<string>(all.Take(keepLast), StringComparer.Ordinal);
-        if (ReadLatest(checkpointsDir) is { } latest)
+        var history = RunHistory.Read(checkpointsDir);
+        if (history.Head is not { } head)
         {
-            keep.Add(Path.Combine(checkpointsDir, latest));
+            return [];
         }
-        string? best = null;
-        double bestLoss = double.PositiveInfinity;
-        foreach (string dir in all)
+        var chain = history.Chain;
+        var keep = new HashSet<CheckpointEntry>(chain.Take(keepLast)) { head };
+        if (chain.Where(e => e.Checkpoint?.Manifest.EvalLossAtStep is not null).MinBy(e => e.Checkpoint!.Manifest.EvalLossAtStep) is { } best)
         {
-            try
-            {
-                if (Checkpoint.Open(dir).Manifest.EvalLossAtStep is { } loss && loss < bestLoss)
-                {
-                    (best, bestLoss) = (dir, loss);
-                }
-            }
-            catch (CheckpointCorruptException)
-            {
-                // a damaged checkpoint is never "best"
-            }
+            keep.Add(best); // a damaged checkpoint is never "best"
         }
-        if (best is not null)
-        {
-            keep.Add(best);
-        }
-        var deleted = all.Where(d => !keep.Contains(d)).ToList();
+        var deleted = chain.Where(e => !keep.Contains(e)).Select(e => e.Directory).ToList();
         foreach (string dir in deleted)
         {
             // Renamed first, so that a crash part-way never leaves a half-deleted step-N behind.
@@ -140,27 +143,36 @@ public static class CheckpointStore
         return deleted;
     }
 
-    /// <summary>Interprets a <c>--resume</c> path: one checkpoint directory, or an output directory (all its checkpoints, newest first).</summary>
-    public static ResumeCandidates Resolve(string path)
+    /// <summary>
+    /// Interprets a path given to continue or read a run (<c>--resume</c>, <c>export --checkpoint</c>, <c>checkpoint
+    /// verify/inspect</c>): one checkpoint directory, or an output directory, whose live history is tried newest first
+    /// (<see cref="RunHistory"/>). <paramref name="flag"/> is how the user gave the path, for messages.
+    /// </summary>
+    public static ResumeCandidates Resolve(string path, string flag = "--resume")
     {
+        ArgumentNullException.ThrowIfNull(path);
         string full = Path.GetFullPath(path);
         if (!Directory.Exists(full))
         {
-            throw new UserErrorException($"--resume '{path}': no such directory; give an output directory or one of its checkpoints/step-N directories");
+            throw new UserErrorException($"{flag} '{path}': no such directory; give an output directory or one of its checkpoints/step-N directories");
         }
         if (File.Exists(Path.Combine(full, CheckpointFormat.ManifestFileName)) || CheckpointFormat.TryParseStep(Path.GetFileName(full), out _))
         {
             string? parent = Path.GetDirectoryName(full);
             string? outputDir = parent is not null && Path.GetFileName(parent) == CheckpointFormat.DirectoryName ? Path.GetDirectoryName(parent) : null;
-            return new ResumeCandidates(outputDir, [full], Explicit: true);
+            return new ResumeCandidates(outputDir, [full], Explicit: true, outputDir is null ? null : RunHistory.Read(parent!));
         }
         string checkpointsDir = Path.GetFileName(full) == CheckpointFormat.DirectoryName ? full : Path.Combine(full, CheckpointFormat.DirectoryName);
-        var dirs = Directories(checkpointsDir);
-        if (dirs.Count == 0)
+        var history = RunHistory.Read(checkpointsDir);
+        if (history.Entries.Count == 0)
         {
-            throw new UserErrorException($"--resume '{path}': no checkpoints there (looked for {Path.Combine(checkpointsDir, "step-*")})");
+            throw new UserErrorException($"{flag} '{path}': no checkpoints there (looked for {Path.Combine(checkpointsDir, "step-*")})");
         }
-        return new ResumeCandidates(Path.GetDirectoryName(checkpointsDir), dirs, Explicit: false);
+        if (history.Ambiguous)
+        {
+            throw new UserErrorException($"{flag} '{path}': {history.LatestProblem}, e.g. {flag} {Path.Combine(path, CheckpointFormat.DirectoryName, history.Entries.First(e => e.Opens).Name)}");
+        }
+        return new ResumeCandidates(Path.GetDirectoryName(checkpointsDir), [.. history.Chain.Select(e => e.Directory)], Explicit: false, history);
     }
 
     internal static void TryDeleteDirectory(string directory)

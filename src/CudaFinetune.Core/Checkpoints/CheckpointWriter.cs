@@ -7,7 +7,7 @@ namespace CudaFinetune.Checkpoints;
 public sealed record CheckpointExtraFile(string RelativePath, string Source, long Length);
 
 /// <summary>A checkpoint that is on disk and committed.</summary>
-public sealed record CommittedCheckpoint(string Directory, long Step, long Bytes, TimeSpan WriteTime);
+public sealed record CommittedCheckpoint(string Directory, long Step, long Bytes, TimeSpan WriteTime, string Id);
 
 /// <summary>
 /// One rank's place in a checkpoint that <see cref="WorldSize"/> ranks write together (on a file system they all see):
@@ -88,7 +88,7 @@ public static class CheckpointWriter
             string final = Path.Combine(checkpointsDir, name);
             Commit(checkpointsDir, temporary, final);
             CheckpointStore.WriteLatest(checkpointsDir, name);
-            return new CommittedCheckpoint(final, manifest.Training.Step, complete.TotalBytes + manifestBytes.Length, clock.Elapsed);
+            return new CommittedCheckpoint(final, manifest.Training.Step, complete.TotalBytes + manifestBytes.Length, clock.Elapsed, id);
         }
         catch when (ranks.Rank == 0)
         {

@@ -66,6 +66,13 @@ internal static class ManifestJson
             w.WriteNumber("total_steps", m.Scheduler.TotalSteps);
             w.WriteNumber("gamma", m.Scheduler.Gamma);
             w.WriteNumber("completed_steps", m.Training.Step);
+            if (m.Scheduler.Continuation is { } continuation)
+            {
+                w.WriteStartObject("continuation");
+                w.WriteNumber("from_step", continuation.FromStep);
+                w.WriteNumber("from_progress", continuation.FromProgress);
+                w.WriteEndObject();
+            }
             w.WriteEndObject();
             w.WriteStartObject("optimizer");
             w.WriteString("kind", "adamw");
@@ -85,6 +92,7 @@ internal static class ManifestJson
             {
                 config.RootElement.WriteTo(w);
             }
+            WriteLineage(w, m.Lineage);
             WriteShardsAndTensors(w, m.Shards, m.Tensors);
             w.WriteStartArray("files");
             foreach (var f in m.Files)
@@ -196,6 +204,66 @@ internal static class ManifestJson
         return (shards, tensors);
     }
 
+    private static void WriteLineage(Utf8JsonWriter w, CheckpointLineage lineage)
+    {
+        w.WriteStartObject("history");
+        w.WriteStartArray("branches");
+        foreach (var segment in lineage.Segments)
+        {
+            w.WriteStartObject();
+            w.WriteString("branch", segment.Branch);
+            w.WriteNumber("from_step", segment.FromStep);
+            w.WriteEndObject();
+        }
+        w.WriteEndArray();
+        if (lineage.Parent is { } parent)
+        {
+            w.WriteStartObject("parent");
+            w.WriteString("checkpoint", parent.Name);
+            w.WriteString("checkpoint_id", parent.Id);
+            w.WriteEndObject();
+        }
+        else
+        {
+            w.WriteNull("parent");
+        }
+        w.WriteEndObject();
+    }
+
+    /// <summary>history (format 3); older manifests have none and read as <see cref="CheckpointLineage.Unrecorded"/>.</summary>
+    private static CheckpointLineage ReadLineage(Fields r)
+    {
+        if (!r.Has("history"))
+        {
+            return CheckpointLineage.Unrecorded;
+        }
+        var history = r.Object("history");
+        var segments = history.Array("branches").Select(b => new HistorySegment(b.BranchId("branch"), b.Long("from_step", 0))).ToList();
+        if (segments.Count == 0 || segments.Count > 100_000)
+        {
+            throw history.Error("branches", $"should list 1 to 100000 branches, found {segments.Count}");
+        }
+        for (int i = 1; i < segments.Count; i++)
+        {
+            if (segments[i].FromStep < segments[i - 1].FromStep)
+            {
+                throw history.Error("branches", "should be in the order of their steps");
+            }
+        }
+        CheckpointParent? parent = null;
+        if (history.Has("parent") && !history.IsNull("parent"))
+        {
+            var p = history.Object("parent");
+            string name = p.String("checkpoint");
+            if (!CheckpointFormat.TryParseStep(name, out _))
+            {
+                throw p.Error("checkpoint", $"is not a checkpoint name ('{name}')");
+            }
+            parent = new CheckpointParent(name, p.Hash("checkpoint_id"));
+        }
+        return new CheckpointLineage(segments, parent);
+    }
+
     private static void WriteTraining(Utf8JsonWriter w, TrainingState t)
     {
         w.WriteStartObject("training");
@@ -300,20 +368,45 @@ internal static class ManifestJson
             Sampler = new SamplerRecord(sampler.Bool("shuffle"), sampler.Int("batches_per_epoch", 0), sampler.Hash("order_xxh128")),
             Scheduler = new SchedulerRecord(
                 scheduler.Choice("kind", [SchedulerKind.StepLR, SchedulerKind.Cosine, SchedulerKind.Linear, SchedulerKind.Constant], k => k.ToString().ToLowerInvariant()),
-                scheduler.Double("base_lr"), scheduler.Int("warmup_steps", 0), scheduler.Long("total_steps", 0), scheduler.Double("gamma")),
+                scheduler.Double("base_lr"), scheduler.Int("warmup_steps", 0), scheduler.Long("total_steps", 0), scheduler.Double("gamma"), Continuation(scheduler)),
             Optimizer = new OptimizerRecord(optimizer.Double("beta1"), optimizer.Double("beta2"), optimizer.Double("epsilon"), optimizer.Double("weight_decay"), optimizer.Long("step_count", 0)),
             Fingerprints = new CheckpointFingerprints(fingerprints.Hash("model"), fingerprints.Hash("train_data"), fingerprints.Hash("validation_data")),
             ConfigJson = r.Object("config").Raw,
             Shards = shards,
             Tensors = tensors,
             Files = files,
+            Lineage = ReadLineage(r),
         };
+    }
+
+    /// <summary>scheduler.continuation (format 3), or null when absent.</summary>
+    private static ScheduleContinuation? Continuation(Fields scheduler)
+    {
+        if (!scheduler.Has("continuation"))
+        {
+            return null;
+        }
+        var c = scheduler.Object("continuation");
+        double progress = c.Double("from_progress");
+        return progress is >= 0 and <= 1 ? new ScheduleContinuation(c.Long("from_step", 0), progress) : throw c.Error("from_progress", $"should be in [0, 1], found {progress}");
     }
 
     /// <summary>Typed, checked access to one JSON object of the manifest; errors name the field's path.</summary>
     private readonly struct Fields(JsonElement element, string checkpoint, string path)
     {
         public string Raw => element.GetRawText();
+
+        /// <summary>Whether the (optional) property is present.</summary>
+        public bool Has(string name) => element.ValueKind == JsonValueKind.Object && element.TryGetProperty(name, out _);
+
+        public bool IsNull(string name) => element.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Null;
+
+        /// <summary>A branch id: 32 lowercase hex digits, or "" (a history that began before branches were recorded).</summary>
+        public string BranchId(string name)
+        {
+            string text = String(name);
+            return text.Length == 0 || CheckpointFormat.IsHashText(text) ? text : throw Error(name, $"should be 32 lowercase hex digits or empty, found '{text}'");
+        }
 
         public CheckpointCorruptException Error(string name, string problem)
             => new(checkpoint, CheckpointFormat.ManifestFileName, null, $"field '{path}{name}' {problem}");

@@ -18,6 +18,9 @@ namespace CudaFinetune.Data;
 /// batches of the batch size (the last may be smaller). Each batch is as long as its longest row
 /// rounded up to a multiple of 64, capped at the context length, so few distinct shapes occur; the
 /// rows are right-padded with the pad id, and padded positions have label -100.</para>
+/// <para>A batch in which every label is masked (an alpaca prompt longer than the context, say) has no loss to
+/// learn from — its mean would be 0/0 — so it is left out and counted (<see cref="EmptyBatches"/>); a plan in which
+/// no batch has a target is a <see cref="UserErrorException"/>.</para>
 /// </remarks>
 public sealed class BatchPlan
 {
@@ -26,11 +29,12 @@ public sealed class BatchPlan
 
     private readonly TokenBatch[] _batches;
 
-    private BatchPlan(TokenBatch[] batches, BatchingStrategy strategy, long droppedTokens)
+    private BatchPlan(TokenBatch[] batches, BatchingStrategy strategy, long droppedTokens, int emptyBatches = 0)
     {
         _batches = batches;
         Strategy = strategy;
         DroppedTokens = droppedTokens;
+        EmptyBatches = emptyBatches;
         foreach (TokenBatch batch in batches)
         {
             Tokens += batch.Tokens;
@@ -53,25 +57,54 @@ public sealed class BatchPlan
     /// <summary>Tokens of the examples left out: the packing remainder, or what truncation cut off.</summary>
     public long DroppedTokens { get; }
 
+    /// <summary>Batches left out because none of their labels counts (every one masked).</summary>
+    public int EmptyBatches { get; }
+
     /// <summary>
-    /// Forms the batches. No examples give an empty plan; examples too short to fill one packed row
-    /// are a <see cref="UserErrorException"/> (there would be nothing to train on).
+    /// Forms the batches. No examples give an empty plan; examples too short to fill one packed row, or batches none of
+    /// which has a target token, are a <see cref="UserErrorException"/> (there would be nothing to train on).
     /// </summary>
-    public static BatchPlan Create(IReadOnlyList<TokenizedExample> examples, BatchingStrategy strategy, int batchSize, int contextLength, int padId)
+    /// <param name="role">what the examples are, for messages: "the training data", "the validation split", …</param>
+    /// <param name="moreData">how to give the plan more tokens, for messages ("more data", "a larger --validation-fraction")</param>
+    public static BatchPlan Create(IReadOnlyList<TokenizedExample> examples, BatchingStrategy strategy, int batchSize, int contextLength, int padId,
+        string role = "the training data", string moreData = "more data")
     {
         ArgumentNullException.ThrowIfNull(examples);
+        ArgumentNullException.ThrowIfNull(role);
+        ArgumentNullException.ThrowIfNull(moreData);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(batchSize);
         ArgumentOutOfRangeException.ThrowIfLessThan(contextLength, 2);
         ArgumentOutOfRangeException.ThrowIfNegative(padId);
-        return strategy switch
+        var plan = strategy switch
         {
-            BatchingStrategy.Packing => Pack(examples, batchSize, contextLength),
+            BatchingStrategy.Packing => Pack(examples, batchSize, contextLength, role, moreData),
             BatchingStrategy.Padding => Pad(examples, batchSize, contextLength, padId),
             _ => throw new ArgumentOutOfRangeException(nameof(strategy), strategy, "unknown batching strategy"),
         };
+        return plan.WithoutEmptyBatches(role, contextLength);
     }
 
-    private static BatchPlan Pack(IReadOnlyList<TokenizedExample> examples, int batchSize, int contextLength)
+    /// <summary>This plan less its batches without a target token; none left is a <see cref="UserErrorException"/>.</summary>
+    private BatchPlan WithoutEmptyBatches(string role, int contextLength)
+    {
+        var kept = _batches.Where(b => b.TargetCount > 0).ToArray();
+        if (kept.Length == _batches.Length)
+        {
+            return this;
+        }
+        if (kept.Length == 0)
+        {
+            throw new UserErrorException($"{role} gives no token to learn from: every label of its {_batches.Length} batch(es) is masked (-100), "
+                + $"so the loss would be 0/0; prompts or masked turns probably fill the whole --context-length {contextLength} before any response starts: raise --context-length or shorten them");
+        }
+        return new BatchPlan(kept, Strategy, DroppedTokens, _batches.Length - kept.Length);
+    }
+
+    /// <summary>A one-line warning about the batches left out, or null when none was.</summary>
+    public string? EmptyBatchesWarning(string role) => EmptyBatches == 0 ? null
+        : $"{role}: {EmptyBatches} of {EmptyBatches + Count} batches have every label masked (-100; e.g. a prompt longer than --context-length cuts off its response) and are left out";
+
+    private static BatchPlan Pack(IReadOnlyList<TokenizedExample> examples, int batchSize, int contextLength, string role, string moreData)
     {
         long total = 0;
         foreach (TokenizedExample example in examples)
@@ -83,7 +116,7 @@ public sealed class BatchPlan
         {
             return examples.Count == 0
                 ? new BatchPlan([], BatchingStrategy.Packing, 0)
-                : throw new UserErrorException($"the {examples.Count} example(s) hold {total} tokens, fewer than one packed row of {contextLength} (--context-length); use a smaller --context-length, more data, or --batching padding");
+                : throw new UserErrorException($"{role}: its {examples.Count} example(s) hold {total} tokens, fewer than one packed row of {contextLength} (--context-length); use a smaller --context-length, {moreData}, or --batching padding");
         }
         if (rows * contextLength > Array.MaxLength)
         {

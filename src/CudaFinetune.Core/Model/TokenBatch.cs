@@ -34,6 +34,33 @@ public sealed class TokenBatch
     public int[]? Labels { get; }
 
     /// <summary>
+    /// Positions whose next-token target counts in the loss (a label other than the ignore index after the first
+    /// position of a row). A batch with none gives a loss of 0/0: the batch plans leave such batches out.
+    /// </summary>
+    public int TargetCount
+    {
+        get
+        {
+            if (_targetCount < 0)
+            {
+                int[] labels = Labels ?? InputIds;
+                int counted = 0;
+                for (int b = 0; b < BatchSize; b++)
+                {
+                    for (int t = b * SeqLen + 1; t < (b + 1) * SeqLen; t++)
+                    {
+                        counted += labels[t] >= 0 ? 1 : 0;
+                    }
+                }
+                _targetCount = counted;
+            }
+            return _targetCount;
+        }
+    }
+
+    private int _targetCount = -1;
+
+    /// <summary>
     /// Writes the next-token targets (labels shifted left by one within each row, the last position
     /// ignored) into <paramref name="targets"/> and returns how many count.
     /// </summary>

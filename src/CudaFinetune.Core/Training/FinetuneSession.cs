@@ -24,8 +24,14 @@ public sealed record FinetuneResult(string OutputDir, TrainingOutcome Outcome, s
 /// <param name="Strict">refuse to fall back to an older checkpoint when the newest is damaged</param>
 public sealed record ResumeRequest(string Path, bool Force = false, bool Strict = false);
 
-/// <summary>What a resumed session continues from, the changes it accepted, and damaged checkpoints it passed over.</summary>
-public sealed record ResumeInfo(string Checkpoint, long Step, int Epoch, IReadOnlyList<string> Warnings, IReadOnlyList<string> Skipped);
+/// <summary>
+/// What a resumed session continues from, the changes it accepted, and damaged checkpoints it passed over.
+/// <see cref="Schedule"/> says what the learning rate does from here; <see cref="Branch"/>, when the run leaves a later
+/// branch behind, where that branch goes; <see cref="NothingToDo"/>, when the run is already complete, why (then
+/// <see cref="FinetuneSession.Train"/> returns at once and changes nothing on disk).
+/// </summary>
+public sealed record ResumeInfo(string Checkpoint, long Step, int Epoch, IReadOnlyList<string> Warnings, IReadOnlyList<string> Skipped,
+    string Schedule = "", string? Branch = null, string? NothingToDo = null);
 
 /// <summary>
 /// One fine-tuning run from options to files, the engine API the CLI's <c>finetune</c> is built on:
@@ -47,6 +53,10 @@ public sealed class FinetuneSession : IDisposable
     public const string MetricsFileName = "metrics.jsonl";
     public const string LossChartFileName = "loss.png";
 
+    /// <summary>Where a finished LoRA run writes its adapter (PEFT layout), and a full fine-tune its model.</summary>
+    public const string AdapterDirectoryName = "adapter";
+    public const string ModelDirectoryName = "model";
+
     private readonly TrainingRank[] _ranks;
     private readonly byte[] _runId;
     private readonly CheckpointFingerprints _fingerprints;
@@ -54,6 +64,12 @@ public sealed class FinetuneSession : IDisposable
     private TrainingState? _resumeState;
     private byte[]? _resumeMetrics;
     private MetricsWriter? _metrics;
+
+    // The history the run's checkpoints record (a fresh run: a new branch from step 0), the checkpoint it continues
+    // from, and what Train sets aside first when the run leaves checkpoints of another branch behind.
+    private CheckpointLineage _lineage;
+    private CheckpointParent? _parent;
+    private (IReadOnlyList<CheckpointEntry> Entries, string Archive, string LiveHead, string? OldHead)? _setAside;
 
     private FinetuneSession(FinetuneOptions options, JobTopology job, ITokenizer? tokenizer, LoadedDataset data, BatchPlan train, BatchPlan? validation,
         IReadOnlyList<(IBackend Backend, LlamaModel Model, IDisposable? LayerWeights)> replicas, ProcessGroups groups)
@@ -69,7 +85,11 @@ public sealed class FinetuneSession : IDisposable
             DescribeCheckpoint, () => ExtraFiles(local)))];
         _ranks[0].Trainer.Progress += e => Progress?.Invoke(e);
         _fingerprints = new CheckpointFingerprints(Fingerprints.Model(options.Model!), Fingerprints.Data(data.Train), Fingerprints.Data(data.Validation));
+        _lineage = new CheckpointLineage([new HistorySegment(NewBranchId(0), 0)], null);
     }
+
+    /// <summary>The id of a branch starting at <paramref name="step"/>: the same in every process of the job, new for each run.</summary>
+    private string NewBranchId(long step) => CheckpointFormat.Hash([.. _runId, .. "branch"u8, .. BitConverter.GetBytes(step)]);
 
     /// <summary>Every step, evaluation and epoch end of <see cref="Train"/>.</summary>
     public event Action<TrainingEvent>? Progress;
@@ -93,6 +113,9 @@ public sealed class FinetuneSession : IDisposable
     /// <summary>This process's ranks (one, or one per thread rank).</summary>
     internal IReadOnlyList<TrainingRank> Ranks => _ranks;
 
+    /// <summary>What preparing the data left out that a user should know (batches with every label masked).</summary>
+    public IReadOnlyList<string> DataWarnings { get; private set; } = [];
+
     /// <summary>Set when the session continues from a checkpoint.</summary>
     public ResumeInfo? Resumed { get; private set; }
 
@@ -101,22 +124,27 @@ public sealed class FinetuneSession : IDisposable
     /// that opens, with its output directory set to the run's; the starting point for a resume's
     /// options, which flags then override.
     /// </summary>
-    public static FinetuneOptions ReadResumeOptions(string path) => OpenNewestSaved(path, "resume from").Options;
+    public static FinetuneOptions ReadResumeOptions(string path) => OpenNewestSaved(path, "resume from", "--resume", verify: false).Options;
 
     /// <summary>
-    /// The newest checkpoint under <paramref name="path"/> (an output directory or one checkpoint) that opens, and the
-    /// options its run was saved with, output directory set to the run's; <see cref="UserErrorException"/> listing every
-    /// damaged one when none opens. <paramref name="purpose"/> completes "no valid checkpoint to …".
+    /// The newest checkpoint of the live history under <paramref name="path"/> (an output directory, or one checkpoint)
+    /// that opens — and, with <paramref name="verify"/>, whose every hash checks — and the options its run was saved with,
+    /// output directory set to the run's; <see cref="UserErrorException"/> listing every damaged one when none is good.
+    /// <paramref name="purpose"/> completes "no valid checkpoint to …"; <paramref name="flag"/> is how the user gave the path.
     /// </summary>
-    internal static (Checkpoint Checkpoint, FinetuneOptions Options) OpenNewestSaved(string path, string purpose)
+    internal static (Checkpoint Checkpoint, FinetuneOptions Options) OpenNewestSaved(string path, string purpose, string flag, bool verify)
     {
-        var candidates = CheckpointStore.Resolve(path);
+        var candidates = CheckpointStore.Resolve(path, flag);
         var problems = new List<string>();
         foreach (string dir in candidates.Checkpoints)
         {
             try
             {
                 var checkpoint = Checkpoint.Open(dir);
+                if (verify)
+                {
+                    checkpoint.Verify();
+                }
                 var saved = SavedOptions(checkpoint);
                 return (checkpoint, candidates.OutputDir is { } outputDir ? saved with { OutputDir = outputDir } : saved);
             }
@@ -188,8 +216,14 @@ public sealed class FinetuneSession : IDisposable
             var data = DatasetLoader.Load(options, tokenizer, config!.VocabSize);
             int padId = tokenizer?.EosId ?? 0;
             var train = BatchPlan.Create(data.Train, options.Batching, options.BatchSize, options.ContextLength, padId);
-            var validation = data.Validation.Count > 0 ? BatchPlan.Create(data.Validation, options.Batching, options.BatchSize, options.ContextLength, padId) : null;
+            var (validationRole, moreValidation) = options.ValidationDataset is null
+                ? ($"the validation split (--validation-fraction {options.ValidationFraction.ToString(System.Globalization.CultureInfo.InvariantCulture)})", "a larger --validation-fraction")
+                : ($"the validation dataset '{options.ValidationDataset}'", "a longer --validation-dataset");
+            var validation = data.Validation.Count > 0
+                ? BatchPlan.Create(data.Validation, options.Batching, options.BatchSize, options.ContextLength, padId, validationRole, moreValidation)
+                : null;
             session = new FinetuneSession(options, job, tokenizer, data, train, validation, replicas, groups);
+            session.DataWarnings = [.. new[] { train.EmptyBatchesWarning("the training data"), validation?.EmptyBatchesWarning(validationRole) }.OfType<string>()];
             if (resume is not null)
             {
                 session.RestoreFrom(candidates!, resume);
@@ -290,15 +324,24 @@ public sealed class FinetuneSession : IDisposable
 
     /// <summary>
     /// Loads the newest usable checkpoint of <paramref name="candidates"/> into every rank's model and optimizer, whatever
-    /// world size wrote it. The ranks read their pieces in parallel and agree before going on: when any finds its part
-    /// damaged, all pass on to the next checkpoint together.
+    /// world size wrote it, and plans the rest of the run from it (steps, schedule, branch). The ranks read their pieces in
+    /// parallel and agree before going on: when any finds its part damaged, all pass on to the next checkpoint together.
     /// </summary>
     private void RestoreFrom(ResumeCandidates candidates, ResumeRequest request)
     {
         var skipped = new List<string>();
+        var skippedDirs = new HashSet<string>(StringComparer.Ordinal);
+        var notices = new List<string>();
+        if (candidates.LatestProblem is { } latestProblem)
+        {
+            if (request.Strict)
+            {
+                throw new UserErrorException($"cannot resume from '{request.Path}' with --strict: {latestProblem}; name the checkpoint to continue from (--resume {Path.Combine(request.Path, CheckpointFormat.DirectoryName, "step-N")})");
+            }
+            notices.Add(latestProblem);
+        }
         foreach (string dir in candidates.Checkpoints)
         {
-            string? problem;
             Checkpoint checkpoint;
             try
             {
@@ -307,51 +350,143 @@ public sealed class FinetuneSession : IDisposable
             catch (CheckpointCorruptException e) when (!request.Strict && !candidates.Explicit)
             {
                 skipped.Add(e.Message);
+                skippedDirs.Add(dir);
                 continue;
             }
             var manifest = checkpoint.Manifest;
+            var state = SamplerWithin(manifest.Training, request.Force, notices);
+            string? scheduleChange = null;
+            foreach (var rank in _ranks)
+            {
+                scheduleChange = rank.Trainer.ContinueFrom(state, manifest.Scheduler.ToSchedule());
+            }
             var warnings = ResumeCompatibility.Check(checkpoint.Directory, SavedOptions(checkpoint), Options, manifest, _fingerprints, Trainer.TotalSteps, request.Force)
                 .Concat(EnvironmentChanges(manifest)).ToList();
             CheckSampler(checkpoint, request.Force);
-            var problems = OnEveryRank(rank =>
-            {
-                string? mine = null;
-                try
-                {
-                    checkpoint.Load(rank.Trainer.Optimizer.CheckpointPieces, rank.Backend, rank.CheckpointTensorNames());
-                }
-                catch (CheckpointCorruptException e)
-                {
-                    mine = e.Message;
-                }
-                if (rank.OnAnyRank(mine is not null))
-                {
-                    return mine ?? $"checkpoint '{checkpoint.Directory}': another rank found its part damaged";
-                }
-                rank.Trainer.Optimizer.PublishRestoredState();
-                rank.Trainer.Optimizer.RestoreStepCount(manifest.Optimizer.StepCount);
-                return null;
-            });
-            problem = problems.FirstOrDefault(p => p is not null);
+            string? problem = LoadOnEveryRank(checkpoint);
             if (problem is not null)
             {
                 if (request.Strict || candidates.Explicit)
                 {
-                    throw new CheckpointCorruptException(checkpoint.Directory, null, null, problem);
+                    string insist = request.Strict ? " (--strict: no fallback to an older checkpoint)" : "";
+                    throw new CheckpointCorruptException(problem + insist);
                 }
                 skipped.Add(problem);
+                skippedDirs.Add(dir);
                 continue;
             }
             if (manifest.WorldSize != Job.WorldSize)
             {
                 warnings.Add($"the checkpoint was written by {manifest.WorldSize} rank(s) and this run has {Job.WorldSize}: its optimizer state was resharded; each step now takes {Trainer.BatchesPerStep} micro-batch(es) (set --gradient-accumulation-steps to keep the global batch)");
             }
+            if (scheduleChange is not null)
+            {
+                warnings.Add(ScheduleWarning(manifest, state, scheduleChange));
+            }
             _resumeMetrics = checkpoint.ReadFile(CheckpointFormat.MetricsFileName);
-            _resumeState = manifest.Training;
-            Resumed = new ResumeInfo(checkpoint.Directory, manifest.Training.Step, manifest.Training.Epoch, warnings, skipped);
+            _resumeState = state;
+            string? branch = PlanHistory(checkpoint, candidates, skippedDirs);
+            Resumed = new ResumeInfo(checkpoint.Directory, state.Step, state.Epoch, [.. notices, .. warnings], skipped,
+                Trainer.Schedule.DescribeFrom(state.Step, state.Epoch), branch, NothingLeft(manifest, checkpoint.Directory));
             return;
         }
         throw NoValidCheckpoint(request.Path, skipped);
+    }
+
+    /// <summary>Loads the checkpoint on every rank; the first rank's problem (or that another rank had one), or null.</summary>
+    private string? LoadOnEveryRank(Checkpoint checkpoint)
+    {
+        var problems = OnEveryRank(rank =>
+        {
+            string? mine = null;
+            try
+            {
+                checkpoint.Load(rank.Trainer.Optimizer.CheckpointPieces, rank.Backend, rank.CheckpointTensorNames());
+            }
+            catch (CheckpointCorruptException e)
+            {
+                mine = e.Message;
+            }
+            if (rank.OnAnyRank(mine is not null))
+            {
+                return mine ?? $"checkpoint '{checkpoint.Directory}': another rank found its part damaged";
+            }
+            rank.Trainer.Optimizer.PublishRestoredState();
+            rank.Trainer.Optimizer.RestoreStepCount(checkpoint.Manifest.Optimizer.StepCount);
+            return null;
+        });
+        return problems.FirstOrDefault(p => p is not null);
+    }
+
+    /// <summary>
+    /// The saved state, its sampler moved to the end of the epoch when the data changed (--force) and the epoch now has
+    /// fewer batches than it had reached.
+    /// </summary>
+    private TrainingState SamplerWithin(TrainingState saved, bool force, List<string> notices)
+    {
+        int batches = TrainBatches.Count;
+        if (!force || saved.Sampler.Cursor <= batches)
+        {
+            return saved;
+        }
+        notices.Add($"epoch {saved.Epoch + 1} had reached batch {saved.Sampler.Cursor}, and the new data has {batches} batches per epoch: that epoch ends here");
+        return saved with { Sampler = saved.Sampler with { Cursor = batches } };
+    }
+
+    /// <summary>The warning for a schedule that differs from the checkpoint's: the rate of the next step before and after, and why.</summary>
+    private string ScheduleWarning(CheckpointManifest manifest, TrainingState state, string change)
+    {
+        double before = manifest.Scheduler.ToSchedule().At(state.Step, state.Epoch), after = Trainer.Schedule.At(state.Step, state.Epoch);
+        string rates = before == after
+            ? $"the learning rate of step {state.Step + 1} stays {LearningRateSchedule.Rate(after)}"
+            : $"the learning rate of step {state.Step + 1} changes from {LearningRateSchedule.Rate(before)} to {LearningRateSchedule.Rate(after)}";
+        return $"the run now ends at step {Trainer.TotalSteps} (it was planned to end at step {manifest.Scheduler.TotalSteps}); {change}: {rates}";
+    }
+
+    /// <summary>
+    /// Decides the history the run's checkpoints record: the checkpoint's own branch when it is the live head of this
+    /// output directory (or everything newer on the live chain is damaged), else a new branch from its step — and what
+    /// <see cref="Train"/> sets aside first. Returns the line that tells the user about a branch, or null.
+    /// </summary>
+    private string? PlanHistory(Checkpoint checkpoint, ResumeCandidates candidates, HashSet<string> skippedDirs)
+    {
+        var manifest = checkpoint.Manifest;
+        _parent = new CheckpointParent(checkpoint.Name, manifest.CheckpointId);
+        var history = candidates.History;
+        bool ownDirectory = candidates.OutputDir is { } runDir && Path.GetFullPath(runDir) == Path.GetFullPath(Options.OutputDir) && history is not null;
+        var newer = history?.Chain.TakeWhile(e => e.Directory != checkpoint.Directory).ToList() ?? [];
+        bool isLive = ownDirectory && history!.Chain.Any(e => e.Directory == checkpoint.Directory) && newer.All(e => !e.Opens || skippedDirs.Contains(e.Directory));
+        _lineage = isLive ? manifest.Lineage : manifest.Lineage.BranchedAt(manifest.Training.Step, NewBranchId(manifest.Training.Step));
+        if (!ownDirectory)
+        {
+            return null;
+        }
+        // Damaged checkpoints passed over stay: the run writes their steps again on the same branch, replacing them.
+        var offHistory = history!.Entries.Where(e => e.Opens && !skippedDirs.Contains(e.Directory) && !manifest.HasInHistory(e.Checkpoint!.Manifest)).ToList();
+        if (offHistory.Count == 0)
+        {
+            return null;
+        }
+        string archive = RunBranching.ArchiveFor(Options.OutputDir, offHistory);
+        _setAside = (offHistory, archive, checkpoint.Name, history.Head?.Name);
+        string moved = offHistory.Count == 1 ? offHistory[0].Name : $"{offHistory.Count} checkpoints ({offHistory[^1].Name} … {offHistory[0].Name})";
+        return isLive
+            ? $"{moved} of another branch will be moved to {archive} (they are not on this run's history)"
+            : $"this run branches from {checkpoint.Name}: the later branch's {moved}{(offHistory.Any(e => e == history.Head) ? ", its metrics and outputs" : "")} will be moved to {archive}, where it can still be resumed or exported";
+    }
+
+    /// <summary>Why a resumed run that already finished has nothing to do (null when it has steps left, or its end to write).</summary>
+    private string? NothingLeft(CheckpointManifest manifest, string checkpoint)
+    {
+        long step = manifest.Training.Step;
+        if (manifest.Reason != CheckpointReason.End || Trainer.TotalSteps > step)
+        {
+            return null;
+        }
+        string why = Options.MaxSteps > 0 && Options.MaxSteps <= step
+            ? $"--max-steps {Options.MaxSteps} is reached"
+            : $"its {Options.NumEpochs} epoch(s) are done" + (Options.MaxSteps > step ? $" (--max-steps {Options.MaxSteps} only caps the epochs; it does not add any)" : "");
+        return $"nothing to do: the run finished at step {step} ('{checkpoint}') and {why}; raise --num-epochs or --max-steps to train further. Nothing was changed.";
     }
 
     /// <summary>
@@ -447,16 +582,26 @@ public sealed class FinetuneSession : IDisposable
     public FinetuneResult Train(CancellationToken cancellationToken = default)
     {
         string dir = Path.GetFullPath(Options.OutputDir);
-        Directory.CreateDirectory(dir);
         string checkpointsDir = CheckpointStore.CheckpointsDirectory(dir);
         string metricsPath = Path.Combine(dir, MetricsFileName);
         bool first = Job.IsFirstProcess;
+        if (Resumed is { NothingToDo: not null } finished)
+        {
+            return Unchanged(dir, finished);
+        }
+        Directory.CreateDirectory(dir);
         using var runLock = first ? RunLock.Acquire(dir) : null; // a second run on this directory is refused
         if (first)
         {
             if (Resumed is null && Options.Overwrite)
             {
-                CheckpointStore.TryDeleteDirectory(checkpointsDir); // --overwrite: the earlier run's checkpoints go with it
+                // --overwrite: the earlier run's checkpoints and branches go with it
+                CheckpointStore.TryDeleteDirectory(checkpointsDir);
+                CheckpointStore.TryDeleteDirectory(Path.Combine(dir, RunBranching.DirectoryName));
+            }
+            if (_setAside is { } aside)
+            {
+                RunBranching.SetAside(dir, aside.Archive, aside.Entries, aside.LiveHead, aside.OldHead);
             }
             CheckpointStore.RemoveIncomplete(checkpointsDir);
             WriteRunFile(Path.Combine(dir, RunFileName));
@@ -470,7 +615,7 @@ public sealed class FinetuneSession : IDisposable
         using (var metrics = first ? new MetricsWriter(metricsPath, append: _resumeMetrics is not null) : null)
         {
             var savers = _ranks.Select(rank => new CheckpointSaver(checkpointsDir, CheckpointImage.Create(rank.Trainer.Optimizer.CheckpointPieces, rank.Rank), rank.Backend,
-                Options.KeepLast, new CheckpointRanks(rank.Rank, Job.WorldSize, ProcessGroups.Timeout, _abandon.Token), _runId)).ToArray();
+                Options.KeepLast, new CheckpointRanks(rank.Rank, Job.WorldSize, ProcessGroups.Timeout, _abandon.Token), _runId, _parent)).ToArray();
             void Record(TrainingEvent e)
             {
                 metrics?.Write(e);
@@ -544,12 +689,12 @@ public sealed class FinetuneSession : IDisposable
         }
         else if (Model.Lora is not null)
         {
-            adapterDir = Path.Combine(dir, "adapter");
+            adapterDir = Path.Combine(dir, AdapterDirectoryName);
             WriteOutput($"the adapter into '{adapterDir}'", lastCheckpoint, () => PeftAdapterDirectory.Save(adapterDir, Model, Path.GetFullPath(Options.Model!)));
         }
         else
         {
-            modelDir = Path.Combine(dir, "model");
+            modelDir = Path.Combine(dir, ModelDirectoryName);
             WriteOutput($"the model into '{modelDir}'", lastCheckpoint, () =>
             {
                 HfModelDirectory.Save(modelDir, Model.Config, Model.Parameters, Tensors.DType.F32, Model.Backend);
@@ -560,6 +705,16 @@ public sealed class FinetuneSession : IDisposable
             });
         }
         return new FinetuneResult(dir, outcome, metricsPath, adapterDir, modelDir, first ? Path.Combine(dir, LossChartFileName) : null, lastCheckpoint);
+    }
+
+    /// <summary>The result of a resumed run that was already complete: what is on disk, untouched.</summary>
+    private FinetuneResult Unchanged(string dir, ResumeInfo finished)
+    {
+        string? Existing(string name) => Directory.Exists(Path.Combine(dir, name)) ? Path.Combine(dir, name) : null;
+        var state = _resumeState!;
+        var outcome = new TrainingOutcome(state.Step, state.Epoch, state.LastLoss, state.LastEvalLoss, Cancelled: false, state.SkippedSteps);
+        return new FinetuneResult(dir, outcome, Path.Combine(dir, MetricsFileName), Existing(AdapterDirectoryName), Existing(ModelDirectoryName),
+            Path.Combine(dir, LossChartFileName), finished.Checkpoint);
     }
 
     /// <summary>Writes one of the run's outputs; a file-system failure names the checkpoint that still holds everything.</summary>
@@ -598,9 +753,7 @@ public sealed class FinetuneSession : IDisposable
         var buffer = new System.Buffers.ArrayBufferWriter<byte>();
         using (var w = new Utf8JsonWriter(buffer))
         {
-            // Absolute paths, so that a resume from another working directory finds the same files.
-            static string? Full(string? path) => path is null ? null : Path.GetFullPath(path);
-            FinetuneOptionsJson.Write(w, Options with { Model = Full(Options.Model), Dataset = Full(Options.Dataset), ValidationDataset = Full(Options.ValidationDataset), OutputDir = Full(Options.OutputDir)! });
+            FinetuneOptionsJson.Write(w, WithAbsolutePaths(Options));
         }
         return new CheckpointManifest
         {
@@ -617,13 +770,25 @@ public sealed class FinetuneSession : IDisposable
             Reason = reason,
             Training = state,
             Sampler = new SamplerRecord(Options.Shuffle, TrainBatches.Count, Fingerprints.Order(BatchSampler.Order(TrainBatches.Count, state.Sampler.Seed, state.Epoch, Options.Shuffle))),
-            Scheduler = new SchedulerRecord(Options.Scheduler, Options.Lr, Options.WarmupSteps, rank.Trainer.TotalSteps, Options.Gamma),
+            Scheduler = SchedulerRecord.Of(rank.Trainer.Schedule),
             Optimizer = new OptimizerRecord(optimizer.Beta1, optimizer.Beta2, optimizer.Epsilon, optimizer.WeightDecay, optimizer.StepCount),
             Fingerprints = _fingerprints,
             ConfigJson = System.Text.Encoding.UTF8.GetString(buffer.WrittenSpan),
             Shards = [],
             Tensors = [],
             Files = [],
+            Lineage = _lineage, // the saver fills in the parent
+        };
+    }
+
+    /// <summary>The options with every path absolute, so that a resume from another working directory finds the same files.</summary>
+    private static FinetuneOptions WithAbsolutePaths(FinetuneOptions options)
+    {
+        static string? Full(string? path) => path is null ? null : Path.GetFullPath(path);
+        return options with
+        {
+            Model = Full(options.Model), Dataset = Full(options.Dataset), ValidationDataset = Full(options.ValidationDataset),
+            OutputDir = Full(options.OutputDir)!, FromPeft = Full(options.FromPeft),
         };
     }
 
@@ -645,7 +810,8 @@ public sealed class FinetuneSession : IDisposable
         using var w = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true });
         w.WriteStartObject();
         w.WritePropertyName("config");
-        FinetuneOptionsJson.Write(w, Options);
+        // What the run really is: absolute paths, and the world and ranks per process the launch gave it.
+        FinetuneOptionsJson.Write(w, WithAbsolutePaths(Options) with { WorldSize = Job.WorldSize, NprocPerNode = Job.LocalRanks });
         w.WriteStartObject("model");
         w.WriteString("path", Path.GetFullPath(Options.Model!));
         w.WriteNumber("vocab_size", Model.Config.VocabSize);

@@ -15,12 +15,19 @@ public sealed record TrainingOutcome(long Steps, int EpochsCompleted, double? La
 /// <summary>
 /// Why a run stopped on non-finite values: steps <see cref="FirstStep"/>…<see cref="LastStep"/> (1-based) had a NaN or infinite
 /// loss or gradient norm (the last one's are given); the checkpoint written then holds the weights from before them.
+/// <see cref="Evaluation"/>: instead, the evaluation after step <see cref="LastStep"/> gave a NaN or infinite loss (with
+/// --skip-nonfinite false), and the checkpoint holds the state of that step.
 /// </summary>
-public sealed record NonFiniteStop(long FirstStep, long LastStep, double Loss, double GradNorm, bool Skipping)
+public sealed record NonFiniteStop(long FirstStep, long LastStep, double Loss, double GradNorm, bool Skipping, bool Evaluation = false)
 {
     /// <summary>The one-line reason, without the checkpoint.</summary>
     public string Describe()
     {
+        if (Evaluation)
+        {
+            return $"the evaluation after step {LastStep} gave a NaN or infinite loss, so the model's weights have gone bad and the run stopped (--skip-nonfinite false); "
+                + "lower --lr or set --gradient-clipping, and continue from an earlier checkpoint";
+        }
         string values = $"loss {MetricsFile.Format(Loss)}, gradient norm {MetricsFile.Format(GradNorm)}";
         return Skipping
             ? $"steps {FirstStep} to {LastStep} in a row had a NaN or infinite loss or gradient norm (the last: {values}); none of them was applied, and "
@@ -77,9 +84,38 @@ public sealed class Trainer : IDisposable
         _sums = group is null ? null : new RankSums(model.Backend, group, 3);
         BatchesPerStep = options.GradientAccumulationSteps * WorldSize;
         StepsPerEpoch = (train.Count + BatchesPerStep - 1) / BatchesPerStep;
-        long all = (long)StepsPerEpoch * options.NumEpochs;
-        TotalSteps = options.MaxSteps > 0 ? Math.Min(options.MaxSteps, all) : all;
+        TotalSteps = LastStepFrom(TrainingState.Start(options.Seed));
         Schedule = new LearningRateSchedule(options.Scheduler, options.Lr, options.WarmupSteps, TotalSteps, options.Gamma);
+    }
+
+    /// <summary>
+    /// The step at which a run standing at <paramref name="state"/> ends: the steps left in the sampler's epoch (from its
+    /// position, over this plan's batches and this step size), then whole epochs up to --num-epochs; --max-steps caps it.
+    /// </summary>
+    private long LastStepFrom(TrainingState state)
+    {
+        long left = 0;
+        if (state.Epoch < _options.NumEpochs)
+        {
+            long inEpoch = Math.Max(0, _train.Count - state.Sampler.Cursor);
+            left = ((inEpoch + BatchesPerStep - 1) / BatchesPerStep) + ((long)StepsPerEpoch * (_options.NumEpochs - state.Epoch - 1));
+        }
+        long last = state.Step + left;
+        return _options.MaxSteps > 0 ? Math.Min(_options.MaxSteps, last) : last;
+    }
+
+    /// <summary>
+    /// Plans the rest of a run resumed at <paramref name="state"/> whose checkpoint followed <paramref name="saved"/>:
+    /// <see cref="TotalSteps"/> counted from where the sampler stands (the data, accumulation or world size may have
+    /// changed), and the schedule continued as <see cref="LearningRateSchedule.Continue"/> rules. Returns why the schedule
+    /// differs from the saved one (null: it does not).
+    /// </summary>
+    public string? ContinueFrom(TrainingState state, LearningRateSchedule saved)
+    {
+        ArgumentNullException.ThrowIfNull(state);
+        TotalSteps = LastStepFrom(state);
+        (Schedule, string? change) = LearningRateSchedule.Continue(saved, state.Step, _options.Scheduler, _options.Lr, _options.WarmupSteps, TotalSteps, _options.Gamma);
+        return change;
     }
 
     /// <summary>Elements per gradient bucket of the sharded optimizer (tests make it small to exercise many buckets).</summary>
@@ -107,9 +143,10 @@ public sealed class Trainer : IDisposable
     /// <summary>Micro-batches per optimizer step over all ranks: the global batch is this many batches.</summary>
     public int BatchesPerStep { get; }
 
-    public long TotalSteps { get; }
+    /// <summary>The step at which the run ends (counted from the resumed state after <see cref="ContinueFrom"/>).</summary>
+    public long TotalSteps { get; private set; }
 
-    public LearningRateSchedule Schedule { get; }
+    public LearningRateSchedule Schedule { get; private set; }
 
     public ITrainingOptimizer Optimizer => _optimizer;
 
@@ -154,14 +191,28 @@ public sealed class Trainer : IDisposable
             Checkpoints?.Save(Current(), reason);
             savedAt = step;
         }
-        void EvaluateNow(int epoch)
+        // Evaluates; false when the loss is NaN or infinite (the weights have gone bad), which is never taken as the last
+        // or best eval loss and, with --skip-nonfinite false, stops the run as a non-finite step does.
+        bool EvaluateNow(int epoch)
         {
-            if (Evaluate(step, epoch) is { } loss)
-            {
-                lastEval = loss;
-                bestEval = bestEval is { } best && best <= loss ? best : loss;
-            }
             evaluatedAt = step;
+            if (Evaluate(step, epoch) is not { } loss)
+            {
+                return true;
+            }
+            if (!double.IsFinite(loss))
+            {
+                return _options.SkipNonfinite;
+            }
+            lastEval = loss;
+            bestEval = bestEval is { } best && best <= loss ? best : loss;
+            return true;
+        }
+        TrainingOutcome StopOnEvaluation()
+        {
+            Save(CheckpointReason.NonFinite);
+            return new TrainingOutcome(step, sampler.State.Epoch, lastLoss, lastEval, Cancelled: true, skipped,
+                new NonFiniteStop(step, step, double.NaN, double.NaN, Skipping: false, Evaluation: true));
         }
 
         while (sampler.State.Epoch < _options.NumEpochs)
@@ -211,8 +262,9 @@ public sealed class Trainer : IDisposable
                     (lossTotal, lossCount, tokens) = SumOverRanks(lossTotal, lossCount, tokens);
                 }
                 double stepLoss = lossCount > 0 ? lossTotal / lossCount : double.NaN;
-                // The norm and the loss are the same on every rank, so every rank takes the same decision.
-                bool finite = double.IsFinite(norm) && (lossCount == 0 || double.IsFinite(stepLoss));
+                // The norm and the loss are the same on every rank, so every rank takes the same decision. A step without
+                // a counted token (the batch plans leave such batches out) has a 0/0 loss: it is not applied either.
+                bool finite = double.IsFinite(norm) && double.IsFinite(stepLoss);
                 skippedInARow = finite ? 0 : skippedInARow + 1;
                 if (!finite && !_options.SkipNonfinite)
                 {
@@ -249,9 +301,9 @@ public sealed class Trainer : IDisposable
                 lossCount = 0;
                 tokens = 0;
                 bool midEpoch = remaining > 0 && step < TotalSteps;
-                if (_options.EvalEvery > 0 && step % _options.EvalEvery == 0 && midEpoch)
+                if (_options.EvalEvery > 0 && step % _options.EvalEvery == 0 && midEpoch && !EvaluateNow(epoch + 1))
                 {
-                    EvaluateNow(epoch + 1);
+                    return StopOnEvaluation();
                 }
                 if (StopRequested(cancellationToken))
                 {
@@ -270,9 +322,9 @@ public sealed class Trainer : IDisposable
             {
                 break; // the step limit came first
             }
-            if (evaluatedAt != step)
+            if (evaluatedAt != step && !EvaluateNow(epoch + 1))
             {
-                EvaluateNow(epoch + 1);
+                return StopOnEvaluation();
             }
             Progress?.Invoke(new EpochCompleted(epoch + 1, step));
             sampler.NextEpoch();
@@ -283,9 +335,9 @@ public sealed class Trainer : IDisposable
                 break;
             }
         }
-        if (evaluatedAt != step && step > 0)
+        if (evaluatedAt != step && step > 0 && !EvaluateNow(sampler.State.Epoch + 1))
         {
-            EvaluateNow(sampler.State.Epoch + 1);
+            return StopOnEvaluation();
         }
         if (savedAt != step)
         {

@@ -37,6 +37,12 @@ public sealed record TrainingState
     /// <summary>0-based epoch the run is in (equals the number of epochs completed).</summary>
     public int Epoch => Sampler.Epoch;
 
+    /// <summary>
+    /// Epochs done, with the fraction of the current one (1.47: 47% of the second), for people: after an epoch's end the
+    /// sampler already stands at the next epoch's start, so a whole number means that many epochs are complete.
+    /// </summary>
+    public double EpochsDone(int batchesPerEpoch) => Epoch + (batchesPerEpoch > 0 ? (double)Sampler.Cursor / batchesPerEpoch : 0);
+
     /// <summary>The state before the first step.</summary>
     public static TrainingState Start(ulong seed) => new() { Sampler = new SamplerState(seed, 0, 0) };
 }

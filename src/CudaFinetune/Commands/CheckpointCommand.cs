@@ -24,92 +24,137 @@ internal static class CheckpointCommand
         return command;
     }
 
+    private static Argument<string> CheckpointOrRun() => new("DIR")
+    {
+        Description = "A checkpoint directory (OUTPUT_DIR/checkpoints/step-N), or a run's output directory (the newest checkpoint of its live history, as --resume takes it)",
+    };
+
     private static Command Verify()
     {
-        var dir = new Argument<string>("DIR") { Description = "A checkpoint directory (OUTPUT_DIR/checkpoints/step-N)" };
-        var command = new Command("verify", "Check every tensor and file of a checkpoint against its hashes; exit 0 if valid, 1 if not") { dir };
+        var dir = CheckpointOrRun();
+        var command = new Command("verify", "Check every tensor and file of a checkpoint against its hashes; exit 0 if valid, 1 if not (for an output directory: its newest checkpoint; if damaged, also which one resume and export would use)") { dir };
         command.SetAction(parse =>
         {
             var output = parse.InvocationConfiguration.Output;
             string path = parse.GetValue(dir)!;
-            var clock = Stopwatch.StartNew();
-            try
+            var candidates = CheckpointStore.Resolve(path, "checkpoint verify");
+            ReportLatestProblem(candidates, output);
+            bool newestValid = true;
+            foreach (string candidate in candidates.Checkpoints)
             {
-                var checkpoint = Checkpoint.Open(path);
-                checkpoint.Verify();
-                double seconds = clock.Elapsed.TotalSeconds;
-                long bytes = checkpoint.Manifest.TotalBytes;
-                output.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"valid: {checkpoint.Directory}: step {checkpoint.Manifest.Training.Step}, {checkpoint.Manifest.Tensors.Count} tensors and {checkpoint.Manifest.Files.Count} files, {bytes / 1e6:F1} MB verified in {seconds:F2} s"));
-                return Program.ExitSuccess;
+                var clock = Stopwatch.StartNew();
+                try
+                {
+                    var checkpoint = Checkpoint.Open(candidate);
+                    checkpoint.Verify();
+                    double seconds = clock.Elapsed.TotalSeconds;
+                    long bytes = checkpoint.Manifest.TotalBytes;
+                    output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                        $"valid: {checkpoint.Directory}: step {checkpoint.Manifest.Training.Step}, {checkpoint.Manifest.Tensors.Count} tensors and {checkpoint.Manifest.Files.Count} files, {bytes / 1e6:F1} MB verified in {seconds:F2} s"));
+                    if (!newestValid)
+                    {
+                        output.WriteLine($"  the newest valid checkpoint of the run: resume and export use it");
+                    }
+                    return newestValid ? Program.ExitSuccess : Program.ExitCheckFailed;
+                }
+                catch (CheckpointCorruptException e)
+                {
+                    output.WriteLine($"invalid: {e.Message}");
+                    newestValid = false;
+                }
             }
-            catch (CheckpointCorruptException e)
+            if (!candidates.Explicit)
             {
-                output.WriteLine($"invalid: {e.Message}");
-                return Program.ExitCheckFailed;
+                output.WriteLine($"no valid checkpoint in the run's history at '{path}'");
             }
+            return Program.ExitCheckFailed;
         });
         return command;
     }
 
     private static Command Inspect()
     {
-        var dir = new Argument<string>("DIR") { Description = "A checkpoint directory" };
+        var dir = CheckpointOrRun();
         var tensors = new Option<bool>("--tensors") { Description = "List every tensor (name, dtype, shape, file, offset, hash)" };
-        var command = new Command("inspect", "Describe a checkpoint: training state, schedule, optimizer, configuration, files (hashes are not read; use verify)") { dir, tensors };
+        var command = new Command("inspect", "Describe a checkpoint: training state, history, schedule, optimizer, configuration, files (hashes are not read; use verify)") { dir, tensors };
         command.SetAction(parse =>
         {
             var output = parse.InvocationConfiguration.Output;
-            Checkpoint checkpoint;
-            try
+            var candidates = CheckpointStore.Resolve(parse.GetValue(dir)!, "checkpoint inspect");
+            ReportLatestProblem(candidates, output);
+            foreach (string candidate in candidates.Checkpoints)
             {
-                checkpoint = Checkpoint.Open(parse.GetValue(dir)!);
+                try
+                {
+                    Describe(Checkpoint.Open(candidate), parse.GetValue(tensors), output);
+                    return Program.ExitSuccess;
+                }
+                catch (CheckpointCorruptException e)
+                {
+                    output.WriteLine($"invalid: {e.Message}");
+                }
             }
-            catch (CheckpointCorruptException e)
-            {
-                output.WriteLine($"invalid: {e.Message}");
-                return Program.ExitCheckFailed;
-            }
-            Describe(checkpoint, parse.GetValue(tensors), output);
-            return Program.ExitSuccess;
+            return Program.ExitCheckFailed;
         });
         return command;
+    }
+
+    private static void ReportLatestProblem(ResumeCandidates candidates, TextWriter output)
+    {
+        if (candidates.LatestProblem is { } problem)
+        {
+            output.WriteLine($"warning: {problem}");
+        }
     }
 
     private static Command List()
     {
         var dir = new Argument<string>("OUTPUT_DIR") { Description = "A fine-tuning output directory" };
-        var command = new Command("list", "List an output directory's checkpoints: step, epoch, size, eval loss, valid or why not (exit 1 if any is damaged)") { dir };
+        var command = new Command("list", "List an output directory's checkpoints: step, epochs done, size, eval loss, valid or why not, which is latest and which lie on another branch; and the branches set aside (exit 1 if any is damaged)") { dir };
         command.SetAction(parse =>
         {
             var output = parse.InvocationConfiguration.Output;
             string outputDir = parse.GetValue(dir)!;
             if (!Directory.Exists(outputDir))
             {
-                throw new UserErrorException($"'{outputDir}': no such directory");
+                throw new UserErrorException($"checkpoint list '{outputDir}': no such directory");
             }
-            var listings = CheckpointStore.List(outputDir);
-            if (listings.Count == 0)
+            var history = RunHistory.Read(CheckpointStore.CheckpointsDirectory(outputDir));
+            var listings = CheckpointStore.List(history);
+            var branches = RunBranching.SetAsideBranches(outputDir);
+            if (listings.Count == 0 && branches.Count == 0)
             {
                 output.WriteLine($"no checkpoints in {CheckpointStore.CheckpointsDirectory(outputDir)}");
                 return Program.ExitSuccess;
             }
-            string? latest = CheckpointStore.ReadLatest(CheckpointStore.CheckpointsDirectory(outputDir));
-            output.WriteLine($"{"checkpoint",-16} {"step",8} {"epoch",6} {"size",10} {"eval loss",10}  {"reason",-11} status");
+            if (history.LatestProblem is { } problem)
+            {
+                output.WriteLine($"warning: {problem}");
+            }
+            output.WriteLine($"{"checkpoint",-16} {"step",8} {"epochs",7} {"size",10} {"eval loss",10}  {"reason",-11} status");
             foreach (var c in listings)
             {
                 var m = c.Manifest;
                 string eval = m?.EvalLossAtStep is { } loss ? loss.ToString("F4", CultureInfo.InvariantCulture) : "-";
-                string epoch = m is null ? "-" : (m.Training.Epoch + (m.Training.Sampler.Cursor > 0 ? 1 : 0)).ToString(CultureInfo.InvariantCulture);
+                string epochs = m is null ? "-" : EpochsDone(m);
                 string reason = m is null ? "-" : CheckpointFormat.ReasonName(m.Reason);
                 string status = c.Valid ? "valid" : $"INVALID: {c.Problem}";
-                string mark = c.Name == latest ? " (latest)" : "";
-                output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{c.Name,-16} {c.Step,8} {epoch,6} {Size(c.Bytes),10} {eval,10}  {reason,-11} {status}{mark}"));
+                string mark = c.Latest ? " (latest)" : c.OnChain ? "" : " (another branch: not on the run's history)";
+                output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{c.Name,-16} {c.Step,8} {epochs,7} {Size(c.Bytes),10} {eval,10}  {reason,-11} {status}{mark}"));
+            }
+            foreach (string branch in branches)
+            {
+                var setAside = RunHistory.Read(CheckpointStore.CheckpointsDirectory(branch));
+                string head = setAside.Head is { } h ? $", newest {h.Name}" : "";
+                output.WriteLine($"branch set aside: {Path.GetRelativePath(outputDir, branch)}: {setAside.Entries.Count} checkpoint(s){head} (resume or export it: {branch})");
             }
             return listings.All(c => c.Valid) ? Program.ExitSuccess : Program.ExitCheckFailed;
         });
         return command;
     }
+
+    /// <summary>Epochs done at the checkpoint, with the fraction of the current one (the same figure list and inspect show).</summary>
+    private static string EpochsDone(CheckpointManifest m) => m.Training.EpochsDone(m.Sampler.BatchesPerEpoch).ToString("0.00", CultureInfo.InvariantCulture);
 
     private static void Describe(Checkpoint checkpoint, bool listTensors, TextWriter output)
     {
@@ -120,10 +165,15 @@ internal static class CheckpointCommand
         output.WriteLine($"format       version {m.FormatVersion}, written by engine {m.EngineVersion} at {m.Created.ToString("u", inv)} ({CheckpointFormat.ReasonName(m.Reason)})");
         output.WriteLine($"environment  {string.Join(", ", m.Environment.Select(kv => $"{kv.Key}={kv.Value}"))}");
         output.WriteLine($"backend      {m.Backend}, weights {m.WeightDType.SafetensorsName()}, master weights {(m.MasterDType?.SafetensorsName() ?? "= weights")}, optimizer {m.OptimizerDType.SafetensorsName()}, world size {m.WorldSize}");
-        output.WriteLine(string.Create(inv, $"training     step {t.Step}, epoch {t.Epoch + 1} at batch {t.Sampler.Cursor}/{m.Sampler.BatchesPerEpoch}, {t.MicroBatches} micro-batches, seed {t.Sampler.Seed}, shuffle {m.Sampler.Shuffle}"));
+        string position = t.Sampler.Cursor == 0 ? $"{t.Epoch} epoch(s) complete" : $"in epoch {t.Epoch + 1}, at batch {t.Sampler.Cursor} of {m.Sampler.BatchesPerEpoch}";
+        output.WriteLine(string.Create(inv, $"training     step {t.Step}, {EpochsDone(m)} epochs done ({position}), {t.MicroBatches} micro-batches, seed {t.Sampler.Seed}, shuffle {m.Sampler.Shuffle}"));
+        string parent = m.Lineage.Parent is { } p ? $"continues {p.Name} (id {p.Id})" : "the first checkpoint of its run";
+        string branches = string.Join(" <- ", m.Lineage.Segments.Reverse().Select(b => $"{(b.Branch.Length == 0 ? "(unrecorded)" : b.Branch[..8])} from step {b.FromStep}"));
+        output.WriteLine($"history      {parent}; branch {branches}");
         output.WriteLine($"losses       last step {Number(t.LastLoss)}, last eval {Number(t.LastEvalLoss)} (at step {(t.EvaluatedAt < 0 ? "-" : t.EvaluatedAt.ToString(inv))}), best eval {Number(t.BestEvalLoss)}");
-        var schedule = new LearningRateSchedule(m.Scheduler.Kind, m.Scheduler.BaseLr, m.Scheduler.WarmupSteps, m.Scheduler.TotalSteps, m.Scheduler.Gamma);
-        output.WriteLine(string.Create(inv, $"scheduler    {m.Scheduler.Kind.ToString().ToLowerInvariant()}, base lr {m.Scheduler.BaseLr}, warmup {m.Scheduler.WarmupSteps}, {m.Scheduler.TotalSteps} steps, gamma {m.Scheduler.Gamma}; next lr {schedule.At(t.Step, t.Epoch):0.000e+0}"));
+        var schedule = m.Scheduler.ToSchedule();
+        string continued = m.Scheduler.Continuation is { } c ? string.Create(inv, $", continued at step {c.FromStep} from progress {c.FromProgress:0.####}") : "";
+        output.WriteLine(string.Create(inv, $"scheduler    {LearningRateSchedule.Name(m.Scheduler.Kind)}, base lr {m.Scheduler.BaseLr}, warmup {m.Scheduler.WarmupSteps}, {m.Scheduler.TotalSteps} steps, gamma {m.Scheduler.Gamma}{continued}; next: {schedule.DescribeFrom(t.Step, t.Epoch)}"));
         output.WriteLine(string.Create(inv, $"optimizer    adamw, betas {m.Optimizer.Beta1}/{m.Optimizer.Beta2}, eps {m.Optimizer.Epsilon}, weight decay {m.Optimizer.WeightDecay}, {m.Optimizer.StepCount} updates"));
         output.WriteLine($"fingerprints model {m.Fingerprints.Model}, train data {m.Fingerprints.TrainData}, validation {m.Fingerprints.ValidationData}");
         using (var config = JsonDocument.Parse(m.ConfigJson))

@@ -73,7 +73,7 @@ public sealed class ResumeTests : LearnableTaskFixture
             // A copy of the run as a crash right after this checkpoint would have left it (later checkpoints lost,
             // metrics.jsonl already longer): resuming replays the steps after it and must give the same end.
             string copy = Dir.File($"from-{start.Step}");
-            CopyDirectory(reference.OutputDir, copy);
+            DirectoryTrees.Copy(reference.OutputDir, copy);
             Directory.Delete(Path.Combine(copy, "adapter"), recursive: true);
             foreach (var later in listings.Where(l => l.Step > start.Step))
             {
@@ -189,15 +189,5 @@ public sealed class ResumeTests : LearnableTaskFixture
         Assert.That(e!.Message, Does.Contain("--resume"));
         Train(Options("run") with { MaxSteps = 2, Overwrite = true });
         Assert.That(CheckpointStore.List(Dir.File("run")).Select(l => l.Step), Is.EqualTo(new long[] { 2 }));
-    }
-
-    private static void CopyDirectory(string from, string to)
-    {
-        foreach (string file in Directory.EnumerateFiles(from, "*", SearchOption.AllDirectories))
-        {
-            string target = Path.Combine(to, Path.GetRelativePath(from, file));
-            Directory.CreateDirectory(Path.GetDirectoryName(target)!);
-            File.Copy(file, target);
-        }
     }
 }

@@ -1,0 +1,128 @@
+namespace CudaFinetune.Checkpoints;
+
+/// <summary>A <c>step-N</c> directory of a run: its checkpoint when it opens, or why it does not.</summary>
+public sealed record CheckpointEntry(string Name, string Directory, long Step, Checkpoint? Checkpoint, string? Problem)
+{
+    public bool Opens => Checkpoint is not null;
+}
+
+/// <summary>
+/// The checkpoints of one output directory read as a history rather than sorted by step: the live head (the one
+/// <c>latest</c> names), the chain of checkpoints that led to it (<see cref="CheckpointLineage"/>: branches and the steps
+/// they started at), and those of other branches. Resume, export, <c>checkpoint list/inspect/verify</c> and retention all
+/// read the directory through this one class, so a missing or dangling <c>latest</c> is reported and handled the same
+/// way everywhere (<see cref="LatestProblem"/>):
+/// <list type="bullet">
+/// <item><c>latest</c> names a checkpoint that is there: that is the head (damaged or not);</item>
+/// <item>otherwise the head is the one checkpoint that no other continues (said in <see cref="LatestProblem"/>);</item>
+/// <item>when several branches end without one being named, there is no head (<see cref="Ambiguous"/>): the user names one.</item>
+/// </list>
+/// </summary>
+public sealed class RunHistory
+{
+    private RunHistory(string checkpointsDirectory, IReadOnlyList<CheckpointEntry> entries, CheckpointEntry? head, IReadOnlyList<CheckpointEntry> chain, string? latestProblem, bool ambiguous)
+    {
+        CheckpointsDirectory = checkpointsDirectory;
+        Entries = entries;
+        Head = head;
+        Chain = chain;
+        LatestProblem = latestProblem;
+        Ambiguous = ambiguous;
+    }
+
+    public string CheckpointsDirectory { get; }
+
+    /// <summary>Every committed <c>step-N</c> directory, highest step first.</summary>
+    public IReadOnlyList<CheckpointEntry> Entries { get; }
+
+    /// <summary>The live branch's newest checkpoint (null: none, or <see cref="Ambiguous"/>).</summary>
+    public CheckpointEntry? Head { get; }
+
+    /// <summary>
+    /// The head and the checkpoints on its history, newest first: the ones resume and export try in turn. Damaged
+    /// checkpoints below the head are included (their branch cannot be read; they are reported, never used).
+    /// </summary>
+    public IReadOnlyList<CheckpointEntry> Chain { get; }
+
+    /// <summary>Checkpoints that open but lie on another branch than the head's.</summary>
+    public IEnumerable<CheckpointEntry> OffChain => Entries.Where(e => e.Opens && !Chain.Contains(e));
+
+    /// <summary>What is wrong with <c>latest</c> (missing, or naming a checkpoint that is not there) and what was taken instead; null when nothing is.</summary>
+    public string? LatestProblem { get; }
+
+    /// <summary>Several branches end here and <c>latest</c> does not say which is live.</summary>
+    public bool Ambiguous { get; }
+
+    /// <summary>Reads the checkpoints of <c>OUT/checkpoints</c> (their manifests and structure; the tensors are not read).</summary>
+    public static RunHistory Read(string checkpointsDirectory)
+    {
+        var entries = CheckpointStore.Directories(checkpointsDirectory).Select(OpenEntry).ToList();
+        string latestPath = Path.Combine(checkpointsDirectory, CheckpointFormat.LatestFileName);
+        string? latestName = File.Exists(latestPath) ? ReadLatestText(latestPath) : null;
+        var named = latestName is null ? null : entries.FirstOrDefault(e => e.Name == latestName);
+        if (entries.Count == 0)
+        {
+            return new RunHistory(checkpointsDirectory, entries, null, [], null, false);
+        }
+        if (named is not null)
+        {
+            return new RunHistory(checkpointsDirectory, entries, named, ChainOf(named, entries), null, false);
+        }
+        string problem = latestName is null
+            ? $"{CheckpointFormat.DirectoryName}/{CheckpointFormat.LatestFileName} is missing"
+            : $"{CheckpointFormat.DirectoryName}/{CheckpointFormat.LatestFileName} names '{latestName}', which is not there";
+        var opening = entries.Where(e => e.Opens).ToList();
+        var heads = opening.Where(e => !opening.Any(other => other != e && other.Checkpoint!.Manifest.HasInHistory(e.Checkpoint!.Manifest))).ToList();
+        if (heads.Count > 1)
+        {
+            return new RunHistory(checkpointsDirectory, entries, null, [], $"{problem}, and the checkpoints end in {heads.Count} branches "
+                + $"({string.Join(", ", heads.Select(h => h.Name))}): name the one to use", ambiguous: true);
+        }
+        var head = heads.Count == 1 ? heads[0] : entries[0];
+        return new RunHistory(checkpointsDirectory, entries, head, ChainOf(head, entries), $"{problem}; taking {head.Name}, the newest checkpoint of the run's history", false);
+    }
+
+    /// <summary>Whether the entry lies on the live history (the head's chain).</summary>
+    public bool IsOnChain(CheckpointEntry entry) => Chain.Contains(entry);
+
+    /// <summary>
+    /// The head and its history, newest first. A damaged head's own history cannot be read: the newest checkpoint below it
+    /// that opens stands in for it (checkpoints of other branches are moved out of the directory when a run branches, so
+    /// this is its parent unless the directory was changed by hand).
+    /// </summary>
+    private static List<CheckpointEntry> ChainOf(CheckpointEntry head, List<CheckpointEntry> entries)
+    {
+        var known = head.Opens ? head : entries.FirstOrDefault(e => e.Opens && e.Step < head.Step);
+        return [.. entries.Where(e => e == head
+            || (e.Step <= head.Step && (e.Opens ? known is not null && known.Checkpoint!.Manifest.HasInHistory(e.Checkpoint!.Manifest) : e.Step < head.Step)))];
+    }
+
+    private static CheckpointEntry OpenEntry(string directory)
+    {
+        string name = Path.GetFileName(directory);
+        long step = CheckpointFormat.TryParseStep(name, out long parsed) ? parsed : -1;
+        try
+        {
+            return new CheckpointEntry(name, directory, step, Checkpoint.Open(directory), null);
+        }
+        catch (CheckpointCorruptException e)
+        {
+            return new CheckpointEntry(name, directory, step, null, e.Message);
+        }
+    }
+
+    private static string ReadLatestText(string path)
+    {
+        try
+        {
+            using var stream = new FileStream(path, FileMode.Open, FileAccess.Read);
+            var buffer = new byte[256]; // a name is ~14 bytes; a huge or special file is not read whole
+            int read = stream.ReadAtLeast(buffer, buffer.Length, throwOnEndOfStream: false);
+            return System.Text.Encoding.UTF8.GetString(buffer, 0, read).Trim();
+        }
+        catch (IOException)
+        {
+            return "";
+        }
+    }
+}
