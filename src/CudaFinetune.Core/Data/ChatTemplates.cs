@@ -14,7 +14,7 @@ namespace CudaFinetune.Data;
 /// <item><b>llama2</b> — per exchange <c>BOS [INST] user [/INST] assistant EOS</c>, a system message wrapped as
 /// <c>&lt;&lt;SYS&gt;&gt;\n…\n&lt;&lt;/SYS&gt;&gt;\n\n</c> in front of the first user message (Llama 2's chat format).</item>
 /// </list>
-/// <c>auto</c> takes llama3 when the tokenizer has <c>&lt;|start_header_id|&gt;</c> as one token, else llama2. Each piece
+/// <c>auto</c> takes llama3 when the tokenizer has Llama 3's header and end-of-turn tokens as single tokens, else llama2. Each piece
 /// is tokenized on its own and the pieces joined, so the loss mask falls exactly on the turn boundaries.
 /// </summary>
 public static class ChatTemplates
@@ -25,18 +25,50 @@ public static class ChatTemplates
 
     public static IReadOnlyList<string> Names { get; } = [Auto, Llama3, Llama2];
 
-    private const string StartHeader = "<|start_header_id|>", EndHeader = "<|end_header_id|>", EndOfTurn = "<|eot_id|>";
+    private const string BeginOfText = "<|begin_of_text|>", StartHeader = "<|start_header_id|>", EndHeader = "<|end_header_id|>", EndOfTurn = "<|eot_id|>";
 
-    /// <summary>The template <paramref name="name"/> stands for with this tokenizer.</summary>
-    public static string Resolve(string name, ITokenizer tokenizer)
+    /// <summary>
+    /// The template <paramref name="name"/> stands for with this tokenizer; <see cref="UserErrorException"/> naming
+    /// <paramref name="source"/> when the tokenizer lacks the template's special tokens (GPT-2's has neither a BOS
+    /// nor Llama 3's headers), since rendering without them would train on text the model never sees in use.
+    /// </summary>
+    public static string Resolve(string name, ITokenizer tokenizer, string source)
     {
         ArgumentNullException.ThrowIfNull(tokenizer);
-        return name switch
+        string template = name switch
         {
-            Auto => tokenizer.Encode(StartHeader).Count == 1 ? Llama3 : Llama2,
+            Auto => HasLlama3Tokens(tokenizer) ? Llama3 : Llama2,
             Llama3 or Llama2 => name,
             _ => throw new UserErrorException($"--chat-template must be {string.Join(", ", Names)}, got '{name}'"),
         };
+        if (Missing(name, template, tokenizer) is { } missing)
+        {
+            throw new UserErrorException(
+                $"{source}: chat records (messages) need a tokenizer with the chat template's special tokens, but tokenizer '{tokenizer.Name}' {missing}. " +
+                $"--chat-template llama3 needs Llama 3's tokenizer.json ({BeginOfText}, {StartHeader}, {EndHeader}, {EndOfTurn}); " +
+                "llama2 needs Llama 2's tokenizer.model (BOS <s>, EOS </s>). " +
+                "Use a model directory that has such a tokenizer, or convert the records to the alpaca (instruction/input/output) or text format");
+        }
+        return template;
+    }
+
+    private static bool HasLlama3Tokens(ITokenizer tokenizer) =>
+        new[] { StartHeader, EndHeader, EndOfTurn }.All(special => tokenizer.Encode(special).Count == 1);
+
+    /// <summary>What the tokenizer lacks for <paramref name="template"/> (resolved from <paramref name="name"/>), or null.</summary>
+    private static string? Missing(string name, string template, ITokenizer tokenizer)
+    {
+        if (template == Llama3 && !HasLlama3Tokens(tokenizer))
+        {
+            return $"does not have {StartHeader}, {EndHeader} and {EndOfTurn} as single tokens (--chat-template llama3)";
+        }
+        if (tokenizer.BosId is not null)
+        {
+            return null;
+        }
+        return name == Auto
+            ? "has neither Llama 3's header tokens nor the BOS token that starts each exchange in Llama 2's format (--chat-template auto)"
+            : $"has no BOS token (--chat-template {template})";
     }
 
     /// <summary>The record's messages as (role, content); <see cref="UserErrorException"/> naming <paramref name="where"/> for a malformed conversation.</summary>
@@ -85,7 +117,7 @@ public static class ChatTemplates
                 labels.Add(trained ? id : TokenizedExample.IgnoreIndex);
             }
         }
-        int bos = tokenizer.BosId ?? throw new UserErrorException($"{where}: the {template} chat template needs a tokenizer with a BOS token; '{tokenizer.Name}' has none");
+        int bos = tokenizer.BosId ?? throw new ArgumentException($"{where}: the {template} chat template needs a BOS token; {nameof(Resolve)} checks the tokenizer has one", nameof(tokenizer));
         if (template == Llama3)
         {
             Add([bos], false);

@@ -173,7 +173,8 @@ internal sealed partial class DatasetFormatSpec
         return map;
     }
 
-    private static List<TemplatePart> ParseTemplate(string template)
+    /// <summary>The template's literal pieces (escapes resolved, see <see cref="Unescape"/>) and its {field} placeholders.</summary>
+    internal static List<TemplatePart> ParseTemplate(string template)
     {
         var parts = new List<TemplatePart>();
         int at = 0;
@@ -181,16 +182,44 @@ internal sealed partial class DatasetFormatSpec
         {
             if (match.Index > at)
             {
-                parts.Add(new TemplatePart(template[at..match.Index], null));
+                parts.Add(new TemplatePart(Unescape(template[at..match.Index]), null));
             }
             parts.Add(new TemplatePart("", match.Groups[1].Value));
             at = match.Index + match.Length;
         }
         if (at < template.Length)
         {
-            parts.Add(new TemplatePart(template[at..], null));
+            parts.Add(new TemplatePart(Unescape(template[at..]), null));
         }
         return parts;
+    }
+
+    /// <summary>
+    /// Resolves <c>\n</c> (newline), <c>\t</c> (tab) and <c>\\</c> (one backslash), left to right; a backslash before
+    /// anything else stays as it is. A shell passes <c>'Q: {q}\nA: '</c> as backslash and n, and YAML's plain and
+    /// single-quoted strings keep them too, so without this a command-line template could not hold a newline.
+    /// A template that already holds real newlines (JSON's "\n", YAML's double quotes or block scalars) has no
+    /// backslashes to resolve and is unchanged.
+    /// </summary>
+    internal static string Unescape(string text)
+    {
+        if (!text.Contains('\\', StringComparison.Ordinal))
+        {
+            return text;
+        }
+        var result = new StringBuilder(text.Length);
+        for (int i = 0; i < text.Length; i++)
+        {
+            if (text[i] == '\\' && i + 1 < text.Length && text[i + 1] is 'n' or 't' or '\\')
+            {
+                result.Append(text[++i] switch { 'n' => '\n', 't' => '\t', _ => '\\' });
+            }
+            else
+            {
+                result.Append(text[i]);
+            }
+        }
+        return result.ToString();
     }
 
     [GeneratedRegex(@"\{([A-Za-z_][A-Za-z0-9_]*)\}", RegexOptions.CultureInvariant)]

@@ -9,7 +9,7 @@ namespace CudaFinetune.Data;
 public sealed record LoadedDataset(IReadOnlyList<TokenizedExample> Train, IReadOnlyList<TokenizedExample> Validation, string Format);
 
 /// <summary>
-/// Reads a .json/.jsonl dataset into <see cref="TokenizedExample"/>s, as llama-recipes' dataset
+/// Reads a .json/.jsonl/.csv dataset into <see cref="TokenizedExample"/>s, as llama-recipes' dataset
 /// classes do, and holds out a validation split.
 /// </summary>
 /// <remarks>
@@ -18,20 +18,25 @@ public sealed record LoadedDataset(IReadOnlyList<TokenizedExample> Train, IReadO
 /// <list type="bullet">
 /// <item><b>pretokenized</b> — <c>input_ids</c> (integers), optional <c>labels</c> (same length, -100 = not
 /// counted; default: the input ids). Taken as is: no BOS/EOS added, no tokenizer needed.</item>
+/// <item><b>chat</b> — <c>messages</c> (role and content objects), rendered by <see cref="ChatTemplates"/> (Llama 3's or
+/// Llama 2's format, which need that model's tokenizer); the assistant turns count.</item>
 /// <item><b>alpaca</b> — <c>instruction</c>, <c>output</c>, optional <c>input</c>: prompt = llama-recipes'
 /// PROMPT_DICT <c>prompt_input</c> (or <c>prompt_no_input</c> when input is missing, null or empty), then
 /// output + EOS; the prompt is masked.</item>
 /// <item><b>samsum</b> — <c>dialogue</c>, <c>summary</c>: prompt "Summarize this dialog:\n{dialogue}\n---\nSummary:\n",
 /// then summary + EOS; the prompt is masked.</item>
+/// <item><b>grammar</b> — <c>input</c>, <c>target</c> (llama-recipes' grammar CSV): prompt <see cref="GrammarPrompt"/>,
+/// then target + EOS; the prompt is masked.</item>
 /// <item><b>text</b> — <c>text</c>: text + EOS, every token counted.</item>
 /// <item><b>custom</b> — <c>response</c> plus either <c>--prompt-template</c> (its <c>{field}</c> placeholders
-/// name fields of the record as spelled in the file, e.g. "Q: {question}\nA: ") or a <c>prompt</c> field:
+/// name fields of the record as spelled in the file, e.g. "Q: {question}\nA: "; the escapes \n, \t and \\ typed as
+/// text become a newline, a tab and a backslash) or a <c>prompt</c> field:
 /// prompt + response + EOS, the prompt masked. Any template makes auto choose custom.</item>
 /// </list>
 /// <para><c>--field-map</c> ("format_field=file_field,…", e.g. "instruction=question,output=answer" or
 /// "prompt=question,response=answer") reads a format's field from a differently named field of the
-/// file; the names it can map are input_ids, labels, instruction, input, output, dialogue, summary,
-/// text, prompt, response.</para>
+/// file; the names it can map are input_ids, labels, messages, instruction, input, output, dialogue, summary,
+/// target, text, prompt, response.</para>
 /// <para>Prompt and response are tokenized separately and concatenated, so the mask boundary is exact.
 /// A BOS id is prepended when the tokenizer has one (GPT-2 has none). Every id must be below the
 /// model's vocabulary size.</para>
@@ -145,6 +150,7 @@ public static class DatasetLoader
     {
         var examples = new List<TokenizedExample>();
         string? format = spec.Format == AutoFormat ? null : spec.Format;
+        string? chatTemplate = null;
         foreach (DatasetRecord record in DatasetFile.Records(content, source))
         {
             string where = $"{source}, line {record.Line}";
@@ -154,11 +160,11 @@ public static class DatasetLoader
                     $"{where}: the record's fields ({DatasetFormatSpec.FieldList(record.Value)}) match no dataset format; recognised field sets: " +
                     string.Join("; ", Formats.Select(f => $"{f} ({spec.Required(f)})")) +
                     ". Name the format with --dataset-format and point its fields at yours with --field-map (e.g. --field-map instruction=question,output=answer)");
-                CheckTokenizer(format, source, tokenizer, vocabSize);
+                chatTemplate = CheckTokenizer(format, spec, source, tokenizer, vocabSize);
             }
             else if (examples.Count == 0)
             {
-                CheckTokenizer(format, source, tokenizer, vocabSize);
+                chatTemplate = CheckTokenizer(format, spec, source, tokenizer, vocabSize);
             }
             if (!spec.Matches(record.Value, format))
             {
@@ -170,7 +176,7 @@ public static class DatasetLoader
             examples.Add(format switch
             {
                 PretokenizedFormat => ReadPretokenized(record.Value, spec, vocabSize, where),
-                ChatFormat => TokenizeChat(record.Value, spec, tokenizer!, vocabSize, where),
+                ChatFormat => TokenizeChat(record.Value, spec, chatTemplate!, tokenizer!, vocabSize, where),
                 _ => Tokenize(record.Value, format, spec, tokenizer!, vocabSize, where),
             });
         }
@@ -181,11 +187,12 @@ public static class DatasetLoader
         return (examples, format!);
     }
 
-    private static void CheckTokenizer(string format, string source, ITokenizer? tokenizer, int vocabSize)
+    /// <summary>Checks the tokenizer can encode <paramref name="format"/>'s records; for chat, returns the template they are rendered with (once per file).</summary>
+    private static string? CheckTokenizer(string format, DatasetFormatSpec spec, string source, ITokenizer? tokenizer, int vocabSize)
     {
         if (format == PretokenizedFormat)
         {
-            return;
+            return null;
         }
         if (tokenizer is null)
         {
@@ -200,6 +207,7 @@ public static class DatasetLoader
                 $"tokenizer '{tokenizer.Name}' has {tokenizer.VocabSize} token ids but the model's vocabulary has only {vocabSize}, so its ids would fall outside the embedding; " +
                 $"use a model with vocab_size of at least {tokenizer.VocabSize}, or pretokenized data whose ids are below {vocabSize}");
         }
+        return format == ChatFormat ? ChatTemplates.Resolve(spec.ChatTemplate, tokenizer, source) : null;
     }
 
     private static TokenizedExample Tokenize(JsonElement record, string format, DatasetFormatSpec spec, ITokenizer tokenizer, int vocabSize, string where)
@@ -263,10 +271,10 @@ public static class DatasetLoader
         return new TokenizedExample(ids, labels);
     }
 
-    private static TokenizedExample TokenizeChat(JsonElement record, DatasetFormatSpec spec, ITokenizer tokenizer, int vocabSize, string where)
+    private static TokenizedExample TokenizeChat(JsonElement record, DatasetFormatSpec spec, string template, ITokenizer tokenizer, int vocabSize, string where)
     {
         spec.TryGet(record, "messages", out JsonElement messages);
-        var (ids, labels) = ChatTemplates.Tokenize(ChatTemplates.ReadMessages(messages, where), ChatTemplates.Resolve(spec.ChatTemplate, tokenizer), tokenizer, where);
+        var (ids, labels) = ChatTemplates.Tokenize(ChatTemplates.ReadMessages(messages, where), template, tokenizer, where);
         CheckIds(ids, tokenizer, vocabSize, where);
         return new TokenizedExample([.. ids], [.. labels]);
     }

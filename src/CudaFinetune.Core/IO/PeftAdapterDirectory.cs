@@ -65,14 +65,16 @@ public static class PeftAdapterDirectory
         });
     }
 
-    /// <summary>Reads adapter_config.json into a <see cref="LoraConfig"/>.</summary>
-    public static LoraConfig ReadConfig(string directory)
+    /// <summary>
+    /// Reads adapter_config.json into a <see cref="LoraConfig"/>, after checking the directory holds both of an
+    /// adapter's files, so a wrong path fails before a model is loaded.
+    /// </summary>
+    /// <param name="flag">the flag the user gave the directory with (--adapter, --from-peft), which messages name; null: none</param>
+    public static LoraConfig ReadConfig(string directory, string? flag = null)
     {
+        ArgumentNullException.ThrowIfNull(directory);
+        CheckFiles(directory, flag);
         string path = Path.Combine(directory, ConfigFileName);
-        if (!File.Exists(path))
-        {
-            throw new UserErrorException($"no {ConfigFileName} in '{directory}': --adapter takes the directory a LoRA fine-tune wrote (its adapter/ folder)");
-        }
         try
         {
             using var doc = JsonDocument.Parse(File.ReadAllBytes(path));
@@ -80,7 +82,7 @@ public static class PeftAdapterDirectory
             string peftType = root.TryGetProperty("peft_type", out var t) ? t.GetString() ?? "" : "";
             if (!string.Equals(peftType, "LORA", StringComparison.OrdinalIgnoreCase))
             {
-                throw new UserErrorException($"{path}: peft_type '{peftType}' is not supported; only LORA adapters are");
+                throw new UserErrorException($"{Where(directory, flag)}: {ConfigFileName} has peft_type '{peftType}'; only LORA adapters are supported");
             }
             var modules = root.GetProperty("target_modules");
             IReadOnlyList<string> targets = modules.ValueKind == JsonValueKind.String
@@ -98,19 +100,18 @@ public static class PeftAdapterDirectory
         }
         catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
         {
-            throw new UserErrorException($"{path} is not a valid PEFT adapter config: {e.Message}", e);
+            throw new UserErrorException($"{Where(directory, flag)}: {ConfigFileName} is not a valid PEFT adapter config: {e.Message}", e);
         }
     }
 
     /// <summary>Copies the adapter weights into a model built with <see cref="ReadConfig"/>'s settings, checking every tensor.</summary>
-    public static void LoadWeights(string directory, LlamaModel model)
+    /// <param name="flag">as for <see cref="ReadConfig"/></param>
+    public static void LoadWeights(string directory, LlamaModel model, string? flag = null)
     {
+        ArgumentNullException.ThrowIfNull(directory);
         ArgumentNullException.ThrowIfNull(model);
+        CheckFiles(directory, flag);
         string path = Path.Combine(directory, WeightsFileName);
-        if (!File.Exists(path))
-        {
-            throw new UserErrorException($"no {WeightsFileName} in '{directory}'");
-        }
         using var reader = new SafetensorsReader(path);
         foreach (var p in model.Parameters.All.Where(p => p.Name.Contains(".lora_", StringComparison.Ordinal)))
         {
@@ -126,4 +127,38 @@ public static class PeftAdapterDirectory
         }
         model.RefreshWorkingWeights();
     }
+
+    /// <summary>The directory exists and holds adapter_config.json and adapter_model.safetensors; else one message saying what to pass.</summary>
+    private static void CheckFiles(string directory, string? flag)
+    {
+        if (MissingFile(directory) is { } problem)
+        {
+            throw new UserErrorException(
+                $"{Where(directory, flag)}: {problem}; give the directory a LoRA fine-tune wrote (OUTPUT_DIR/adapter, or 'export --format peft'), or one PEFT's save_pretrained wrote, holding {ConfigFileName} and {WeightsFileName}");
+        }
+    }
+
+    private static string? MissingFile(string directory)
+    {
+        if (!Directory.Exists(directory))
+        {
+            return File.Exists(directory) ? "a file, not a directory" : "no such directory";
+        }
+        string runAdapter = Path.Combine(directory, "adapter");
+        if (!File.Exists(Path.Combine(directory, ConfigFileName)) && File.Exists(Path.Combine(runAdapter, ConfigFileName)))
+        {
+            return $"no {ConfigFileName} there; it looks like a run's output directory, whose adapter is '{runAdapter}'";
+        }
+        foreach (string file in new[] { ConfigFileName, WeightsFileName })
+        {
+            if (!File.Exists(Path.Combine(directory, file)))
+            {
+                return $"no {file} there";
+            }
+        }
+        return null;
+    }
+
+    /// <summary>"--from-peft 'dir'" when the flag is known, else "adapter directory 'dir'".</summary>
+    private static string Where(string directory, string? flag) => $"{flag ?? "adapter directory"} '{directory}'";
 }

@@ -1,4 +1,6 @@
+using System.Globalization;
 using CudaFinetune.Backends;
+using CudaFinetune.Errors;
 using CudaFinetune.Numerics;
 using CudaFinetune.Tensors;
 
@@ -17,6 +19,23 @@ public sealed record GenerationOptions
 
     /// <summary>Seeds sampling (Philox keyed by the seed and the token's index), so sampled text is reproducible.</summary>
     public ulong Seed { get; init; }
+
+    /// <summary>Checks the settings on their own (no model needed); <see cref="UserErrorException"/> naming the generate flag.</summary>
+    public void Validate()
+    {
+        if (MaxNewTokens <= 0)
+        {
+            throw new UserErrorException($"--max-new-tokens must be at least 1, got {MaxNewTokens}");
+        }
+        if (!double.IsFinite(Temperature) || Temperature < 0)
+        {
+            throw new UserErrorException(string.Create(CultureInfo.InvariantCulture, $"--temperature must be 0 (greedy) or a positive number, got {Temperature}"));
+        }
+        if (!(TopP is > 0 and <= 1))
+        {
+            throw new UserErrorException(string.Create(CultureInfo.InvariantCulture, $"--top-p must be above 0 and at most 1, got {TopP}"));
+        }
+    }
 }
 
 /// <summary>
@@ -37,20 +56,40 @@ public sealed class TextGenerator
         _config = model.Config;
     }
 
-    /// <summary>The new token ids (stopping after <paramref name="eosId"/>, which is included, or at the limit).</summary>
-    public IReadOnlyList<int> Generate(IReadOnlyList<int> prompt, GenerationOptions options, int? eosId, Action<int>? onToken = null)
+    /// <summary>
+    /// Checks a request against this model before anything runs: the options, the prompt's ids against the
+    /// vocabulary, and the prompt plus the new tokens against the model's positions. <see cref="Generate"/> checks
+    /// the same; a caller that prints as tokens arrive calls this first, so a refusal comes before any output.
+    /// </summary>
+    public void Check(IReadOnlyList<int> prompt, GenerationOptions options)
     {
         ArgumentNullException.ThrowIfNull(prompt);
         ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
         if (prompt.Count == 0)
         {
-            throw new Errors.UserErrorException("the prompt is empty: generation needs at least one token");
+            throw new UserErrorException("the prompt is empty: generation needs at least one token");
         }
-        int capacity = prompt.Count + Math.Max(0, options.MaxNewTokens);
-        if (capacity > _config.MaxPositionEmbeddings)
+        foreach (int id in prompt)
         {
-            throw new Errors.UserErrorException($"prompt ({prompt.Count} tokens) plus --max-new-tokens ({options.MaxNewTokens}) exceeds the model's {_config.MaxPositionEmbeddings} positions");
+            if ((uint)id >= (uint)_config.VocabSize)
+            {
+                throw new UserErrorException($"the prompt has token id {id}, outside the model's vocabulary of {_config.VocabSize}; the tokenizer and the model do not belong together");
+            }
         }
+        int positions = _config.MaxPositionEmbeddings;
+        if ((long)prompt.Count + options.MaxNewTokens > positions)
+        {
+            string fix = prompt.Count < positions ? $"lower --max-new-tokens to at most {positions - prompt.Count} or shorten the prompt" : "shorten the prompt";
+            throw new UserErrorException($"the prompt ({prompt.Count} token{(prompt.Count == 1 ? "" : "s")}) plus --max-new-tokens ({options.MaxNewTokens}) is more than the model's {positions} positions; {fix}");
+        }
+    }
+
+    /// <summary>The new token ids (stopping after <paramref name="eosId"/>, which is included, or at the limit).</summary>
+    public IReadOnlyList<int> Generate(IReadOnlyList<int> prompt, GenerationOptions options, int? eosId, Action<int>? onToken = null)
+    {
+        Check(prompt, options);
+        int capacity = prompt.Count + options.MaxNewTokens;
         using var cache = new Session(_backend, _config, capacity);
         var generated = new List<int>();
         var logits = new float[_config.VocabSize];

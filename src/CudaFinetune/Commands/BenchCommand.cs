@@ -34,7 +34,8 @@ internal static class BenchCommand
         var option = new Option<int>(name) { Description = description, DefaultValueFactory = _ => value };
         option.Validators.Add(result =>
         {
-            if (result.GetValueOrDefault<int>() < 1)
+            // Validators run even when the value did not parse (the parser reports that itself); reading it would throw.
+            if (result.Tokens is [var token] && int.TryParse(token.Value, NumberStyles.Integer, CultureInfo.InvariantCulture, out int given) && given < 1)
             {
                 result.AddError($"{name} must be at least 1");
             }
@@ -80,8 +81,8 @@ internal static class BenchCommand
 
     private static Command CreateStep()
     {
-        var device = new Option<string>("--device") { Description = "auto, cpu, cuda or cuda-emulated", DefaultValueFactory = _ => "auto" };
-        device.AcceptOnlyFromAmong("auto", "cpu", "cuda", "cuda-emulated");
+        var device = FinetuneFlags.DeviceOption(FinetuneFlags.DeviceDescription);
+        device.DefaultValueFactory = _ => "auto";
         var preset = new Option<string>("--preset") { Description = $"Model shape, randomly initialised: {string.Join(", ", LlamaPresets.Names)}", DefaultValueFactory = _ => "llama-3.2-1b-shape" };
         preset.AcceptOnlyFromAmong([.. LlamaPresets.Names]);
         var batch = Positive("--batch-size", 1, "Sequences per step");

@@ -14,17 +14,19 @@ internal static class EvalCommand
     {
         var model = new Option<string>("--model") { Description = "Model directory in Hugging Face layout", Required = true };
         var adapter = new Option<string>("--adapter") { Description = "LoRA adapter directory (a fine-tune's adapter/ folder)" };
-        var dataset = new Option<string>("--dataset") { Description = "Data to evaluate on, .json or .jsonl (every example is used)", Required = true };
+        var dataset = new Option<string>("--dataset") { Description = "Data to evaluate on, .json, .jsonl or .csv (every example is used)", Required = true };
         var format = new Option<string>("--dataset-format") { Description = "auto, pretokenized, chat, alpaca, samsum, grammar, text or custom", DefaultValueFactory = _ => "auto" };
+        var chatTemplate = new Option<string>("--chat-template") { Description = FinetuneFlags.ChatTemplateDescription, DefaultValueFactory = _ => "auto" };
         var fieldMap = new Option<string>("--field-map") { Description = "Custom files: e.g. prompt=question,response=answer" };
-        var template = new Option<string>("--prompt-template") { Description = "Custom files: prompt text with {field} placeholders" };
+        var template = new Option<string>("--prompt-template") { Description = FinetuneFlags.PromptTemplateDescription };
         var batchSize = new Option<int>("--batch-size") { Description = "Rows per batch", DefaultValueFactory = _ => 4 };
         var context = new Option<int>("--context-length") { Description = "Tokens per row", DefaultValueFactory = _ => 256 };
         var batching = new Option<string>("--batching") { Description = "packing or padding", DefaultValueFactory = _ => "packing" };
-        var device = new Option<string>("--device") { Description = "auto or cpu", DefaultValueFactory = _ => "auto" };
+        var device = FinetuneFlags.DeviceOption(FinetuneFlags.DeviceDescription);
+        device.DefaultValueFactory = _ => "auto";
         var command = new Command("eval", "Print the loss and perplexity of a model (and optional LoRA adapter) on a dataset")
         {
-            model, adapter, dataset, format, fieldMap, template, batchSize, context, batching, device,
+            model, adapter, dataset, format, chatTemplate, fieldMap, template, batchSize, context, batching, device,
         };
         command.SetAction(parse =>
         {
@@ -33,6 +35,7 @@ internal static class EvalCommand
                 Model = parse.GetValue(model),
                 Dataset = parse.GetValue(dataset),
                 DatasetFormat = parse.GetValue(format)!,
+                ChatTemplate = parse.GetValue(chatTemplate)!,
                 FieldMap = parse.GetValue(fieldMap),
                 PromptTemplate = parse.GetValue(template),
                 ValidationFraction = 0,
@@ -49,6 +52,10 @@ internal static class EvalCommand
     internal static int Run(FinetuneOptions options, string? adapterDir, TextWriter output)
     {
         options.Validate();
+        if (adapterDir is not null)
+        {
+            PeftAdapterDirectory.ReadConfig(adapterDir, "--adapter"); // a wrong directory fails before the model loads, naming the flag
+        }
         using var backend = BackendFactory.Create(options.Device, HfModelDirectory.TryReadConfig(options.Model!));
         var (model, tokenizer) = ModelLoader.Load(options.Model!, adapterDir, backend);
         using (model)

@@ -17,8 +17,8 @@ internal static class ExportCommand
         var format = new Option<string>("--format") { Description = "peft: adapter_model.safetensors + adapter_config.json; merged: a full model directory with the adapter folded in", Required = true };
         var output = new Option<string>("--out") { Description = "Directory to write (created; files in it are replaced)", Required = true };
         var baseModel = new Option<string>("--base-model") { Description = "merged: the base model directory, if it moved since training (it must be the same model)" };
-        var dtype = new Option<string>("--dtype") { Description = "merged: bf16 or f32 [default: bf16]", DefaultValueFactory = _ => "bf16" };
-        var shard = new Option<long>("--max-shard-bytes") { Description = "merged: bytes per safetensors shard at most; larger models get shards and model.safetensors.index.json [default: 5000000000]", DefaultValueFactory = _ => HfModelDirectory.DefaultMaxShardBytes };
+        var dtype = new Option<string>("--dtype") { Description = "merged: bf16 or f32", DefaultValueFactory = _ => "bf16" };
+        var shard = new Option<long>("--max-shard-bytes") { Description = "merged: bytes per safetensors shard at most; larger models get shards and model.safetensors.index.json", DefaultValueFactory = _ => HfModelDirectory.DefaultMaxShardBytes };
         var command = new Command("export", "Write a checkpoint's weights as a PEFT adapter or a merged Hugging Face model") { checkpoint, format, output, baseModel, dtype, shard };
         command.SetAction(parse =>
         {

@@ -3,6 +3,8 @@ using System.Globalization;
 using CudaFinetune.Config;
 using CudaFinetune.Distributed;
 using CudaFinetune.Errors;
+using CudaFinetune.IO;
+using CudaFinetune.Lora;
 using CudaFinetune.Training;
 
 namespace CudaFinetune.Cli.Commands;
@@ -56,8 +58,40 @@ internal static class FinetuneCommand
             return Demo.Run(flags, parse, output, cancellationToken);
         }
         var options = flags.Resolve(parse, new FinetuneOptions());
+        WarnAboutIgnoredLoraFlags(parse, flags, options, output);
         return Train(options, output, cancellationToken);
     }
+
+    /// <summary>
+    /// --from-peft takes the adapter's rank, alpha and target modules (FinetuneSession does), so a LoRA flag given
+    /// with another value would be dropped without a word: say so. Reading the adapter here also makes a wrong
+    /// directory fail before anything loads, with the flag the user typed in the message.
+    /// </summary>
+    private static void WarnAboutIgnoredLoraFlags(ParseResult parse, FinetuneFlags flags, FinetuneOptions options, TextWriter output)
+    {
+        if (options.FromPeft is not { } dir)
+        {
+            return;
+        }
+        LoraConfig adapter = PeftAdapterDirectory.ReadConfig(dir, "--from-peft");
+        void Warn(string flag, string given, string adapterHas) =>
+            output.WriteLine($"warning: {flag} {given} is ignored: the adapter in '{dir}' has {adapterHas} (--from-peft takes its rank, alpha and target modules)");
+        if (FinetuneFlags.Given(parse, flags.LoraR) && parse.GetValue(flags.LoraR) is var rank && rank != adapter.Rank)
+        {
+            Warn("--lora-r", Number(rank), $"r {Number(adapter.Rank)}");
+        }
+        if (FinetuneFlags.Given(parse, flags.LoraAlpha) && parse.GetValue(flags.LoraAlpha) is var alpha && alpha != adapter.Alpha)
+        {
+            Warn("--lora-alpha", Number(alpha), $"lora_alpha {Number(adapter.Alpha)}");
+        }
+        if (FinetuneFlags.Given(parse, flags.LoraTargets) && parse.GetValue(flags.LoraTargets) is { } targets
+            && !LoraConfig.ParseTargets(targets).ToHashSet().SetEquals(adapter.TargetModules))
+        {
+            Warn("--lora-targets", targets, $"target modules {string.Join(",", adapter.TargetModules)}");
+        }
+    }
+
+    private static string Number(double value) => value.ToString(CultureInfo.InvariantCulture);
 
     /// <summary>Opens the session (resuming when asked), trains with a progress display, and reports where the results are.</summary>
     internal static int Train(FinetuneOptions options, TextWriter output, CancellationToken cancellationToken, ResumeRequest? resume = null)
@@ -146,16 +180,16 @@ internal sealed class FinetuneFlags
     public Option<string> Dataset { get; } = new("--dataset") { Description = "Training data, .json, .jsonl or .csv (pretokenized, chat, alpaca, samsum, grammar, text or custom)" };
     public Option<string> OutputDir { get; } = new("--output-dir") { Description = "Where run.json, metrics.jsonl, loss.png and the adapter/model go [default: output]" };
     public Option<bool> Overwrite { get; } = new("--overwrite") { Description = "Replace an earlier run's files in --output-dir" };
-    public Option<string> FromPeft { get; } = new("--from-peft") { Description = "Start from an existing PEFT LoRA adapter directory (its r, alpha and target modules are used); llama-recipes' from_peft_checkpoint" };
+    public Option<string> FromPeft { get; } = new("--from-peft") { Description = "Start from an existing PEFT LoRA adapter directory; its r, alpha and target modules replace --lora-r, --lora-alpha and --lora-targets (llama-recipes' from_peft_checkpoint)" };
     public Option<string> Peft { get; } = new("--peft") { Description = "lora, or none for full fine-tuning [default: lora]" };
     public Option<int> LoraR { get; } = new("--lora-r") { Description = "LoRA rank [default: 8]" };
     public Option<double> LoraAlpha { get; } = new("--lora-alpha") { Description = "LoRA alpha; the update is scaled by alpha/r [default: 32]" };
     public Option<double> LoraDropout { get; } = new("--lora-dropout") { Description = "Dropout on the LoRA input [default: 0.05]" };
     public Option<string> LoraTargets { get; } = new("--lora-targets") { Description = "Comma-separated modules (q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj) or all-linear [default: q_proj,v_proj]" };
     public Option<string> DatasetFormat { get; } = new("--dataset-format") { Description = "auto, pretokenized, chat, alpaca, samsum, grammar, text or custom [default: auto]" };
-    public Option<string> ChatTemplate { get; } = new("--chat-template") { Description = "Chat records (messages): auto, llama3 or llama2; the loss is on assistant turns [default: auto]" };
+    public Option<string> ChatTemplate { get; } = new("--chat-template") { Description = $"{ChatTemplateDescription} [default: auto]" };
     public Option<string> FieldMap { get; } = new("--field-map") { Description = "Custom files: map our fields to yours, e.g. prompt=question,response=answer" };
-    public Option<string> PromptTemplate { get; } = new("--prompt-template") { Description = "Custom files: prompt text with {field} placeholders" };
+    public Option<string> PromptTemplate { get; } = new("--prompt-template") { Description = PromptTemplateDescription };
     public Option<string> ValidationDataset { get; } = new("--validation-dataset") { Description = "Separate validation file (else --validation-fraction of the data)" };
     public Option<double> ValidationFraction { get; } = new("--validation-fraction") { Description = "Share of the data held out for evaluation [default: 0.1]" };
     public Option<int> BatchSize { get; } = new("--batch-size") { Description = "Rows per micro-batch [default: 4]" };
@@ -179,10 +213,30 @@ internal sealed class FinetuneFlags
     public Option<int> EvalEvery { get; } = new("--eval-every") { Description = "Evaluate every N steps (and at each epoch end); 0 = epoch ends only [default: 0]" };
     public Option<int> SaveEvery { get; } = new("--save-every") { Description = "Write a checkpoint every N steps (and at each epoch end and the end); 0 = epoch ends only [default: 0]" };
     public Option<int> KeepLast { get; } = new("--keep-last") { Description = "Keep the newest K checkpoints plus the best by eval loss; 0 = all [default: 3]" };
-    public Option<string> Device { get; } = new("--device") { Description = "auto, cpu, cuda or cuda-emulated [default: auto]" };
+    public Option<string> Device { get; } = DeviceOption($"{DeviceDescription} [default: auto]");
     public Option<int> WorldSize { get; } = new("--world-size") { Description = "Ranks training data-parallel (ZeRO-sharded optimizer): threads of this process, one GPU each with cuda; under a launcher, checked against it [default: 1]" };
     public Option<int> NprocPerNode { get; } = new("--nproc-per-node") { Description = "Ranks (GPUs) per process started by torchrun, srun or mpirun [default: 1]" };
     public Option<int> ZeroStage { get; } = new("--zero-stage") { Description = "2: optimizer state and gradients sharded over the ranks; 3: also the frozen layer weights of a LoRA run, gathered per layer [default: 2]" };
+
+    /// <summary>The --device values: the backends BackendFactory opens. eval, generate and bench step offer the same.</summary>
+    internal static IReadOnlyList<string> DeviceNames { get; } = ["auto", "cpu", "cuda", "cuda-emulated"];
+
+    internal const string DeviceDescription =
+        "cpu, cuda (GPU 0) or cuda-emulated (the cuda code path on the kernel emulator: any machine, slow); auto: cuda when there is a GPU and the model's head size is 32, 64 or 128, else cpu";
+
+    internal const string ChatTemplateDescription =
+        "Chat records (messages): auto, llama3 (needs Llama 3's tokenizer.json) or llama2 (needs a tokenizer with a BOS, e.g. Llama 2's tokenizer.model); the loss is on assistant turns";
+
+    internal const string PromptTemplateDescription =
+        "Custom files: prompt text with {field} placeholders; \\n, \\t and \\\\ in it are a newline, a tab and a backslash (e.g. 'Q: {question}\\nA: ')";
+
+    /// <summary>A --device option that accepts only <see cref="DeviceNames"/>, so a typo fails while parsing, with the choices.</summary>
+    internal static Option<string> DeviceOption(string description)
+    {
+        var option = new Option<string>("--device") { Description = description };
+        option.AcceptOnlyFromAmong([.. DeviceNames]);
+        return option;
+    }
 
     public IEnumerable<Option> All =>
     [

@@ -19,7 +19,8 @@ internal static class GenerateCommand
         var temperature = new Option<double>("--temperature") { Description = "0 = greedy; above 0 samples", DefaultValueFactory = _ => 0 };
         var topP = new Option<double>("--top-p") { Description = "Nucleus sampling threshold (with --temperature > 0)", DefaultValueFactory = _ => 1.0 };
         var seed = new Option<ulong>("--seed") { Description = "Sampling seed", DefaultValueFactory = _ => 0 };
-        var device = new Option<string>("--device") { Description = "auto, cpu, cuda or cuda-emulated", DefaultValueFactory = _ => "auto" };
+        var device = FinetuneFlags.DeviceOption(FinetuneFlags.DeviceDescription);
+        device.DefaultValueFactory = _ => "auto";
         var command = new Command("generate", "Generate text from a prompt (greedy, temperature, top-p; KV cache)")
         {
             model, adapter, prompt, maxNew, temperature, topP, seed, device,
@@ -30,15 +31,13 @@ internal static class GenerateCommand
         return command;
     }
 
+    /// <summary>Checks everything (flags, adapter, device, tokenizer, prompt length) before the first character is printed, then streams the text.</summary>
     internal static int Run(string modelDir, string? adapterDir, string prompt, GenerationOptions options, string device, TextWriter output)
     {
-        if (options.MaxNewTokens <= 0)
+        options.Validate(); // before a model is loaded
+        if (adapterDir is not null)
         {
-            throw new UserErrorException($"--max-new-tokens must be positive, got {options.MaxNewTokens}");
-        }
-        if (options.Temperature < 0 || !(options.TopP is > 0 and <= 1))
-        {
-            throw new UserErrorException("--temperature must be ≥ 0 and --top-p in (0, 1]");
+            PeftAdapterDirectory.ReadConfig(adapterDir, "--adapter"); // a wrong directory fails before the model loads, naming the flag
         }
         using var backend = BackendFactory.Create(device, HfModelDirectory.TryReadConfig(modelDir));
         var (model, tokenizer) = ModelLoader.Load(modelDir, adapterDir, backend);
@@ -49,10 +48,12 @@ internal static class GenerateCommand
                 throw new UserErrorException($"'{modelDir}' records no tokenizer (tokenizer_config.json), so text cannot be encoded; models from 'init-model --preset tiny' have one");
             }
             var ids = tokenizer.EncodePrompt(prompt);
+            var generator = new TextGenerator(model);
+            generator.Check(ids, options);
             output.Write(prompt);
             var generated = new List<int>();
             int printed = 0;
-            new TextGenerator(model).Generate(ids, options, tokenizer.EosId, id =>
+            generator.Generate(ids, options, tokenizer.EosId, id =>
             {
                 if (id == tokenizer.EosId)
                 {

@@ -67,7 +67,39 @@ public sealed class CheckpointCommandTests
         var badList = Cli(["checkpoint", "list", Run]);
         Assert.That(badList.Code, Is.EqualTo(Program.ExitCheckFailed));
         Assert.That(badList.Out, Does.Contain("INVALID"));
-        Assert.That(Cli(["checkpoint", "verify", _dir.File("nothing")]).Code, Is.EqualTo(Program.ExitCheckFailed));
+        var missing = Cli(["checkpoint", "verify", _dir.File("nothing")]);
+        Assert.That(missing.Code, Is.EqualTo(Program.ExitUserError));
+        Assert.That(missing.Err, Does.StartWith("error: checkpoint verify '").And.Contain("no such directory"));
+        Assert.That(Cli(["checkpoint", "inspect", _dir.File("nothing")]).Code, Is.EqualTo(Program.ExitUserError));
+    }
+
+    [Test]
+    public void Verify_and_inspect_take_an_output_directory_as_resume_does()
+    {
+        Assert.That(Cli(Finetune("--max-steps", "6", "--save-every", "3")).Code, Is.Zero);
+        var verify = Cli(["checkpoint", "verify", Run]);
+        Assert.That(verify.Code, Is.Zero, verify.Out);
+        Assert.That(verify.Out, Does.StartWith("valid: ").And.Contain("step-00000006"));
+        var inspect = Cli(["checkpoint", "inspect", Run]);
+        Assert.That(inspect.Code, Is.Zero);
+        Assert.That(inspect.Out, Does.Contain("step-00000006").And.Contain("history      continues step-00000003"));
+
+        CheckpointDamage.FlipByteInTensor(Path.Combine(Run, "checkpoints", "step-00000006"));
+        var damaged = Cli(["checkpoint", "verify", Run]);
+        Assert.That(damaged.Code, Is.EqualTo(Program.ExitCheckFailed));
+        Assert.That(damaged.Out, Does.StartWith("invalid: ").And.Contain("valid: ").And.Contain("step-00000003").And.Contain("resume and export use it"));
+    }
+
+    [Test]
+    public void List_and_inspect_agree_on_the_epochs_done()
+    {
+        // 10 batches per epoch: step 15 is half-way through the second epoch, step 20 (the end) after two whole epochs.
+        Assert.That(Cli(Finetune("--num-epochs", "2", "--save-every", "15", "--keep-last", "0", "--validation-fraction", "0.25")).Code, Is.Zero);
+        var list = Cli(["checkpoint", "list", Run]);
+        Assert.That(list.Out, Does.Contain("step-00000015").And.Contain(" 1.50 ").And.Contain(" 2.00 "));
+        var inspect = Cli(["checkpoint", "inspect", Path.Combine(Run, "checkpoints", "step-00000020")]);
+        Assert.That(inspect.Out, Does.Contain("2.00 epochs done (2 epoch(s) complete)"));
+        Assert.That(Cli(["checkpoint", "inspect", Path.Combine(Run, "checkpoints", "step-00000015")]).Out, Does.Contain("1.50 epochs done (in epoch 2, at batch 5 of 10)"));
     }
 
     [Test]

@@ -58,7 +58,7 @@ public sealed class ChatAndGrammarDatasetTests
         string Text(IEnumerable<int> ids) => string.Concat(ids.Select(id => id == chars.BosId ? "<s>" : id == chars.EosId ? "</s>" : chars.Decode([id])));
         Assert.That(Text(example.InputIds), Is.EqualTo("<s>[INST] <<SYS>>\nYou are terse.\n<</SYS>>\n\nWhat is 2+2? [/INST] 4.</s><s>[INST] And 3+3? [/INST] 6, of course.</s>"));
         Assert.That(Text(example.InputIds.Where((_, i) => example.Labels[i] != TokenizedExample.IgnoreIndex)), Is.EqualTo(" 4.</s> 6, of course.</s>"));
-        Assert.That(ChatTemplates.Resolve("auto", chars), Is.EqualTo("llama2"), "no Llama 3 header token: llama2");
+        Assert.That(ChatTemplates.Resolve("auto", chars, "chat.jsonl"), Is.EqualTo("llama2"), "no Llama 3 header token: llama2");
     }
 
     [Test]
