@@ -115,11 +115,25 @@ internal static class FinetuneCommand
             {
                 output.WriteLine($"warning: skipped a damaged checkpoint: {skipped}");
             }
-            output.WriteLine($"finetune: resuming from {resumed.Checkpoint} (step {resumed.Step}, epoch {resumed.Epoch + 1})");
+            if (resumed.NothingToDo is { } why)
+            {
+                output.WriteLine($"finetune: {why}");
+                return Program.ExitSuccess;
+            }
+            output.WriteLine($"finetune: resuming from {resumed.Checkpoint} (step {resumed.Step}, {resumed.Epoch} epoch(s) complete)");
             foreach (string warning in resumed.Warnings)
             {
                 output.WriteLine($"warning: {warning}");
             }
+            if (resumed.Branch is { } branch)
+            {
+                output.WriteLine($"finetune: {branch}");
+            }
+            output.WriteLine($"finetune: learning rate: {resumed.Schedule}");
+        }
+        foreach (string warning in session.DataWarnings)
+        {
+            output.WriteLine($"warning: {warning}");
         }
         output.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"finetune: {session.Data.Train.Count} training / {session.Data.Validation.Count} validation examples ({session.Data.Format}), {session.TrainBatches.Count} batches per epoch, {session.Trainer.TotalSteps} steps, {(session.Model.Lora is null ? "full fine-tuning" : "LoRA")}"));

@@ -135,4 +135,29 @@ public sealed class CheckpointCommandTests
         Assert.That(e.Code, Is.EqualTo(Program.ExitUserError));
         Assert.That(e.Err, Does.Contain("--resume"));
     }
+
+    [Test]
+    public void A_resume_of_a_finished_run_says_there_is_nothing_to_do_and_a_branch_says_where_the_old_one_goes()
+    {
+        Assert.That(Cli(Finetune("--max-steps", "6", "--save-every", "3", "--scheduler", "cosine")).Code, Is.Zero);
+        var nothing = Cli(["finetune", "--resume", Run, "--max-steps", "6"]);
+        Assert.That(nothing.Code, Is.Zero, nothing.Err);
+        Assert.That(nothing.Out, Does.Contain("nothing to do: the run finished at step 6").And.Not.Contain("resuming from"));
+
+        var branched = Cli(["finetune", "--resume", Path.Combine(Run, "checkpoints", "step-00000003"), "--lr", "5e-3"]);
+        Assert.That(branched.Code, Is.Zero, branched.Err);
+        Assert.That(branched.Out, Does.Contain("this run branches from step-00000003").And.Contain("branches").And.Contain("learning rate: cosine: lr"));
+        var list = Cli(["checkpoint", "list", Run]);
+        Assert.That(list.Out, Does.Contain("branch set aside: branches"));
+    }
+
+    [Test]
+    public void Training_data_whose_every_label_is_masked_is_refused_in_one_line()
+    {
+        File.WriteAllLines(_data, Enumerable.Range(0, 8).Select(_ => "{\"input_ids\": [" + string.Join(", ", Enumerable.Range(1, 20)) + "], \"labels\": [" + string.Join(", ", Enumerable.Repeat(-100, 20)) + "]}"));
+        var run = Cli(Finetune("--validation-fraction", "0"));
+        Assert.That(run.Code, Is.EqualTo(Program.ExitUserError));
+        Assert.That(run.Err.Trim().Split('\n'), Has.Length.EqualTo(1));
+        Assert.That(run.Err, Does.StartWith("error: the training data gives no token to learn from"));
+    }
 }
