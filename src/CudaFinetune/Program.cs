@@ -279,32 +279,10 @@ internal static class ParseErrorMessages
     {
         int limit = Math.Clamp((typed.TrimStart('-').Length + 2) / 4, 1, 3);
         var best = candidates
-            .Select(c => (Candidate: c, Distance: EditDistance(typed.ToLowerInvariant(), c.ToLowerInvariant())))
+            .Select(c => (Candidate: c, Distance: CudaFinetune.Config.RunConfigFile.EditDistance(typed.ToLowerInvariant(), c.ToLowerInvariant())))
             .OrderBy(c => c.Distance)
             .FirstOrDefault();
         return best.Candidate is not null && best.Distance <= limit ? $"; did you mean '{best.Candidate}'?" : "";
-    }
-
-    /// <summary>Levenshtein distance (insert, delete, substitute; each costs 1), as the config file's key suggestions use.</summary>
-    private static int EditDistance(string a, string b)
-    {
-        var previous = new int[b.Length + 1];
-        var current = new int[b.Length + 1];
-        for (int j = 0; j <= b.Length; j++)
-        {
-            previous[j] = j;
-        }
-        for (int i = 1; i <= a.Length; i++)
-        {
-            current[0] = i;
-            for (int j = 1; j <= b.Length; j++)
-            {
-                int substitute = previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1);
-                current[j] = Math.Min(substitute, Math.Min(previous[j], current[j - 1]) + 1);
-            }
-            (previous, current) = (current, previous);
-        }
-        return previous[b.Length];
     }
 
     /// <summary>"a", "a or b", "a, b or c".</summary>

@@ -290,8 +290,8 @@ public static class RunConfigFile
         return best is not null && bestDistance <= limit ? $"; did you mean '{best}'?" : "";
     }
 
-    /// <summary>Levenshtein distance (insert, delete, substitute; each costs 1).</summary>
-    internal static int EditDistance(string a, string b)
+    /// <summary>Levenshtein distance (insert, delete, substitute; each costs 1): what "did you mean" suggestions rank by, here and in the CLI.</summary>
+    public static int EditDistance(string a, string b)
     {
         var previous = new int[b.Length + 1];
         var current = new int[b.Length + 1];

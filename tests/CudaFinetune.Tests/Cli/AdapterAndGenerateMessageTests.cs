@@ -1,5 +1,4 @@
 using CudaFinetune.Cli;
-using CudaFinetune.Tests.IO;
 using CudaFinetune.Tests.Support;
 using NUnit.Framework;
 
@@ -10,39 +9,19 @@ namespace CudaFinetune.Tests.Cli;
 /// adapter directories named by the flag they came with, and generate's limits checked before any output.
 /// </summary>
 [TestFixture]
-public sealed class AdapterAndGenerateMessageTests
+public sealed class AdapterAndGenerateMessageTests : LearnableTaskFixture
 {
-    private TempDirectory _dir = null!;
-    private string _model = null!;
-    private string _data = null!;
-
-    [SetUp]
-    public void SetUp()
-    {
-        _dir = new TempDirectory();
-        (_model, _data) = LearnableTask.Write(_dir.Path);
-    }
-
-    [TearDown]
-    public void TearDown() => _dir.Dispose();
-
-    private static (int Code, string Out, string Err) Cli(params string[] args)
-    {
-        using var output = new StringWriter();
-        using var error = new StringWriter();
-        int code = Program.Run(args, output, error);
-        return (code, output.ToString(), error.ToString());
-    }
+    private static (int Code, string Out, string Err) Cli(params string[] args) => CliRuns.Run(args);
 
     private string[] Finetune(string run, params string[] extra) =>
-        ["finetune", "--model", _model, "--dataset", _data, "--output-dir", _dir.File(run), "--context-length", "16", "--batch-size", "4", "--max-steps", "1", "--device", "cpu", .. extra];
+        ["finetune", "--model", ModelDir, "--dataset", DataFile, "--output-dir", Dir.File(run), "--context-length", "16", "--batch-size", "4", "--max-steps", "1", "--device", "cpu", .. extra];
 
     [Test]
     public void From_peft_warns_about_each_lora_flag_with_another_value_than_the_adapters()
     {
         var first = Cli(Finetune("first", "--lora-r", "4", "--lora-alpha", "8", "--lora-targets", "q_proj,v_proj"));
         Assert.That(first.Code, Is.Zero, first.Err);
-        string adapter = Path.Combine(_dir.File("first"), "adapter");
+        string adapter = Path.Combine(Dir.File("first"), "adapter");
 
         var (code, output, error) = Cli(Finetune("second", "--from-peft", adapter, "--lora-r", "16", "--lora-alpha", "8", "--lora-targets", "v_proj, q_proj"));
         Assert.That(code, Is.Zero, error);
@@ -59,22 +38,22 @@ public sealed class AdapterAndGenerateMessageTests
     [Test]
     public void A_wrong_adapter_directory_is_named_by_the_flag_it_came_with()
     {
-        string nowhere = _dir.File("nowhere");
+        string nowhere = Dir.File("nowhere");
         var fromPeft = Cli(Finetune("run", "--from-peft", nowhere));
         Assert.That(fromPeft.Code, Is.EqualTo(Program.ExitUserError));
         Assert.That(fromPeft.Err, Does.StartWith($"error: --from-peft '{nowhere}': no such directory; give the directory a LoRA fine-tune wrote"));
-        Assert.That(Directory.Exists(_dir.File("run")), Is.False, "nothing written");
+        Assert.That(Directory.Exists(Dir.File("run")), Is.False, "nothing written");
 
         Directory.CreateDirectory(nowhere);
-        var eval = Cli("eval", "--model", _model, "--dataset", _data, "--context-length", "16", "--adapter", nowhere);
+        var eval = Cli("eval", "--model", ModelDir, "--dataset", DataFile, "--context-length", "16", "--adapter", nowhere);
         Assert.That(eval.Code, Is.EqualTo(Program.ExitUserError));
         Assert.That(eval.Err, Does.StartWith($"error: --adapter '{nowhere}': no adapter_config.json there"));
         Assert.That(eval.Err.Trim().Split('\n'), Has.Length.EqualTo(1));
 
         var run = Cli(Finetune("trained"));
         Assert.That(run.Code, Is.Zero, run.Err);
-        var outputDir = Cli("generate", "--model", _model, "--prompt", "x", "--adapter", _dir.File("trained"));
-        Assert.That(outputDir.Err, Does.StartWith($"error: --adapter '{_dir.File("trained")}': no adapter_config.json there; it looks like a run's output directory, whose adapter is '{Path.Combine(_dir.File("trained"), "adapter")}'"));
+        var outputDir = Cli("generate", "--model", ModelDir, "--prompt", "x", "--adapter", Dir.File("trained"));
+        Assert.That(outputDir.Err, Does.StartWith($"error: --adapter '{Dir.File("trained")}': no adapter_config.json there; it looks like a run's output directory, whose adapter is '{Path.Combine(Dir.File("trained"), "adapter")}'"));
     }
 
     [TestCase("--max-new-tokens", "0", "--max-new-tokens must be at least 1, got 0")]
@@ -85,7 +64,7 @@ public sealed class AdapterAndGenerateMessageTests
     [TestCase("--top-p", "1.5", "--top-p must be above 0 and at most 1, got 1.5")]
     public void Generate_checks_its_limits_before_it_prints_anything(string flag, string value, string message)
     {
-        string tiny = _dir.File("tiny");
+        string tiny = Dir.File("tiny");
         Assert.That(Cli("init-model", "--preset", "tiny", "--out", tiny).Code, Is.Zero);
         var (code, output, error) = Cli("generate", "--model", tiny, "--prompt", "Hello there", "--device", "cpu", flag, value);
         Assert.That(code, Is.EqualTo(Program.ExitUserError));
@@ -95,9 +74,9 @@ public sealed class AdapterAndGenerateMessageTests
     }
 
     [Test]
-    public void Generate_refuses_a_prompt_longer_than_the_models_context_before_printing_it()
+    public void Generate_refuses_a_prompt_longer_than_theModelDirs_context_before_printing_it()
     {
-        string tiny = _dir.File("tiny");
+        string tiny = Dir.File("tiny");
         Assert.That(Cli("init-model", "--preset", "tiny", "--out", tiny).Code, Is.Zero);
         string prompt = string.Concat(Enumerable.Repeat(" one", 1100)); // a token per word, past tiny's 1024 positions
         var (code, output, error) = Cli("generate", "--model", tiny, "--prompt", prompt, "--max-new-tokens", "1", "--device", "cpu");

@@ -26,13 +26,7 @@ public sealed class CheckpointCommandTests
     [TearDown]
     public void TearDown() => _dir.Dispose();
 
-    private static (int Code, string Out, string Err) Cli(string[] args, CancellationToken cancel = default)
-    {
-        using var output = new StringWriter();
-        using var error = new StringWriter();
-        int code = Program.Run(args, output, error, cancel);
-        return (code, output.ToString(), error.ToString());
-    }
+    private static (int Code, string Out, string Err) Cli(string[] args, CancellationToken cancel = default) => CliRuns.Run(args, cancel);
 
     private string Run => _dir.File("run");
 

@@ -44,8 +44,9 @@ public sealed class RendezvousTests
     public void A_rank_that_never_arrives_is_named()
     {
         int port = RankThreads.FreePort();
-        var results = Run([Job(0, 3, port), Job(1, 3, port)], [1, 2, 3], TimeSpan.FromSeconds(1));
-        Assert.That(results[0].Error!.Message, Does.Contain("rank(s) 2 of 3 never arrived within 1 s"));
+        // 5 s: long enough that rank 1 arrives on a loaded 2-core machine (at 1 s it sometimes did not).
+        var results = Run([Job(0, 3, port), Job(1, 3, port)], [1, 2, 3], TimeSpan.FromSeconds(5));
+        Assert.That(results[0].Error!.Message, Does.Contain("rank(s) 2 of 3 never arrived within 5 s"));
         Assert.That(results[1].Error, Is.Not.Null);
     }
 
