@@ -440,7 +440,8 @@ public sealed class FinetuneSession : IDisposable
         string rates = before == after
             ? $"the learning rate of step {state.Step + 1} stays {LearningRateSchedule.Rate(after)}"
             : $"the learning rate of step {state.Step + 1} changes from {LearningRateSchedule.Rate(before)} to {LearningRateSchedule.Rate(after)}";
-        return $"the run now ends at step {Trainer.TotalSteps} (it was planned to end at step {manifest.Scheduler.TotalSteps}); {change}: {rates}";
+        string length = Trainer.TotalSteps == manifest.Scheduler.TotalSteps ? "" : $"the run now ends at step {Trainer.TotalSteps} (it was planned to end at step {manifest.Scheduler.TotalSteps}); ";
+        return $"{length}{change}: {rates}";
     }
 
     /// <summary>

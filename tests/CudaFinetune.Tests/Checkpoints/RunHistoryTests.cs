@@ -149,6 +149,7 @@ public sealed class RunHistoryTests : LearnableTaskFixture
     {
         TrainingRuns.Train(Options("run") with { MaxSteps = 9 });
         CheckpointDamage.FlipByteInTensor(CheckpointOf("run", 9));
+        Assert.That(CheckpointExport.ToPeft(Dir.File("run"), Dir.File("exported")), Is.EqualTo(CheckpointOf("run", 6)), "export falls back as resume does");
         using (var session = FinetuneSession.Open(Options("run") with { MaxSteps = 12 }, new ResumeRequest(Dir.File("run"))))
         {
             Assert.That(session.Resumed!.Step, Is.EqualTo(6));
