@@ -68,7 +68,7 @@ internal static class RunConfigKeys
     public static readonly OptionKey ValidationFraction = new("validation-fraction", "--validation-fraction", null, nameof(FinetuneOptions.ValidationFraction),
         "share of the data held out for validation when no validation file is given", (o, v) => o with { ValidationFraction = v.Double() });
     public static readonly OptionKey ValidationDataset = new("validation-dataset", "--validation-dataset", null, nameof(FinetuneOptions.ValidationDataset),
-        "separate validation file (.json or .jsonl)", (o, v) => o with { ValidationDataset = DatasetPath(v) });
+        "separate validation file (.json, .jsonl or .csv)", (o, v) => o with { ValidationDataset = DatasetPath(v) });
 
     /// <summary>Every settable key, in the order of the documentation table.</summary>
     public static readonly IReadOnlyList<OptionKey> All =
@@ -76,7 +76,7 @@ internal static class RunConfigKeys
         new("model", "--model", "model_name", nameof(FinetuneOptions.Model),
             "model directory (Hugging Face layout)", (o, v) => o with { Model = v.NullableString() }),
         new("dataset", "--dataset", "dataset", nameof(FinetuneOptions.Dataset),
-            "training data: a .json or .jsonl file (not a llama-recipes dataset name)", (o, v) => o with { Dataset = DatasetPath(v) }),
+            "training data: a .json, .jsonl or .csv file (not a llama-recipes dataset name)", (o, v) => o with { Dataset = DatasetPath(v) }),
         new("output-dir", "--output-dir", "output_dir", nameof(FinetuneOptions.OutputDir),
             "where run.json, metrics.jsonl, loss.png and checkpoints go", (o, v) => o with { OutputDir = v.String() }),
         Peft,
@@ -266,16 +266,16 @@ internal static class RunConfigKeys
             return null;
         }
         path = path.Trim();
-        const string Formats = "recognised formats: alpaca (instruction/input/output), samsum (dialogue/summary), text, pretokenized (input_ids/labels), or custom with field_map and prompt_template; see dataset_format";
-        if (path.EndsWith(".json", StringComparison.OrdinalIgnoreCase) || path.EndsWith(".jsonl", StringComparison.OrdinalIgnoreCase))
+        const string Formats = "recognised formats: alpaca (instruction/input/output), samsum (dialogue/summary), grammar (input/target), chat (messages), text, pretokenized (input_ids/labels), or custom with field_map and prompt_template; see dataset_format";
+        if (path.EndsWith(".json", StringComparison.OrdinalIgnoreCase) || path.EndsWith(".jsonl", StringComparison.OrdinalIgnoreCase) || path.EndsWith(".csv", StringComparison.OrdinalIgnoreCase))
         {
             return path;
         }
         bool looksLikeName = path.IndexOfAny(['/', '\\', '.']) < 0;
         if (looksLikeName && (Array.IndexOf(LlamaRecipesDatasets, path) >= 0 || path.EndsWith("_dataset", StringComparison.Ordinal)))
         {
-            throw v.Error($"'{v.Key}: {path}' is a llama-recipes dataset name; CudaFinetune reads local files: give the path of a .json or .jsonl file ({Formats})");
+            throw v.Error($"'{v.Key}: {path}' is a llama-recipes dataset name; CudaFinetune reads local files: give the path of a .json, .jsonl or .csv file ({Formats})");
         }
-        throw v.Error($"'{v.Key}: {path}' must be the path of a .json or .jsonl file ({Formats})");
+        throw v.Error($"'{v.Key}: {path}' must be the path of a .json, .jsonl or .csv file ({Formats})");
     }
 }

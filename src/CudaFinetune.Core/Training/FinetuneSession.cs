@@ -181,7 +181,7 @@ public sealed class FinetuneSession : IDisposable
         }
         if (string.IsNullOrEmpty(options.Dataset))
         {
-            throw new UserErrorException("--dataset is required: a .json or .jsonl file");
+            throw new UserErrorException("--dataset is required: a .json, .jsonl or .csv file");
         }
         var job = JobTopology.Resolve(options.WorldSize, options.NprocPerNode, launch);
         var candidates = resume is null ? null : CheckpointStore.Resolve(resume.Path);

@@ -299,9 +299,10 @@ public sealed class RunConfigFileTests
         string message = YamlError("dataset: samsum_dataset\n");
         Assert.That(message, Does.StartWith(_dir.File("run.yaml") + ":1:"));
         Assert.That(message, Does.Contain("'dataset: samsum_dataset' is a llama-recipes dataset name")
-            .And.Contain(".json or .jsonl").And.Contain("alpaca").And.Contain("samsum").And.Contain("pretokenized"));
-        Assert.That(YamlError("dataset: data/train.csv\n"), Does.Contain("must be the path of a .json or .jsonl file"));
+            .And.Contain(".json, .jsonl or .csv").And.Contain("alpaca").And.Contain("samsum").And.Contain("pretokenized"));
+        Assert.That(YamlError("dataset: data/train.txt\n"), Does.Contain("must be the path of a .json, .jsonl or .csv file"));
         Assert.That(Yaml("dataset: data/Train.JSON").Dataset, Is.EqualTo("data/Train.JSON"));
+        Assert.That(Yaml("dataset: data/train.csv").Dataset, Is.EqualTo("data/train.csv"), "CSV files are read like the --dataset flag reads them");
     }
 
     [Test]
