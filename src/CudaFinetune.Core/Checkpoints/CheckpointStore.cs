@@ -82,14 +82,27 @@ public static class CheckpointStore
 
     /// <summary>The directory name <c>latest</c> points at, or null.</summary>
     public static string? ReadLatest(string checkpointsDir)
+        => ReadLatestText(checkpointsDir) is { } name && CheckpointFormat.TryParseStep(name, out _) ? name : null;
+
+    /// <summary>What <c>latest</c> says, trimmed, whether or not it is a checkpoint name ("" if unreadable); null when there is no such file.</summary>
+    internal static string? ReadLatestText(string checkpointsDir)
     {
         string path = Path.Combine(checkpointsDir, CheckpointFormat.LatestFileName);
         if (!File.Exists(path))
         {
             return null;
         }
-        string name = File.ReadAllText(path).Trim();
-        return CheckpointFormat.TryParseStep(name, out _) ? name : null;
+        try
+        {
+            using var stream = new FileStream(path, FileMode.Open, FileAccess.Read);
+            var buffer = new byte[256]; // a name is ~14 bytes; a huge or special file is not read whole
+            int read = stream.ReadAtLeast(buffer, buffer.Length, throwOnEndOfStream: false);
+            return System.Text.Encoding.UTF8.GetString(buffer, 0, read).Trim();
+        }
+        catch (IOException)
+        {
+            return "";
+        }
     }
 
     /// <summary>Deletes what interrupted writes and deletions left behind (never a committed checkpoint).</summary>

@@ -44,9 +44,6 @@ public sealed class RunHistory
     /// </summary>
     public IReadOnlyList<CheckpointEntry> Chain { get; }
 
-    /// <summary>Checkpoints that open but lie on another branch than the head's.</summary>
-    public IEnumerable<CheckpointEntry> OffChain => Entries.Where(e => e.Opens && !Chain.Contains(e));
-
     /// <summary>What is wrong with <c>latest</c> (missing, or naming a checkpoint that is not there) and what was taken instead; null when nothing is.</summary>
     public string? LatestProblem { get; }
 
@@ -57,8 +54,7 @@ public sealed class RunHistory
     public static RunHistory Read(string checkpointsDirectory)
     {
         var entries = CheckpointStore.Directories(checkpointsDirectory).Select(OpenEntry).ToList();
-        string latestPath = Path.Combine(checkpointsDirectory, CheckpointFormat.LatestFileName);
-        string? latestName = File.Exists(latestPath) ? ReadLatestText(latestPath) : null;
+        string? latestName = CheckpointStore.ReadLatestText(checkpointsDirectory);
         var named = latestName is null ? null : entries.FirstOrDefault(e => e.Name == latestName);
         if (entries.Count == 0)
         {
@@ -108,21 +104,6 @@ public sealed class RunHistory
         catch (CheckpointCorruptException e)
         {
             return new CheckpointEntry(name, directory, step, null, e.Message);
-        }
-    }
-
-    private static string ReadLatestText(string path)
-    {
-        try
-        {
-            using var stream = new FileStream(path, FileMode.Open, FileAccess.Read);
-            var buffer = new byte[256]; // a name is ~14 bytes; a huge or special file is not read whole
-            int read = stream.ReadAtLeast(buffer, buffer.Length, throwOnEndOfStream: false);
-            return System.Text.Encoding.UTF8.GetString(buffer, 0, read).Trim();
-        }
-        catch (IOException)
-        {
-            return "";
         }
     }
 }

@@ -355,10 +355,11 @@ public sealed class FinetuneSession : IDisposable
             }
             var manifest = checkpoint.Manifest;
             var state = SamplerWithin(manifest.Training, request.Force, notices);
+            var savedSchedule = manifest.Scheduler.ToSchedule();
             string? scheduleChange = null;
             foreach (var rank in _ranks)
             {
-                scheduleChange = rank.Trainer.ContinueFrom(state, manifest.Scheduler.ToSchedule());
+                scheduleChange = rank.Trainer.ContinueFrom(state, savedSchedule);
             }
             var warnings = ResumeCompatibility.Check(checkpoint.Directory, SavedOptions(checkpoint), Options, manifest, _fingerprints, Trainer.TotalSteps, request.Force)
                 .Concat(EnvironmentChanges(manifest)).ToList();
@@ -381,7 +382,7 @@ public sealed class FinetuneSession : IDisposable
             }
             if (scheduleChange is not null)
             {
-                warnings.Add(ScheduleWarning(manifest, state, scheduleChange));
+                warnings.Add(ScheduleWarning(savedSchedule, state, scheduleChange));
             }
             _resumeMetrics = checkpoint.ReadFile(CheckpointFormat.MetricsFileName);
             _resumeState = state;
@@ -434,13 +435,13 @@ public sealed class FinetuneSession : IDisposable
     }
 
     /// <summary>The warning for a schedule that differs from the checkpoint's: the rate of the next step before and after, and why.</summary>
-    private string ScheduleWarning(CheckpointManifest manifest, TrainingState state, string change)
+    private string ScheduleWarning(LearningRateSchedule saved, TrainingState state, string change)
     {
-        double before = manifest.Scheduler.ToSchedule().At(state.Step, state.Epoch), after = Trainer.Schedule.At(state.Step, state.Epoch);
+        double before = saved.At(state.Step, state.Epoch), after = Trainer.Schedule.At(state.Step, state.Epoch);
         string rates = before == after
             ? $"the learning rate of step {state.Step + 1} stays {LearningRateSchedule.Rate(after)}"
             : $"the learning rate of step {state.Step + 1} changes from {LearningRateSchedule.Rate(before)} to {LearningRateSchedule.Rate(after)}";
-        string length = Trainer.TotalSteps == manifest.Scheduler.TotalSteps ? "" : $"the run now ends at step {Trainer.TotalSteps} (it was planned to end at step {manifest.Scheduler.TotalSteps}); ";
+        string length = Trainer.TotalSteps == saved.TotalSteps ? "" : $"the run now ends at step {Trainer.TotalSteps} (it was planned to end at step {saved.TotalSteps}); ";
         return $"{length}{change}: {rates}";
     }
 

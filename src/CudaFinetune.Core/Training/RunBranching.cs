@@ -59,7 +59,8 @@ public static class RunBranching
         string checkpointsDir = CheckpointStore.CheckpointsDirectory(outputDir);
         string archivedCheckpoints = Path.Combine(archive, CheckpointFormat.DirectoryName);
         Directory.CreateDirectory(archivedCheckpoints);
-        if (oldHead is not null && entries.Any(e => e.Name == oldHead))
+        bool leavesLiveBranch = oldHead is not null && entries.Any(e => e.Name == oldHead);
+        if (leavesLiveBranch)
         {
             foreach (string file in RunFiles.Where(f => File.Exists(Path.Combine(outputDir, f))))
             {
@@ -71,7 +72,7 @@ public static class RunBranching
                 Directory.Move(Path.Combine(outputDir, dir), Path.Combine(archive, dir));
             }
         }
-        string archivedHead = oldHead is not null && entries.Any(e => e.Name == oldHead) ? oldHead : entries.MaxBy(e => e.Step)!.Name;
+        string archivedHead = leavesLiveBranch ? oldHead! : entries.MaxBy(e => e.Step)!.Name;
         CheckpointStore.WriteLatest(archivedCheckpoints, archivedHead);
         CheckpointStore.WriteLatest(checkpointsDir, liveHead);
         foreach (var entry in entries)
