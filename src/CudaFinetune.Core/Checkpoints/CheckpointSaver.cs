@@ -56,8 +56,15 @@ public sealed class CheckpointSaver : IDisposable
     /// <summary>Raised (on the caller's thread, like <see cref="Saved"/>) when a write failed and the next save will try again.</summary>
     public event Action<CheckpointSaveFailed>? SaveFailed;
 
-    /// <summary>The last checkpoint committed.</summary>
+    /// <summary>The last checkpoint committed (by this saver: only rank 0's commits).</summary>
     public CommittedCheckpoint? LastCommitted { get; private set; }
+
+    /// <summary>
+    /// The newest good checkpoint of the run as far as this rank can tell: the last it committed, or on the other ranks
+    /// (which never commit) the one <c>latest</c> names; null when there is none.
+    /// </summary>
+    public string? LastGood => LastCommitted?.Directory
+        ?? (_ranks.Rank != 0 && CheckpointStore.ReadLatest(_checkpointsDir) is { } name ? Path.Combine(_checkpointsDir, name) : null);
 
     /// <summary>
     /// Snapshots the tensors and starts writing the checkpoint that <paramref name="manifest"/> describes, its parent set
@@ -131,13 +138,13 @@ public sealed class CheckpointSaver : IDisposable
         {
             _failedInARow++;
             string reason = $"could not write the checkpoint of step {_pendingManifest!.Training.Step} into '{_checkpointsDir}': {e.Message}";
-            string last = LastCommitted is { } c ? $"the last good checkpoint is {c.Directory}" : "no checkpoint of this run was written";
+            string last = LastGood is { } good ? $"the last good checkpoint is {good}" : "no checkpoint of this run was written";
             if (lastSave || _failedInARow >= MaxFailedInARow)
             {
                 string count = _failedInARow > 1 ? $" ({_failedInARow} saves in a row failed)" : "";
                 throw new UserErrorException($"{reason}{count}; {last}; free space or fix the directory, then continue with --resume", e);
             }
-            SaveFailed?.Invoke(new CheckpointSaveFailed(_pendingManifest!.Training.Step, reason, LastCommitted?.Directory, _failedInARow, _ranks.Rank));
+            SaveFailed?.Invoke(new CheckpointSaveFailed(_pendingManifest!.Training.Step, reason, LastGood, _failedInARow, _ranks.Rank));
             return;
         }
         _failedInARow = 0;

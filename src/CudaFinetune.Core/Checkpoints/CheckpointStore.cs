@@ -123,6 +123,30 @@ public static class CheckpointStore
     }
 
     /// <summary>
+    /// Deletes the temporary directories of writes of steps before <paramref name="committedStep"/>, which were abandoned:
+    /// saves run one at a time on every rank, so once a step is committed no earlier write can still be going on. (A rank
+    /// that failed removes its write, but a slower rank may still have written its shards there afterwards.)
+    /// </summary>
+    public static void RemoveAbandonedWrites(string checkpointsDir, long committedStep)
+    {
+        foreach (string dir in Directory.EnumerateDirectories(checkpointsDir, CheckpointFormat.TemporaryPrefix + "*"))
+        {
+            if (TemporaryStep(Path.GetFileName(dir)) is { } step && step < committedStep)
+            {
+                TryDeleteDirectory(dir);
+            }
+        }
+    }
+
+    /// <summary>The step of a temporary directory's name, <c>.tmp-step-N-ID</c>; null for another name.</summary>
+    private static long? TemporaryStep(string name)
+    {
+        string rest = name[CheckpointFormat.TemporaryPrefix.Length..];
+        int dash = rest.LastIndexOf('-');
+        return dash > 0 && CheckpointFormat.TryParseStep(rest[..dash], out long step) ? step : null;
+    }
+
+    /// <summary>
     /// Keeps, of the live history (the chain that led to <c>latest</c>; <see cref="RunHistory"/>), the newest
     /// <paramref name="keepLast"/> checkpoints, the head, and the one with the lowest eval loss at its own step; deletes
     /// the chain's others (0 keeps all). Checkpoints of other branches are never deleted, nor anything while the
@@ -157,6 +181,25 @@ public static class CheckpointStore
     }
 
     /// <summary>
+    /// The output directory <paramref name="path"/> belongs to: the path itself for an output directory, the run's
+    /// directory for its checkpoints/ or one of its checkpoints; null for a checkpoint outside any run's checkpoints/.
+    /// </summary>
+    public static string? OutputDirOf(string path)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        string full = Path.GetFullPath(path);
+        if (IsOneCheckpoint(full))
+        {
+            string? parent = Path.GetDirectoryName(full);
+            return parent is not null && Path.GetFileName(parent) == CheckpointFormat.DirectoryName ? Path.GetDirectoryName(parent) : null;
+        }
+        return Path.GetFileName(full) == CheckpointFormat.DirectoryName ? Path.GetDirectoryName(full) : full;
+    }
+
+    private static bool IsOneCheckpoint(string full)
+        => File.Exists(Path.Combine(full, CheckpointFormat.ManifestFileName)) || CheckpointFormat.TryParseStep(Path.GetFileName(full), out _);
+
+    /// <summary>
     /// Interprets a path given to continue or read a run (<c>--resume</c>, <c>export --checkpoint</c>, <c>checkpoint
     /// verify/inspect</c>): one checkpoint directory, or an output directory, whose live history is tried newest first
     /// (<see cref="RunHistory"/>). <paramref name="flag"/> is how the user gave the path, for messages.
@@ -169,13 +212,12 @@ public static class CheckpointStore
         {
             throw new UserErrorException($"{flag} '{path}': no such directory; give an output directory or one of its checkpoints/step-N directories");
         }
-        if (File.Exists(Path.Combine(full, CheckpointFormat.ManifestFileName)) || CheckpointFormat.TryParseStep(Path.GetFileName(full), out _))
+        if (IsOneCheckpoint(full))
         {
-            string? parent = Path.GetDirectoryName(full);
-            string? outputDir = parent is not null && Path.GetFileName(parent) == CheckpointFormat.DirectoryName ? Path.GetDirectoryName(parent) : null;
-            return new ResumeCandidates(outputDir, [full], Explicit: true, outputDir is null ? null : RunHistory.Read(parent!));
+            string? outputDir = OutputDirOf(full);
+            return new ResumeCandidates(outputDir, [full], Explicit: true, outputDir is null ? null : RunHistory.Read(CheckpointsDirectory(outputDir)));
         }
-        string checkpointsDir = Path.GetFileName(full) == CheckpointFormat.DirectoryName ? full : Path.Combine(full, CheckpointFormat.DirectoryName);
+        string checkpointsDir = CheckpointsDirectory(OutputDirOf(full)!);
         var history = RunHistory.Read(checkpointsDir);
         if (history.Entries.Count == 0)
         {

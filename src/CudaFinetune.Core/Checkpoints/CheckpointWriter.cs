@@ -88,10 +88,14 @@ public static class CheckpointWriter
             string final = Path.Combine(checkpointsDir, name);
             Commit(checkpointsDir, temporary, final);
             CheckpointStore.WriteLatest(checkpointsDir, name);
+            CheckpointStore.RemoveAbandonedWrites(checkpointsDir, manifest.Training.Step);
             return new CommittedCheckpoint(final, manifest.Training.Step, complete.TotalBytes + manifestBytes.Length, clock.Elapsed, id);
         }
-        catch when (ranks.Rank == 0)
+        catch
         {
+            // Whichever rank fails removes the write: the others' shards are useless without its own, and rank 0,
+            // waiting for the parts, sees the directory gone and gives up at once (RemoveAbandonedWrites takes
+            // what a slower rank writes into it afterwards).
             CheckpointStore.TryDeleteDirectory(temporary);
             throw;
         }
@@ -125,6 +129,10 @@ public static class CheckpointWriter
             if (ranks.Abandoned.IsCancellationRequested)
             {
                 throw new IOException($"the save was abandoned (a rank stopped) before rank {rank} finished writing its shards");
+            }
+            if (!Directory.Exists(temporary))
+            {
+                throw new IOException($"another rank could not write its shards of this checkpoint and removed it");
             }
             Thread.Sleep(10);
         }

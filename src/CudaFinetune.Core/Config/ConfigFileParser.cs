@@ -29,10 +29,10 @@ internal static class ConfigFileParser
         {
             throw new UserErrorException($"{path}: is a directory; --config needs a .json or .yaml file");
         }
-        string text;
+        byte[] bytes;
         try
         {
-            text = File.ReadAllText(path);
+            bytes = IO.RegularFiles.ReadAll(path, MaxConfigBytes, followLinks: true); // a FIFO or device is refused, not waited on
         }
         catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
         {
@@ -42,7 +42,34 @@ internal static class ConfigFileParser
         {
             throw new UserErrorException($"{path}: cannot read the config file ({e.Message})", e);
         }
+        string text = DecodeUtf8(bytes, path);
         return json ? ParseJson(text, path) : ParseYaml(text, path);
+    }
+
+    private static ReadOnlySpan<byte> Utf8Bom => [0xEF, 0xBB, 0xBF];
+
+    /// <summary>A config is a few kilobytes; anything this large is not one.</summary>
+    private const long MaxConfigBytes = 16 << 20;
+
+    /// <summary>
+    /// The file's text, which must be UTF-8 (a BOM is allowed): a Latin-1 or UTF-16 file decoded leniently would turn its
+    /// accented paths into U+FFFD and send the run somewhere the user never named.
+    /// </summary>
+    private static string DecodeUtf8(byte[] bytes, string path)
+    {
+        var body = bytes.AsSpan();
+        if (body.StartsWith(Utf8Bom))
+        {
+            body = body[3..];
+        }
+        var text = new char[body.Length];
+        var status = System.Text.Unicode.Utf8.ToUtf16(body, text, out int read, out int written, replaceInvalidSequences: false);
+        if (status != System.Buffers.OperationStatus.Done)
+        {
+            int offset = read + (bytes.Length - body.Length);
+            throw new UserErrorException($"{path}: is not UTF-8 text (byte 0x{bytes[offset]:X2} at offset {offset}); save the config file as UTF-8");
+        }
+        return new string(text, 0, written);
     }
 
     // ---- JSON ----------------------------------------------------------------------------------

@@ -8,6 +8,8 @@ namespace CudaFinetune.IO;
 /// </summary>
 internal static class AtomicFile
 {
+    private static readonly System.Buffers.SearchValues<char> HexDigits = System.Buffers.SearchValues.Create("0123456789abcdef");
+
     public static void Write(string path, Action<FileStream> writeContent)
     {
         ArgumentNullException.ThrowIfNull(writeContent);
@@ -28,6 +30,37 @@ internal static class AtomicFile
             TryDelete(temporary);
             throw;
         }
+    }
+
+    /// <summary>
+    /// Deletes the temporary files that writes into <paramref name="directory"/> left when their process was killed
+    /// (<c>.NAME.GUID.tmp</c>); call it only while no write there can be under way (the run's lock held).
+    /// </summary>
+    public static void RemoveLeftovers(string directory)
+    {
+        if (!Directory.Exists(directory))
+        {
+            return;
+        }
+        foreach (string file in Directory.EnumerateFiles(directory, ".*.tmp"))
+        {
+            if (IsLeftover(Path.GetFileName(file)))
+            {
+                TryDelete(file);
+            }
+        }
+    }
+
+    /// <summary>Whether <paramref name="name"/> has the form of this class's temporary files: <c>.NAME.</c> 32 hex digits <c>.tmp</c>.</summary>
+    private static bool IsLeftover(string name)
+    {
+        const int guidDigits = 32;
+        if (!name.StartsWith('.') || !name.EndsWith(".tmp", StringComparison.Ordinal) || name.Length < 1 + 1 + 1 + guidDigits + 4)
+        {
+            return false;
+        }
+        var guid = name.AsSpan(name.Length - 4 - guidDigits, guidDigits);
+        return name[name.Length - 5 - guidDigits] == '.' && !guid.ContainsAnyExcept(HexDigits);
     }
 
     private static void TryDelete(string path)

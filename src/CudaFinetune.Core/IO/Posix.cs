@@ -38,13 +38,13 @@ internal static partial class Posix
         int fd = Open(directory, OpenReadOnly | (OperatingSystem.IsLinux() ? OpenCloseOnExec : 0), 0);
         if (fd < 0)
         {
-            throw new IOException($"cannot open directory '{directory}' to flush it (errno {Marshal.GetLastPInvokeError()})");
+            throw Failure($"cannot open directory '{directory}' to flush it", Marshal.GetLastPInvokeError());
         }
         try
         {
             if (Fsync(fd) != 0)
             {
-                throw new IOException($"fsync of directory '{directory}' failed (errno {Marshal.GetLastPInvokeError()})");
+                throw Failure($"fsync of directory '{directory}' failed", Marshal.GetLastPInvokeError());
             }
         }
         finally
@@ -70,7 +70,7 @@ internal static partial class Posix
             return new SafeFileHandle(fd, ownsHandle: true);
         }
         int errno = Marshal.GetLastPInvokeError();
-        return errno == InvalidArgument ? null : throw new IOException($"cannot create '{path}' (errno {errno})");
+        return errno == InvalidArgument ? null : throw Failure($"cannot create '{path}'", errno);
     }
 
     /// <summary>fsync(2) on an open file.</summary>
@@ -78,7 +78,7 @@ internal static partial class Posix
     {
         if (Fsync(file.DangerousGetHandle().ToInt32()) != 0)
         {
-            throw new IOException($"fsync of '{path}' failed (errno {Marshal.GetLastPInvokeError()})");
+            throw Failure($"fsync of '{path}' failed", Marshal.GetLastPInvokeError());
         }
     }
 
@@ -93,7 +93,7 @@ internal static partial class Posix
         if (Statx(CurrentDirectory, path, StatxNoFollow, StatxBasic, ref status) != 0)
         {
             int errno = Marshal.GetLastPInvokeError();
-            return errno is NoSuchFile or NotADirectory ? FileKind.Missing : throw new IOException($"cannot look at '{path}': {ErrorText(errno)}");
+            return errno is NoSuchFile or NotADirectory ? FileKind.Missing : throw Failure($"cannot look at '{path}'", errno);
         }
         return KindOfMode(status.Mode);
     }
@@ -108,7 +108,7 @@ internal static partial class Posix
         var status = default(StatusBuffer);
         if (Statx(file.DangerousGetHandle().ToInt32(), "", StatxEmptyPath, StatxBasic, ref status) != 0)
         {
-            throw new IOException($"cannot look at an open file: {ErrorText(Marshal.GetLastPInvokeError())}");
+            throw Failure("cannot look at an open file", Marshal.GetLastPInvokeError());
         }
         return (KindOfMode(status.Mode), (long)status.Size, Identity(status));
     }
@@ -139,14 +139,14 @@ internal static partial class Posix
         }
         int errno = Marshal.GetLastPInvokeError();
         isLink = errno == TooManyLinks && !followLinks;
-        return errno is NoSuchFile or NotADirectory || isLink ? null : throw new IOException($"cannot open '{path}': {ErrorText(errno)}");
+        return errno is NoSuchFile or NotADirectory || isLink ? null : throw Failure($"cannot open '{path}'", errno);
     }
 
     /// <summary>Opens (creating when missing, mode 0644) a file for reading and writing, not following a final link.</summary>
     public static SafeFileHandle OpenOrCreateNoFollow(string path)
     {
         int fd = Open(path, OpenReadWrite | OpenCreate | OpenCloseOnExec | OpenNoFollow, Convert.ToInt32("644", 8));
-        return fd >= 0 ? new SafeFileHandle(fd, ownsHandle: true) : throw new IOException($"cannot open '{path}': {ErrorText(Marshal.GetLastPInvokeError())}");
+        return fd >= 0 ? new SafeFileHandle(fd, ownsHandle: true) : throw Failure($"cannot open '{path}'", Marshal.GetLastPInvokeError());
     }
 
     /// <summary>
@@ -162,7 +162,7 @@ internal static partial class Posix
             return true;
         }
         int errno = Marshal.GetLastPInvokeError();
-        return errno is WouldBlock or AccessDenied ? false : throw new IOException($"cannot lock a file: {ErrorText(errno)}");
+        return errno is WouldBlock or AccessDenied ? false : throw Failure("cannot lock a file", errno);
     }
 
     /// <summary>Whether some open file description holds a lock on the file (F_OFD_GETLK; takes none itself).</summary>
@@ -171,13 +171,16 @@ internal static partial class Posix
         var request = new FileLockRequest { Type = WriteLock, Whence = 0, Start = 0, Length = 0, Pid = 0 };
         if (FcntlLock(file.DangerousGetHandle().ToInt32(), GetOfdLock, ref request) != 0)
         {
-            throw new IOException($"cannot test a file's lock: {ErrorText(Marshal.GetLastPInvokeError())}");
+            throw Failure("cannot test a file's lock", Marshal.GetLastPInvokeError());
         }
         return request.Type != Unlocked;
     }
 
     /// <summary>The C library's text for an errno value (strerror), e.g. "No space left on device".</summary>
     public static string ErrorText(int errno) => Marshal.GetPInvokeErrorMessage(errno);
+
+    /// <summary>An IOException whose HResult is the errno, as .NET's own on Unix (so <see cref="IoErrors"/> reads it the same way).</summary>
+    private static IOException Failure(string what, int errno) => new($"{what}: {ErrorText(errno)}", errno);
 
     private const int CurrentDirectory = -100; // AT_FDCWD
     private const int StatxNoFollow = 0x100; // AT_SYMLINK_NOFOLLOW

@@ -61,6 +61,7 @@ public sealed class FinetuneSession : IDisposable
     private readonly byte[] _runId;
     private readonly CheckpointFingerprints _fingerprints;
     private readonly CancellationTokenSource _abandon = new();
+    private RunLock? _runLock;
     private TrainingState? _resumeState;
     private byte[]? _resumeMetrics;
     private MetricsWriter? _metrics;
@@ -124,7 +125,20 @@ public sealed class FinetuneSession : IDisposable
     /// that opens, with its output directory set to the run's; the starting point for a resume's
     /// options, which flags then override.
     /// </summary>
-    public static FinetuneOptions ReadResumeOptions(string path) => OpenNewestSaved(path, "resume from", "--resume", verify: false).Options;
+    /// <param name="launch">where a launcher put this process: only the job's first process refuses a directory a run
+    /// holds (when the others read it, the first may already hold it for this very job)</param>
+    public static FinetuneOptions ReadResumeOptions(string path, LaunchEnvironment? launch = null)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        if (launch is null || launch.Rank == 0)
+        {
+            if (CheckpointStore.OutputDirOf(path) is { } outputDir)
+            {
+                RunLock.ThrowIfHeld(outputDir, "resume from");
+            }
+        }
+        return OpenNewestSaved(path, "resume from", "--resume", verify: false).Options;
+    }
 
     /// <summary>
     /// The newest checkpoint of the live history under <paramref name="path"/> (an output directory, or one checkpoint)
@@ -184,15 +198,11 @@ public sealed class FinetuneSession : IDisposable
             throw new UserErrorException("--dataset is required: a .json, .jsonl or .csv file");
         }
         var job = JobTopology.Resolve(options.WorldSize, options.NprocPerNode, launch);
-        var candidates = resume is null ? null : CheckpointStore.Resolve(resume.Path);
-        if (job.IsFirstProcess)
-        {
-            CheckOutputDir(options, candidates?.OutputDir);
-        }
         var modelConfig = HfModelDirectory.TryReadConfig(options.Model);
         var backends = new List<IBackend>();
         var replicas = new List<(IBackend Backend, LlamaModel Model, IDisposable? LayerWeights)>();
         ProcessGroups? groups = null;
+        RunLock? runLock = null;
         FinetuneSession? session = null;
         try
         {
@@ -202,6 +212,18 @@ public sealed class FinetuneSession : IDisposable
                 backends.Add(BackendFactory.Create(options.Device, modelConfig, job.DeviceOrdinal(local), cpuThreads));
             }
             groups = ProcessGroups.Open(job, backends);
+            // After the rendezvous, so that when the first process cannot start (the directory is in use, say) the
+            // others learn it at once from its closed connection instead of waiting for it there.
+            ResumeCandidates? candidates = null;
+            if (job.IsFirstProcess)
+            {
+                runLock = ClaimOutputDir(options); // before anything reads or writes the directory
+            }
+            candidates = resume is null ? null : CheckpointStore.Resolve(resume.Path);
+            if (job.IsFirstProcess)
+            {
+                CheckOutputDir(options, candidates?.OutputDir);
+            }
             LlamaConfig? config = null;
             for (int local = 0; local < job.LocalRanks; local++)
             {
@@ -222,37 +244,92 @@ public sealed class FinetuneSession : IDisposable
             var validation = data.Validation.Count > 0
                 ? BatchPlan.Create(data.Validation, options.Batching, options.BatchSize, options.ContextLength, padId, validationRole, moreValidation)
                 : null;
-            session = new FinetuneSession(options, job, tokenizer, data, train, validation, replicas, groups);
+            session = new FinetuneSession(options, job, tokenizer, data, train, validation, replicas, groups) { _runLock = runLock };
             session.DataWarnings = [.. new[] { train.EmptyBatchesWarning("the training data"), validation?.EmptyBatchesWarning(validationRole) }.OfType<string>()];
             if (resume is not null)
             {
                 session.RestoreFrom(candidates!, resume);
             }
+            session.AgreeToStart();
             return session;
+        }
+        catch (Exception e) when (job.ProcessCount > 1 && e is RankAbortedException or TimeoutException)
+        {
+            DisposeOpened(session, replicas, groups, backends, runLock);
+            throw new UserErrorException($"{e.Message}, before training began: another process of the job could not start (its own output says why); "
+                + "fix that, then start the whole job again", e);
         }
         catch
         {
-            if (session is not null)
-            {
-                session.Dispose(); // owns the models, the groups and the backends
-            }
-            else
-            {
-                foreach (var (_, model, layerWeights) in replicas)
-                {
-                    model.Dispose();
-                    layerWeights?.Dispose();
-                }
-                foreach (var group in groups?.Groups ?? [])
-                {
-                    group.Dispose();
-                }
-                foreach (var backend in backends)
-                {
-                    backend.Dispose();
-                }
-            }
+            DisposeOpened(session, replicas, groups, backends, runLock);
             throw;
+        }
+    }
+
+    /// <summary>Frees what a failed <see cref="Open"/> had made: the session when it exists (it owns the rest), else each part.</summary>
+    private static void DisposeOpened(FinetuneSession? session, List<(IBackend Backend, LlamaModel Model, IDisposable? LayerWeights)> replicas,
+        ProcessGroups? groups, List<IBackend> backends, RunLock? runLock)
+    {
+        if (session is not null)
+        {
+            session.Dispose(); // owns the models, the groups and the backends
+        }
+        else
+        {
+            foreach (var (_, model, layerWeights) in replicas)
+            {
+                model.Dispose();
+                layerWeights?.Dispose();
+            }
+            foreach (var group in groups?.Groups ?? [])
+            {
+                group.Dispose();
+            }
+            foreach (var backend in backends)
+            {
+                backend.Dispose();
+            }
+            runLock?.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// Takes the output directory for this run (<see cref="RunLock"/>), then checks and tidies what is there: the run's
+    /// own names must not be links or special files, and temporary files killed writes left are removed.
+    /// </summary>
+    private static RunLock ClaimOutputDir(FinetuneOptions options)
+    {
+        if (File.Exists(options.OutputDir))
+        {
+            throw new UserErrorException($"--output-dir '{options.OutputDir}' is a file; give a directory");
+        }
+        var runLock = RunLock.Acquire(options.OutputDir);
+        try
+        {
+            OutputDirectory.CheckOwnEntries(options.OutputDir);
+            OutputDirectory.RemoveTemporaryFiles(options.OutputDir);
+            return runLock;
+        }
+        catch
+        {
+            runLock.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// In a job of several processes, every rank waits here until all have opened their session, so that one that could
+    /// not start (a missing file on its node, a directory in use) stops the others now, not at their first collective.
+    /// </summary>
+    private void AgreeToStart()
+    {
+        if (Job.ProcessCount > 1)
+        {
+            OnEveryRank(rank =>
+            {
+                rank.Group!.Barrier();
+                return true;
+            });
         }
     }
 
@@ -306,10 +383,6 @@ public sealed class FinetuneSession : IDisposable
     private static void CheckOutputDir(FinetuneOptions options, string? resumedRunDir)
     {
         string dir = options.OutputDir;
-        if (File.Exists(dir))
-        {
-            throw new UserErrorException($"--output-dir '{dir}' is a file; give a directory");
-        }
         if (resumedRunDir is not null && Path.GetFullPath(dir) == Path.GetFullPath(resumedRunDir))
         {
             return; // continuing the run in its own directory
@@ -592,7 +665,6 @@ public sealed class FinetuneSession : IDisposable
             return Unchanged(dir, finished);
         }
         Directory.CreateDirectory(dir);
-        using var runLock = first ? RunLock.Acquire(dir) : null; // a second run on this directory is refused
         if (first)
         {
             if (Resumed is null && Options.Overwrite)
@@ -656,6 +728,10 @@ public sealed class FinetuneSession : IDisposable
                 })[0];
                 lastCheckpoint = savers[0].LastCommitted?.Directory;
             }
+            catch (Exception e) when (Job.ProcessCount > 1 && e is RankAbortedException or TimeoutException)
+            {
+                throw LostRank(e, savers[0].LastGood, dir);
+            }
             finally
             {
                 Trainer.Progress -= Record;
@@ -707,6 +783,17 @@ public sealed class FinetuneSession : IDisposable
             });
         }
         return new FinetuneResult(dir, outcome, metricsPath, adapterDir, modelDir, first ? Path.Combine(dir, LossChartFileName) : null, lastCheckpoint);
+    }
+
+    /// <summary>
+    /// A rank of another process stopped (killed, crashed, its node gone) or stopped answering: this one cannot go on
+    /// alone, and says so in one line with what to do, instead of a collective's exception.
+    /// </summary>
+    private static UserErrorException LostRank(Exception e, string? lastCheckpoint, string outputDir)
+    {
+        string saved = lastCheckpoint is null ? "no checkpoint of this run was written yet" : $"the last checkpoint is '{lastCheckpoint}'";
+        return new UserErrorException($"{e.Message}: the job cannot go on without every rank; {saved}; "
+            + $"once every rank can run, start the whole job again with --resume '{outputDir}'", e);
     }
 
     /// <summary>The result of a resumed run that was already complete: what is on disk, untouched.</summary>
@@ -847,5 +934,6 @@ public sealed class FinetuneSession : IDisposable
             rank.Dispose();
         }
         _abandon.Dispose();
+        _runLock?.Dispose();
     }
 }

@@ -191,28 +191,52 @@ public sealed class Trainer : IDisposable
             Checkpoints?.Save(Current(), reason);
             savedAt = step;
         }
-        // Evaluates; false when the loss is NaN or infinite (the weights have gone bad), which is never taken as the last
-        // or best eval loss and, with --skip-nonfinite false, stops the run as a non-finite step does.
-        bool EvaluateNow(int epoch)
+        TrainingOutcome Interrupted()
         {
-            evaluatedAt = step;
-            if (Evaluate(step, epoch) is not { } loss)
+            Save(CheckpointReason.Interrupted);
+            return new TrainingOutcome(step, sampler.State.Epoch, lastLoss, lastEval, Cancelled: true, skipped);
+        }
+        // Evaluates; null to go on, else how the run ends. A NaN or infinite loss (the weights have gone bad) is never
+        // taken as the last or best eval loss and, with --skip-nonfinite false, stops the run as a non-finite step does.
+        // A stop asked during the evaluation ends it at once (one rank alone: several would first have to agree) and
+        // saves the state without it, so the resumed run evaluates again (see below).
+        TrainingOutcome? EvaluateNow(int epoch)
+        {
+            double? evaluated;
+            try
             {
-                return true;
+                evaluated = Evaluate(step, epoch, _group is null ? cancellationToken : CancellationToken.None);
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                return Interrupted();
+            }
+            evaluatedAt = step;
+            if (evaluated is not { } loss)
+            {
+                return null;
             }
             if (!double.IsFinite(loss))
             {
-                return _options.SkipNonfinite;
+                return _options.SkipNonfinite ? null : StopOnEvaluation();
             }
             lastEval = loss;
             bestEval = bestEval is { } best && best <= loss ? best : loss;
-            return true;
+            return null;
         }
         TrainingOutcome StopOnEvaluation()
         {
             Save(CheckpointReason.NonFinite);
             return new TrainingOutcome(step, sampler.State.Epoch, lastLoss, lastEval, Cancelled: true, skipped,
                 new NonFiniteStop(step, step, double.NaN, double.NaN, Skipping: false, Evaluation: true));
+        }
+
+        // Saved while its mid-epoch evaluation was interrupted: that evaluation comes first. (At an epoch's end the loop
+        // below finds it not done, as it would any.)
+        if (from is not null && _options.EvalEvery > 0 && step > 0 && step % _options.EvalEvery == 0 && evaluatedAt != step
+            && sampler.Remaining > 0 && step < TotalSteps && EvaluateNow(sampler.State.Epoch + 1) is { } stopped)
+        {
+            return stopped;
         }
 
         while (sampler.State.Epoch < _options.NumEpochs)
@@ -301,14 +325,13 @@ public sealed class Trainer : IDisposable
                 lossCount = 0;
                 tokens = 0;
                 bool midEpoch = remaining > 0 && step < TotalSteps;
-                if (_options.EvalEvery > 0 && step % _options.EvalEvery == 0 && midEpoch && !EvaluateNow(epoch + 1))
+                if (_options.EvalEvery > 0 && step % _options.EvalEvery == 0 && midEpoch && EvaluateNow(epoch + 1) is { } evaluationStop)
                 {
-                    return StopOnEvaluation();
+                    return evaluationStop;
                 }
                 if (StopRequested(cancellationToken))
                 {
-                    Save(CheckpointReason.Interrupted);
-                    return new TrainingOutcome(step, sampler.State.Epoch, lastLoss, lastEval, Cancelled: true, skipped);
+                    return Interrupted();
                 }
                 if (_options.SaveEvery > 0 && step % _options.SaveEvery == 0 && midEpoch)
                 {
@@ -322,9 +345,9 @@ public sealed class Trainer : IDisposable
             {
                 break; // the step limit came first
             }
-            if (evaluatedAt != step && !EvaluateNow(epoch + 1))
+            if (evaluatedAt != step && EvaluateNow(epoch + 1) is { } epochStop)
             {
-                return StopOnEvaluation();
+                return epochStop;
             }
             Progress?.Invoke(new EpochCompleted(epoch + 1, step));
             sampler.NextEpoch();
@@ -335,9 +358,9 @@ public sealed class Trainer : IDisposable
                 break;
             }
         }
-        if (evaluatedAt != step && step > 0 && !EvaluateNow(sampler.State.Epoch + 1))
+        if (evaluatedAt != step && step > 0 && EvaluateNow(sampler.State.Epoch + 1) is { } finalStop)
         {
-            return StopOnEvaluation();
+            return finalStop;
         }
         if (savedAt != step)
         {
@@ -350,13 +373,14 @@ public sealed class Trainer : IDisposable
     /// Token-weighted mean loss over the validation batches, in order; null without validation data. With several
     /// ranks each evaluates every WorldSize-th batch and the sums are added over ranks.
     /// </summary>
-    public double? Evaluate(long step, int epoch)
+    /// <param name="cancellationToken">ends the evaluation part-way (OperationCanceledException); only for a rank alone</param>
+    public double? Evaluate(long step, int epoch, CancellationToken cancellationToken = default)
     {
         if (_validation is null)
         {
             return null;
         }
-        var loss = ModelEvaluator.Evaluate(_model, _validation, Rank, WorldSize);
+        var loss = ModelEvaluator.Evaluate(_model, _validation, Rank, WorldSize, cancellationToken);
         double sum = loss.Sum;
         long tokens = loss.Tokens;
         if (_group is not null)

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using CudaFinetune.Checkpoints;
 using CudaFinetune.Config;
 using CudaFinetune.Distributed;
 using CudaFinetune.Errors;
@@ -44,13 +45,16 @@ internal static class FinetuneCommand
         if (resume is not null)
         {
             // The run continues with the options it was saved with; flags (and --config) given now override them.
-            var saved = FinetuneSession.ReadResumeOptions(resume);
-            if (LaunchEnvironment.FromProcess() is not null)
+            var launch = LaunchEnvironment.FromProcess();
+            var saved = FinetuneSession.ReadResumeOptions(resume, launch);
+            if (launch is not null)
             {
                 saved = saved with { WorldSize = 1, NprocPerNode = 0 }; // under a launcher the launch decides the world (flags may still say it)
             }
             var request = new ResumeRequest(resume, parse.GetValue(flags.Force), parse.GetValue(flags.Strict));
-            return Train(flags.Resolve(parse, saved) with { Overwrite = false }, output, cancellationToken, request);
+            var continued = flags.Resolve(parse, saved) with { Overwrite = false };
+            CheckDetachedResume(resume, saved, continued);
+            return Train(continued, output, cancellationToken, request);
         }
         bool demo = !FinetuneFlags.Given(parse, flags.Model) && !FinetuneFlags.Given(parse, flags.Dataset) && !FinetuneFlags.Given(parse, flags.Config);
         if (demo)
@@ -60,6 +64,19 @@ internal static class FinetuneCommand
         var options = flags.Resolve(parse, new FinetuneOptions());
         WarnAboutIgnoredLoraFlags(parse, flags, options, output);
         return Train(options, output, cancellationToken);
+    }
+
+    /// <summary>
+    /// A checkpoint copied out of its run's checkpoints/ would continue into the output directory its manifest records;
+    /// when that directory is gone, recreating it there is a surprise, not a resume: ask where the run should go.
+    /// </summary>
+    private static void CheckDetachedResume(string resume, FinetuneOptions saved, FinetuneOptions options)
+    {
+        if (CheckpointStore.OutputDirOf(resume) is null && options.OutputDir == saved.OutputDir && !Directory.Exists(saved.OutputDir))
+        {
+            throw new UserErrorException($"--resume '{resume}' is a checkpoint outside any run's checkpoints/ directory, and the run it came from ('{saved.OutputDir}') is gone; "
+                + "give --output-dir for the continued run");
+        }
     }
 
     /// <summary>

@@ -95,4 +95,69 @@ public sealed class MultiProcessTests : LearnableTaskFixture
         Assert.That(output, Does.Contain($"127.0.0.1:{port}").And.Contain("MASTER_ADDR"));
         Assert.That(output, Does.Not.Contain("   at "), "a message, not a stack trace");
     }
+
+    /// <summary>Both ranks of a long run, started; returns once the first steps are on record.</summary>
+    private List<(Process Process, StringBuilder Output)> StartLongJob(string name, int port, params string[] more)
+    {
+        string config = ConfigFile(Options(name) with { NumEpochs = 1000, SaveEvery = 3 });
+        var ranks = Enumerable.Range(0, 2).Select(r => Launch(r, 2, port, ["finetune", "--config", config, "--dist-timeout", "300", .. more])).ToList();
+        CliProcess.WaitForSteps(Dir.File(name), after: 3);
+        return ranks;
+    }
+
+    /// <summary>A survivor's exit: one line saying which rank is gone and how to resume, code 2, long before --dist-timeout.</summary>
+    private static void AssertLostRankMessage((Process Process, StringBuilder Output) survivor, string outputDir)
+    {
+        Assert.That(Finish(survivor, "the surviving rank"), Is.EqualTo(CudaFinetune.Cli.Program.ExitUserError), survivor.Output.ToString());
+        string error = survivor.Output.ToString().Split('\n').Single(line => line.StartsWith("error:", StringComparison.Ordinal));
+        Assert.That(error, Does.Contain("the job cannot go on without every rank").And.Contain($"--resume '{Path.GetFullPath(outputDir)}'"));
+        Assert.That(error, Does.Contain("rank "), "it names the rank");
+        Assert.That(survivor.Output.ToString(), Does.Not.Contain("   at ").And.Not.Contain("Unhandled exception"));
+    }
+
+    [TestCase(0)]
+    [TestCase(1)]
+    public void When_one_rank_is_killed_the_other_exits_with_one_line_and_the_job_resumes(int killed)
+    {
+        int port = RankThreads.FreePort();
+        string name = $"killed-{killed}";
+        var ranks = StartLongJob(name, port);
+        ranks[killed].Process.Kill();
+        ranks[killed].Process.WaitForExit();
+        ranks[killed].Process.Dispose();
+        AssertLostRankMessage(ranks[1 - killed], Dir.File(name));
+
+        // Nothing saved was lost: the whole job resumes from the newest checkpoint and goes on.
+        var listed = CheckpointStore.List(Dir.File(name));
+        Assert.That(listed.Where(c => c.OnChain).Select(c => c.Problem), Is.All.Null, "every checkpoint on record verifies");
+        long saved = listed.Max(c => c.Step);
+        int resumePort = RankThreads.FreePort();
+        var resumed = Enumerable.Range(0, 2).Select(r => Launch(r, 2, resumePort, "finetune", "--resume", Dir.File(name), "--max-steps", (saved + 2).ToString(CultureInfo.InvariantCulture),
+            "--dist-timeout", "120")).ToList();
+        for (int r = 0; r < 2; r++)
+        {
+            Assert.That(Finish(resumed[r], $"resumed rank {r}"), Is.Zero, resumed[r].Output.ToString());
+        }
+        Assert.That(resumed[0].Output.ToString(), Does.Contain($"resuming from").And.Contain($"(step {saved},"));
+    }
+
+    [Test]
+    public void A_rank_that_cannot_start_stops_the_other_at_once()
+    {
+        // The first process cannot claim its output directory (a run of this test holds it); the second must not wait
+        // the whole --dist-timeout for it.
+        string config = ConfigFile(Options("blocked"));
+        string outputDir = Dir.File("blocked");
+        using var held = CudaFinetune.IO.RunLock.Acquire(outputDir);
+        int port = RankThreads.FreePort();
+        var ranks = Enumerable.Range(0, 2).Select(r => Launch(r, 2, port, "finetune", "--config", config, "--dist-timeout", "300")).ToList();
+        var clock = Stopwatch.StartNew();
+        Assert.That(Finish(ranks[0], "rank 0"), Is.EqualTo(CudaFinetune.Cli.Program.ExitUserError), ranks[0].Output.ToString());
+        Assert.That(ranks[0].Output.ToString(), Does.Contain("is in use by"));
+        Assert.That(Finish(ranks[1], "rank 1"), Is.EqualTo(CudaFinetune.Cli.Program.ExitUserError), ranks[1].Output.ToString());
+        Assert.That(clock.Elapsed, Is.LessThan(TimeSpan.FromSeconds(240)), "stopped by the first process's failure, not by --dist-timeout 300");
+        string error = ranks[1].Output.ToString().Split('\n').Single(line => line.StartsWith("error:", StringComparison.Ordinal));
+        Assert.That(error, Does.Contain("before training began: another process of the job could not start"));
+        Assert.That(ranks[1].Output.ToString(), Does.Not.Contain("   at "));
+    }
 }
