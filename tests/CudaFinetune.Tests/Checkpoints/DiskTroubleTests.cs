@@ -181,4 +181,50 @@ public sealed class DiskTroubleTests : LearnableTaskFixture
         Assert.That(message, Does.Contain(checkpoint));
         Checkpoint.Open(checkpoint).Verify();
     }
+
+    [Test]
+    public void A_save_two_ranks_fail_on_a_full_disk_leaves_no_temporary_directory_and_names_the_last_good_checkpoint_on_each()
+    {
+        using var disk = SmallDisk.Mount(Dir.File("disk"), megabytes: 32);
+        string dir = Path.Combine(disk.Path, "run");
+        var reference = TrainingRuns.Train(Options(Dir.File("reference")) with { WorldSize = 2 });
+        var failures = new List<CheckpointSaveFailed>();
+        Train(Options(dir) with { WorldSize = 2 }, e =>
+        {
+            if (e is CheckpointSaved { Step: 2 })
+            {
+                disk.Fill();
+            }
+            if (e is CheckpointSaveFailed failed)
+            {
+                failures.Add(failed);
+                disk.Free();
+            }
+        });
+
+        Assert.That(failures, Is.Not.Empty);
+        foreach (var failure in failures)
+        {
+            Assert.That(failure.LastGood, Does.EndWith(CheckpointFormat.DirectoryNameFor(2)), $"rank {failure.Rank} knows the last good checkpoint");
+        }
+        AssertEveryCheckpointVerifies(dir);
+        RunOutputs.AssertSameRun(reference.OutputDir, dir);
+    }
+
+    [Test]
+    public void A_disk_full_before_the_run_starts_says_so()
+    {
+        using var disk = SmallDisk.Mount(Dir.File("disk"), megabytes: 1);
+        disk.Fill();
+        var options = Options(Path.Combine(disk.Path, "run"));
+        using var output = new StringWriter();
+        using var error = new StringWriter();
+
+        int code = Program.Run(["finetune", "--model", options.Model!, "--dataset", options.Dataset!, "--output-dir", options.OutputDir,
+            "--num-epochs", "1", "--batch-size", "4", "--context-length", "16", "--device", "cpu"], output, error);
+
+        Assert.That(code, Is.EqualTo(Program.ExitUserError), error.ToString());
+        Assert.That(error.ToString().Trim().Split('\n'), Has.Length.EqualTo(1), "one line, no stack trace");
+        Assert.That(error.ToString(), Does.Contain("no space left"));
+    }
 }

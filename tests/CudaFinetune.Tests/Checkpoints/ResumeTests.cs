@@ -190,4 +190,95 @@ public sealed class ResumeTests : LearnableTaskFixture
         Train(Options("run") with { MaxSteps = 2, Overwrite = true });
         Assert.That(CheckpointStore.List(Dir.File("run")).Select(l => l.Step), Is.EqualTo(new long[] { 2 }));
     }
+
+    [Test]
+    public void A_stop_during_an_evaluation_ends_it_at_once_and_the_resumed_run_evaluates_again()
+    {
+        var reference = Train(Options("reference"));
+        FinetuneResult stopped;
+        using (var cancel = new CancellationTokenSource())
+        using (var session = FinetuneSession.Open(Options("resumed")))
+        {
+            // The evaluation after step 4 (--eval-every 4) begins right after this event: the stop comes as it starts.
+            session.Progress += e =>
+            {
+                if (e is StepCompleted { Step: 4 })
+                {
+                    cancel.Cancel();
+                }
+            };
+            stopped = session.Train(cancel.Token);
+        }
+        Assert.That(stopped.Outcome.Cancelled, Is.True);
+        Assert.That(stopped.Outcome.Steps, Is.EqualTo(4));
+        Assert.That(MetricsFile.ReadEvalLosses(stopped.MetricsPath), Is.Empty, "the evaluation did not run to its end");
+        var manifest = Checkpoint.Open(stopped.LastCheckpoint!).Manifest;
+        Assert.That(manifest.Reason, Is.EqualTo(CheckpointReason.Interrupted));
+        Assert.That(manifest.Training.EvaluatedAt, Is.Not.EqualTo(4));
+
+        Train(Options("resumed"), new ResumeRequest(Dir.File("resumed")));
+        Assert.That(MetricsFile.ReadEvalLosses(Dir.File("resumed/metrics.jsonl")).Count(e => e.Step == 4), Is.EqualTo(1), "evaluated once, after the resume");
+        RunOutputs.AssertSameRun(reference.OutputDir, Dir.File("resumed"));
+    }
+
+    [Test]
+    public void Temporary_files_a_killed_run_left_are_removed_when_it_resumes()
+    {
+        Train(Options("run") with { MaxSteps = 3 });
+        string checkpoints = CheckpointStore.CheckpointsDirectory(Dir.File("run"));
+        string[] leftovers =
+        [
+            Path.Combine(checkpoints, $".latest.{Guid.NewGuid():N}.tmp"),
+            Path.Combine(Dir.File("run"), $".metrics.jsonl.{Guid.NewGuid():N}.tmp"),
+        ];
+        string users = Path.Combine(Dir.File("run"), ".notes.tmp"); // not of our form: kept
+        foreach (string file in leftovers.Append(users))
+        {
+            File.WriteAllText(file, "left by a kill");
+        }
+        Train(Options("run") with { MaxSteps = 4 }, new ResumeRequest(Dir.File("run")));
+        Assert.That(leftovers.Where(File.Exists), Is.Empty);
+        Assert.That(File.Exists(users), Is.True);
+    }
+
+    [Test]
+    public void A_checkpoint_outside_its_run_whose_run_is_gone_needs_an_output_dir()
+    {
+        var done = Train(Options("gone") with { MaxSteps = 3 });
+        string detached = Dir.File("detached");
+        DirectoryTrees.Copy(done.LastCheckpoint!, detached);
+        Directory.Delete(done.OutputDir, recursive: true);
+
+        var (code, _, error) = CliRuns.Run(["finetune", "--resume", detached]);
+        Assert.That(code, Is.EqualTo(CudaFinetune.Cli.Program.ExitUserError), error);
+        Assert.That(error, Does.Contain("is a checkpoint outside any run's checkpoints/ directory").And.Contain("give --output-dir"));
+        Assert.That(Directory.Exists(done.OutputDir), Is.False, "the deleted run directory is not recreated");
+
+        (code, _, error) = CliRuns.Run(["finetune", "--resume", detached, "--output-dir", Dir.File("continued"), "--max-steps", "4"]);
+        Assert.That(code, Is.Zero, error);
+        Assert.That(CheckpointStore.List(Dir.File("continued")).Max(l => l.Step), Is.EqualTo(4));
+    }
+
+    [Test]
+    public void Links_planted_among_the_runs_own_files_are_refused_and_nothing_is_written_through_them()
+    {
+        Train(Options("run") with { MaxSteps = 2 });
+        string outside = Dir.File("outside.txt");
+        File.WriteAllText(outside, "not the run's");
+        string metrics = Path.Combine(Dir.File("run"), FinetuneSession.MetricsFileName);
+        File.Delete(metrics);
+        File.CreateSymbolicLink(metrics, outside);
+
+        foreach (var attempt in new Func<FinetuneResult>[]
+        {
+            () => Train(Options("run") with { MaxSteps = 3, Overwrite = true }),
+            () => Train(Options("run") with { MaxSteps = 3 }, new ResumeRequest(Dir.File("run"))),
+        })
+        {
+            var e = Assert.Throws<UserErrorException>(() => attempt());
+            Assert.That(e!.Message, Does.StartWith($"'{metrics}' is a symbolic link"));
+        }
+        Assert.That(File.ReadAllText(outside), Is.EqualTo("not the run's"));
+        Assert.That(CheckpointStore.List(Dir.File("run")).Select(l => l.Step), Is.EqualTo(new long[] { 2 }), "--overwrite deleted nothing");
+    }
 }

@@ -2,6 +2,7 @@ using System.Reflection;
 using CudaFinetune.Config;
 using CudaFinetune.Errors;
 using CudaFinetune.Tests.IO;
+using CudaFinetune.Tests.Support;
 using CudaFinetune.Training;
 using NUnit.Framework;
 
@@ -483,5 +484,27 @@ public sealed class RunConfigFileTests
         Assert.That(RunConfigFile.EditDistance("kitten", "sitting"), Is.EqualTo(3));
         Assert.That(RunConfigFile.EditDistance("", "abc"), Is.EqualTo(3));
         Assert.That(RunConfigFile.EditDistance("lr", "lr"), Is.Zero);
+    }
+
+    [Test]
+    public void A_config_that_is_not_utf8_is_refused_naming_the_byte()
+    {
+        string path = _dir.File("latin1.yaml");
+        File.WriteAllBytes(path, [.. "output_dir: r\u00e9sultats\n"u8.ToArray()[..13], 0xE9, .. "sultats\n"u8.ToArray()]);
+        var e = Assert.Throws<UserErrorException>(() => RunConfigFile.Apply(Defaults, path));
+        Assert.That(e!.Message, Is.EqualTo($"{path}: is not UTF-8 text (byte 0xE9 at offset 13); save the config file as UTF-8"));
+
+        File.WriteAllBytes(path, [0xEF, 0xBB, 0xBF, .. "output_dir: r\u00e9sultats\n"u8.ToArray()]);
+        Assert.That(RunConfigFile.Apply(Defaults, path).OutputDir, Is.EqualTo("r\u00e9sultats"), "UTF-8 with a BOM is read");
+    }
+
+    [Test]
+    [Platform("Linux")]
+    public void A_config_that_is_a_fifo_is_refused_not_waited_on()
+    {
+        string path = _dir.File("pipe.yaml");
+        Fifos.Make(path);
+        var e = Assert.Throws<UserErrorException>(() => RunConfigFile.Apply(Defaults, path));
+        Assert.That(e!.Message, Does.Contain("FIFO"));
     }
 }
