@@ -115,12 +115,23 @@ public sealed class MultiProcessTests : LearnableTaskFixture
         Assert.That(survivor.Output.ToString(), Does.Not.Contain("   at ").And.Not.Contain("Unhandled exception"));
     }
 
+    /// <summary>Repetitions of the lost-rank tests; CUDAFINETUNE_RANK_KILLS asks for more (the long version in docs/reliability.md).</summary>
+    private static int Repetitions => int.TryParse(Environment.GetEnvironmentVariable("CUDAFINETUNE_RANK_KILLS"), out int n) && n > 0 ? n : 1;
+
     [TestCase(0)]
     [TestCase(1)]
     public void When_one_rank_is_killed_the_other_exits_with_one_line_and_the_job_resumes(int killed)
     {
+        for (int repetition = 0; repetition < Repetitions; repetition++)
+        {
+            KillOneRank(killed, $"killed-{killed}-{repetition}");
+        }
+        TestContext.Out.WriteLine($"rank {killed} killed {Repetitions} time(s): the other exited with one line each time and the job resumed");
+    }
+
+    private void KillOneRank(int killed, string name)
+    {
         int port = RankThreads.FreePort();
-        string name = $"killed-{killed}";
         var ranks = StartLongJob(name, port);
         ranks[killed].Process.Kill();
         ranks[killed].Process.WaitForExit();
@@ -144,10 +155,19 @@ public sealed class MultiProcessTests : LearnableTaskFixture
     [Test]
     public void A_rank_that_cannot_start_stops_the_other_at_once()
     {
+        for (int repetition = 0; repetition < Repetitions; repetition++)
+        {
+            StartWithTheFirstBlocked($"blocked-{repetition}");
+        }
+        TestContext.Out.WriteLine($"{Repetitions} start(s) with the first process refused: the other stopped with one line each time");
+    }
+
+    private void StartWithTheFirstBlocked(string name)
+    {
         // The first process cannot claim its output directory (a run of this test holds it); the second must not wait
         // the whole --dist-timeout for it.
-        string config = ConfigFile(Options("blocked"));
-        string outputDir = Dir.File("blocked");
+        string config = ConfigFile(Options(name));
+        string outputDir = Dir.File(name);
         using var held = CudaFinetune.IO.RunLock.Acquire(outputDir);
         int port = RankThreads.FreePort();
         var ranks = Enumerable.Range(0, 2).Select(r => Launch(r, 2, port, "finetune", "--config", config, "--dist-timeout", "300")).ToList();
