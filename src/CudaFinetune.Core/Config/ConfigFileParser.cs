@@ -57,20 +57,19 @@ internal static class ConfigFileParser
     /// </summary>
     private static string DecodeUtf8(byte[] bytes, string path)
     {
-        var body = bytes.AsSpan();
-        if (body.StartsWith(Utf8Bom))
+        int start = bytes.AsSpan().StartsWith(Utf8Bom) ? Utf8Bom.Length : 0;
+        try
         {
-            body = body[3..];
+            return StrictUtf8.GetString(bytes, start, bytes.Length - start);
         }
-        var text = new char[body.Length];
-        var status = System.Text.Unicode.Utf8.ToUtf16(body, text, out int read, out int written, replaceInvalidSequences: false);
-        if (status != System.Buffers.OperationStatus.Done)
+        catch (System.Text.DecoderFallbackException e)
         {
-            int offset = read + (bytes.Length - body.Length);
-            throw new UserErrorException($"{path}: is not UTF-8 text (byte 0x{bytes[offset]:X2} at offset {offset}); save the config file as UTF-8");
+            int offset = Math.Min(start + Math.Max(0, e.Index), bytes.Length - 1);
+            throw new UserErrorException($"{path}: is not UTF-8 text (byte 0x{bytes[offset]:X2} at offset {offset}); save the config file as UTF-8", e);
         }
-        return new string(text, 0, written);
     }
+
+    private static readonly System.Text.UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
 
     // ---- JSON ----------------------------------------------------------------------------------
 

@@ -249,6 +249,12 @@ public sealed class FinetuneSession : IDisposable
             if (resume is not null)
             {
                 session.RestoreFrom(candidates!, resume);
+                if (session.Resumed is { NothingToDo: not null })
+                {
+                    // Nothing will be written: the directory is left exactly as it was, lock file included.
+                    session._runLock?.Dispose();
+                    session._runLock = null;
+                }
             }
             session.AgreeToStart();
             return session;
