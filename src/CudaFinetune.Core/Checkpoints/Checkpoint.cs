@@ -3,6 +3,7 @@ using System.IO.MemoryMappedFiles;
 using CudaFinetune.Backends;
 using CudaFinetune.Errors;
 using CudaFinetune.Tensors;
+using Microsoft.Win32.SafeHandles;
 
 namespace CudaFinetune.Checkpoints;
 
@@ -18,9 +19,12 @@ public sealed class Checkpoint
 {
     private const long MaxManifestBytes = 256 << 20;
 
-    private Checkpoint(string directory, CheckpointManifest manifest)
+    private readonly CheckpointPresence _presence;
+
+    private Checkpoint(CheckpointPresence presence, CheckpointManifest manifest)
     {
-        Directory = directory;
+        _presence = presence;
+        Directory = presence.Directory;
         Manifest = manifest;
     }
 
@@ -30,28 +34,28 @@ public sealed class Checkpoint
 
     public CheckpointManifest Manifest { get; }
 
-    /// <summary>Reads the manifest and checks the checkpoint's structure (not yet the tensor bytes).</summary>
+    /// <summary>
+    /// Reads the manifest and checks the checkpoint's structure (not yet the tensor bytes). A checkpoint removed or
+    /// replaced while this reads it is a <see cref="CheckpointRemovedException"/>, not damage.
+    /// </summary>
     public static Checkpoint Open(string directory)
     {
         ArgumentNullException.ThrowIfNull(directory);
-        string dir = Path.GetFullPath(directory);
-        if (!System.IO.Directory.Exists(dir))
+        string dir = Path.TrimEndingDirectorySeparator(Path.GetFullPath(directory));
+        var presence = CheckpointPresence.Of(dir);
+        try
         {
-            throw new CheckpointCorruptException(dir, null, null, "no such directory");
+            CheckpointFiles.CheckTree(dir);
+            byte[] bytes = CheckpointFiles.ReadAll(dir, CheckpointFormat.ManifestFileName, MaxManifestBytes, "any manifest has", "is missing (an incomplete or foreign directory)");
+            var manifest = ManifestJson.Read(bytes, dir);
+            CheckStructure(dir, manifest);
+            presence.ThrowIfGone();
+            return new Checkpoint(presence, manifest);
         }
-        string manifestPath = Path.Combine(dir, CheckpointFormat.ManifestFileName);
-        if (!File.Exists(manifestPath))
+        catch (CheckpointCorruptException e)
         {
-            throw new CheckpointCorruptException(dir, CheckpointFormat.ManifestFileName, null, "is missing (an incomplete or foreign directory)");
+            throw presence.Explain(e);
         }
-        long manifestLength = new FileInfo(manifestPath).Length;
-        if (manifestLength > MaxManifestBytes)
-        {
-            throw new CheckpointCorruptException(dir, CheckpointFormat.ManifestFileName, null, $"is {manifestLength} bytes, more than any manifest");
-        }
-        var manifest = ManifestJson.Read(File.ReadAllBytes(manifestPath), dir);
-        CheckStructure(dir, manifest);
-        return new Checkpoint(dir, manifest);
     }
 
     private static void CheckStructure(string dir, CheckpointManifest m)
@@ -72,26 +76,12 @@ public sealed class Checkpoint
             {
                 throw Bad(shard.File, null, $"rank {shard.Rank} is outside world size {m.WorldSize}");
             }
-            string path = Path.Combine(dir, shard.File);
-            if (!File.Exists(path))
-            {
-                throw Bad(shard.File, null, "is missing");
-            }
-            long actual = new FileInfo(path).Length;
-            if (actual != shard.Length)
-            {
-                throw Bad(shard.File, null, actual < shard.Length
-                    ? $"is {actual} bytes but the manifest records {shard.Length} (truncated)"
-                    : $"is {actual} bytes but the manifest records {shard.Length} (bytes were appended)");
-            }
+            using var handle = OpenShard(dir, shard);
             byte[] header = new byte[ShardHeader.Length];
-            using (var handle = File.OpenHandle(path))
+            int read = RandomAccess.Read(handle, header, 0);
+            if (ShardHeader.Check(header.AsSpan(0, read), m.CheckpointId, shard.Group, shard.Rank, m.FormatVersion) is { } problem)
             {
-                int read = RandomAccess.Read(handle, header, 0);
-                if (ShardHeader.Check(header.AsSpan(0, read), m.CheckpointId, shard.Group, shard.Rank, m.FormatVersion) is { } problem)
-                {
-                    throw Bad(shard.File, null, problem);
-                }
+                throw Bad(shard.File, null, problem);
             }
         }
         foreach (var group in m.Tensors.GroupBy(t => t.File))
@@ -143,17 +133,28 @@ public sealed class Checkpoint
         }
         foreach (var file in m.Files)
         {
-            string path = Path.Combine(dir, file.Path);
-            if (!File.Exists(path))
-            {
-                throw Bad(file.Path, null, "is missing");
-            }
-            long actual = new FileInfo(path).Length;
+            using var handle = CheckpointFiles.Open(dir, file.Path);
+            long actual = CheckpointFiles.LengthOf(dir, file.Path, handle);
             if (actual != file.Length)
             {
                 throw Bad(file.Path, null, $"is {actual} bytes but the manifest records {file.Length}");
             }
         }
+    }
+
+    /// <summary>A shard opened (a regular file, not through a link) and checked to have its recorded length: what is then read or mapped is what was checked.</summary>
+    private static SafeFileHandle OpenShard(string dir, CheckpointShard shard)
+    {
+        var handle = CheckpointFiles.Open(dir, shard.File);
+        long actual = CheckpointFiles.LengthOf(dir, shard.File, handle);
+        if (actual != shard.Length)
+        {
+            handle.Dispose();
+            throw new CheckpointCorruptException(dir, shard.File, null, actual < shard.Length
+                ? $"is {actual} bytes but the manifest records {shard.Length} (truncated)"
+                : $"is {actual} bytes but the manifest records {shard.Length} (bytes were appended)");
+        }
+        return handle;
     }
 
     /// <summary>The entries of one tensor (its slices, or one whole entry) must agree on dtype and shape and cover it exactly once.</summary>
@@ -182,7 +183,7 @@ public sealed class Checkpoint
     }
 
     /// <summary>Hashes every tensor and file; throws on the first (in manifest order) that does not match.</summary>
-    public void Verify() => Scan(destinations: null, backend: null);
+    public void Verify() => Guarded(() => Scan(destinations: null, backend: null));
 
     /// <summary>
     /// Fills every destination piece from the checkpoint, whichever slices the checkpoint stores the tensor in (a resume
@@ -222,18 +223,53 @@ public sealed class Checkpoint
                 throw new ArgumentException($"destination piece of '{d.Name}' lies outside the tensor", nameof(destinations));
             }
         }
-        Scan(destinations, backend);
+        Guarded(() => Scan(destinations, backend));
     }
 
-    /// <summary>The bytes of a listed non-tensor file, hash-checked.</summary>
-    public byte[] ReadFile(string relativePath)
+    /// <summary>
+    /// The bytes of a listed non-tensor file, hash-checked and, where the engine later parses it (metrics.jsonl), checked
+    /// to parse (<see cref="CheckpointFormat.CheckContent"/>), so that damage is found here and falls back.
+    /// </summary>
+    public byte[] ReadFile(string relativePath) => Guarded(() => ReadListedFile(relativePath));
+
+    private byte[] ReadListedFile(string relativePath)
     {
         var entry = Manifest.Files.FirstOrDefault(f => f.Path == relativePath)
             ?? throw new CheckpointCorruptException(Directory, relativePath, null, "is not listed in the manifest");
-        byte[] bytes = File.ReadAllBytes(Path.Combine(Directory, entry.Path));
-        return CheckpointFormat.Hash(bytes) == entry.Hash
-            ? bytes
-            : throw new CheckpointCorruptException(Directory, entry.Path, null, "its content does not match the hash in the manifest");
+        byte[] bytes = CheckpointFiles.ReadAll(Directory, entry.Path, entry.Length, $"the {entry.Length} the manifest records");
+        if (bytes.Length != entry.Length)
+        {
+            throw new CheckpointCorruptException(Directory, entry.Path, null, $"is {bytes.Length} bytes but the manifest records {entry.Length}");
+        }
+        if (CheckpointFormat.Hash(bytes) != entry.Hash)
+        {
+            throw new CheckpointCorruptException(Directory, entry.Path, null, "its content does not match the hash in the manifest");
+        }
+        return CheckpointFormat.CheckContent(entry.Path, bytes) is { } problem ? throw new CheckpointCorruptException(Directory, entry.Path, null, problem) : bytes;
+    }
+
+    /// <summary>
+    /// Runs a read of the checkpoint's files, trusting what it found only while the directory is still the one
+    /// <see cref="Open"/> read (<see cref="CheckpointPresence"/>).
+    /// </summary>
+    private void Guarded(Action read) => _ = Guarded(() =>
+    {
+        read();
+        return true;
+    });
+
+    private T Guarded<T>(Func<T> read)
+    {
+        try
+        {
+            var result = read();
+            _presence.ThrowIfGone();
+            return result;
+        }
+        catch (CheckpointCorruptException e)
+        {
+            throw _presence.Explain(e);
+        }
     }
 
 /// <summary>Bytes [FromByte, +Bytes) of a stored entry go to byte ToByte of Destination.</summary>
@@ -263,9 +299,10 @@ public sealed class Checkpoint
                     end = t.Offset + t.Length;
                 }
             }
+            var shards = Manifest.Shards.ToDictionary(s => s.File, StringComparer.Ordinal);
             foreach (var file in jobs.Select(j => j.Tensor.File).Distinct())
             {
-                maps[file] = new MappedShard(Path.Combine(Directory, file));
+                maps[file] = new MappedShard(OpenShard(Directory, shards[file]));
             }
             var order = Enumerable.Range(0, jobs.Count).OrderByDescending(i => jobs[i].Tensor.Length).ToArray();
             var errors = new string?[jobs.Count];
@@ -290,7 +327,7 @@ public sealed class Checkpoint
         }
         foreach (var file in Manifest.Files)
         {
-            _ = ReadFile(file.Path);
+            _ = ReadListedFile(file.Path);
         }
     }
 
@@ -349,15 +386,23 @@ public sealed class Checkpoint
         return null;
     }
 
-    /// <summary>A read-only memory map of a whole shard file.</summary>
+    /// <summary>A read-only memory map of a whole shard file, made from the handle its checks were made on (never reopened by name).</summary>
     private sealed unsafe class MappedShard : IDisposable
     {
         private readonly MemoryMappedFile _file;
         private readonly MemoryMappedViewAccessor _view;
 
-        public MappedShard(string path)
+        public MappedShard(SafeFileHandle handle)
         {
-            _file = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
+            try
+            {
+                _file = MemoryMappedFile.CreateFromFile(handle, null, 0, MemoryMappedFileAccess.Read, HandleInheritability.None, leaveOpen: false);
+            }
+            catch
+            {
+                handle.Dispose();
+                throw;
+            }
             _view = _file.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
             byte* pointer = null;
             _view.SafeMemoryMappedViewHandle.AcquirePointer(ref pointer);

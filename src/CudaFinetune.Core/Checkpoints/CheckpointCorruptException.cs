@@ -6,10 +6,16 @@ namespace CudaFinetune.Checkpoints;
 /// A checkpoint that must not be loaded: missing or damaged files, a changed manifest, a tensor whose
 /// bytes do not hash to the recorded value. The message names the checkpoint, the file and the tensor.
 /// </summary>
-public sealed class CheckpointCorruptException : UserErrorException
+public class CheckpointCorruptException : UserErrorException
 {
     public CheckpointCorruptException(string checkpoint, string? file, string? tensor, string problem)
-        : base(Describe(checkpoint, file, tensor, problem))
+        : this(checkpoint, file, tensor, problem, Describe(checkpoint, file, tensor, problem))
+    {
+    }
+
+    /// <summary>For a kind of unusable checkpoint that is not damage, and says so in its own words.</summary>
+    protected CheckpointCorruptException(string checkpoint, string? file, string? tensor, string problem, string message)
+        : base(message)
     {
         Checkpoint = checkpoint;
         File = file;

@@ -83,6 +83,15 @@ public static class CheckpointFormat
         return HashText(hash.GetCurrentHash());
     }
 
+    /// <summary>
+    /// What is wrong with the content of a checkpoint's file that the engine parses after loading it (null: nothing, or a
+    /// file it does not parse): metrics.jsonl, restored into the output directory and read back for the loss chart, must be
+    /// whole JSON lines each an object with an integer "step". Checked when the checkpoint is read, so that a damaged or
+    /// interleaved file makes the checkpoint invalid (and a resume fall back) instead of failing the resumed run.
+    /// </summary>
+    public static string? CheckContent(string relativePath, ReadOnlySpan<byte> content)
+        => relativePath == MetricsFileName ? Training.MetricsFile.ProblemIn(content) : null;
+
     /// <summary>How the manifest spells why a checkpoint was written.</summary>
     public static string ReasonName(Training.CheckpointReason reason) => reason switch
     {

@@ -30,47 +30,85 @@ public static class CheckpointStore
 {
     public static string CheckpointsDirectory(string outputDir) => Path.Combine(Path.GetFullPath(outputDir), CheckpointFormat.DirectoryName);
 
-    /// <summary>Committed checkpoint directories (named step-N), newest first. Validity is not checked.</summary>
+    /// <summary>
+    /// Committed checkpoint directories (named step-N), newest first. Validity is not checked. Checkpoints being written
+    /// (<c>.tmp-</c>) or retired (<c>.deleting-</c>) have other names and are never listed.
+    /// </summary>
     public static IReadOnlyList<string> Directories(string checkpointsDir)
     {
-        if (!Directory.Exists(checkpointsDir))
+        try
         {
-            return [];
+            return [.. Directory.EnumerateDirectories(checkpointsDir)
+                .Select(d => (Dir: d, Ok: CheckpointFormat.TryParseStep(Path.GetFileName(d), out long step), Step: step))
+                .Where(x => x.Ok)
+                .OrderByDescending(x => x.Step)
+                .Select(x => x.Dir)];
         }
-        return [.. Directory.EnumerateDirectories(checkpointsDir)
-            .Select(d => (Dir: d, Ok: CheckpointFormat.TryParseStep(Path.GetFileName(d), out long step), Step: step))
-            .Where(x => x.Ok)
-            .OrderByDescending(x => x.Step)
-            .Select(x => x.Dir)];
+        catch (DirectoryNotFoundException)
+        {
+            return []; // none yet, or removed while listed (--overwrite)
+        }
     }
 
     /// <summary>Each checkpoint of <paramref name="outputDir"/>, oldest first, fully verified, placed in the run's history.</summary>
     public static IReadOnlyList<CheckpointListing> List(string outputDir) => List(RunHistory.Read(CheckpointsDirectory(outputDir)));
 
-    /// <summary>Each checkpoint of <paramref name="history"/>, oldest first, fully verified.</summary>
+    /// <summary>
+    /// Each checkpoint of <paramref name="history"/>, oldest first, fully verified. One removed while this reads it (a run
+    /// saving into the directory retires old checkpoints) is left out, not reported invalid.
+    /// </summary>
     public static IReadOnlyList<CheckpointListing> List(RunHistory history)
     {
         ArgumentNullException.ThrowIfNull(history);
         var result = new List<CheckpointListing>();
         foreach (var entry in history.Entries.Reverse())
         {
-            long bytes = Directory.EnumerateFiles(entry.Directory, "*", SearchOption.AllDirectories).Sum(f => new FileInfo(f).Length);
             string? problem = entry.Problem;
-            if (entry.Checkpoint is { } checkpoint)
+            try
             {
-                try
-                {
-                    checkpoint.Verify();
-                }
-                catch (CheckpointCorruptException e)
-                {
-                    problem = e.Message;
-                }
+                entry.Checkpoint?.Verify();
+            }
+            catch (CheckpointRemovedException)
+            {
+                continue;
+            }
+            catch (CheckpointCorruptException e)
+            {
+                problem = e.Message;
+            }
+            if (SizeOf(entry.Directory) is not { } bytes)
+            {
+                continue;
             }
             result.Add(new CheckpointListing(entry.Name, entry.Directory, entry.Step, bytes, problem is null ? entry.Checkpoint?.Manifest : null, problem,
                 Latest: entry == history.Head, OnChain: history.IsOnChain(entry)));
         }
         return result;
+    }
+
+    /// <summary>The bytes of the files under <paramref name="directory"/>; null when it was removed while counted.</summary>
+    private static long? SizeOf(string directory)
+    {
+        try
+        {
+            long bytes = 0;
+            foreach (var file in new DirectoryInfo(directory).EnumerateFiles("*", SearchOption.AllDirectories))
+            {
+                try
+                {
+                    bytes += file.Length;
+                }
+                catch (FileNotFoundException)
+                {
+                    // A file deleted meanwhile, or a dangling link (which the listing reports): it counts nothing.
+                }
+            }
+            return bytes;
+        }
+        catch (DirectoryNotFoundException)
+        {
+            return null;
+        }
     }
 
     /// <summary>Points <c>latest</c> at <paramref name="name"/>, atomically and durably.</summary>
@@ -94,8 +132,8 @@ public static class CheckpointStore
         }
         try
         {
-            using var stream = new FileStream(path, FileMode.Open, FileAccess.Read);
-            var buffer = new byte[256]; // a name is ~14 bytes; a huge or special file is not read whole
+            using var stream = RegularFiles.OpenRead(path); // a link, FIFO or device planted there is unreadable, never followed or waited on
+            var buffer = new byte[256]; // a name is ~14 bytes; a huge file is not read whole
             int read = stream.ReadAtLeast(buffer, buffer.Length, throwOnEndOfStream: false);
             return System.Text.Encoding.UTF8.GetString(buffer, 0, read).Trim();
         }

@@ -3,8 +3,12 @@ using CudaFinetune.IO;
 
 namespace CudaFinetune.Checkpoints;
 
-/// <summary>A non-tensor file to put into a checkpoint: the first <see cref="Length"/> bytes of <see cref="Source"/>.</summary>
-public sealed record CheckpointExtraFile(string RelativePath, string Source, long Length);
+/// <summary>
+/// A non-tensor file to put into a checkpoint: the first <see cref="Length"/> bytes of <see cref="Source"/>, which must be a
+/// regular file. <see cref="FollowLinks"/> only for a file the user pointed us at outside the output directory (the model's
+/// config.json, which Hugging Face's cache links to a blob); one in the output directory is never read through a link.
+/// </summary>
+public sealed record CheckpointExtraFile(string RelativePath, string Source, long Length, bool FollowLinks = false);
 
 /// <summary>A checkpoint that is on disk and committed.</summary>
 public sealed record CommittedCheckpoint(string Directory, long Step, long Bytes, TimeSpan WriteTime, string Id);
@@ -199,7 +203,7 @@ public static class CheckpointWriter
     private static CheckpointFile CopyExtraFile(string directory, CheckpointExtraFile file)
     {
         byte[] bytes = new byte[file.Length];
-        using (var source = new FileStream(file.Source, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete))
+        using (var source = RegularFiles.OpenRead(file.Source, file.FollowLinks))
         {
             source.ReadExactly(bytes);
         }

@@ -1,6 +1,7 @@
 using System.IO.Hashing;
 using System.Runtime.InteropServices;
 using CudaFinetune.Data;
+using CudaFinetune.IO;
 
 namespace CudaFinetune.Checkpoints;
 
@@ -8,7 +9,9 @@ namespace CudaFinetune.Checkpoints;
 /// Cheap identities of what a run trains on, stored in every checkpoint so that a resume can tell
 /// "the same model and data" from "something else". The model's is a hash of its config.json and
 /// of each weight file's name, length and safetensors header (names, dtypes, shapes, offsets) —
-/// not of the gigabytes of weights. The data's is a hash of the tokenized examples themselves.
+/// not of the gigabytes of weights. The data's is a hash of the tokenized examples themselves. Model files are read only
+/// when they are (or link to) regular files: Hugging Face's cache links them to blobs, but a FIFO or device would hang or
+/// never end.
 /// </summary>
 public static class Fingerprints
 {
@@ -51,7 +54,7 @@ public static class Fingerprints
 
     private static void AppendFile(XxHash128 hash, string path, long limit)
     {
-        using var stream = File.OpenRead(path);
+        using var stream = RegularFiles.OpenRead(path, followLinks: true);
         byte[] buffer = new byte[1 << 16];
         long left = limit;
         int read;
@@ -64,7 +67,7 @@ public static class Fingerprints
 
     private static void AppendSafetensorsHeader(XxHash128 hash, string path)
     {
-        using var stream = File.OpenRead(path);
+        using var stream = RegularFiles.OpenRead(path, followLinks: true);
         Span<byte> prefix = stackalloc byte[8];
         if (stream.ReadAtLeast(prefix, 8, throwOnEndOfStream: false) < 8)
         {

@@ -50,11 +50,30 @@ public sealed class RunHistory
     /// <summary>Several branches end here and <c>latest</c> does not say which is live.</summary>
     public bool Ambiguous { get; }
 
-    /// <summary>Reads the checkpoints of <c>OUT/checkpoints</c> (their manifests and structure; the tensors are not read).</summary>
+    /// <summary>
+    /// Reads the checkpoints of <c>OUT/checkpoints</c> (their manifests and structure; the tensors are not read). A run may
+    /// be saving there: checkpoints removed while they are read are left out, and when <c>latest</c> moves while the
+    /// directory is read, it is read again (a few times at most) so that <c>latest</c> and the entries describe one moment.
+    /// </summary>
     public static RunHistory Read(string checkpointsDirectory)
     {
-        var entries = CheckpointStore.Directories(checkpointsDirectory).Select(OpenEntry).ToList();
-        string? latestName = CheckpointStore.ReadLatestText(checkpointsDirectory);
+        const int Attempts = 4;
+        for (int attempt = 1; ; attempt++)
+        {
+            string? before = CheckpointStore.ReadLatestText(checkpointsDirectory);
+            var entries = CheckpointStore.Directories(checkpointsDirectory).Select(OpenEntry).OfType<CheckpointEntry>().ToList();
+            string? after = CheckpointStore.ReadLatestText(checkpointsDirectory);
+            bool seen = after is null || entries.Any(e => e.Name == after);
+            if ((before == after && seen) || attempt == Attempts)
+            {
+                // Still moving: the newest name read that the entries hold (a checkpoint is committed before latest names it).
+                return Build(checkpointsDirectory, entries, seen || !entries.Any(e => e.Name == before) ? after : before);
+            }
+        }
+    }
+
+    private static RunHistory Build(string checkpointsDirectory, List<CheckpointEntry> entries, string? latestName)
+    {
         var named = latestName is null ? null : entries.FirstOrDefault(e => e.Name == latestName);
         if (entries.Count == 0)
         {
@@ -64,9 +83,12 @@ public sealed class RunHistory
         {
             return new RunHistory(checkpointsDirectory, entries, named, ChainOf(named, entries), null, false);
         }
-        string problem = latestName is null
-            ? $"{CheckpointFormat.DirectoryName}/{CheckpointFormat.LatestFileName} is missing"
-            : $"{CheckpointFormat.DirectoryName}/{CheckpointFormat.LatestFileName} names '{latestName}', which is not there";
+        string problem = latestName switch
+        {
+            null => $"{CheckpointFormat.DirectoryName}/{CheckpointFormat.LatestFileName} is missing",
+            "" => $"{CheckpointFormat.DirectoryName}/{CheckpointFormat.LatestFileName} is empty or not a regular file",
+            _ => $"{CheckpointFormat.DirectoryName}/{CheckpointFormat.LatestFileName} names '{latestName}', which is not there",
+        };
         var opening = entries.Where(e => e.Opens).ToList();
         var heads = opening.Where(e => !opening.Any(other => other != e && other.Checkpoint!.Manifest.HasInHistory(e.Checkpoint!.Manifest))).ToList();
         if (heads.Count > 1)
@@ -93,13 +115,18 @@ public sealed class RunHistory
             || (e.Step <= head.Step && (e.Opens ? known is not null && known.Checkpoint!.Manifest.HasInHistory(e.Checkpoint!.Manifest) : e.Step < head.Step)))];
     }
 
-    private static CheckpointEntry OpenEntry(string directory)
+    /// <summary>The entry of a listed directory; null when it was removed (retired by retention, replaced by a newer save) before it could be read.</summary>
+    private static CheckpointEntry? OpenEntry(string directory)
     {
         string name = Path.GetFileName(directory);
         long step = CheckpointFormat.TryParseStep(name, out long parsed) ? parsed : -1;
         try
         {
             return new CheckpointEntry(name, directory, step, Checkpoint.Open(directory), null);
+        }
+        catch (CheckpointRemovedException)
+        {
+            return null;
         }
         catch (CheckpointCorruptException e)
         {

@@ -114,8 +114,13 @@ public static class RegularFiles
         return bytes;
     }
 
-    private static SafeFileHandle OpenHandle(string path, bool followLinks)
+    /// <summary>
+    /// <see cref="OpenRead"/> as a handle (for a memory map, or reads at offsets): the checks of the kind and, with
+    /// <see cref="RandomAccess.GetLength"/>, the size apply to exactly the file that is then read or mapped.
+    /// </summary>
+    public static SafeFileHandle OpenHandle(string path, bool followLinks = false)
     {
+        ArgumentNullException.ThrowIfNull(path);
         var handle = Posix.TryOpenForReading(path, followLinks, out bool isLink);
         if (handle is null)
         {

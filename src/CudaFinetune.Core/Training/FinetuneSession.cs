@@ -838,7 +838,7 @@ public sealed class FinetuneSession : IDisposable
         return
         [
             new CheckpointExtraFile(CheckpointFormat.MetricsFileName, _metrics!.Path, _metrics.Length),
-            new CheckpointExtraFile(CheckpointFormat.ModelConfigFileName, modelConfig, new FileInfo(modelConfig).Length),
+            new CheckpointExtraFile(CheckpointFormat.ModelConfigFileName, modelConfig, new FileInfo(modelConfig).Length, FollowLinks: true),
         ];
     }
 

@@ -1,6 +1,4 @@
 using System.Buffers;
-using System.Globalization;
-using System.Text;
 using System.Text.Json;
 using CudaFinetune.IO;
 using Microsoft.Win32.SafeHandles;
@@ -127,30 +125,4 @@ public sealed class MetricsWriter : IDisposable
         TryWriteHeld();
         _file.Dispose();
     }
-}
-
-/// <summary>Reads the losses back out of a metrics.jsonl (for tests and tools).</summary>
-public static class MetricsFile
-{
-    public static IReadOnlyList<(long Step, double Loss)> ReadStepLosses(string path) => Read(path, "loss");
-
-    public static IReadOnlyList<(long Step, double EvalLoss)> ReadEvalLosses(string path) => Read(path, "eval_loss");
-
-    /// <summary>(step, value) of every line that has <paramref name="key"/>; null reads as NaN.</summary>
-    private static List<(long, double)> Read(string path, string key)
-    {
-        var result = new List<(long, double)>();
-        foreach (string line in File.ReadLines(path, Encoding.UTF8))
-        {
-            using var doc = JsonDocument.Parse(line);
-            if (doc.RootElement.TryGetProperty(key, out var value))
-            {
-                result.Add((doc.RootElement.GetProperty("step").GetInt64(), value.ValueKind == JsonValueKind.Null ? double.NaN : value.GetDouble()));
-            }
-        }
-        return result;
-    }
-
-    /// <summary>A number as metrics.jsonl spells it (shortest round-trip form).</summary>
-    public static string Format(double value) => value.ToString("R", CultureInfo.InvariantCulture);
 }

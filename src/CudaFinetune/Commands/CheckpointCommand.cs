@@ -15,6 +15,9 @@ namespace CudaFinetune.Cli.Commands;
 /// </summary>
 internal static class CheckpointCommand
 {
+    /// <summary>How many times verify reads an output directory's history when a run saving there retires all it read.</summary>
+    private const int HistoryReadings = 3;
+
     public static Command Create()
     {
         var command = new Command("checkpoint", "Verify, inspect or list checkpoints");
@@ -37,39 +40,67 @@ internal static class CheckpointCommand
         {
             var output = parse.InvocationConfiguration.Output;
             string path = parse.GetValue(dir)!;
-            var candidates = CheckpointStore.Resolve(path, "checkpoint verify");
-            ReportLatestProblem(candidates, output);
-            bool newestValid = true;
-            foreach (string candidate in candidates.Checkpoints)
+            // A run saving into the directory may retire every checkpoint read before it is verified: read its history again.
+            for (int reading = 1; ; reading++)
             {
-                var clock = Stopwatch.StartNew();
-                try
+                if (VerifyNewest(CheckpointStore.Resolve(path, "checkpoint verify"), path, output) is { } code)
                 {
-                    var checkpoint = Checkpoint.Open(candidate);
-                    checkpoint.Verify();
-                    double seconds = clock.Elapsed.TotalSeconds;
-                    long bytes = checkpoint.Manifest.TotalBytes;
-                    output.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                        $"valid: {checkpoint.Directory}: step {checkpoint.Manifest.Training.Step}, {checkpoint.Manifest.Tensors.Count} tensors and {checkpoint.Manifest.Files.Count} files, {bytes / 1e6:F1} MB verified in {seconds:F2} s"));
-                    if (!newestValid)
-                    {
-                        output.WriteLine($"  the newest valid checkpoint of the run: resume and export use it");
-                    }
-                    return newestValid ? Program.ExitSuccess : Program.ExitCheckFailed;
+                    return code;
                 }
-                catch (CheckpointCorruptException e)
+                if (reading == HistoryReadings)
                 {
-                    output.WriteLine($"invalid: {e.Message}");
-                    newestValid = false;
+                    output.WriteLine($"every checkpoint of the run's history at '{path}' was removed while being read (a run is saving there): verify again");
+                    return Program.ExitCheckFailed;
                 }
             }
-            if (!candidates.Explicit)
-            {
-                output.WriteLine($"no valid checkpoint in the run's history at '{path}'");
-            }
-            return Program.ExitCheckFailed;
         });
         return command;
+    }
+
+    /// <summary>
+    /// Verifies the candidates newest first until one is valid; the exit code, or null when every one was removed while
+    /// being read (a run saving into the output directory retired them), and so the directory is worth reading again.
+    /// </summary>
+    private static int? VerifyNewest(ResumeCandidates candidates, string path, TextWriter output)
+    {
+        ReportLatestProblem(candidates, output);
+        bool newestValid = true;
+        foreach (string candidate in candidates.Checkpoints)
+        {
+            var clock = Stopwatch.StartNew();
+            try
+            {
+                var checkpoint = Checkpoint.Open(candidate);
+                checkpoint.Verify();
+                double seconds = clock.Elapsed.TotalSeconds;
+                long bytes = checkpoint.Manifest.TotalBytes;
+                output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"valid: {checkpoint.Directory}: step {checkpoint.Manifest.Training.Step}, {checkpoint.Manifest.Tensors.Count} tensors and {checkpoint.Manifest.Files.Count} files, {bytes / 1e6:F1} MB verified in {seconds:F2} s"));
+                if (!newestValid)
+                {
+                    output.WriteLine($"  the newest valid checkpoint of the run: resume and export use it");
+                }
+                return newestValid ? Program.ExitSuccess : Program.ExitCheckFailed;
+            }
+            catch (CheckpointRemovedException e)
+            {
+                ReportRemoved(e, output); // retired or replaced by a run saving there: not damage, and not the newest any more
+            }
+            catch (CheckpointCorruptException e)
+            {
+                output.WriteLine($"invalid: {e.Message}");
+                newestValid = false;
+            }
+        }
+        if (newestValid && !candidates.Explicit)
+        {
+            return null;
+        }
+        if (!candidates.Explicit)
+        {
+            output.WriteLine($"no valid checkpoint in the run's history at '{path}'");
+        }
+        return Program.ExitCheckFailed;
     }
 
     private static Command Inspect()
@@ -89,6 +120,10 @@ internal static class CheckpointCommand
                     Describe(Checkpoint.Open(candidate), parse.GetValue(tensors), output);
                     return Program.ExitSuccess;
                 }
+                catch (CheckpointRemovedException e)
+                {
+                    ReportRemoved(e, output);
+                }
                 catch (CheckpointCorruptException e)
                 {
                     output.WriteLine($"invalid: {e.Message}");
@@ -98,6 +133,9 @@ internal static class CheckpointCommand
         });
         return command;
     }
+
+    /// <summary>A checkpoint gone while it was read (a run saving into the directory): said as such, never as invalid.</summary>
+    private static void ReportRemoved(CheckpointRemovedException e, TextWriter output) => output.WriteLine($"skipped: {e.Message}");
 
     private static void ReportLatestProblem(ResumeCandidates candidates, TextWriter output)
     {

@@ -1,8 +1,10 @@
+using System.Text.RegularExpressions;
 using CudaFinetune.Backends.Cpu;
 using CudaFinetune.Checkpoints;
 using CudaFinetune.Data;
 using CudaFinetune.Tensors;
 using CudaFinetune.Training;
+using NUnit.Framework;
 
 namespace CudaFinetune.Tests.Checkpoints;
 
@@ -64,21 +66,34 @@ internal static class TestCheckpoints
         Files = [],
     };
 
-    /// <summary>Writes a checkpoint of <see cref="Tensors"/> at <paramref name="step"/> under <paramref name="outputDir"/>/checkpoints; returns its directory.</summary>
-    public static string Write(string outputDir, long step, int seed = 1)
+    /// <summary>
+    /// Writes a checkpoint of <see cref="Tensors"/> at <paramref name="step"/> under <paramref name="outputDir"/>/checkpoints; returns its directory.
+    /// Its metrics.jsonl is copied from <paramref name="metrics"/> when given, else from two lines written into the output directory.
+    /// </summary>
+    public static string Write(string outputDir, long step, int seed = 1, CheckpointExtraFile? metrics = null)
     {
         using var backend = new CpuBackend(threads: 1);
         var tensors = Tensors(backend, seed);
-        string metrics = Path.Combine(outputDir, "metrics.jsonl");
         Directory.CreateDirectory(outputDir);
-        File.WriteAllText(metrics, "{\"step\":1,\"loss\":2.5}\n{\"step\":2,\"loss\":2.25}\n");
+        if (metrics is null)
+        {
+            string path = Path.Combine(outputDir, "metrics.jsonl");
+            File.WriteAllText(path, "{\"step\":1,\"loss\":2.5}\n{\"step\":2,\"loss\":2.25}\n");
+            metrics = new CheckpointExtraFile(CheckpointFormat.MetricsFileName, path, new FileInfo(path).Length);
+        }
         using var image = CheckpointImage.Create(tensors);
         image.Capture(backend);
-        var committed = CheckpointWriter.Write(CheckpointStore.CheckpointsDirectory(outputDir), image, Manifest(step),
-            [new CheckpointExtraFile(CheckpointFormat.MetricsFileName, metrics, new FileInfo(metrics).Length)]);
-        foreach (var t in tensors)
+        CommittedCheckpoint committed;
+        try
         {
-            t.Data.Dispose();
+            committed = CheckpointWriter.Write(CheckpointStore.CheckpointsDirectory(outputDir), image, Manifest(step), [metrics]);
+        }
+        finally
+        {
+            foreach (var t in tensors)
+            {
+                t.Data.Dispose();
+            }
         }
         return committed.Directory;
     }
@@ -97,6 +112,20 @@ internal static class CheckpointDamage
         var tensor = Checkpoint.Open(checkpoint).Manifest.Tensors.First(t => t.Group == CheckpointFormat.ModelGroup && t.Length > 0);
         FlipBit(Path.Combine(checkpoint, tensor.File), tensor.Offset + tensor.Length / 2);
         return tensor.Name;
+    }
+
+    /// <summary>
+    /// Records <paramref name="content"/> as the length and hash of <paramref name="file"/> in the checkpoint's manifest and
+    /// reseals it: what a deliberate edit would do, so that only the checks of the file itself can refuse it.
+    /// </summary>
+    public static void ResealFile(string checkpoint, string file, byte[] content)
+    {
+        string manifest = Path.Combine(checkpoint, CheckpointFormat.ManifestFileName);
+        string text = File.ReadAllText(manifest);
+        var entry = new Regex($"(\"path\": \"{Regex.Escape(file)}\",\\s*\"length\": )[0-9]+(,\\s*\"xxh128\": \")[0-9a-f]{{32}}\"");
+        Assert.That(entry.IsMatch(text), Is.True, $"{file} is listed in the manifest");
+        string edited = entry.Replace(text, m => $"{m.Groups[1].Value}{content.Length}{m.Groups[2].Value}{CheckpointFormat.Hash(content)}\"");
+        File.WriteAllBytes(manifest, ManifestFuzzing.Reseal(edited));
     }
 
     public static void FlipBit(string file, long offset, int bit = 0)
