@@ -4,6 +4,7 @@ using System.Globalization;
 using System.Text.Json;
 using CudaFinetune.Checkpoints;
 using CudaFinetune.Errors;
+using CudaFinetune.IO;
 using CudaFinetune.Tensors;
 using CudaFinetune.Training;
 
@@ -164,6 +165,10 @@ internal static class CheckpointCommand
             {
                 output.WriteLine($"no checkpoints in {CheckpointStore.CheckpointsDirectory(outputDir)}");
                 return Program.ExitSuccess;
+            }
+            if (RunLock.Holder(outputDir) is { } holder)
+            {
+                output.WriteLine($"note: {holder} is training here: checkpoints it creates or retires while this lists are left out");
             }
             if (history.LatestProblem is { } problem)
             {

@@ -503,7 +503,7 @@ public sealed class RunConfigFileTests
     public void A_config_that_is_a_fifo_is_refused_not_waited_on()
     {
         string path = _dir.File("pipe.yaml");
-        Fifos.Make(path);
+        HostileFiles.MakeFifo(path);
         var e = Assert.Throws<UserErrorException>(() => RunConfigFile.Apply(Defaults, path));
         Assert.That(e!.Message, Does.Contain("FIFO"));
     }
