@@ -24,14 +24,17 @@ public sealed class HfTokenizer : ITokenizer
     public const string SentencePieceFileName = "tokenizer.model";
     public const string ConfigFileName = "tokenizer_config.json";
 
-    /// <summary>GPT-2's pre-tokenization regex (a ByteLevel pre-tokenizer with use_regex and no Split before it).</summary>
-    private const string Gpt2Pattern = @"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
-
     private readonly Tokenizer _inner;
     private readonly bool _sentencePiece;
 
-    private HfTokenizer(string name, Tokenizer inner, bool sentencePiece, int vocabSize, int? bosId, int eosId)
+    /// <summary>The largest tokenizer file read: Llama 3's tokenizer.json is 9 MB, the largest known ones ~50 MB.</summary>
+    private const long MaxFileBytes = 512L << 20;
+
+    private readonly string _source;
+
+    private HfTokenizer(string source, string name, Tokenizer inner, bool sentencePiece, int vocabSize, int? bosId, int eosId)
     {
+        _source = source;
         Name = name;
         _inner = inner;
         _sentencePiece = sentencePiece;
@@ -64,9 +67,37 @@ public sealed class HfTokenizer : ITokenizer
     public IReadOnlyList<int> Encode(string text)
     {
         ArgumentNullException.ThrowIfNull(text);
-        return _sentencePiece
-            ? ((SentencePieceTokenizer)_inner).EncodeToIds(text, addBeginningOfSentence: false, addEndOfSentence: false)
-            : _inner.EncodeToIds(text);
+        try
+        {
+            return _sentencePiece
+                ? ((SentencePieceTokenizer)_inner).EncodeToIds(text, addBeginningOfSentence: false, addEndOfSentence: false)
+                : _inner.EncodeToIds(text);
+        }
+        catch (RegexMatchTimeoutException e)
+        {
+            throw new UserErrorException($"{_source}: the pre-tokenizer's pattern ran over {TokenizerJson.MatchTimeout.TotalSeconds:0} s on a text of {text.Length:N0} characters "
+                + "(a pattern that backtracks catastrophically); fix the Split pattern in the file", e);
+        }
+    }
+
+    /// <summary>
+    /// A file of a model's tokenizer, whole: a regular file (a link is followed — model caches link their files — but a
+    /// FIFO or device is refused rather than waited on) of at most <see cref="MaxFileBytes"/>.
+    /// </summary>
+    internal static byte[] ReadFile(string path)
+    {
+        try
+        {
+            return IO.RegularFiles.ReadAll(path, MaxFileBytes, followLinks: true);
+        }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        {
+            throw;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new UserErrorException($"{path}: cannot be read as a tokenizer file ({e.Message})", e);
+        }
     }
 
     public string Decode(IEnumerable<int> ids)
@@ -84,7 +115,7 @@ public sealed class HfTokenizer : ITokenizer
         }
         try
         {
-            using var doc = IO.StrictJson.Parse(File.ReadAllBytes(path), new JsonDocumentOptions { AllowTrailingCommas = true, CommentHandling = JsonCommentHandling.Skip });
+            using var doc = IO.StrictJson.Parse(ReadFile(path), new JsonDocumentOptions { AllowTrailingCommas = true, CommentHandling = JsonCommentHandling.Skip });
             static string? Token(JsonElement root, string key) => !root.TryGetProperty(key, out var v) ? null
                 : v.ValueKind == JsonValueKind.String ? v.GetString()
                 : v.ValueKind == JsonValueKind.Object && v.TryGetProperty("content", out var c) ? c.GetString()
@@ -99,35 +130,26 @@ public sealed class HfTokenizer : ITokenizer
 
     private static HfTokenizer FromTokenizerJson(string path, (string? Bos, string? Eos) config)
     {
+        var file = TokenizerJson.Read(ReadFile(path), path);
+        var vocab = file.Vocab;
+        var added = file.AddedTokens;
+        int? Id(string? token) => token is null ? null : added.TryGetValue(token, out int id) ? id : vocab.TryGetValue(token, out id) ? id : null;
+        int eos = Id(config.Eos) ?? throw new UserErrorException($"{path}: the eos_token of {ConfigFileName} ('{config.Eos ?? "none"}') is not in the vocabulary");
+        Tokenizer inner;
         try
         {
-            using var doc = JsonDocument.Parse(File.ReadAllBytes(path));
-            var root = doc.RootElement;
-            var model = root.GetProperty("model");
-            string type = model.TryGetProperty("type", out var t) ? t.GetString() ?? "" : "";
-            if (type != "BPE" || !UsesByteLevel(root))
-            {
-                throw new UserErrorException($"{path}: a {(type.Length > 0 ? type : "typeless")} tokenizer{(type == "BPE" ? " without byte-level pre-tokenization (e.g. SentencePiece-style BPE)" : "")} is not supported; byte-level BPE tokenizer.json (Llama 3) and tokenizer.model (SentencePiece, Llama 2) are");
-            }
-            var vocab = model.GetProperty("vocab").EnumerateObject().ToDictionary(p => p.Name, p => p.Value.GetInt32(), StringComparer.Ordinal);
-            var added = root.TryGetProperty("added_tokens", out var a)
-                ? a.EnumerateArray().ToDictionary(x => x.GetProperty("content").GetString()!, x => x.GetProperty("id").GetInt32(), StringComparer.Ordinal)
-                : [];
-            var regex = new Regex(SplitPattern(root) ?? Gpt2Pattern, RegexOptions.Compiled);
-            var preTokenizer = new RegexPreTokenizer(regex, added);
-            bool ignoreMerges = model.TryGetProperty("ignore_merges", out var im) && im.ValueKind == JsonValueKind.True;
-            Tokenizer inner = ignoreMerges
+            var preTokenizer = new RegexPreTokenizer(file.PreTokenizer, added);
+            inner = file.IgnoreMerges
                 ? TiktokenTokenizer.Create(TiktokenRanks(vocab), preTokenizer, normalizer: null, specialTokens: added)
-                : BpeTokenizer.Create(new BpeOptions(vocab) { Merges = Merges(model), ByteLevel = true, PreTokenizer = preTokenizer, SpecialTokens = added });
-            int vocabSize = Math.Max(vocab.Values.Max(), added.Count > 0 ? added.Values.Max() : 0) + 1;
-            int? Id(string? token) => token is null ? null : added.TryGetValue(token, out int id) ? id : vocab.TryGetValue(token, out id) ? id : null;
-            int eos = Id(config.Eos) ?? throw new UserErrorException($"{path}: the eos_token of {ConfigFileName} ('{config.Eos ?? "none"}') is not in the vocabulary");
-            return new HfTokenizer(TokenizerJsonFileName, inner, sentencePiece: false, vocabSize, Id(config.Bos), eos);
+                : BpeTokenizer.Create(new BpeOptions(vocab) { Merges = file.Merges, ByteLevel = true, PreTokenizer = preTokenizer, SpecialTokens = added });
         }
-        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException or KeyNotFoundException or FormatException or IndexOutOfRangeException)
         {
+            // What the checks of TokenizerJson do not foresee, Microsoft.ML.Tokenizers refuses in its own words.
             throw new UserErrorException($"{path}: not a tokenizer.json this engine reads ({e.Message})", e);
         }
+        int vocabSize = Math.Max(vocab.Values.Max(), added.Count > 0 ? added.Values.Max() : 0) + 1;
+        return new HfTokenizer(path, TokenizerJsonFileName, inner, sentencePiece: false, vocabSize, Id(config.Bos), eos);
     }
 
     private static HfTokenizer FromSentencePiece(string path, (string? Bos, string? Eos) config)
@@ -135,7 +157,7 @@ public sealed class HfTokenizer : ITokenizer
         SentencePieceTokenizer inner;
         try
         {
-            using var stream = File.OpenRead(path);
+            using var stream = new MemoryStream(ReadFile(path));
             inner = SentencePieceTokenizer.Create(stream, false, false);
         }
         catch (Exception error) when (error is IOException or UnauthorizedAccessException or ArgumentException or FormatException or InvalidOperationException)
@@ -144,40 +166,12 @@ public sealed class HfTokenizer : ITokenizer
         }
         int bos = config.Bos is null ? inner.BeginningOfSentenceId : inner.EncodeToIds(config.Bos, false, false, considerPreTokenization: false, considerNormalization: false) is [int b] ? b : inner.BeginningOfSentenceId;
         int eos = config.Eos is null ? inner.EndOfSentenceId : inner.EncodeToIds(config.Eos, false, false, considerPreTokenization: false, considerNormalization: false) is [int e] ? e : inner.EndOfSentenceId;
-        return new HfTokenizer(SentencePieceFileName, inner, sentencePiece: true, inner.Vocabulary.Count, bos, eos);
+        return new HfTokenizer(path, SentencePieceFileName, inner, sentencePiece: true, inner.Vocabulary.Count, bos, eos);
     }
-
-    private static bool UsesByteLevel(JsonElement root)
-        => root.TryGetProperty("pre_tokenizer", out var pre) && pre.GetRawText().Contains("\"ByteLevel\"", StringComparison.Ordinal);
-
-    /// <summary>The Regex of a Split pre-tokenizer (alone or in a Sequence), if there is one.</summary>
-    private static string? SplitPattern(JsonElement root)
-    {
-        if (!root.TryGetProperty("pre_tokenizer", out var pre) || pre.ValueKind != JsonValueKind.Object)
-        {
-            return null;
-        }
-        var steps = pre.TryGetProperty("pretokenizers", out var list) ? [.. list.EnumerateArray()] : new[] { pre };
-        foreach (var step in steps)
-        {
-            if (step.TryGetProperty("type", out var type) && type.GetString() == "Split"
-                && step.TryGetProperty("pattern", out var pattern) && pattern.TryGetProperty("Regex", out var regex))
-            {
-                return regex.GetString();
-            }
-        }
-        return null;
-    }
-
-    private static IEnumerable<string> Merges(JsonElement model)
-        => model.GetProperty("merges").EnumerateArray().Select(m => m.ValueKind == JsonValueKind.Array
-            ? $"{m[0].GetString()} {m[1].GetString()}"
-            : m.GetString()!);
 
     /// <summary>The vocabulary as a tiktoken file ("base64(bytes) rank" per line), the byte-level characters mapped back to bytes.</summary>
     private static MemoryStream TiktokenRanks(Dictionary<string, int> vocab)
     {
-        var byteOf = ByteLevelAlphabet();
         var text = new StringBuilder();
         var bytes = new List<byte>();
         foreach (var (token, id) in vocab.OrderBy(v => v.Value))
@@ -185,23 +179,10 @@ public sealed class HfTokenizer : ITokenizer
             bytes.Clear();
             foreach (char c in token)
             {
-                bytes.Add(byteOf.TryGetValue(c, out byte b) ? b : throw new FormatException($"vocabulary token '{token}' has a character outside the byte-level alphabet"));
+                bytes.Add(ByteLevelAlphabet.TryGetByte(c, out byte b) ? b : throw new FormatException($"vocabulary token '{token}' has a character outside the byte-level alphabet"));
             }
             text.Append(Convert.ToBase64String([.. bytes])).Append(' ').Append(id).Append('\n');
         }
         return new MemoryStream(Encoding.UTF8.GetBytes(text.ToString()));
-    }
-
-    /// <summary>GPT-2's bytes_to_unicode, inverted: the printable bytes stand for themselves, the rest for U+0100 onwards in order.</summary>
-    private static Dictionary<char, byte> ByteLevelAlphabet()
-    {
-        var map = new Dictionary<char, byte>();
-        int next = 256;
-        for (int b = 0; b < 256; b++)
-        {
-            bool printable = b is >= '!' and <= '~' or >= 0xA1 and <= 0xAC or >= 0xAE and <= 0xFF;
-            map[printable ? (char)b : (char)next++] = (byte)b;
-        }
-        return map;
     }
 }

@@ -57,7 +57,7 @@ public static class TokenizerCatalog
         byte[] bytes;
         try
         {
-            bytes = File.ReadAllBytes(path);
+            bytes = HfTokenizer.ReadFile(path);
         }
         catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
         {
@@ -178,7 +178,7 @@ public static class TokenizerCatalog
         }
         try
         {
-            using JsonDocument document = IO.StrictJson.Parse(File.ReadAllBytes(path));
+            using JsonDocument document = IO.StrictJson.Parse(HfTokenizer.ReadFile(path));
             return document.RootElement.ValueKind == JsonValueKind.Object
                 && document.RootElement.TryGetProperty("max_position_embeddings", out JsonElement value)
                 && value.TryGetInt32(out int positions) && positions > 0

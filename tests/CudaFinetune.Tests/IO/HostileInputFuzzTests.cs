@@ -23,15 +23,6 @@ namespace CudaFinetune.Tests.IO;
 [TestFixture]
 public sealed class HostileInputFuzzTests
 {
-    /// <summary>No input here is over a few kilobytes, so a case that allocates more has trusted a length field.</summary>
-    private const long AllocationBudget = 16 << 20;
-
-    /// <summary>A hang guard, not a speed check: every run takes a second or two, so this only trips on a loop that does not end.</summary>
-    private static readonly TimeSpan RunLimit = TimeSpan.FromSeconds(120);
-
-    /// <summary>Catches input that is slow without hanging (quadratic or worse in a length); a few-kilobyte case takes milliseconds.</summary>
-    private static readonly TimeSpan CaseLimit = TimeSpan.FromSeconds(10);
-
     private TempDirectory _dir = null!;
 
     [SetUp]
@@ -39,69 +30,6 @@ public sealed class HostileInputFuzzTests
 
     [TearDown]
     public void TearDown() => _dir.Dispose();
-
-    /// <summary>
-    /// Writes <paramref name="cases"/> inputs from <paramref name="next"/> to <paramref name="path"/> and runs
-    /// <paramref name="load"/> on each. Fails, printing the input as base64, on any exception but a
-    /// <see cref="UserErrorException"/> naming the file, on a case over its time or allocation budget, and when the
-    /// whole run outlasts <see cref="RunLimit"/> (a hang).
-    /// </summary>
-    private static (int Loaded, int Refused) Fuzz(string path, int cases, Func<byte[]> next, Action<string> load)
-    {
-        int loaded = 0, refused = 0, at = -1;
-        byte[] input = [];
-        string Case() => $"case {at} ({Convert.ToBase64String(input)})";
-        var run = Task.Run(() =>
-        {
-            for (at = 0; at < cases; at++)
-            {
-                input = next();
-                File.WriteAllBytes(path, input);
-                var clock = Stopwatch.StartNew();
-                long allocated = GC.GetAllocatedBytesForCurrentThread();
-                try
-                {
-                    load(path);
-                    loaded++;
-                }
-                catch (UserErrorException e)
-                {
-                    if (!e.Message.Contains(path, StringComparison.Ordinal))
-                    {
-                        return $"{Case()}: the message does not name the file: {e.Message}";
-                    }
-                    refused++;
-                }
-                catch (Exception e)
-                {
-                    return $"{Case()}: {e.GetType().Name}: {e.Message}";
-                }
-                allocated = GC.GetAllocatedBytesForCurrentThread() - allocated;
-                if (allocated > AllocationBudget || clock.Elapsed > CaseLimit)
-                {
-                    return $"{Case()}: took {clock.Elapsed.TotalSeconds:F1} s and allocated {allocated >> 20} MiB";
-                }
-            }
-            return null;
-        });
-        Assert.That(run.Wait(RunLimit), Is.True, () => $"{Case()} still runs after {RunLimit.TotalSeconds} s: a hang");
-        Assert.That(run.Result, Is.Null);
-        TestContext.Out.WriteLine($"{cases} cases: {loaded} loaded, {refused} refused");
-        return (loaded, refused);
-    }
-
-    private static void AssertBothOutcomes((int Loaded, int Refused) tally, int cases)
-    {
-        Assert.That(tally.Refused, Is.GreaterThan(cases / 10), "the mutations do break files");
-        Assert.That(tally.Loaded, Is.GreaterThan(0), "some mutations keep the file valid");
-    }
-
-    /// <summary>Replaces the value of a random <paramref name="values"/> match with one of <paramref name="replacements"/>.</summary>
-    private static byte[] ReplaceValue(string text, MatchCollection values, string[] replacements, Random random)
-    {
-        Group value = values[random.Next(values.Count)].Groups["value"];
-        return Encoding.UTF8.GetBytes(string.Concat(text.AsSpan(0, value.Index), replacements[random.Next(replacements.Length)], text.AsSpan(value.Index + value.Length)));
-    }
 
     // ---- run config files (--config) -----------------------------------------------------------
 
@@ -171,7 +99,7 @@ public sealed class HostileInputFuzzTests
         File.WriteAllBytes(path, seed);
         Assert.DoesNotThrow(() => LoadRunConfig(path), "the seed is a valid config");
         var random = new Random(yaml ? 71 : 72);
-        AssertBothOutcomes(Fuzz(path, cases, () => ByteMutations.Mutate(seed, random, random.Next(1, 4), yaml ? YamlBytes : JsonBytes, maxCut: 16), LoadRunConfig), cases);
+        FileFuzz.AssertBothOutcomes(FileFuzz.Run(path, cases, () => ByteMutations.Mutate(seed, random, random.Next(1, 4), yaml ? YamlBytes : JsonBytes, maxCut: 16), LoadRunConfig), cases);
     }
 
     /// <summary>Values a hand-edited or generated config could hold: wrong types, out-of-range numbers, YAML's special forms.</summary>
@@ -188,7 +116,7 @@ public sealed class HostileInputFuzzTests
         var values = Regex.Matches(RunYaml, @"^ *[\w-]+: (?<value>[^\n#]+?) *(#.*)?$", RegexOptions.Multiline);
         string path = _dir.File("run.yml");
         var random = new Random(73);
-        AssertBothOutcomes(Fuzz(path, 1000, () => ReplaceValue(RunYaml, values, HostileScalars, random), LoadRunConfig), 1000);
+        FileFuzz.AssertBothOutcomes(FileFuzz.Run(path, 1000, () => FileFuzz.ReplaceValue(RunYaml, values, HostileScalars, random), LoadRunConfig), 1000);
     }
 
     /// <summary>YAML that is small on disk but huge, endless or deep as a tree, and a key longer than YAML allows.</summary>
@@ -214,7 +142,7 @@ public sealed class HostileInputFuzzTests
         string[] inputs = [.. ExplosiveYaml()];
         string path = _dir.File("run.yaml");
         int next = 0;
-        var (loaded, _) = Fuzz(path, inputs.Length, () => Encoding.UTF8.GetBytes(inputs[next++]), LoadRunConfig);
+        var (loaded, _) = FileFuzz.Run(path, inputs.Length, () => Encoding.UTF8.GetBytes(inputs[next++]), LoadRunConfig);
         Assert.That(loaded, Is.Zero);
     }
 
@@ -223,7 +151,7 @@ public sealed class HostileInputFuzzTests
     public void Run_config_with_a_huge_unknown_key_is_refused_at_once()
     {
         string path = _dir.File("run.json");
-        var (loaded, _) = Fuzz(path, 1, () => Encoding.UTF8.GetBytes("{\"" + new string('k', 1_000_000) + "\": 1}"), LoadRunConfig);
+        var (loaded, _) = FileFuzz.Run(path, 1, () => Encoding.UTF8.GetBytes("{\"" + new string('k', 1_000_000) + "\": 1}"), LoadRunConfig);
         Assert.That(loaded, Is.Zero);
     }
 
@@ -258,7 +186,7 @@ public sealed class HostileInputFuzzTests
         File.WriteAllBytes(path, seed);
         Assert.DoesNotThrow(() => LoadModelConfig(path), "the seed is a valid config");
         var random = new Random(80 + seedIndex);
-        AssertBothOutcomes(Fuzz(path, cases, () => ByteMutations.Mutate(seed, random, random.Next(1, 4), JsonBytes, maxCut: 16), LoadModelConfig), cases);
+        FileFuzz.AssertBothOutcomes(FileFuzz.Run(path, cases, () => ByteMutations.Mutate(seed, random, random.Next(1, 4), JsonBytes, maxCut: 16), LoadModelConfig), cases);
     }
 
     private static readonly string[] HostileJsonValues =
@@ -276,11 +204,11 @@ public sealed class HostileInputFuzzTests
         string path = _dir.File("config.json");
         var random = new Random(82);
         // A second lie reaches the checks that compare fields (heads × head size, kv heads dividing heads).
-        AssertBothOutcomes(Fuzz(path, 1500, () =>
+        FileFuzz.AssertBothOutcomes(FileFuzz.Run(path, 1500, () =>
         {
-            byte[] once = ReplaceValue(seed, JsonValue.Matches(seed), HostileJsonValues, random);
+            byte[] once = FileFuzz.ReplaceValue(seed, JsonValue.Matches(seed), HostileJsonValues, random);
             string text = Encoding.UTF8.GetString(once);
-            return random.Next(2) == 0 ? once : ReplaceValue(text, JsonValue.Matches(text), HostileJsonValues, random);
+            return random.Next(2) == 0 ? once : FileFuzz.ReplaceValue(text, JsonValue.Matches(text), HostileJsonValues, random);
         }, LoadModelConfig), 1500);
     }
 
@@ -355,7 +283,7 @@ public sealed class HostileInputFuzzTests
         File.WriteAllBytes(path, seed);
         Assert.DoesNotThrow(() => OpenAndReadAll(path), "the seed is a valid file");
         var random = new Random(90);
-        AssertBothOutcomes(Fuzz(path, 2000, () => ByteMutations.Mutate(seed, random, random.Next(1, 4), JsonBytes, maxCut: 16), OpenAndReadAll), 2000);
+        FileFuzz.AssertBothOutcomes(FileFuzz.Run(path, 2000, () => ByteMutations.Mutate(seed, random, random.Next(1, 4), JsonBytes, maxCut: 16), OpenAndReadAll), 2000);
     }
 
     private static readonly string[] HostileDTypes =
@@ -444,6 +372,6 @@ public sealed class HostileInputFuzzTests
     {
         string path = _dir.File("model.safetensors");
         var random = new Random(91);
-        AssertBothOutcomes(Fuzz(path, 2000, () => LyingSafetensors(random), OpenAndReadAll), 2000);
+        FileFuzz.AssertBothOutcomes(FileFuzz.Run(path, 2000, () => LyingSafetensors(random), OpenAndReadAll), 2000);
     }
 }
