@@ -19,7 +19,8 @@ public sealed record CommittedCheckpoint(string Directory, long Step, long Bytes
 /// there, and rank 0 — which waits up to <see cref="Timeout"/> for the parts, or until <see cref="Abandoned"/> — merges
 /// them into the one manifest and commits. All ranks derive the same checkpoint id, so they agree on the directory.
 /// </summary>
-public sealed record CheckpointRanks(int Rank, int WorldSize, TimeSpan Timeout, CancellationToken Abandoned = default)
+/// <param name="PeerStopped">tells, without waiting, that another rank's process has ended (its part will never come)</param>
+public sealed record CheckpointRanks(int Rank, int WorldSize, TimeSpan Timeout, Func<bool>? PeerStopped = null, CancellationToken Abandoned = default)
 {
     /// <summary>A checkpoint written by one rank alone.</summary>
     public static CheckpointRanks Alone { get; } = new(0, 1, TimeSpan.Zero);
@@ -133,6 +134,10 @@ public static class CheckpointWriter
             if (ranks.Abandoned.IsCancellationRequested)
             {
                 throw new IOException($"the save was abandoned (a rank stopped) before rank {rank} finished writing its shards");
+            }
+            if (ranks.PeerStopped?.Invoke() == true && !File.Exists(path)) // a rank may write its part and then end
+            {
+                throw new IOException($"a rank stopped before rank {rank} finished writing its shards of this checkpoint");
             }
             if (!Directory.Exists(temporary))
             {

@@ -42,6 +42,12 @@ public interface IProcessGroup : IDisposable
     /// <see cref="RankAbortedException"/> where the group can tell — instead of waiting for this rank.
     /// </summary>
     void Abort();
+
+    /// <summary>
+    /// Whether another rank is known to have stopped, looked up without waiting (work beside the collectives, such as a
+    /// checkpoint's wait for the other ranks' shards, stops waiting then); false where the group cannot tell.
+    /// </summary>
+    bool PeerStopped => false;
 }
 
 /// <summary>A collective failed because another rank of the group stopped (its own error is the cause to report).</summary>

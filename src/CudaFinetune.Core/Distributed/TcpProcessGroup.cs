@@ -165,6 +165,32 @@ public sealed class TcpProcessGroup : IProcessGroup
     /// <summary>Closes the connections: the other ranks' collectives fail at once instead of waiting.</summary>
     public void Abort() => _links.Dispose();
 
+    /// <summary>
+    /// Whether a peer's connection has closed (its process ended): the socket reads as ready with nothing to read. Looks
+    /// without reading, so it is safe beside a collective; a peer with a message on the way counts as alive.
+    /// </summary>
+    public bool PeerStopped
+    {
+        get
+        {
+            foreach (var peer in _links.Peers)
+            {
+                try
+                {
+                    if (peer is not null && peer.Poll(0, SelectMode.SelectRead) && peer.Available == 0)
+                    {
+                        return true;
+                    }
+                }
+                catch (Exception e) when (e is SocketException or ObjectDisposedException)
+                {
+                    return true;
+                }
+            }
+            return false;
+        }
+    }
+
     /// <summary>Every collective here is complete when it returns.</summary>
     public void WaitForCollectives()
     {

@@ -695,7 +695,7 @@ public sealed class FinetuneSession : IDisposable
         using (var metrics = first ? new MetricsWriter(metricsPath, append: _resumeMetrics is not null) : null)
         {
             var savers = _ranks.Select(rank => new CheckpointSaver(checkpointsDir, CheckpointImage.Create(rank.Trainer.Optimizer.CheckpointPieces, rank.Rank), rank.Backend,
-                Options.KeepLast, new CheckpointRanks(rank.Rank, Job.WorldSize, ProcessGroups.Timeout, _abandon.Token), _runId, _parent)).ToArray();
+                Options.KeepLast, new CheckpointRanks(rank.Rank, Job.WorldSize, ProcessGroups.Timeout, rank.Group is { } group ? () => group.PeerStopped : null, _abandon.Token), _runId, _parent)).ToArray();
             void Record(TrainingEvent e)
             {
                 metrics?.Write(e);

@@ -227,4 +227,16 @@ public sealed class DiskTroubleTests : LearnableTaskFixture
         Assert.That(error.ToString().Trim().Split('\n'), Has.Length.EqualTo(1), "one line, no stack trace");
         Assert.That(error.ToString(), Does.Contain("no space left"));
     }
+
+    [Test]
+    public void Rank_0_stops_waiting_for_the_shards_of_a_rank_whose_process_has_ended()
+    {
+        // Without the look at the connections rank 0 would wait the whole timeout (here ten minutes) for a part that
+        // cannot come, with the training thread blocked behind it at the next save.
+        string dir = Dir.File("lonely");
+        var ranks = new CheckpointRanks(0, 2, TimeSpan.FromMinutes(10), PeerStopped: () => true);
+        var e = Assert.Throws<IOException>(() => TestCheckpoints.Write(dir, step: 4, ranks: ranks));
+        Assert.That(e!.Message, Is.EqualTo("a rank stopped before rank 1 finished writing its shards of this checkpoint"));
+        Assert.That(Directory.GetFileSystemEntries(CheckpointStore.CheckpointsDirectory(dir)), Is.Empty, "the abandoned write is removed");
+    }
 }

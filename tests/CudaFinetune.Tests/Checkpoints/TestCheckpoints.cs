@@ -70,7 +70,8 @@ internal static class TestCheckpoints
     /// Writes a checkpoint of <see cref="Tensors"/> at <paramref name="step"/> under <paramref name="outputDir"/>/checkpoints; returns its directory.
     /// Its metrics.jsonl is copied from <paramref name="metrics"/> when given, else from two lines written into the output directory.
     /// </summary>
-    public static string Write(string outputDir, long step, int seed = 1, CheckpointExtraFile? metrics = null)
+    /// <param name="ranks">this writer's place among several ranks (default: alone)</param>
+    public static string Write(string outputDir, long step, int seed = 1, CheckpointExtraFile? metrics = null, CheckpointRanks? ranks = null)
     {
         using var backend = new CpuBackend(threads: 1);
         var tensors = Tensors(backend, seed);
@@ -86,7 +87,8 @@ internal static class TestCheckpoints
         CommittedCheckpoint committed;
         try
         {
-            committed = CheckpointWriter.Write(CheckpointStore.CheckpointsDirectory(outputDir), image, Manifest(step), [metrics]);
+            committed = CheckpointWriter.Write(CheckpointStore.CheckpointsDirectory(outputDir), image, Manifest(step), [metrics], Guid.NewGuid().ToString("N"),
+                ranks ?? CheckpointRanks.Alone)!;
         }
         finally
         {
