@@ -16,7 +16,7 @@ namespace CudaFinetune.Tokenizers;
 /// A byte-level BPE whose <c>tokenizer.json</c> says <c>"ignore_merges": true</c> — Llama 3's, converted from tiktoken —
 /// is run as a tiktoken encoding (ranks = ids: a whole pre-token that is in the vocabulary is one token, which merges
 /// alone might not reach); other byte-level BPEs run as BPE with their merges. The pre-tokenizer is the file's
-/// <c>Split</c> regex (GPT-2's when it has none).
+/// <c>Split</c> regex (GPT-2's when it has none), run by <see cref="SplitPreTokenizer"/>.
 /// </remarks>
 public sealed class HfTokenizer : ITokenizer
 {
@@ -138,7 +138,7 @@ public sealed class HfTokenizer : ITokenizer
         Tokenizer inner;
         try
         {
-            var preTokenizer = new RegexPreTokenizer(file.PreTokenizer, added);
+            var preTokenizer = new SplitPreTokenizer(file.PreTokenizer, added.Keys);
             inner = file.IgnoreMerges
                 ? TiktokenTokenizer.Create(TiktokenRanks(vocab), preTokenizer, normalizer: null, specialTokens: added)
                 : BpeTokenizer.Create(new BpeOptions(vocab) { Merges = file.Merges, ByteLevel = true, PreTokenizer = preTokenizer, SpecialTokens = added });

@@ -109,6 +109,24 @@ public sealed class TokenizerJsonValidationTests
         Assert.That(e!.Message, Is.EqualTo($"{path}: the pre-tokenizer's pattern ran over 2 s on a text of 81 characters (a pattern that backtracks catastrophically); fix the Split pattern in the file"));
     }
 
+    [TestCase("x*", TestName = "A pattern matching the empty string everywhere")]
+    [TestCase("$", TestName = "A pattern matching only the empty end")]
+    [TestCase("(?=l)", TestName = "A lookahead alone")]
+    [TestCase("l", TestName = "A pattern leaving text between its matches")]
+    [TestCase("o|(?=w)", TestName = "A pattern matching empty and non-empty")]
+    public void Every_character_is_encoded_whatever_the_pattern_matches(string pattern)
+    {
+        // Microsoft.ML.Tokenizers' own pre-tokenizer loops forever on an empty match and drops the text between matches;
+        // transformers keeps that text as pieces of its own ("Isolated"). Run aside so a hang fails instead of stalling.
+        WriteModelDir(_dir.File("model"), Text(tiktoken: false, pattern: pattern));
+        var tokenizer = HfTokenizer.Load(_dir.File("model"));
+        const string text = "hello world <|end|>lol";
+        var encoding = Task.Run(() => tokenizer.Encode(text));
+        Assert.That(encoding.Wait(TimeSpan.FromSeconds(30)), Is.True, "Encode returned");
+        Assert.That(tokenizer.Decode(encoding.Result), Is.EqualTo(text));
+        Assert.That(encoding.Result, Does.Contain(301), "the added token is one token");
+    }
+
     [Test]
     [Platform("Linux")]
     public void A_tokenizer_file_that_is_a_fifo_is_refused_not_waited_on()
