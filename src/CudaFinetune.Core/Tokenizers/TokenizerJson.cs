@@ -57,7 +57,7 @@ internal sealed record TokenizerJson(
             }
             bool ignoreMerges = Member(model, "ignore_merges", JsonValueKind.True, "model.ignore_merges", Bad, alsoAllowed: JsonValueKind.False) is { ValueKind: JsonValueKind.True };
             var vocab = ReadVocab(model, ignoreMerges, Bad);
-            var merges = ignoreMerges ? [] : ReadMerges(model, Bad);
+            var merges = ignoreMerges ? [] : ReadMerges(model, vocab, Bad);
             var added = ReadAddedTokens(root, Bad);
             var regex = ReadPreTokenizer(root, Bad);
             return new TokenizerJson(type, byteLevel, vocab, merges, ignoreMerges, added, regex);
@@ -125,7 +125,8 @@ internal sealed record TokenizerJson(
         return tokens;
     }
 
-    private static List<string> ReadMerges(JsonElement model, Func<string, string, UserErrorException> bad)
+    /// <summary>The merges as "a b"; each side and the merged token must be in the vocabulary, as transformers requires.</summary>
+    private static List<string> ReadMerges(JsonElement model, Dictionary<string, int> vocab, Func<string, string, UserErrorException> bad)
     {
         var merges = Member(model, "merges", JsonValueKind.Array, "model.merges", bad);
         var result = new List<string>();
@@ -157,6 +158,15 @@ internal sealed record TokenizerJson(
             else
             {
                 throw bad(where, $"must be \"a b\" or [\"a\", \"b\"] (two tokens without spaces), found {Kind(merge)}");
+            }
+            string pair = result[^1];
+            int cut = pair.IndexOf(' ', StringComparison.Ordinal);
+            foreach (string token in (ReadOnlySpan<string>)[pair[..cut], pair[(cut + 1)..], string.Concat(pair.AsSpan(0, cut), pair.AsSpan(cut + 1))])
+            {
+                if (!vocab.ContainsKey(token))
+                {
+                    throw bad(where, $"merges {Quote(pair)}, but {Quote(token)} is not in model.vocab");
+                }
             }
         }
         return result;

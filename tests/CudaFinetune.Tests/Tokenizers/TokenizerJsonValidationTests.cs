@@ -86,6 +86,11 @@ public sealed class TokenizerJsonValidationTests
     public void Malformed_merges_are_refused_naming_the_field(string merges, string expected)
         => Assert.That(Refusal(Text(tiktoken: false, merges: merges)), Is.EqualTo(expected));
 
+    [TestCase("""["h q"]""", "'model.merges[0]' merges \"h q\", but \"hq\" is not in model.vocab")]
+    [TestCase("""["\u0120 t", ["h", "\u4e2d"]]""", "'model.merges[1]' merges \"h \u4e2d\", but \"\u4e2d\" is not in model.vocab")]
+    public void A_merge_of_tokens_outside_the_vocabulary_is_refused(string merges, string expected)
+        => Assert.That(Refusal(Text(tiktoken: false, merges: merges)), Is.EqualTo(expected));
+
     [Test]
     public void An_invalid_pattern_is_refused_with_the_parsers_reason()
         => Assert.That(Refusal(Text(tiktoken: false, pattern: "(unclosed")),
