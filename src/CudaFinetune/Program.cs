@@ -19,6 +19,10 @@ internal static class Program
 
     public static int Main(string[] args)
     {
+        if (SimdBuilds.SwitchIfAsked(args, Console.Error) is { } refused)
+        {
+            return refused;
+        }
         using var interrupt = new InterruptSignals(Console.Error);
         return Run(args, Console.Out, Console.Error, interrupt.Token);
     }

@@ -896,6 +896,8 @@ public sealed class FinetuneSession : IDisposable
         new("architecture", RuntimeInformation.ProcessArchitecture.ToString()),
         new("processors", Environment.ProcessorCount.ToString(System.Globalization.CultureInfo.InvariantCulture)),
         new("backend", _ranks[0].Backend.Name),
+        // The vector width changes how the CPU's reductions are split, so results across levels agree only closely.
+        new("simd", Backends.Cpu.SimdLevels.Name(Backends.Cpu.SimdLevels.Running)),
     ];
 
     /// <summary>run.json: the resolved configuration, the model, the data and the environment.</summary>

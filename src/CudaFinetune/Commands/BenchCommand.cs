@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using CudaFinetune.Backends;
+using CudaFinetune.Backends.Cpu;
 using CudaFinetune.Cuda.Backend;
 using CudaFinetune.Cuda.Benchmarking;
 using CudaFinetune.Cuda.Runtime;
@@ -106,7 +107,8 @@ internal static class BenchCommand
                 ? new LoraConfig { Rank = r, Alpha = 2 * r, Dropout = parse.GetValue(dropout), TargetModules = LoraConfig.ParseTargets(parse.GetValue(targets)!) }
                 : null;
             using var backend = BackendFactory.Create(parse.GetValue(device)!, config);
-            output.WriteLine($"bench step on {backend.Name}: {parse.GetValue(preset)} ({(lora is null ? "full fine-tuning" : $"LoRA r={r} on {parse.GetValue(targets)}")}), "
+            string simd = backend.Name == "cpu" ? $" ({SimdLevels.Running.Describe()})" : "";
+            output.WriteLine($"bench step on {backend.Name}{simd}: {parse.GetValue(preset)} ({(lora is null ? "full fine-tuning" : $"LoRA r={r} on {parse.GetValue(targets)}")}), "
                 + $"batch {parse.GetValue(batch)} × {parse.GetValue(context)} tokens, {backend.ComputeType} compute");
             using var workload = new TrainingStepWorkload(backend, config, parse.GetValue(batch), parse.GetValue(context), lora);
             workload.Step();
@@ -121,6 +123,7 @@ internal static class BenchCommand
             double perStep = clock.Elapsed.TotalSeconds / n;
             output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"step               {perStep * 1000,9:F1} ms   {workload.TokensPerStep / perStep,12:N0} tokens/s"));
             output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"result step_tokens_per_s {workload.TokensPerStep / perStep:F1}"));
+            output.WriteLine($"result simd {SimdLevels.Running.Name()}");
             long peak = backend is CudaBackend cuda ? cuda.MemoryStats.PeakInUseBytes : Process.GetCurrentProcess().PeakWorkingSet64;
             string what = backend is CudaBackend ? "peak device memory in use (tensors and scratch)" : "peak resident memory of the process";
             output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{what}: {peak / (1024.0 * 1024 * 1024):F2} GiB"));

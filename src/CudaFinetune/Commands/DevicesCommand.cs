@@ -5,7 +5,7 @@ using CudaFinetune.Cuda.Runtime;
 namespace CudaFinetune.Cli.Commands;
 
 /// <summary>
-/// <c>devices</c>: the CUDA driver version and each GPU (name, memory, compute capability), and
+/// <c>devices</c>: the CPU's x86-64 level and the build running, the CUDA driver version and each GPU (name, memory, compute capability), and
 /// which cuBLASLt and NCCL were found — or what is missing and every place it was looked for.
 /// Always exits 0: a machine without a GPU is a valid answer, not an error.
 /// </summary>
@@ -13,9 +13,10 @@ internal static class DevicesCommand
 {
     public static Command Create()
     {
-        var command = new Command("devices", "Show the CUDA driver, GPUs, cuBLASLt and NCCL this machine offers (or what is missing and where it was looked for)");
+        var command = new Command("devices", "Show the CPU's instruction-set level and the build running, the CUDA driver, GPUs, cuBLASLt and NCCL this machine offers (or what is missing and where it was looked for)");
         command.SetAction(parse =>
         {
+            parse.InvocationConfiguration.Output.WriteLine(SimdBuilds.Describe());
             Print(CudaEnvironment.Probe(), parse.InvocationConfiguration.Output);
             return Program.ExitSuccess;
         });

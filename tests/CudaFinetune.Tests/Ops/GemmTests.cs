@@ -91,6 +91,34 @@ public sealed class GemmTests
         Assert.That(Run(2), Is.EqualTo(Run(1)));
     }
 
+    [TestCase(false, false)]
+    [TestCase(true, true)]
+    public unsafe void The_256_and_512_bit_micro_kernels_give_the_same_bits(bool transA, bool transB)
+    {
+        // What the x86-64-v3 build (256-bit vectors) and the v4 build (512-bit) compute in the GEMM: every element of C is
+        // summed over K in the same order at either width, so the products must agree to the bit.
+        if (!System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated)
+        {
+            Assert.Ignore("512-bit vectors are not accelerated here: only the 256-bit micro-kernel can run");
+        }
+        const int m = 45, n = 200, k = 600; // edge tiles in both directions, three K blocks
+        var rng = new Random(14);
+        float[] a = [.. Random(rng, m * k).Select(v => (float)v)], b = [.. Random(rng, k * n).Select(v => (float)v)], c0 = [.. Random(rng, m * n).Select(v => (float)v)];
+        float[] Run(bool narrow)
+        {
+            using var pool = new CpuWorkerPool(threads: 2);
+            float[] c = (float[])c0.Clone(), packed = new float[CpuGemm.PackedBBytes<float>(n, k) / sizeof(float)];
+            fixed (float* pa = a, pb = b, pc = c, pp = packed)
+            {
+                CpuGemm.Run(pool, pp, transA, transB, m, n, k, 0.75f, pa, transA ? m : k, pb, transB ? k : n, -1.5f, pc, n, narrow);
+            }
+            return c;
+        }
+        float[] wide = Run(narrow: false), narrow = Run(narrow: true);
+        Assert.That(CpuGemm.Nr<float>(narrow: true), Is.LessThan(CpuGemm.Nr<float>()), "two micro-kernels ran");
+        Assert.That(narrow, Is.EqualTo(wide));
+    }
+
     [TestCase(false)]
     [TestCase(true)]
     public void A_row_rounds_the_same_in_a_full_micro_tile_and_in_an_edge_tile(bool transA)

@@ -30,17 +30,19 @@ internal static unsafe class CpuGemm
     /// <summary>Bytes of per-task scratch the packed op(A) needs.</summary>
     internal static long PackedABytes<T>() where T : unmanaged => (long)MC * KC * Unsafe.SizeOf<T>();
 
-    /// <summary>Micro-tile width in elements: two of the widest accelerated vectors.</summary>
-    internal static int Nr<T>() where T : unmanaged
-        => Vector512.IsHardwareAccelerated ? 2 * Vector512<T>.Count : 2 * Vector256<T>.Count;
+    /// <summary>Micro-tile width in elements: two of the widest accelerated vectors, or of 256-bit ones when <paramref name="narrow"/>.</summary>
+    internal static int Nr<T>(bool narrow = false) where T : unmanaged
+        => Vector512.IsHardwareAccelerated && !narrow ? 2 * Vector512<T>.Count : 2 * Vector256<T>.Count;
 
     /// <summary>
     /// Runs the GEMM on <paramref name="pool"/>, or inline on the calling thread when it is null
     /// (for kernels that call GEMMs from inside their own parallel tasks). <paramref name="packedB"/>
-    /// must hold <see cref="PackedBBytes{T}"/> bytes.
+    /// must hold <see cref="PackedBBytes{T}"/> bytes. <paramref name="narrow"/> runs the 256-bit micro-kernel where 512-bit
+    /// vectors are accelerated too: each element of C is summed over K in the same order at either width, so the two
+    /// give the same bits (a test holds them to it; the x86-64-v3 and v4 builds differ there only in speed).
     /// </summary>
     public static void Run<T>(CpuWorkerPool? pool, T* packedB, bool transA, bool transB, int m, int n, int k,
-        T alpha, T* a, int lda, T* b, int ldb, T beta, T* c, int ldc)
+        T alpha, T* a, int lda, T* b, int ldb, T beta, T* c, int ldc, bool narrow = false)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         if (m == 0 || n == 0)
@@ -53,7 +55,7 @@ internal static unsafe class CpuGemm
             return;
         }
         pool?.Reserve(ScratchSlot.GemmPackA, PackedABytes<T>());
-        int nr = Nr<T>();
+        int nr = Nr<T>(narrow);
         int panels = (n + nr - 1) / nr;
         var pack = new PackBJob<T>
         {
@@ -190,11 +192,11 @@ internal static unsafe class CpuGemm
                         {
                             // A whole micro-tile merges into C straight from the registers.
                             var merge = new TileMerge<T>(c, Ldc, Alpha, Beta, first);
-                            RunMicroKernel(kc, aPanel, bPanel, merge);
+                            RunMicroKernel(kc, aPanel, bPanel, merge, Nr);
                             continue;
                         }
                         // An edge tile lands in scratch first, then only its valid part merges.
-                        RunMicroKernel(kc, aPanel, bPanel, new TileMerge<T>(tile, Nr, T.One, T.Zero, first: true));
+                        RunMicroKernel(kc, aPanel, bPanel, new TileMerge<T>(tile, Nr, T.One, T.Zero, first: true), Nr);
                         MergeTile(tile, c, mr, nr, first);
                     }
                 }
@@ -250,9 +252,9 @@ internal static unsafe class CpuGemm
             }
         }
 
-        private static void RunMicroKernel(int kc, T* aPanel, T* bPanel, in TileMerge<T> merge)
+        private static void RunMicroKernel(int kc, T* aPanel, T* bPanel, in TileMerge<T> merge, int nr)
         {
-            if (Vector512.IsHardwareAccelerated)
+            if (Vector512.IsHardwareAccelerated && nr == 2 * Vector512<T>.Count)
             {
                 MicroKernel<Vector512Ops<T>, Vector512<T>, T>(kc, aPanel, bPanel, merge);
             }
