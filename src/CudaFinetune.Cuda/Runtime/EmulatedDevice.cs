@@ -32,16 +32,47 @@ public sealed unsafe class EmulatedDevice : IDevice
 
     public DeviceAllocator Memory { get; }
 
-    /// <summary>Loads the emulator library from beside this assembly (it stays loaded for the process: its worker threads live in it).</summary>
+    /// <summary>
+    /// Loads the emulator library (it stays loaded for the process: its worker threads live in it). It is looked for as the
+    /// runtime looks for a package's native asset: in the directories the app's deps.json names (bin/.../runtimes/linux-x64/native/
+    /// of a framework-dependent app restored from the CudaFinetune.Cuda package) and beside this assembly; then at
+    /// <see cref="FallbackPaths"/>, for hosts that have no deps.json entry for it.
+    /// </summary>
     public static EmulatedDevice Open()
     {
-        string path = Path.Combine(AppContext.BaseDirectory, LibraryFile);
-        if (!NativeLibrary.TryLoad(path, out IntPtr library))
+        if (NativeLibrary.TryLoad(LibraryFile, typeof(EmulatedDevice).Assembly, DllImportSearchPath.AssemblyDirectory, out IntPtr library))
         {
-            throw new DllNotFoundException($"the kernel emulator {path} is missing or does not load; it is built with the kernels by 'dotnet build' (cmake, clang and a C++ compiler)");
+            return new EmulatedDevice(library);
         }
-        return new EmulatedDevice(library);
+        var tried = new List<string> { $"{LibraryFile} by name (the native asset folders in the app's deps.json, the CudaFinetune.Cuda assembly's folder, LD_LIBRARY_PATH, the system folders)" };
+        foreach (string path in FallbackPaths())
+        {
+            if (!File.Exists(path))
+            {
+                tried.Add($"{path} (no such file)");
+            }
+            else if (NativeLibrary.TryLoad(path, out library))
+            {
+                return new EmulatedDevice(library);
+            }
+            else
+            {
+                tried.Add($"{path} (exists but does not load: wrong architecture or missing dependencies)");
+            }
+        }
+        throw new DllNotFoundException($"the kernel emulator {LibraryFile} is missing or does not load; it is built with the kernels by 'dotnet build' (cmake, clang and a C++ compiler), "
+            + $"and the CudaFinetune.Cuda package carries it for linux-x64. Looked for:{Environment.NewLine}    {string.Join(Environment.NewLine + "    ", tried)}");
     }
+
+    /// <summary>
+    /// Where the library is looked for by path: beside the app (this repository's builds, a RID-specific or NativeAOT
+    /// publish), then in the app's runtimes/linux-x64/native/ folder, where NuGet puts the package's native asset.
+    /// </summary>
+    internal static IReadOnlyList<string> FallbackPaths() =>
+    [
+        Path.Combine(AppContext.BaseDirectory, LibraryFile),
+        Path.Combine(AppContext.BaseDirectory, "runtimes", "linux-x64", "native", LibraryFile),
+    ];
 
     public void Launch(string ptxModule, string entry, LaunchShape shape, void** arguments)
     {

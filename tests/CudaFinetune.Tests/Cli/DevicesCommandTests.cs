@@ -1,3 +1,4 @@
+using CudaFinetune.Backends.Cpu;
 using CudaFinetune.Cli;
 using CudaFinetune.Cuda.Runtime;
 using NUnit.Framework;
@@ -19,6 +20,7 @@ public sealed class DevicesCommandTests
         TestContext.Out.WriteLine(text);
         var report = CudaEnvironment.Probe();
         Assert.That(text, Does.Contain("CUDA driver:").And.Contain("cublasLt").And.Contain("nccl"));
+        Assert.That(text, Does.StartWith($"CPU: {SimdLevels.Cpu.Describe()}; this process runs {SimdLevels.Running.Describe()} code (compiled by the JIT"));
         if (report.Driver.Found)
         {
             Assert.That(text, Does.Contain(report.Driver.Where));
