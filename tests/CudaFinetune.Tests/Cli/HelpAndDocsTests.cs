@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text.RegularExpressions;
 using CudaFinetune.Cli;
 using CudaFinetune.Data;
+using CudaFinetune.Tests.Support;
 using NUnit.Framework;
 
 namespace CudaFinetune.Tests.Cli;
@@ -76,18 +77,7 @@ public sealed partial class HelpAndDocsTests
         return DefaultInDescription().Match(option.Description ?? "") is { Success: true } match ? match.Groups[1].Value : null;
     }
 
-    private static string Doc()
-    {
-        for (var dir = new DirectoryInfo(TestContext.CurrentContext.TestDirectory); dir is not null; dir = dir.Parent)
-        {
-            string path = Path.Combine(dir.FullName, "docs", "cli.md");
-            if (File.Exists(path))
-            {
-                return File.ReadAllText(path);
-            }
-        }
-        throw new InvalidOperationException("docs/cli.md not found above the test directory");
-    }
+    private static string Doc() => File.ReadAllText(RepositoryFiles.Path("docs", "cli.md"));
 
     /// <summary>The text under "## `verb`" up to the next "## ".</summary>
     private static string Section(string verb)

@@ -1,5 +1,6 @@
 using System.Reflection;
 using CudaFinetune.Cuda.Kernels;
+using CudaFinetune.Tests.Support;
 using NUnit.Framework;
 
 namespace CudaFinetune.Tests.Ops;
@@ -8,24 +9,12 @@ namespace CudaFinetune.Tests.Ops;
 [TestFixture]
 public sealed class PtxKernelTests
 {
-    private static string RepositoryRoot()
-    {
-        for (var dir = new DirectoryInfo(TestContext.CurrentContext.TestDirectory); dir is not null; dir = dir.Parent)
-        {
-            if (File.Exists(Path.Combine(dir.FullName, "CMakeLists.txt")) && Directory.Exists(Path.Combine(dir.FullName, "kernels")))
-            {
-                return dir.FullName;
-            }
-        }
-        throw new InvalidOperationException("repository root not found above the test directory");
-    }
-
     [Test]
     public void Every_kernel_source_is_embedded_as_sm80_ptx()
     {
         // kernels/*.cu, and the emulator's self-test kernels, which run on GPUs too.
         var sources = new[] { "kernels", "native/cuemu" }
-            .SelectMany(folder => Directory.EnumerateFiles(Path.Combine(RepositoryRoot(), folder), "*.cu"))
+            .SelectMany(folder => Directory.EnumerateFiles(Path.Combine(RepositoryFiles.Root, folder), "*.cu"))
             .Select(Path.GetFileNameWithoutExtension)
             .Order(StringComparer.Ordinal);
         Assert.That(PtxModules.Names, Is.EqualTo(sources));

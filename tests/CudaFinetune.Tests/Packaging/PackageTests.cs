@@ -29,18 +29,6 @@ public sealed class PackageTests
     private string _root = null!;
     private Stopwatch _clock = null!;
 
-    private static string RepositoryRoot()
-    {
-        for (var dir = new DirectoryInfo(TestContext.CurrentContext.TestDirectory); dir is not null; dir = dir.Parent)
-        {
-            if (File.Exists(Path.Combine(dir.FullName, "CudaFinetune.sln")) && Directory.Exists(Path.Combine(dir.FullName, "samples")))
-            {
-                return dir.FullName;
-            }
-        }
-        throw new InvalidOperationException("repository root not found above the test directory");
-    }
-
     [OneTimeSetUp]
     public void PackTheEngine()
     {
@@ -49,7 +37,7 @@ public sealed class PackageTests
             Assert.Ignore("the packages' native asset (the kernel emulator) is built for linux-x64 only");
         }
         _clock = Stopwatch.StartNew();
-        _root = RepositoryRoot();
+        _root = RepositoryFiles.Root;
         _dir = new TempDirectory();
         TestContext.Progress.WriteLine($"packaging: packing the engine into {_dir.File("feed")}");
         _feed = LocalFeed.Pack(_root, _dir.Path, PackTimeout);
