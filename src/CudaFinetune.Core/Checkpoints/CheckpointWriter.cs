@@ -193,7 +193,7 @@ public static class CheckpointWriter
                     RandomAccess.Write(direct, new ReadOnlySpan<byte>(buffer.Pointer + offset, (int)Math.Min(WriteChunk, buffer.Capacity - offset)), offset);
                 }
                 RandomAccess.SetLength(direct, buffer.Length);
-                Posix.Flush(direct, path);
+                RandomAccess.FlushToDisk(direct);
                 return;
             }
         }

@@ -73,15 +73,6 @@ internal static partial class Posix
         return errno == InvalidArgument ? null : throw Failure($"cannot create '{path}'", errno);
     }
 
-    /// <summary>fsync(2) on an open file.</summary>
-    public static void Flush(SafeFileHandle file, string path)
-    {
-        if (Fsync(file.DangerousGetHandle().ToInt32()) != 0)
-        {
-            throw Failure($"fsync of '{path}' failed", Marshal.GetLastPInvokeError());
-        }
-    }
-
     /// <summary>The type of <paramref name="path"/> itself (a link is a link, not what it points to); Linux only, null elsewhere.</summary>
     public static FileKind? KindOf(string path)
     {

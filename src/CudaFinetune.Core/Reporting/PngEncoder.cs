@@ -94,8 +94,10 @@ public static class PngEncoder
         stream.Write(word);
         stream.Write(type);
         stream.Write(data);
-        uint crc = Crc32.Finish(Crc32.Append(Crc32.Append(Crc32.Start, type), data));
-        BinaryPrimitives.WriteUInt32BigEndian(word, crc);
+        var crc = new System.IO.Hashing.Crc32(); // PNG's CRC-32 (ISO-HDLC, as zlib's): over the chunk type and data
+        crc.Append(type);
+        crc.Append(data);
+        BinaryPrimitives.WriteUInt32BigEndian(word, crc.GetCurrentHashAsUInt32());
         stream.Write(word);
     }
 }

@@ -60,7 +60,7 @@ internal static class DevicesCommand
             }
         }
         output.WriteLine(report.Gpus.Count > 0
-            ? "--device auto will use the GPU once the cuda backend exists; today training runs on the cpu backend"
+            ? "--device auto uses the cuda backend on GPU 0 (the cpu backend for a model the kernels cannot run, such as an unsupported head size)"
             : "--device auto uses the cpu backend");
     }
 
