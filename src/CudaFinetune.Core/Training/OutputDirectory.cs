@@ -5,9 +5,10 @@ using CudaFinetune.IO;
 namespace CudaFinetune.Training;
 
 /// <summary>
-/// The names a run writes in its output directory, checked before it writes any: each must be missing or of the kind the
-/// run makes (a file or a directory), never a symbolic link, FIFO or device someone planted, since writing through it
-/// would put the run's bytes (or an --overwrite's deletions) outside the directory.
+/// A run's output directory before the run writes to it: taken for this run alone (<see cref="RunLock"/>), free of an
+/// earlier run unless continued or overwritten, and its own names checked — each must be missing or of the kind the run
+/// makes (a file or a directory), never a symbolic link, FIFO or device someone planted, since writing through it would
+/// put the run's bytes (or an --overwrite's deletions) outside the directory.
 /// </summary>
 internal static class OutputDirectory
 {
@@ -17,6 +18,48 @@ internal static class OutputDirectory
         FinetuneSession.AdapterDirectoryName, FinetuneSession.ModelDirectoryName,
         CheckpointFormat.DirectoryName, Path.Combine(CheckpointFormat.DirectoryName, CheckpointFormat.LatestFileName), RunBranching.DirectoryName,
     ];
+
+    /// <summary>
+    /// Takes the output directory for this run (<see cref="RunLock"/>), then checks and tidies what is there: the run's
+    /// own names must not be links or special files, and temporary files killed writes left are removed.
+    /// </summary>
+    public static RunLock Claim(string outputDir)
+    {
+        if (File.Exists(outputDir))
+        {
+            throw new UserErrorException($"--output-dir '{outputDir}' is a file; give a directory");
+        }
+        var runLock = RunLock.Acquire(outputDir);
+        try
+        {
+            CheckOwnEntries(outputDir);
+            RemoveTemporaryFiles(outputDir);
+            return runLock;
+        }
+        catch
+        {
+            runLock.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Refuses a directory that holds an earlier run (run.json, metrics.jsonl or checkpoints/), unless it is the run being
+    /// continued (<paramref name="resumedRunDir"/>) or <paramref name="overwrite"/> replaces it.
+    /// </summary>
+    public static void CheckFree(string outputDir, bool overwrite, string? resumedRunDir)
+    {
+        if (resumedRunDir is not null && Path.GetFullPath(outputDir) == Path.GetFullPath(resumedRunDir))
+        {
+            return; // continuing the run in its own directory
+        }
+        bool earlierRun = File.Exists(Path.Combine(outputDir, FinetuneSession.RunFileName)) || File.Exists(Path.Combine(outputDir, FinetuneSession.MetricsFileName))
+            || Directory.Exists(Path.Combine(outputDir, CheckpointFormat.DirectoryName));
+        if (earlierRun && !overwrite)
+        {
+            throw new UserErrorException($"--output-dir '{outputDir}' already holds a run (run.json, metrics.jsonl or checkpoints/); continue it with --resume '{outputDir}', choose another directory, or pass --overwrite to replace it");
+        }
+    }
 
     /// <summary>
     /// <see cref="UserErrorException"/> naming the first of the run's own names that is a link or a special file. (A file

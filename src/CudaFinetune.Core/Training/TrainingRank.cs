@@ -1,7 +1,9 @@
+using System.Runtime.ExceptionServices;
 using CudaFinetune.Backends;
 using CudaFinetune.Checkpoints;
 using CudaFinetune.Data;
 using CudaFinetune.Distributed;
+using CudaFinetune.Errors;
 using CudaFinetune.Model;
 
 namespace CudaFinetune.Training;
@@ -83,5 +85,53 @@ internal sealed class TrainingRank : IDisposable, ITrainingCheckpoints
         _layerWeights?.Dispose();
         Group?.Dispose();
         Backend.Dispose();
+    }
+
+    /// <summary>
+    /// Runs <paramref name="work"/> on every rank of this process at once (the first on this thread), as collectives
+    /// need. When a rank fails the others' groups are aborted (and <paramref name="abandon"/> cancelled), so none waits for it; the first failure that is not
+    /// such an abort is rethrown.
+    /// </summary>
+    public static T[] OnEach<T>(IReadOnlyList<TrainingRank> ranks, CancellationTokenSource abandon, Func<TrainingRank, T> work)
+    {
+        var results = new T[ranks.Count];
+        var errors = new Exception?[ranks.Count];
+        void Run(int local)
+        {
+            try
+            {
+                results[local] = work(ranks[local]);
+            }
+            catch (Exception e)
+            {
+                errors[local] = e;
+                abandon.Cancel();
+                foreach (var rank in ranks)
+                {
+                    rank.Group?.Abort();
+                }
+            }
+        }
+        var threads = Enumerable.Range(1, ranks.Count - 1)
+            .Select(local => new Thread(() => Run(local)) { IsBackground = true, Name = $"rank {ranks[local].Rank}" }).ToList();
+        threads.ForEach(t => t.Start());
+        Run(0);
+        threads.ForEach(t => t.Join());
+        if ((errors.FirstOrDefault(e => e is not null and not RankAbortedException) ?? errors.FirstOrDefault(e => e is not null)) is { } cause)
+        {
+            ExceptionDispatchInfo.Throw(cause);
+        }
+        return results;
+    }
+
+    /// <summary>
+    /// A rank of another process stopped (killed, crashed, its node gone) or stopped answering: this one cannot go on
+    /// alone, and says so in one line with what to do, instead of a collective's exception.
+    /// </summary>
+    public static UserErrorException Lost(Exception e, string? lastCheckpoint, string outputDir)
+    {
+        string saved = lastCheckpoint is null ? "no checkpoint of this run was written yet" : $"the last checkpoint is '{lastCheckpoint}'";
+        return new UserErrorException($"{e.Message}: the job cannot go on without every rank; {saved}; "
+            + $"once every rank can run, start the whole job again with --resume '{outputDir}'", e);
     }
 }
