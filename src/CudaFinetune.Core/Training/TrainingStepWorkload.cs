@@ -53,6 +53,21 @@ public sealed class TrainingStepWorkload : IDisposable
         return loss;
     }
 
+    /// <summary>Seconds per optimizer step: one step to warm up, then <paramref name="steps"/> timed together (the device waited for at the end).</summary>
+    public double SecondsPerStep(int steps)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(steps, 1);
+        Step();
+        Wait();
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        for (int i = 0; i < steps; i++)
+        {
+            Step();
+        }
+        Wait();
+        return clock.Elapsed.TotalSeconds / steps;
+    }
+
     /// <summary>Waits until the device has finished every step enqueued so far (it reads a value back).</summary>
     public void Wait() => Backend.SumOfSquares(Model.TrainableParameters[0].FullPrecision);
 

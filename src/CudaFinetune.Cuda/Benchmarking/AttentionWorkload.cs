@@ -53,6 +53,22 @@ public sealed class AttentionWorkload : IDisposable
     public double BackwardFlops => 2.5 * ForwardFlops;
 
     /// <summary>Enqueues the forward (output and lse).</summary>
+    /// <summary>Seconds per call of <paramref name="enqueue"/> (<see cref="Forward"/> or <see cref="Backward"/>): one warm-up, then <paramref name="repeat"/> calls waited for together.</summary>
+    public double SecondsPerCall(Action enqueue, int repeat)
+    {
+        ArgumentNullException.ThrowIfNull(enqueue);
+        ArgumentOutOfRangeException.ThrowIfLessThan(repeat, 1);
+        enqueue();
+        _device.Synchronize();
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        for (int i = 0; i < repeat; i++)
+        {
+            enqueue();
+        }
+        _device.Synchronize();
+        return clock.Elapsed.TotalSeconds / repeat;
+    }
+
     public void Forward()
         => AttentionKernels.Forward(_device, _q, _k, _v, _output, _lse, Batch, SeqLen, QueryHeads, KvHeads, HeadDim, Scale);
 

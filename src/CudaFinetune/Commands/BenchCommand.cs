@@ -47,7 +47,7 @@ internal static class BenchCommand
     private static Command CreateAttention()
     {
         var device = new Option<string>("--device") { Description = "auto (GPU 0, else the emulator), cuda or cuda-emulated", DefaultValueFactory = _ => "auto" };
-        device.AcceptOnlyFromAmong("auto", "cuda", "cuda-emulated");
+        device.AcceptOnlyFromAmong([.. DeviceChoice.Names]);
         var batch = Positive("--batch", 4, "Sequences");
         var seqLen = Positive("--seq-len", 2048, "Sequence length");
         var heads = Positive("--heads", 32, "Query heads");
@@ -66,12 +66,12 @@ internal static class BenchCommand
             {
                 throw new UserErrorException($"--heads ({h}) must be a multiple of --kv-heads ({kv}) and --head-dim 32, 64 or 128 (got {d})");
             }
-            using IDevice target = OpenDevice(parse.GetValue(device)!);
+            using IDevice target = DeviceChoice.Open(parse.GetValue(device)!);
             using var workload = new AttentionWorkload(target, parse.GetValue(batch), parse.GetValue(seqLen), h, kv, d);
             output.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"bench attention on {target.Name}: batch {workload.Batch}, seq {workload.SeqLen}, heads {h}/{kv}, head dim {d}, causal, bf16, {n} repetitions"));
-            double forward = Seconds(target, n, workload.Forward);
-            double backward = Seconds(target, n, workload.Backward);
+            double forward = workload.SecondsPerCall(workload.Forward, n);
+            double backward = workload.SecondsPerCall(workload.Backward, n);
             Report(output, "attention_forward", forward, workload.ForwardFlops);
             Report(output, "attention_backward", backward, workload.BackwardFlops);
             Report(output, "attention_forward_backward", forward + backward, workload.ForwardFlops + workload.BackwardFlops);
@@ -111,16 +111,7 @@ internal static class BenchCommand
             output.WriteLine($"bench step on {backend.Name}{simd}: {parse.GetValue(preset)} ({(lora is null ? "full fine-tuning" : $"LoRA r={r} on {parse.GetValue(targets)}")}), "
                 + $"batch {parse.GetValue(batch)} × {parse.GetValue(context)} tokens, {backend.ComputeType} compute");
             using var workload = new TrainingStepWorkload(backend, config, parse.GetValue(batch), parse.GetValue(context), lora);
-            workload.Step();
-            workload.Wait();
-            int n = parse.GetValue(steps);
-            var clock = Stopwatch.StartNew();
-            for (int i = 0; i < n; i++)
-            {
-                workload.Step();
-            }
-            workload.Wait();
-            double perStep = clock.Elapsed.TotalSeconds / n;
+            double perStep = workload.SecondsPerStep(parse.GetValue(steps));
             output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"step               {perStep * 1000,9:F1} ms   {workload.TokensPerStep / perStep,12:N0} tokens/s"));
             output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"result step_tokens_per_s {workload.TokensPerStep / perStep:F1}"));
             output.WriteLine($"result simd {SimdLevels.Running.Name()}");
@@ -131,27 +122,6 @@ internal static class BenchCommand
             return Program.ExitSuccess;
         });
         return command;
-    }
-
-    private static IDevice OpenDevice(string choice) => choice switch
-    {
-        "cuda" => CudaDevice.Open(),
-        "cuda-emulated" => EmulatedDevice.Open(),
-        _ => CudaEnvironment.Probe().Gpus.Count > 0 ? CudaDevice.Open() : EmulatedDevice.Open(),
-    };
-
-    /// <summary>Seconds per call of <paramref name="enqueue"/>: one warm-up, then <paramref name="repeat"/> calls waited for together.</summary>
-    private static double Seconds(IDevice device, int repeat, Action enqueue)
-    {
-        enqueue();
-        device.Synchronize();
-        var clock = Stopwatch.StartNew();
-        for (int i = 0; i < repeat; i++)
-        {
-            enqueue();
-        }
-        device.Synchronize();
-        return clock.Elapsed.TotalSeconds / repeat;
     }
 
     private static void Report(TextWriter output, string name, double seconds, double flops)

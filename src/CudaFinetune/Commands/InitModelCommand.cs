@@ -1,11 +1,9 @@
 using System.CommandLine;
 using System.Globalization;
-using CudaFinetune.Backends.Cpu;
 using CudaFinetune.Errors;
 using CudaFinetune.IO;
 using CudaFinetune.Model;
 using CudaFinetune.Tensors;
-using CudaFinetune.Tokenizers;
 
 namespace CudaFinetune.Cli.Commands;
 
@@ -58,7 +56,7 @@ internal static class InitModelCommand
 
     internal static int Run(string presetName, ulong seed, string outDirectory, string dtypeName, bool force, TextWriter output)
     {
-        LlamaConfig config = LlamaPresets.Get(presetName);
+        _ = LlamaPresets.Get(presetName); // an unknown preset is refused before anything else
         DType fileDType = dtypeName switch
         {
             "f32" => DType.F32,
@@ -68,19 +66,11 @@ internal static class InitModelCommand
         string directory = Path.GetFullPath(outDirectory);
         CheckOutput(directory, force);
 
-        using var backend = new CpuBackend();
-        using ParameterSet weights = LlamaWeights.Allocate(backend, config);
-        LlamaInitializer.Initialize(backend, weights, config, seed);
-        HfModelDirectory.Save(directory, config, weights, fileDType);
-        if (LlamaPresets.TokenizerName(presetName) is { } tokenizerName)
-        {
-            TokenizerCatalog.WriteRecord(directory, TokenizerCatalog.Create(tokenizerName));
-        }
-
+        long parameters = RandomModelDirectory.Write(presetName, seed, directory, fileDType);
         long bytes = new FileInfo(Path.Combine(directory, HfModelDirectory.ConfigFileName)).Length
             + new FileInfo(Path.Combine(directory, HfModelDirectory.WeightsFileName)).Length;
         output.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"init-model: wrote {presetName} (seed {seed}, {dtypeName}) to {directory}: {LlamaWeights.CountParameters(weights):N0} parameters, {bytes:N0} bytes"));
+            $"init-model: wrote {presetName} (seed {seed}, {dtypeName}) to {directory}: {parameters:N0} parameters, {bytes:N0} bytes"));
         return Program.ExitSuccess;
     }
 

@@ -61,29 +61,13 @@ internal static class VerifyKernelsCommand
         return command;
     }
 
-    /// <summary>The devices to check, opened one at a time; asking for a GPU where there is none is a user error.</summary>
-    private static List<Func<IDevice>> Devices(string choice, TextWriter output)
+    /// <summary>The devices to check, opened one at a time (<see cref="DeviceChoice.Each"/>); says when a GPU was not found.</summary>
+    private static IReadOnlyList<Func<IDevice>> Devices(string choice, TextWriter output)
     {
-        var devices = new List<Func<IDevice>>();
-        if (choice is "auto" or "cuda-emulated")
+        var devices = DeviceChoice.Each(choice);
+        if (choice == "auto" && devices.Count == 1)
         {
-            devices.Add(EmulatedDevice.Open);
-        }
-        if (choice == "cuda")
-        {
-            devices.Add(() => CudaDevice.Open());
-        }
-        else if (choice == "auto")
-        {
-            var report = CudaEnvironment.Probe();
-            if (report.Gpus.Count > 0)
-            {
-                devices.Add(() => CudaDevice.Open());
-            }
-            else
-            {
-                output.WriteLine("no GPU here: checking the emulator only (run 'CudaFinetune devices' for what was looked for)");
-            }
+            output.WriteLine("no GPU here: checking the emulator only (run 'CudaFinetune devices' for what was looked for)");
         }
         return devices;
     }
