@@ -153,6 +153,8 @@ internal static class RunConfigKeys
             "ranks (GPUs) per process launched by torchrun, srun or mpirun, on threads (0: one)", (o, v) => o with { NprocPerNode = v.Int() }),
         new("zero-stage", "--zero-stage", null, nameof(FinetuneOptions.ZeroStage),
             "`2`: optimizer state and gradients sharded over the ranks; `3`: also the frozen decoder-layer weights of a LoRA run", (o, v) => o with { ZeroStage = v.Int() }),
+        new("dist-timeout", "--dist-timeout", null, nameof(FinetuneOptions.DistTimeout),
+            "seconds a rank waits for the others at the rendezvous and in each exchange before failing with a message", (o, v) => o with { DistTimeout = v.Int() }),
         new("overwrite", "--overwrite", null, nameof(FinetuneOptions.Overwrite),
             "replace an earlier run's files in the output directory", (o, v) => o with { Overwrite = v.Bool() }),
     ];

@@ -17,9 +17,6 @@ public sealed class ProcessGroups
         RunId = runId;
     }
 
-    /// <summary>How long a rendezvous or a collective waits for every rank.</summary>
-    public static TimeSpan Timeout { get; set; } = TimeSpan.FromMinutes(10);
-
     /// <summary>One group per local rank, in local order; null for a job of one rank without a launcher.</summary>
     public IReadOnlyList<IProcessGroup>? Groups { get; }
 
@@ -28,7 +25,8 @@ public sealed class ProcessGroups
 
     /// <param name="job">the job and this process's place in it</param>
     /// <param name="backends">one backend per local rank (the device each rank's tensors live on)</param>
-    public static ProcessGroups Open(JobTopology job, IReadOnlyList<IBackend> backends)
+    /// <param name="timeout">how long a rendezvous or a collective waits for every rank</param>
+    public static ProcessGroups Open(JobTopology job, IReadOnlyList<IBackend> backends, TimeSpan timeout)
     {
         ArgumentNullException.ThrowIfNull(job);
         ArgumentNullException.ThrowIfNull(backends);
@@ -49,11 +47,10 @@ public sealed class ProcessGroups
                 {
                     throw new UserErrorException($"--nproc-per-node {job.LocalRanks} under {cpuLaunch.Launcher}: on the CPU each launched process is one rank (start more processes instead)");
                 }
-                var tcp = TcpProcessGroup.Join(cpuLaunch, job.ProcessRank == 0 ? runId : null, Timeout);
+                var tcp = TcpProcessGroup.Join(cpuLaunch, job.ProcessRank == 0 ? runId : null, timeout);
                 return new ProcessGroups([tcp], tcp.Payload);
             }
-            ThreadProcessGroup.Timeout = Timeout;
-            return new ProcessGroups(ThreadProcessGroup.Create(job.WorldSize), runId);
+            return new ProcessGroups(ThreadProcessGroup.Create(job.WorldSize, timeout), runId);
         }
         var accelerators = BackendFactory.Accelerators
             ?? throw new UserErrorException("multi-GPU training needs the CUDA backend, which this build lacks");
@@ -64,7 +61,7 @@ public sealed class ProcessGroups
         }
         if (job.Launch is { } launch)
         {
-            payload = TcpRendezvous.Exchange(launch, payload, Timeout);
+            payload = TcpRendezvous.Exchange(launch, payload, timeout);
         }
         runId = payload[..16];
         byte[] collectiveId = payload[16..];

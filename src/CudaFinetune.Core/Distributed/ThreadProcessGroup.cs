@@ -22,18 +22,22 @@ public sealed class ThreadProcessGroup : IProcessGroup
         Rank = rank;
     }
 
+    /// <summary>How long a collective waits for the slowest rank unless told otherwise.</summary>
+    public static TimeSpan DefaultTimeout { get; } = TimeSpan.FromMinutes(10);
+
     /// <summary>How long a collective waits for the slowest rank.</summary>
-    public static TimeSpan Timeout { get; set; } = TimeSpan.FromMinutes(10);
+    public TimeSpan Timeout => _shared.Timeout;
 
     public int Rank { get; }
 
     public int WorldSize => _shared.WorldSize;
 
     /// <summary>The <paramref name="worldSize"/> ranks of one group, one per thread that will use it.</summary>
-    public static ThreadProcessGroup[] Create(int worldSize)
+    /// <param name="timeout">how long a collective waits for the slowest rank (default <see cref="DefaultTimeout"/>)</param>
+    public static ThreadProcessGroup[] Create(int worldSize, TimeSpan? timeout = null)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(worldSize, 1);
-        var shared = new Shared(worldSize);
+        var shared = new Shared(worldSize, timeout ?? DefaultTimeout);
         return [.. Enumerable.Range(0, worldSize).Select(rank => new ThreadProcessGroup(shared, rank))];
     }
 
@@ -198,8 +202,10 @@ public sealed class ThreadProcessGroup : IProcessGroup
     }
 
     /// <summary>What the ranks of one group share: the barrier, each rank's posted tensor, the reduction result buffer.</summary>
-    private sealed class Shared(int worldSize)
+    private sealed class Shared(int worldSize, TimeSpan timeout)
     {
+        public TimeSpan Timeout { get; } = timeout;
+
         private float[] _f32 = [];
         private double[] _f64 = [];
 

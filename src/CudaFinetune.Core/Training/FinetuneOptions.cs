@@ -142,6 +142,9 @@ public sealed record FinetuneOptions
     /// </summary>
     public int ZeroStage { get; init; } = 2;
 
+    /// <summary>Seconds a rank waits for the others at the rendezvous, in each exchange and for a checkpoint's parts before it fails.</summary>
+    public int DistTimeout { get; init; } = 600;
+
     /// <summary>Replace an earlier run's files in <see cref="OutputDir"/> (refused otherwise, so nothing saved is lost).</summary>
     public bool Overwrite { get; init; }
 
@@ -196,6 +199,7 @@ public sealed record FinetuneOptions
         Require(Device is "auto" or "cpu" or "cuda" or "cuda-emulated", $"--device must be auto, cpu, cuda or cuda-emulated, got '{Device}'");
         Require(WorldSize > 0, $"--world-size must be positive, got {WorldSize}");
         Require(FromPeft is null || Peft == "lora", "--from-peft starts from a LoRA adapter; it needs --peft lora");
+        Require(DistTimeout > 0, $"--dist-timeout must be a positive number of seconds, got {DistTimeout}");
         Require(ZeroStage is 2 or 3, $"--zero-stage must be 2 (optimizer state and gradients sharded) or 3 (also the frozen base weights), got {ZeroStage}");
         Require(ZeroStage != 3 || Peft == "lora", "--zero-stage 3 shards the frozen base weights of a LoRA run; full fine-tuning (--peft none) trains them, so use --zero-stage 2");
         Require(NprocPerNode >= 0, $"--nproc-per-node must be positive (or 0: one rank per launched process), got {NprocPerNode}");

@@ -53,6 +53,7 @@ public static class FinetuneOptionsJson
         w.WriteNumber("world_size", o.WorldSize);
         w.WriteNumber("nproc_per_node", o.NprocPerNode);
         w.WriteNumber("zero_stage", o.ZeroStage);
+        w.WriteNumber("dist_timeout", o.DistTimeout);
         w.WriteEndObject();
     }
 }

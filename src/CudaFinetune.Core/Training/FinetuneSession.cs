@@ -143,7 +143,7 @@ public sealed class FinetuneSession : IDisposable
             {
                 backends.Add(BackendFactory.Create(options.Device, modelConfig, job.DeviceOrdinal(local), cpuThreads));
             }
-            groups = ProcessGroups.Open(job, backends);
+            groups = ProcessGroups.Open(job, backends, TimeSpan.FromSeconds(options.DistTimeout));
             // After the rendezvous, so that when the first process cannot start (the directory is in use, say) the
             // others learn it at once from its closed connection instead of waiting for it there.
             ResumeCandidates? candidates = null;
@@ -303,7 +303,7 @@ public sealed class FinetuneSession : IDisposable
         using (var metrics = first ? new MetricsWriter(metricsPath, append: _resume?.Metrics is not null) : null)
         {
             var savers = _ranks.Select(rank => new CheckpointSaver(checkpointsDir, CheckpointImage.Create(rank.Trainer.Optimizer.CheckpointPieces, rank.Rank), rank.Backend,
-                Options.KeepLast, new CheckpointRanks(rank.Rank, Job.WorldSize, ProcessGroups.Timeout, rank.Group is { } group ? () => group.PeerStopped : null, _abandon.Token), _runId, _resume?.Parent)).ToArray();
+                Options.KeepLast, new CheckpointRanks(rank.Rank, Job.WorldSize, TimeSpan.FromSeconds(Options.DistTimeout), rank.Group is { } group ? () => group.PeerStopped : null, _abandon.Token), _runId, _resume?.Parent)).ToArray();
             void Record(TrainingEvent e)
             {
                 metrics?.Write(e);

@@ -32,11 +32,6 @@ internal static class FinetuneCommand
     private static int Run(ParseResult parse, FinetuneFlags flags, CancellationToken cancellationToken)
     {
         var output = parse.InvocationConfiguration.Output;
-        if (FinetuneFlags.Given(parse, flags.DistTimeout))
-        {
-            int seconds = parse.GetValue(flags.DistTimeout);
-            ProcessGroups.Timeout = seconds > 0 ? TimeSpan.FromSeconds(seconds) : throw new UserErrorException($"--dist-timeout must be a positive number of seconds, got {seconds}");
-        }
         var resume = parse.GetValue(flags.Resume);
         if (resume is null && (FinetuneFlags.Given(parse, flags.Force) || FinetuneFlags.Given(parse, flags.Strict)))
         {
@@ -331,6 +326,7 @@ internal sealed class FinetuneFlags
             WorldSize = Get(WorldSize, o.WorldSize),
             NprocPerNode = Get(NprocPerNode, o.NprocPerNode),
             ZeroStage = Get(ZeroStage, o.ZeroStage),
+            DistTimeout = Get(DistTimeout, o.DistTimeout),
         };
     }
 

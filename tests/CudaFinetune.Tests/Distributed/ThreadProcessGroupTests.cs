@@ -14,9 +14,9 @@ namespace CudaFinetune.Tests.Distributed;
 public sealed class ThreadProcessGroupTests
 {
     /// <summary>Runs <paramref name="body"/> on one thread per rank of a new group; rethrows the failures.</summary>
-    private static void OnRanks(int worldSize, Action<ThreadProcessGroup> body)
+    private static void OnRanks(int worldSize, Action<ThreadProcessGroup> body, TimeSpan? timeout = null)
     {
-        var groups = ThreadProcessGroup.Create(worldSize);
+        var groups = ThreadProcessGroup.Create(worldSize, timeout);
         RankThreads.Run(worldSize, rank => body(groups[rank]));
     }
 
@@ -104,51 +104,33 @@ public sealed class ThreadProcessGroupTests
     [Test]
     public void A_rank_that_never_arrives_times_the_others_out()
     {
-        var saved = ThreadProcessGroup.Timeout;
-        ThreadProcessGroup.Timeout = TimeSpan.FromMilliseconds(200);
-        try
+        var e = Assert.Throws<AggregateException>(() => OnRanks(3, group =>
         {
-            var e = Assert.Throws<AggregateException>(() => OnRanks(3, group =>
+            if (group.Rank != 1)
             {
-                if (group.Rank != 1)
-                {
-                    group.Barrier();
-                }
-            }));
-            Assert.That(e!.InnerExceptions, Has.Count.EqualTo(2).And.All.InstanceOf<TimeoutException>());
-            Assert.That(e.InnerExceptions[0].Message, Does.Contain("of 3 waited 0 s in barrier for a rank that never arrived"));
-        }
-        finally
-        {
-            ThreadProcessGroup.Timeout = saved;
-        }
+                group.Barrier();
+            }
+        }, TimeSpan.FromMilliseconds(200)));
+        Assert.That(e!.InnerExceptions, Has.Count.EqualTo(2).And.All.InstanceOf<TimeoutException>());
+        Assert.That(e.InnerExceptions[0].Message, Does.Contain("of 3 waited 0 s in barrier for a rank that never arrived"));
     }
 
     [Test]
     public void A_rank_that_aborts_ends_the_others_waits_at_once()
     {
-        var saved = ThreadProcessGroup.Timeout;
-        ThreadProcessGroup.Timeout = TimeSpan.FromSeconds(60);
-        try
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var e = Assert.Throws<AggregateException>(() => OnRanks(3, group =>
         {
-            var clock = System.Diagnostics.Stopwatch.StartNew();
-            var e = Assert.Throws<AggregateException>(() => OnRanks(3, group =>
+            if (group.Rank == 1)
             {
-                if (group.Rank == 1)
-                {
-                    Thread.Sleep(50);
-                    group.Abort(); // as a failed rank's session does
-                    return;
-                }
-                group.Barrier();
-            }));
-            Assert.That(clock.Elapsed, Is.LessThan(TimeSpan.FromSeconds(30)), "nobody waited for the timeout");
-            Assert.That(e!.InnerExceptions, Has.Count.EqualTo(2).And.All.InstanceOf<RankAbortedException>());
-            Assert.That(e.InnerExceptions[0].Message, Does.Contain("another rank stopped"));
-        }
-        finally
-        {
-            ThreadProcessGroup.Timeout = saved;
-        }
+                Thread.Sleep(50);
+                group.Abort(); // as a failed rank's session does
+                return;
+            }
+            group.Barrier();
+        }, TimeSpan.FromSeconds(60)));
+        Assert.That(clock.Elapsed, Is.LessThan(TimeSpan.FromSeconds(30)), "nobody waited for the timeout");
+        Assert.That(e!.InnerExceptions, Has.Count.EqualTo(2).And.All.InstanceOf<RankAbortedException>());
+        Assert.That(e.InnerExceptions[0].Message, Does.Contain("another rank stopped"));
     }
 }
