@@ -1,6 +1,5 @@
-using System.Globalization;
+using CudaFinetune.Config;
 using CudaFinetune.Errors;
-using CudaFinetune.Lora;
 using CudaFinetune.Training;
 
 namespace CudaFinetune.Checkpoints;
@@ -11,52 +10,10 @@ namespace CudaFinetune.Checkpoints;
 /// saving, clipping, decay) may change, each with a warning. Settings that would make the saved state
 /// meaningless (the model, PEFT method, LoRA rank/alpha/targets, batch shapes, seed, shuffling, the
 /// training data) are refused; accumulation and world size (how many micro-batches a step takes) may change with the field that differs; <c>--force</c> accepts
-/// changed training data.
+/// changed training data. Which option follows which rule is declared with the option (<see cref="RunConfigKeys"/>).
 /// </summary>
 public static class ResumeCompatibility
 {
-    private enum Rule
-    {
-        MustMatch,
-        MayChange,
-    }
-
-    private static readonly (string Key, Rule Rule, Func<FinetuneOptions, string> Value)[] Fields =
-    [
-        ("peft", Rule.MustMatch, o => o.Peft),
-        ("lora_r", Rule.MustMatch, o => o.Peft == "lora" ? Text(o.LoraR) : "-"),
-        ("lora_alpha", Rule.MustMatch, o => o.Peft == "lora" ? Text(o.LoraAlpha) : "-"),
-        ("lora_targets", Rule.MustMatch, o => o.Peft == "lora" ? string.Join(",", LoraConfig.ParseTargets(o.LoraTargets).Order(StringComparer.Ordinal)) : "-"),
-        ("batch_size", Rule.MustMatch, o => Text(o.BatchSize)),
-        ("context_length", Rule.MustMatch, o => Text(o.ContextLength)),
-        ("batching", Rule.MustMatch, o => o.Batching.ToString().ToLowerInvariant()),
-        ("shuffle", Rule.MustMatch, o => o.Shuffle ? "true" : "false"),
-        ("gradient_accumulation_steps", Rule.MayChange, o => Text(o.GradientAccumulationSteps)),
-        ("world_size", Rule.MayChange, o => Text(o.WorldSize)),
-        ("zero_stage", Rule.MayChange, o => Text(o.ZeroStage)),
-        ("seed", Rule.MustMatch, o => Text(o.Seed)),
-        ("lr", Rule.MayChange, o => Text(o.Lr)),
-        ("scheduler", Rule.MayChange, o => o.Scheduler.ToString().ToLowerInvariant()),
-        ("warmup_steps", Rule.MayChange, o => Text(o.WarmupSteps)),
-        ("gamma", Rule.MayChange, o => Text(o.Gamma)),
-        ("num_epochs", Rule.MayChange, o => Text(o.NumEpochs)),
-        ("max_steps", Rule.MayChange, o => Text(o.MaxSteps)),
-        ("eval_every", Rule.MayChange, o => Text(o.EvalEvery)),
-        ("save_every", Rule.MayChange, o => Text(o.SaveEvery)),
-        ("keep_last", Rule.MayChange, o => Text(o.KeepLast)),
-        ("weight_decay", Rule.MayChange, o => Text(o.WeightDecay)),
-        ("gradient_clipping", Rule.MayChange, o => Text(o.GradientClipping)),
-        ("skip_nonfinite", Rule.MayChange, o => o.SkipNonfinite ? "true" : "false"),
-        ("beta1", Rule.MayChange, o => Text(o.Beta1)),
-        ("beta2", Rule.MayChange, o => Text(o.Beta2)),
-        ("epsilon", Rule.MayChange, o => Text(o.Epsilon)),
-        ("lora_dropout", Rule.MayChange, o => Text(o.LoraDropout)),
-        ("device", Rule.MayChange, o => o.Device),
-        ("validation_dataset", Rule.MayChange, o => o.ValidationDataset ?? "-"),
-        ("model", Rule.MayChange, o => o.Model is null ? "-" : Path.GetFullPath(o.Model)),
-        ("dataset", Rule.MayChange, o => o.Dataset is null ? "-" : Path.GetFullPath(o.Dataset)),
-    ];
-
     /// <summary>Warnings for every honoured change; throws <see cref="UserErrorException"/> for the first that cannot be honoured.</summary>
     /// <param name="checkpoint">the checkpoint's directory (for messages)</param>
     /// <param name="saved">the options the checkpoint was written with</param>
@@ -77,14 +34,18 @@ public static class ResumeCompatibility
         {
             throw new UserErrorException($"cannot resume from '{checkpoint}': the model differs from the one it was trained on (its config.json or weight files changed); resume with the same --model");
         }
-        foreach (var (key, rule, value) in Fields)
+        foreach (var option in RunConfigKeys.All)
         {
-            string before = value(saved), after = value(now);
+            if (option.Compared is not { } value || option.Resume == ResumeRule.Free)
+            {
+                continue;
+            }
+            string key = option.Snake, before = value(saved), after = value(now);
             if (before == after)
             {
                 continue;
             }
-            if (rule == Rule.MustMatch)
+            if (option.Resume == ResumeRule.MustMatch)
             {
                 throw new UserErrorException($"cannot resume from '{checkpoint}': {key} was {before} and is now {after}; a resumed run must keep it (start a new run in another --output-dir to change it)");
             }
@@ -108,10 +69,4 @@ public static class ResumeCompatibility
         }
         return warnings;
     }
-
-    private static string Text(double value) => value.ToString("R", CultureInfo.InvariantCulture);
-
-    private static string Text(long value) => value.ToString(CultureInfo.InvariantCulture);
-
-    private static string Text(ulong value) => value.ToString(CultureInfo.InvariantCulture);
 }

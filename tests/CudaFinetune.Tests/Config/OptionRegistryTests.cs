@@ -1,0 +1,51 @@
+using System.Text;
+using System.Text.Json;
+using CudaFinetune.Config;
+using CudaFinetune.Training;
+using NUnit.Framework;
+
+namespace CudaFinetune.Tests.Config;
+
+/// <summary>
+/// The option registry (<see cref="RunConfigKeys.All"/>) is what saves, reads back and compares options: every option a
+/// run depends on is saved and comes back as it was, and every property of <see cref="FinetuneOptions"/> has a key.
+/// </summary>
+[TestFixture]
+public sealed class OptionRegistryTests
+{
+    /// <summary>Options with every saved value away from its default.</summary>
+    private static readonly FinetuneOptions Unusual = new()
+    {
+        Model = "/m", Dataset = "/d.jsonl", OutputDir = "/out", Peft = "lora", LoraR = 4, LoraAlpha = 3.5, LoraDropout = 0.25,
+        LoraTargets = "q_proj,down_proj", FromPeft = "/adapter", DatasetFormat = "custom", ChatTemplate = "llama2", FieldMap = "prompt=q",
+        PromptTemplate = "Q: {prompt}", ValidationDataset = "/v.jsonl", ValidationFraction = 0.2, BatchSize = 3, ContextLength = 48,
+        Batching = BatchingStrategy.Padding, Shuffle = false, GradientAccumulationSteps = 5, NumEpochs = 7, MaxSteps = 11, Lr = 3e-3,
+        WeightDecay = 0.5, Beta1 = 0.8, Beta2 = 0.95, Epsilon = 1e-6, Scheduler = SchedulerKind.Cosine, WarmupSteps = 9, Gamma = 0.5,
+        GradientClipping = 2.5, SkipNonfinite = false, Seed = 12345678901234567890, EvalEvery = 13, SaveEvery = 17, KeepLast = 2,
+        Device = "cpu", WorldSize = 4, NprocPerNode = 2, ZeroStage = 3, DistTimeout = 77,
+    };
+
+    [Test]
+    public void Saved_options_read_back_as_they_were()
+    {
+        var buffer = new System.Buffers.ArrayBufferWriter<byte>();
+        using (var w = new Utf8JsonWriter(buffer))
+        {
+            FinetuneOptionsJson.Write(w, Unusual);
+        }
+        var back = RunConfigFile.ApplyText(new FinetuneOptions(), Encoding.UTF8.GetString(buffer.WrittenSpan), "saved", yaml: false);
+        Assert.That(back, Is.EqualTo(Unusual));
+    }
+
+    [Test]
+    public void Every_option_property_has_a_key_and_every_key_names_a_property()
+    {
+        string[] properties = [.. typeof(FinetuneOptions).GetProperties().Where(p => p.CanWrite).Select(p => p.Name).Order(StringComparer.Ordinal)];
+        string[] registered = [.. RunConfigKeys.All.Select(k => k.Property).Distinct().Order(StringComparer.Ordinal)];
+        Assert.That(registered, Is.EqualTo(properties));
+    }
+
+    [Test]
+    public void A_compared_option_has_a_rule_and_a_ruled_option_is_compared()
+        => Assert.That(RunConfigKeys.All.Where(k => (k.Compared is null) != (k.Resume == ResumeRule.Free)).Select(k => k.Name), Is.Empty);
+}
