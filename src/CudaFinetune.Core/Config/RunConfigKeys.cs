@@ -141,7 +141,7 @@ internal static class RunConfigKeys
         new("field-map", "--field-map", null, nameof(FinetuneOptions.FieldMap),
             "custom files: `prompt=question,response=answer` style field names", (o, v) => o with { FieldMap = v.NullableString() }) { Save = Text(o => o.FieldMap) },
         new("prompt-template", "--prompt-template", null, nameof(FinetuneOptions.PromptTemplate),
-            "custom files: prompt template with `{field}` placeholders", (o, v) => o with { PromptTemplate = v.NullableString() }) { Save = Text(o => o.PromptTemplate) },
+            "custom files: prompt template with `{field}` placeholders (`\\n`, `\\t`, `\\\\` as on the command line)", (o, v) => o with { PromptTemplate = v.NullableString() }) { Save = Text(o => o.PromptTemplate) },
         ValidationDataset,
         ValidationFraction,
         RunValidation,

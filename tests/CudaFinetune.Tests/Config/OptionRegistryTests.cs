@@ -48,4 +48,23 @@ public sealed class OptionRegistryTests
     [Test]
     public void A_compared_option_has_a_rule_and_a_ruled_option_is_compared()
         => Assert.That(RunConfigKeys.All.Where(k => (k.Compared is null) != (k.Resume == ResumeRule.Free)).Select(k => k.Name), Is.Empty);
+
+    [Test]
+    public void The_config_key_table_in_the_cli_doc_is_the_registry()
+    {
+        static string Cell(string? text) => text is null ? "—" : $"`{text}`";
+        string[] expected = [.. RunConfigKeys.All.Select(k => $"| {(k.Flag is null ? "—" : Cell(k.Name))} | {Cell(k.LlamaRecipes)} | {Cell(k.Flag)} | {k.Meaning} |")];
+        string[] doc = File.ReadAllLines(Support.RepositoryFiles.Path("docs", "cli.md"));
+        int header = Array.IndexOf(doc, "| key | llama-recipes | flag | meaning |");
+        Assert.That(header, Is.GreaterThan(0), "docs/cli.md has the config key table");
+        string[] table = [.. doc.Skip(header + 2).TakeWhile(line => line.StartsWith('|'))];
+        if (Environment.GetEnvironmentVariable("CUDAFINETUNE_WRITE_DOCS") == "1")
+        {
+            // A developer's way to rewrite the table after changing the registry.
+            File.WriteAllLines(Support.RepositoryFiles.Path("docs", "cli.md"), [.. doc.Take(header + 2), .. expected, .. doc.Skip(header + 2 + table.Length)]);
+            return;
+        }
+        Assert.That(table, Is.EqualTo(expected), "docs/cli.md's config key table differs from the registry (RunConfigKeys.All); "
+            + "CUDAFINETUNE_WRITE_DOCS=1 dotnet test --filter OptionRegistryTests rewrites it");
+    }
 }
