@@ -1,5 +1,4 @@
 using System.IO.Hashing;
-using System.IO.MemoryMappedFiles;
 using CudaFinetune.Backends;
 using CudaFinetune.Errors;
 using CudaFinetune.Tensors;
@@ -384,38 +383,5 @@ public sealed class Checkpoint
             TensorBytes.CopyInRange(backend!, new ReadOnlySpan<byte>(start + o.FromByte, checked((int)o.Bytes)), o.Destination, o.ToByte);
         }
         return null;
-    }
-
-    /// <summary>A read-only memory map of a whole shard file, made from the handle its checks were made on (never reopened by name).</summary>
-    private sealed unsafe class MappedShard : IDisposable
-    {
-        private readonly MemoryMappedFile _file;
-        private readonly MemoryMappedViewAccessor _view;
-
-        public MappedShard(SafeFileHandle handle)
-        {
-            try
-            {
-                _file = MemoryMappedFile.CreateFromFile(handle, null, 0, MemoryMappedFileAccess.Read, HandleInheritability.None, leaveOpen: false);
-            }
-            catch
-            {
-                handle.Dispose();
-                throw;
-            }
-            _view = _file.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
-            byte* pointer = null;
-            _view.SafeMemoryMappedViewHandle.AcquirePointer(ref pointer);
-            Pointer = pointer + _view.PointerOffset;
-        }
-
-        public byte* Pointer { get; }
-
-        public void Dispose()
-        {
-            _view.SafeMemoryMappedViewHandle.ReleasePointer();
-            _view.Dispose();
-            _file.Dispose();
-        }
     }
 }
