@@ -1,5 +1,5 @@
 using CudaFinetune.Backends;
-using CudaFinetune.Backends.Cpu;
+using CudaFinetune.Tensors;
 using CudaFinetune.Errors;
 
 namespace CudaFinetune.Distributed;
@@ -39,7 +39,7 @@ public sealed class ProcessGroups
         {
             return new ProcessGroups(null, runId);
         }
-        if (backends[0] is CpuBackend)
+        if (backends[0].Device.Kind == DeviceKind.Cpu) // tensors in host memory: the ranks exchange them themselves
         {
             if (job.Launch is { } cpuLaunch)
             {
