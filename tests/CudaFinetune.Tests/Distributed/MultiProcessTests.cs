@@ -141,7 +141,11 @@ public sealed class MultiProcessTests : LearnableTaskFixture
         // Nothing saved was lost: the whole job resumes from the newest checkpoint and goes on.
         var listed = CheckpointStore.List(Dir.File(name));
         Assert.That(listed.Where(c => c.OnChain).Select(c => c.Problem), Is.All.Null, "every checkpoint on record verifies");
-        long saved = listed.Max(c => c.Step);
+        // A kill between a checkpoint's commit and the move of checkpoints/latest leaves that newest checkpoint off the
+        // run's record: the resume continues from the checkpoint latest names (the steps after it run again, bit for bit)
+        // and keeps the other, moved to branches/.
+        long saved = listed.Where(c => c.OnChain).Max(c => c.Step);
+        var unrecorded = listed.Where(c => !c.OnChain).Select(c => c.Name).ToList();
         int resumePort = RankThreads.FreePort();
         var resumed = Enumerable.Range(0, 2).Select(r => Launch(r, 2, resumePort, "finetune", "--resume", Dir.File(name), "--max-steps", (saved + 2).ToString(CultureInfo.InvariantCulture),
             "--dist-timeout", "120")).ToList();
@@ -150,6 +154,10 @@ public sealed class MultiProcessTests : LearnableTaskFixture
             Assert.That(Finish(resumed[r], $"resumed rank {r}"), Is.Zero, resumed[r].Output.ToString());
         }
         Assert.That(resumed[0].Output.ToString(), Does.Contain($"resuming from").And.Contain($"(step {saved},"));
+        string[] kept = Directory.Exists(Path.Combine(Dir.File(name), "branches"))
+            ? [.. Directory.GetDirectories(Path.Combine(Dir.File(name), "branches"), "step-*", SearchOption.AllDirectories).Select(Path.GetFileName).OfType<string>()]
+            : [];
+        Assert.That(unrecorded, Is.SubsetOf(kept), "a checkpoint off the record is kept in branches/");
     }
 
     [Test]
