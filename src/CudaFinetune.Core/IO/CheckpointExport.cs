@@ -21,7 +21,7 @@ public static class CheckpointExport
     /// <summary>Writes the LoRA adapter of the checkpoint at <paramref name="path"/> (a checkpoint, or a run's newest valid one) as PEFT's layout.</summary>
     public static string ToPeft(string path, string outDir)
     {
-        var (checkpoint, options) = FinetuneSession.OpenNewestSaved(path, "export", "export --checkpoint", verify: true);
+        var (checkpoint, options) = ResumePlanner.OpenNewestSaved(path, "export", "export --checkpoint", verify: true);
         var lora = options.LoraSettings() ?? throw new UserErrorException($"'{checkpoint.Directory}' is a full fine-tuning checkpoint (peft none): it has no adapter; export it with --format merged");
         using var backend = new CpuBackend();
         var pieces = checkpoint.Manifest.Tensors.Where(t => t.Group == CheckpointFormat.ModelGroup).DistinctBy(t => t.Name)
@@ -44,7 +44,7 @@ public static class CheckpointExport
     /// </summary>
     public static string ToMerged(string path, string outDir, string? baseModel = null, DType dtype = DType.BF16, long maxShardBytes = HfModelDirectory.DefaultMaxShardBytes)
     {
-        var (checkpoint, options) = FinetuneSession.OpenNewestSaved(path, "export", "export --checkpoint", verify: true);
+        var (checkpoint, options) = ResumePlanner.OpenNewestSaved(path, "export", "export --checkpoint", verify: true);
         string modelDir = baseModel ?? options.Model ?? throw new UserErrorException($"'{checkpoint.Directory}' records no base model; pass --base-model DIR");
         if (!Directory.Exists(modelDir))
         {

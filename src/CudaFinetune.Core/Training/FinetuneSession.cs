@@ -104,9 +104,6 @@ public sealed class FinetuneSession : IDisposable
     /// <inheritdoc cref="ResumePlanner.ReadResumeOptions"/>
     public static FinetuneOptions ReadResumeOptions(string path, LaunchEnvironment? launch = null) => ResumePlanner.ReadResumeOptions(path, launch);
 
-    /// <inheritdoc cref="ResumePlanner.OpenNewestSaved"/>
-    internal static (Checkpoint Checkpoint, FinetuneOptions Options) OpenNewestSaved(string path, string purpose, string flag, bool verify)
-        => ResumePlanner.OpenNewestSaved(path, purpose, flag, verify);
 
     /// <summary>
     /// Validates the options and loads model, tokenizer and data — and, with <paramref name="resume"/>,

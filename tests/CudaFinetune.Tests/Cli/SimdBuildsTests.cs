@@ -105,21 +105,10 @@ public sealed class SimdBuildsTests : LearnableTaskFixture
     private IReadOnlyList<(long Step, double Loss)> Train(SimdLevel level)
     {
         string outputDir = Dir.File(level.Name());
-        string config = Dir.File($"{level.Name()}.json");
-        using (var stream = File.Create(config))
-        using (var w = new Utf8JsonWriter(stream))
-        {
-            FinetuneOptionsJson.Write(w, LearnableTask.Options(ModelDir, DataFile, outputDir) with { NumEpochs = 2 });
-        }
+        string config = CliProcess.WriteConfig(Dir.File($"{level.Name()}.json"), LearnableTask.Options(ModelDir, DataFile, outputDir) with { NumEpochs = 2 });
         var output = new StringBuilder();
-        using var process = CliProcess.Start(output, ["finetune", "--config", config], new Dictionary<string, string> { [SimdBuilds.Variable] = level.Name() });
-        if (!process.WaitForExit(TimeSpan.FromMinutes(3)))
-        {
-            process.Kill(entireProcessTree: true);
-            Assert.Fail($"the {level.Name()} run did not finish:\n{output}");
-        }
-        process.WaitForExit();
-        Assert.That(process.ExitCode, Is.Zero, output.ToString());
+        var process = CliProcess.Start(output, ["finetune", "--config", config], new Dictionary<string, string> { [SimdBuilds.Variable] = level.Name() });
+        Assert.That(CliProcess.Finish(process, output, $"the {level.Name()} run"), Is.Zero, output.ToString());
         using var run = JsonDocument.Parse(File.ReadAllBytes(Path.Combine(outputDir, "run.json")));
         Assert.That(run.RootElement.GetProperty("environment").GetProperty("simd").GetString(), Is.EqualTo(level.Name()), "the run ran at the level forced");
         return MetricsFile.ReadStepLosses(Path.Combine(outputDir, "metrics.jsonl"));

@@ -20,14 +20,7 @@ public sealed class MultiProcessTests : LearnableTaskFixture
 {
     private FinetuneOptions Options(string name) => LearnableTask.Options(ModelDir, DataFile, Dir.File(name)) with { NumEpochs = 2, SaveEvery = 2, KeepLast = 0, Shuffle = true };
 
-    private string ConfigFile(FinetuneOptions options)
-    {
-        string path = Dir.File("config.json");
-        using var stream = File.Create(path);
-        using var w = new Utf8JsonWriter(stream);
-        FinetuneOptionsJson.Write(w, options);
-        return path;
-    }
+    private string ConfigFile(FinetuneOptions options) => CliProcess.WriteConfig(Dir.File("config.json"), options);
 
     /// <summary>Starts the CLI as rank <paramref name="rank"/> of <paramref name="worldSize"/>, as torchrun would.</summary>
     private static (Process Process, StringBuilder Output) Launch(int rank, int worldSize, int port, params string[] args)
@@ -44,17 +37,7 @@ public sealed class MultiProcessTests : LearnableTaskFixture
         return (process, output);
     }
 
-    private static int Finish((Process Process, StringBuilder Output) launched, string what)
-    {
-        using var process = launched.Process;
-        if (!process.WaitForExit(TimeSpan.FromMinutes(3)))
-        {
-            process.Kill(entireProcessTree: true);
-            Assert.Fail($"{what} did not finish:\n{launched.Output}");
-        }
-        process.WaitForExit();
-        return process.ExitCode;
-    }
+    private static int Finish((Process Process, StringBuilder Output) launched, string what) => CliProcess.Finish(launched.Process, launched.Output, what);
 
     [Test]
     public void Two_launched_processes_train_as_one_rank_with_the_same_global_batch()

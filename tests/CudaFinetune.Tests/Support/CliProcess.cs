@@ -31,6 +31,30 @@ internal static class CliProcess
         return process;
     }
 
+    /// <summary>Waits for a started CLI (three minutes at most, then kills it and fails the test), disposes it, and returns its exit code.</summary>
+    public static int Finish(Process process, StringBuilder output, string what)
+    {
+        using (process)
+        {
+            if (!process.WaitForExit(TimeSpan.FromMinutes(3)))
+            {
+                process.Kill(entireProcessTree: true);
+                Assert.Fail($"{what} did not finish:\n{output}");
+            }
+            process.WaitForExit();
+            return process.ExitCode;
+        }
+    }
+
+    /// <summary>Writes <paramref name="options"/> as a --config file at <paramref name="path"/>; returns the path.</summary>
+    public static string WriteConfig(string path, FinetuneOptions options)
+    {
+        using var stream = File.Create(path);
+        using var w = new System.Text.Json.Utf8JsonWriter(stream);
+        FinetuneOptionsJson.Write(w, options);
+        return path;
+    }
+
     private static void Append(StringBuilder output, string? line)
     {
         lock (output)
