@@ -36,11 +36,11 @@ public static class ResumeCompatibility
         }
         foreach (var option in RunConfigKeys.All)
         {
-            if (option.Compared is not { } value || option.Resume == ResumeRule.Free)
+            if (option.Compared(saved) is not { } before || option.Compared(now) is not { } after)
             {
                 continue;
             }
-            string key = option.Snake, before = value(saved), after = value(now);
+            string key = option.Snake;
             if (before == after)
             {
                 continue;

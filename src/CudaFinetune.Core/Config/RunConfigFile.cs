@@ -216,21 +216,43 @@ public static class RunConfigFile
 
     // ---- documentation ----------------------------------------------------------------------
 
-    /// <summary>A Markdown description of the keys: the main table, the nested LoRA form, and the llama-recipes keys accepted only at harmless values.</summary>
+    /// <summary>docs/cli.md's option table: header, rule and one row per key of the registry, in its order.</summary>
+    public static IReadOnlyList<string> OptionTable()
+    {
+        static string Code(string? text) => text is null ? "—" : $"`{text.Replace("|", "\\|", StringComparison.Ordinal)}`";
+        static string Resume(OptionKey key) => !key.Saved ? "—" : key.Resume switch
+        {
+            ResumeRule.MustMatch => "must stay",
+            ResumeRule.MayChange => "may change (warned)",
+            _ => "may change",
+        };
+        var rows = new List<string> { OptionTableHeader, "|---|---|---|---|---|---|" };
+        foreach (OptionKey key in RunConfigKeys.All)
+        {
+            string flag = key.Flag is null ? "—" : Code(key.ValueName is { Length: > 0 } value ? $"{key.Flag} {value}" : key.Flag);
+            string meaning = key.Details switch
+            {
+                null => key.Meaning,
+                ['(', ..] => $"{key.Meaning} {key.Details}",
+                _ => $"{key.Meaning}. {key.Details}",
+            };
+            rows.Add($"| {flag} | {(key.Flag is null ? "—" : Code(key.Name))} | {Code(key.LlamaRecipes)} | {key.DefaultText ?? ""} | {Resume(key)} | {meaning} |");
+        }
+        return rows;
+    }
+
+    public const string OptionTableHeader = "| flag | config key | llama-recipes | default | on resume | meaning |";
+
+    /// <summary>A Markdown description of the keys: the option table, the nested LoRA form, and the llama-recipes keys accepted only at harmless values.</summary>
     public static string Describe()
     {
         var s = new StringBuilder();
         s.Append("`--config FILE` reads a JSON (`.json`) or YAML (`.yaml`, `.yml`) mapping of settings; flags given on the\n")
          .Append("command line override it. Each key may be written in kebab-case (`batch-size`), in snake_case\n")
-         .Append("(`batch_size`) or by its llama-recipes `train_config` name (`batch_size_training`).\n\n")
-         .Append("| key | llama-recipes | flag | meaning |\n")
-         .Append("|---|---|---|---|\n");
-        foreach (OptionKey key in RunConfigKeys.All)
+         .Append("(`batch_size`) or by its llama-recipes `train_config` name (`batch_size_training`).\n\n");
+        foreach (string row in OptionTable())
         {
-            string ours = key.Flag is null ? "—" : $"`{key.Name}`";
-            string llama = key.LlamaRecipes is null ? "—" : $"`{key.LlamaRecipes}`";
-            string flag = key.Flag is null ? "—" : $"`{key.Flag}`";
-            s.Append(CultureInfo.InvariantCulture, $"| {ours} | {llama} | {flag} | {key.Meaning} |\n");
+            s.Append(row).Append('\n');
         }
         s.Append("\nThe LoRA settings may also be nested as in llama-recipes, under `lora_config:` (or `lora:`):\n")
          .Append("`r`, `lora_alpha`, `lora_dropout` and `target_modules` (a list or a comma-separated string);\n")

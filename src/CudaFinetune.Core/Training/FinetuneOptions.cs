@@ -123,7 +123,7 @@ public sealed record FinetuneOptions
     /// <summary>Checkpoints kept: the newest this many, plus the best by eval loss (0: keep all).</summary>
     public int KeepLast { get; init; } = 3;
 
-    /// <summary>auto, cpu (cuda when the CUDA backend exists).</summary>
+    /// <summary>auto, cpu, cuda or cuda-emulated (RunConfigKeys.Device says what each means).</summary>
     public string Device { get; init; } = "auto";
 
     /// <summary>

@@ -17,7 +17,10 @@ public static class FinetuneOptionsJson
         w.WriteStartObject();
         foreach (var key in RunConfigKeys.All)
         {
-            key.Save?.Invoke(w, key.Snake, o);
+            if (key.Saved)
+            {
+                key.Save(w, o);
+            }
         }
         w.WriteEndObject();
     }

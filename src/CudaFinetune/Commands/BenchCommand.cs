@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using CudaFinetune.Backends;
+using CudaFinetune.Config;
 using CudaFinetune.Backends.Cpu;
 using CudaFinetune.Cuda.Backend;
 using CudaFinetune.Cuda.Benchmarking;
@@ -82,8 +83,7 @@ internal static class BenchCommand
 
     private static Command CreateStep()
     {
-        var device = FinetuneFlags.DeviceOption(FinetuneFlags.DeviceDescription);
-        device.DefaultValueFactory = _ => "auto";
+        var device = new OptionFlags([RunConfigKeys.Device]).Flag(RunConfigKeys.Device);
         var preset = new Option<string>("--preset") { Description = $"Model shape, randomly initialised: {string.Join(", ", LlamaPresets.Names)}", DefaultValueFactory = _ => "llama-3.2-1b-shape" };
         preset.AcceptOnlyFromAmong([.. LlamaPresets.Names]);
         var batch = Positive("--batch-size", 1, "Sequences per step");
@@ -106,7 +106,7 @@ internal static class BenchCommand
             var lora = parse.GetValue(peft) == "lora"
                 ? new LoraConfig { Rank = r, Alpha = 2 * r, Dropout = parse.GetValue(dropout), TargetModules = LoraConfig.ParseTargets(parse.GetValue(targets)!) }
                 : null;
-            using var backend = BackendFactory.Create(parse.GetValue(device)!, config);
+            using var backend = BackendFactory.Create(parse.GetValue(device) ?? RunConfigKeys.Device.DefaultText!, config);
             string simd = backend.Name == "cpu" ? $" ({SimdLevels.Running.Describe()})" : "";
             output.WriteLine($"bench step on {backend.Name}{simd}: {parse.GetValue(preset)} ({(lora is null ? "full fine-tuning" : $"LoRA r={r} on {parse.GetValue(targets)}")}), "
                 + $"batch {parse.GetValue(batch)} × {parse.GetValue(context)} tokens, {backend.ComputeType} compute");

@@ -50,7 +50,8 @@ internal static class Demo
 
     public static int Run(FinetuneFlags flags, ParseResult parse, TextWriter output, CancellationToken cancellationToken)
     {
-        string dir = Path.GetFullPath(FinetuneFlags.Given(parse, flags.OutputDir) ? parse.GetValue(flags.OutputDir)! : DefaultOutputDir);
+        var outputDir = flags.Options.Named<string>("--output-dir");
+        string dir = Path.GetFullPath(FinetuneFlags.Given(parse, outputDir) ? parse.GetValue(outputDir)! : DefaultOutputDir);
         if (File.Exists(Path.Combine(dir, FinetuneSession.RunFileName)) && !File.Exists(Path.Combine(dir, MarkerFileName)))
         {
             throw new UserErrorException($"'{dir}' holds a run that is not the demo's; give the demo another --output-dir");

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using CudaFinetune.Backends;
+using CudaFinetune.Config;
 using CudaFinetune.Data;
 using CudaFinetune.IO;
 using CudaFinetune.Training;
@@ -15,35 +16,19 @@ internal static class EvalCommand
         var model = new Option<string>("--model") { Description = "Model directory in Hugging Face layout", Required = true };
         var adapter = new Option<string>("--adapter") { Description = "LoRA adapter directory (a fine-tune's adapter/ folder)" };
         var dataset = new Option<string>("--dataset") { Description = "Data to evaluate on, .json, .jsonl or .csv (every example is used)", Required = true };
-        var format = new Option<string>("--dataset-format") { Description = "auto, pretokenized, chat, alpaca, samsum, grammar, text or custom", DefaultValueFactory = _ => "auto" };
-        var chatTemplate = new Option<string>("--chat-template") { Description = FinetuneFlags.ChatTemplateDescription, DefaultValueFactory = _ => "auto" };
-        var fieldMap = new Option<string>("--field-map") { Description = "Custom files: e.g. prompt=question,response=answer" };
-        var template = new Option<string>("--prompt-template") { Description = FinetuneFlags.PromptTemplateDescription };
-        var batchSize = new Option<int>("--batch-size") { Description = "Rows per batch", DefaultValueFactory = _ => 4 };
-        var context = new Option<int>("--context-length") { Description = "Tokens per row", DefaultValueFactory = _ => 256 };
-        var batching = new Option<string>("--batching") { Description = "packing or padding", DefaultValueFactory = _ => "packing" };
-        var device = FinetuneFlags.DeviceOption(FinetuneFlags.DeviceDescription);
-        device.DefaultValueFactory = _ => "auto";
+        // The flags eval shares with finetune, from the option registry: same names, help and defaults.
+        var shared = new OptionFlags(RunConfigKeys.Named("dataset-format", "chat-template", "field-map", "prompt-template", "batch-size", "context-length", "batching", "device"));
         var command = new Command("eval", "Print the loss and perplexity of a model (and optional LoRA adapter) on a dataset")
         {
-            model, adapter, dataset, format, chatTemplate, fieldMap, template, batchSize, context, batching, device,
+            model, adapter, dataset,
         };
+        foreach (Option option in shared.All)
+        {
+            command.Options.Add(option);
+        }
         command.SetAction(parse =>
         {
-            var options = new FinetuneOptions
-            {
-                Model = parse.GetValue(model),
-                Dataset = parse.GetValue(dataset),
-                DatasetFormat = parse.GetValue(format)!,
-                ChatTemplate = parse.GetValue(chatTemplate)!,
-                FieldMap = parse.GetValue(fieldMap),
-                PromptTemplate = parse.GetValue(template),
-                ValidationFraction = 0,
-                BatchSize = parse.GetValue(batchSize),
-                ContextLength = parse.GetValue(context),
-                Batching = FinetuneFlags.ParseBatching(parse.GetValue(batching)!),
-                Device = parse.GetValue(device)!,
-            };
+            var options = shared.Apply(parse, new FinetuneOptions { Model = parse.GetValue(model), Dataset = parse.GetValue(dataset), ValidationFraction = 0 });
             return Run(options, parse.GetValue(adapter), parse.InvocationConfiguration.Output);
         });
         return command;

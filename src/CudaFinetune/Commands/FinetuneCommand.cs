@@ -51,7 +51,8 @@ internal static class FinetuneCommand
             CheckDetachedResume(resume, saved, continued);
             return Train(continued, output, cancellationToken, request);
         }
-        bool demo = !FinetuneFlags.Given(parse, flags.Model) && !FinetuneFlags.Given(parse, flags.Dataset) && !FinetuneFlags.Given(parse, flags.Config);
+        bool demo = !FinetuneFlags.Given(parse, flags.Options.Named<string>("--model")) && !FinetuneFlags.Given(parse, flags.Options.Named<string>("--dataset"))
+            && !FinetuneFlags.Given(parse, flags.Config);
         if (demo)
         {
             return Demo.Run(flags, parse, output, cancellationToken);
@@ -88,15 +89,18 @@ internal static class FinetuneCommand
         LoraConfig adapter = PeftAdapterDirectory.ReadConfig(dir, "--from-peft");
         void Warn(string flag, string given, string adapterHas) =>
             output.WriteLine($"warning: {flag} {given} is ignored: the adapter in '{dir}' has {adapterHas} (--from-peft takes its rank, alpha and target modules)");
-        if (FinetuneFlags.Given(parse, flags.LoraR) && parse.GetValue(flags.LoraR) is var rank && rank != adapter.Rank)
+        var rankFlag = flags.Options.Named<int>("--lora-r");
+        var alphaFlag = flags.Options.Named<double>("--lora-alpha");
+        var targetsFlag = flags.Options.Named<string>("--lora-targets");
+        if (FinetuneFlags.Given(parse, rankFlag) && parse.GetValue(rankFlag) is var rank && rank != adapter.Rank)
         {
             Warn("--lora-r", Number(rank), $"r {Number(adapter.Rank)}");
         }
-        if (FinetuneFlags.Given(parse, flags.LoraAlpha) && parse.GetValue(flags.LoraAlpha) is var alpha && alpha != adapter.Alpha)
+        if (FinetuneFlags.Given(parse, alphaFlag) && parse.GetValue(alphaFlag) is var alpha && alpha != adapter.Alpha)
         {
             Warn("--lora-alpha", Number(alpha), $"lora_alpha {Number(adapter.Alpha)}");
         }
-        if (FinetuneFlags.Given(parse, flags.LoraTargets) && parse.GetValue(flags.LoraTargets) is { } targets
+        if (FinetuneFlags.Given(parse, targetsFlag) && parse.GetValue(targetsFlag) is { } targets
             && !LoraConfig.ParseTargets(targets).ToHashSet().SetEquals(adapter.TargetModules))
         {
             Warn("--lora-targets", targets, $"target modules {string.Join(",", adapter.TargetModules)}");
@@ -194,155 +198,28 @@ internal static class FinetuneCommand
     private static string Quote(string path) => path.Contains(' ', StringComparison.Ordinal) || path.Contains('\'', StringComparison.Ordinal) ? $"'{path.Replace("'", "'\\''", StringComparison.Ordinal)}'" : path;
 }
 
-/// <summary>The finetune flags, and how they override a config file and the defaults.</summary>
+/// <summary>
+/// The finetune flags: one per option of the registry (<see cref="OptionFlags"/>), and the four that steer the command
+/// itself — --config, --resume and its --force and --strict.
+/// </summary>
 internal sealed class FinetuneFlags
 {
-    public Option<int> DistTimeout { get; } = new("--dist-timeout") { Description = "Seconds a rank waits for the others at the rendezvous and in each exchange before it fails [default: 600]" };
     public Option<string> Resume { get; } = new("--resume") { Description = "Continue a run exactly: an output directory (its newest valid checkpoint) or a checkpoints/step-N directory; flags given now override the saved options where allowed" };
     public Option<bool> Force { get; } = new("--force") { Description = "With --resume: continue even though the training data changed" };
     public Option<bool> Strict { get; } = new("--strict") { Description = "With --resume: fail if the newest checkpoint is damaged instead of using the newest valid one" };
     public Option<string> Config { get; } = new("--config") { Description = "JSON or YAML file of options (our names or llama-recipes train_config names); flags override it" };
-    public Option<string> Model { get; } = new("--model") { Description = "Model directory in Hugging Face layout (config.json + model.safetensors)" };
-    public Option<string> Dataset { get; } = new("--dataset") { Description = "Training data, .json, .jsonl or .csv (pretokenized, chat, alpaca, samsum, grammar, text or custom)" };
-    public Option<string> OutputDir { get; } = new("--output-dir") { Description = "Where run.json, metrics.jsonl, loss.png and the adapter/model go [default: output]" };
-    public Option<bool> Overwrite { get; } = new("--overwrite") { Description = "Replace an earlier run's files in --output-dir" };
-    public Option<string> FromPeft { get; } = new("--from-peft") { Description = "Start from an existing PEFT LoRA adapter directory; its r, alpha and target modules replace --lora-r, --lora-alpha and --lora-targets (llama-recipes' from_peft_checkpoint)" };
-    public Option<string> Peft { get; } = new("--peft") { Description = "lora, or none for full fine-tuning [default: lora]" };
-    public Option<int> LoraR { get; } = new("--lora-r") { Description = "LoRA rank [default: 8]" };
-    public Option<double> LoraAlpha { get; } = new("--lora-alpha") { Description = "LoRA alpha; the update is scaled by alpha/r [default: 32]" };
-    public Option<double> LoraDropout { get; } = new("--lora-dropout") { Description = "Dropout on the LoRA input [default: 0.05]" };
-    public Option<string> LoraTargets { get; } = new("--lora-targets") { Description = "Comma-separated modules (q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj) or all-linear [default: q_proj,v_proj]" };
-    public Option<string> DatasetFormat { get; } = new("--dataset-format") { Description = "auto, pretokenized, chat, alpaca, samsum, grammar, text or custom [default: auto]" };
-    public Option<string> ChatTemplate { get; } = new("--chat-template") { Description = $"{ChatTemplateDescription} [default: auto]" };
-    public Option<string> FieldMap { get; } = new("--field-map") { Description = "Custom files: map our fields to yours, e.g. prompt=question,response=answer" };
-    public Option<string> PromptTemplate { get; } = new("--prompt-template") { Description = PromptTemplateDescription };
-    public Option<string> ValidationDataset { get; } = new("--validation-dataset") { Description = "Separate validation file (else --validation-fraction of the data)" };
-    public Option<double> ValidationFraction { get; } = new("--validation-fraction") { Description = "Share of the data held out for evaluation [default: 0.1]" };
-    public Option<int> BatchSize { get; } = new("--batch-size") { Description = "Rows per micro-batch [default: 4]" };
-    public Option<int> ContextLength { get; } = new("--context-length") { Description = "Tokens per row [default: 256]" };
-    public Option<string> Batching { get; } = new("--batching") { Description = "packing or padding [default: packing]" };
-    public Option<bool> Shuffle { get; } = new("--shuffle") { Description = "Shuffle batches every epoch: true or false [default: true]" };
-    public Option<int> GradientAccumulationSteps { get; } = new("--gradient-accumulation-steps") { Description = "Micro-batches per optimizer step [default: 1]" };
-    public Option<int> NumEpochs { get; } = new("--num-epochs") { Description = "Passes over the data [default: 3]" };
-    public Option<int> MaxSteps { get; } = new("--max-steps") { Description = "Stop after this many optimizer steps; 0 = no limit [default: 0]" };
-    public Option<double> Lr { get; } = new("--lr") { Description = "Peak learning rate [default: 1e-4]" };
-    public Option<double> WeightDecay { get; } = new("--weight-decay") { Description = "AdamW decoupled weight decay [default: 0]" };
-    public Option<double> Beta1 { get; } = new("--beta1") { Description = "AdamW β1 [default: 0.9]" };
-    public Option<double> Beta2 { get; } = new("--beta2") { Description = "AdamW β2 [default: 0.999]" };
-    public Option<double> Epsilon { get; } = new("--epsilon") { Description = "AdamW ε [default: 1e-8]" };
-    public Option<string> Scheduler { get; } = new("--scheduler") { Description = "steplr, cosine, linear or constant [default: steplr]" };
-    public Option<int> WarmupSteps { get; } = new("--warmup-steps") { Description = "Linear warmup steps [default: 0]" };
-    public Option<double> Gamma { get; } = new("--gamma") { Description = "steplr: factor per epoch [default: 0.85]" };
-    public Option<double> GradientClipping { get; } = new("--gradient-clipping") { Description = "Clip gradients to this global norm; 0 = off [default: 0]" };
-    public Option<bool> SkipNonfinite { get; } = new("--skip-nonfinite") { Description = "Skip and count a step whose loss or gradient norm is NaN or infinite; false: stop with a checkpoint of the last good state [default: true]" };
-    public Option<ulong> Seed { get; } = new("--seed") { Description = "Seed for LoRA init, dropout, shuffling and the validation split [default: 42]" };
-    public Option<int> EvalEvery { get; } = new("--eval-every") { Description = "Evaluate every N steps (and at each epoch end); 0 = epoch ends only [default: 0]" };
-    public Option<int> SaveEvery { get; } = new("--save-every") { Description = "Write a checkpoint every N steps (and at each epoch end and the end); 0 = epoch ends only [default: 0]" };
-    public Option<int> KeepLast { get; } = new("--keep-last") { Description = "Keep the newest K checkpoints plus the best by eval loss; 0 = all [default: 3]" };
-    public Option<string> Device { get; } = DeviceOption($"{DeviceDescription} [default: auto]");
-    public Option<int> WorldSize { get; } = new("--world-size") { Description = "Ranks training data-parallel (ZeRO-sharded optimizer): threads of this process, one GPU each with cuda; under a launcher, checked against it [default: 1]" };
-    public Option<int> NprocPerNode { get; } = new("--nproc-per-node") { Description = "Ranks (GPUs) per process started by torchrun, srun or mpirun [default: 1]" };
-    public Option<int> ZeroStage { get; } = new("--zero-stage") { Description = "2: optimizer state and gradients sharded over the ranks; 3: also the frozen layer weights of a LoRA run, gathered per layer [default: 2]" };
 
-    /// <summary>The --device values: the backends BackendFactory opens. eval, generate and bench step offer the same.</summary>
-    internal static IReadOnlyList<string> DeviceNames { get; } = ["auto", "cpu", "cuda", "cuda-emulated"];
+    /// <summary>A flag per option of the registry.</summary>
+    public OptionFlags Options { get; } = new(RunConfigKeys.All);
 
-    internal const string DeviceDescription =
-        "cpu, cuda (GPU 0) or cuda-emulated (the cuda code path on the kernel emulator: any machine, slow); auto: cuda when there is a GPU and the model's head size is 32, 64 or 128, else cpu";
+    public IEnumerable<Option> All => [Resume, Force, Strict, Config, .. Options.All];
 
-    internal const string ChatTemplateDescription =
-        "Chat records (messages): auto, llama3 (needs Llama 3's tokenizer.json) or llama2 (needs a tokenizer with a BOS, e.g. Llama 2's tokenizer.model); the loss is on assistant turns";
-
-    internal const string PromptTemplateDescription =
-        "Custom files: prompt text with {field} placeholders; \\n, \\t and \\\\ in it are a newline, a tab and a backslash (e.g. 'Q: {question}\\nA: ')";
-
-    /// <summary>A --device option that accepts only <see cref="DeviceNames"/>, so a typo fails while parsing, with the choices.</summary>
-    internal static Option<string> DeviceOption(string description)
-    {
-        var option = new Option<string>("--device") { Description = description };
-        option.AcceptOnlyFromAmong([.. DeviceNames]);
-        return option;
-    }
-
-    public IEnumerable<Option> All =>
-    [
-        Resume, Force, Strict, DistTimeout, Config, Model, Dataset, OutputDir, Overwrite, Peft, FromPeft, LoraR, LoraAlpha, LoraDropout, LoraTargets, DatasetFormat, ChatTemplate, FieldMap, PromptTemplate,
-        ValidationDataset, ValidationFraction, BatchSize, ContextLength, Batching, Shuffle, GradientAccumulationSteps, NumEpochs, MaxSteps,
-        Lr, WeightDecay, Beta1, Beta2, Epsilon, Scheduler, WarmupSteps, Gamma, GradientClipping, SkipNonfinite, Seed, EvalEvery, SaveEvery, KeepLast, Device, WorldSize, NprocPerNode, ZeroStage,
-    ];
-
-    public static bool Given(ParseResult parse, Option option) => parse.GetResult(option) is { Implicit: false };
+    public static bool Given(ParseResult parse, Option option) => OptionFlags.Given(parse, option);
 
     /// <summary>Defaults (or <paramref name="start"/>), then --config, then every flag given.</summary>
     public FinetuneOptions Resolve(ParseResult parse, FinetuneOptions start)
     {
-        var o = start;
-        if (parse.GetValue(Config) is { } configPath)
-        {
-            o = RunConfigFile.Apply(o, configPath);
-        }
-        T Get<T>(Option<T> option, T current) => Given(parse, option) ? parse.GetValue(option)! : current;
-        string? GetText(Option<string> option, string? current) => Given(parse, option) ? parse.GetValue(option) : current;
-        return o with
-        {
-            Model = GetText(Model, o.Model),
-            Dataset = GetText(Dataset, o.Dataset),
-            OutputDir = Get(OutputDir, o.OutputDir),
-            Overwrite = Get(Overwrite, o.Overwrite),
-            Peft = Get(Peft, o.Peft),
-            FromPeft = GetText(FromPeft, o.FromPeft),
-            LoraR = Get(LoraR, o.LoraR),
-            LoraAlpha = Get(LoraAlpha, o.LoraAlpha),
-            LoraDropout = Get(LoraDropout, o.LoraDropout),
-            LoraTargets = Get(LoraTargets, o.LoraTargets),
-            DatasetFormat = Get(DatasetFormat, o.DatasetFormat),
-            ChatTemplate = Get(ChatTemplate, o.ChatTemplate),
-            FieldMap = GetText(FieldMap, o.FieldMap),
-            PromptTemplate = GetText(PromptTemplate, o.PromptTemplate),
-            ValidationDataset = GetText(ValidationDataset, o.ValidationDataset),
-            ValidationFraction = Get(ValidationFraction, o.ValidationFraction),
-            BatchSize = Get(BatchSize, o.BatchSize),
-            ContextLength = Get(ContextLength, o.ContextLength),
-            Batching = Given(parse, Batching) ? ParseBatching(parse.GetValue(Batching)!) : o.Batching,
-            Shuffle = Get(Shuffle, o.Shuffle),
-            GradientAccumulationSteps = Get(GradientAccumulationSteps, o.GradientAccumulationSteps),
-            NumEpochs = Get(NumEpochs, o.NumEpochs),
-            MaxSteps = Get(MaxSteps, o.MaxSteps),
-            Lr = Get(Lr, o.Lr),
-            WeightDecay = Get(WeightDecay, o.WeightDecay),
-            Beta1 = Get(Beta1, o.Beta1),
-            Beta2 = Get(Beta2, o.Beta2),
-            Epsilon = Get(Epsilon, o.Epsilon),
-            Scheduler = Given(parse, Scheduler) ? ParseScheduler(parse.GetValue(Scheduler)!) : o.Scheduler,
-            WarmupSteps = Get(WarmupSteps, o.WarmupSteps),
-            Gamma = Get(Gamma, o.Gamma),
-            GradientClipping = Get(GradientClipping, o.GradientClipping),
-            SkipNonfinite = Get(SkipNonfinite, o.SkipNonfinite),
-            Seed = Get(Seed, o.Seed),
-            EvalEvery = Get(EvalEvery, o.EvalEvery),
-            SaveEvery = Get(SaveEvery, o.SaveEvery),
-            KeepLast = Get(KeepLast, o.KeepLast),
-            Device = Get(Device, o.Device),
-            WorldSize = Get(WorldSize, o.WorldSize),
-            NprocPerNode = Get(NprocPerNode, o.NprocPerNode),
-            ZeroStage = Get(ZeroStage, o.ZeroStage),
-            DistTimeout = Get(DistTimeout, o.DistTimeout),
-        };
+        var options = parse.GetValue(Config) is { } configPath ? RunConfigFile.Apply(start, configPath) : start;
+        return Options.Apply(parse, options);
     }
-
-    internal static BatchingStrategy ParseBatching(string value) => value.ToLowerInvariant() switch
-    {
-        "packing" => BatchingStrategy.Packing,
-        "padding" => BatchingStrategy.Padding,
-        _ => throw new UserErrorException($"--batching must be packing or padding, got '{value}'"),
-    };
-
-    internal static SchedulerKind ParseScheduler(string value) => value.ToLowerInvariant() switch
-    {
-        "steplr" => SchedulerKind.StepLR,
-        "cosine" => SchedulerKind.Cosine,
-        "linear" => SchedulerKind.Linear,
-        "constant" => SchedulerKind.Constant,
-        _ => throw new UserErrorException($"--scheduler must be steplr, cosine, linear or constant, got '{value}'"),
-    };
 }

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using CudaFinetune.Backends;
+using CudaFinetune.Config;
 using CudaFinetune.Errors;
 using CudaFinetune.IO;
 using CudaFinetune.Model;
@@ -19,15 +20,14 @@ internal static class GenerateCommand
         var temperature = new Option<double>("--temperature") { Description = "0 = greedy; above 0 samples", DefaultValueFactory = _ => 0 };
         var topP = new Option<double>("--top-p") { Description = "Nucleus sampling threshold (with --temperature > 0)", DefaultValueFactory = _ => 1.0 };
         var seed = new Option<ulong>("--seed") { Description = "Sampling seed", DefaultValueFactory = _ => 0 };
-        var device = FinetuneFlags.DeviceOption(FinetuneFlags.DeviceDescription);
-        device.DefaultValueFactory = _ => "auto";
+        var device = new OptionFlags([RunConfigKeys.Device]).Flag(RunConfigKeys.Device);
         var command = new Command("generate", "Generate text from a prompt (greedy, temperature, top-p; KV cache)")
         {
             model, adapter, prompt, maxNew, temperature, topP, seed, device,
         };
         command.SetAction(parse => Run(parse.GetValue(model)!, parse.GetValue(adapter), parse.GetValue(prompt)!,
             new GenerationOptions { MaxNewTokens = parse.GetValue(maxNew), Temperature = parse.GetValue(temperature), TopP = parse.GetValue(topP), Seed = parse.GetValue(seed) },
-            parse.GetValue(device)!, parse.InvocationConfiguration.Output));
+            parse.GetValue(device) ?? RunConfigKeys.Device.DefaultText!, parse.InvocationConfiguration.Output));
         return command;
     }
 

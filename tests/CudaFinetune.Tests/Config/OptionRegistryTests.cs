@@ -46,17 +46,42 @@ public sealed class OptionRegistryTests
     }
 
     [Test]
-    public void A_compared_option_has_a_rule_and_a_ruled_option_is_compared()
-        => Assert.That(RunConfigKeys.All.Where(k => (k.Compared is null) != (k.Resume == ResumeRule.Free)).Select(k => k.Name), Is.Empty);
+    public void A_compared_option_has_a_rule_and_a_ruled_option_is_saved_and_compared()
+    {
+        var options = new FinetuneOptions();
+        Assert.That(RunConfigKeys.All.Where(k => (k.Compared(options) is null) != (k.Resume == ResumeRule.Free)).Select(k => k.Name), Is.Empty);
+        Assert.That(RunConfigKeys.All.Where(k => k.Resume != ResumeRule.Free && !k.Saved).Select(k => k.Name), Is.Empty);
+    }
+
+    /// <summary>Every key with a flag is a finetune flag, typed and described from the registry, and a flag given sets the option.</summary>
+    [Test]
+    public void Every_flag_comes_from_the_registry_and_sets_its_option()
+    {
+        var flags = new CudaFinetune.Cli.Commands.FinetuneFlags();
+        var names = flags.Options.All.Select(o => o.Name).ToList();
+        Assert.That(names, Is.EqualTo(RunConfigKeys.All.Where(k => k.Flag is not null).Select(k => k.Flag)));
+        var command = new System.CommandLine.RootCommand();
+        foreach (var option in flags.All)
+        {
+            command.Options.Add(option);
+        }
+        var parse = command.Parse(["--lora-r", "5", "--lr", "2e-3", "--shuffle", "false", "--seed", "7", "--batching", "padding", "--scheduler", "cosine", "--model", "/m"]);
+        Assert.That(parse.Errors, Is.Empty);
+        var resolved = flags.Resolve(parse, new FinetuneOptions());
+        Assert.That(resolved, Is.EqualTo(new FinetuneOptions
+        {
+            LoraR = 5, Lr = 2e-3, Shuffle = false, Seed = 7, Batching = BatchingStrategy.Padding, Scheduler = SchedulerKind.Cosine, Model = "/m",
+        }));
+        Assert.That(flags.Resolve(command.Parse([]), Unusual), Is.EqualTo(Unusual), "flags not given keep the starting options");
+    }
 
     [Test]
-    public void The_config_key_table_in_the_cli_doc_is_the_registry()
+    public void The_option_table_in_the_cli_doc_is_the_registry()
     {
-        static string Cell(string? text) => text is null ? "—" : $"`{text}`";
-        string[] expected = [.. RunConfigKeys.All.Select(k => $"| {(k.Flag is null ? "—" : Cell(k.Name))} | {Cell(k.LlamaRecipes)} | {Cell(k.Flag)} | {k.Meaning} |")];
+        string[] expected = [.. RunConfigFile.OptionTable().Skip(2)];
         string[] doc = File.ReadAllLines(Support.RepositoryFiles.Path("docs", "cli.md"));
-        int header = Array.IndexOf(doc, "| key | llama-recipes | flag | meaning |");
-        Assert.That(header, Is.GreaterThan(0), "docs/cli.md has the config key table");
+        int header = Array.IndexOf(doc, RunConfigFile.OptionTableHeader);
+        Assert.That(header, Is.GreaterThan(0), "docs/cli.md has the option table");
         string[] table = [.. doc.Skip(header + 2).TakeWhile(line => line.StartsWith('|'))];
         if (Environment.GetEnvironmentVariable("CUDAFINETUNE_WRITE_DOCS") == "1")
         {
@@ -64,7 +89,7 @@ public sealed class OptionRegistryTests
             File.WriteAllLines(Support.RepositoryFiles.Path("docs", "cli.md"), [.. doc.Take(header + 2), .. expected, .. doc.Skip(header + 2 + table.Length)]);
             return;
         }
-        Assert.That(table, Is.EqualTo(expected), "docs/cli.md's config key table differs from the registry (RunConfigKeys.All); "
+        Assert.That(table, Is.EqualTo(expected), "docs/cli.md's option table differs from the registry (RunConfigKeys.All); "
             + "CUDAFINETUNE_WRITE_DOCS=1 dotnet test --filter OptionRegistryTests rewrites it");
     }
 }

@@ -463,9 +463,9 @@ public sealed class RunConfigFileTests
             .And.Contain("lora_config").And.Contain("enable_fsdp").And.Contain("max_train_step"));
         Assert.That(RunConfigFile.KnownKeys, Is.Unique);
         string doc = RunConfigFile.Describe();
-        Assert.That(doc, Does.Contain("| `batch-size` | `batch_size_training` | `--batch-size` |"));
-        Assert.That(doc, Does.Contain("| `lora-r` | `lora_config.r` | `--lora-r` |"));
-        Assert.That(doc, Does.Contain("| — | `use_peft` | — |"));
+        Assert.That(doc, Does.Contain("| `--batch-size N` | `batch-size` | `batch_size_training` | 4 | must stay |"));
+        Assert.That(doc, Does.Contain("| `--lora-r N` | `lora-r` | `lora_config.r` | 8 |"));
+        Assert.That(doc, Does.Contain("| — | — | `use_peft` |"));
         Assert.That(doc, Does.Contain("| `enable_fsdp` | `false` |"));
     }
 
