@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
 using CudaFinetune.Errors;
+using CudaFinetune.IO;
 using YamlDotNet.Core;
 using YamlDotNet.Core.Events;
 using YamlDotNet.RepresentationModel;
@@ -90,7 +91,7 @@ internal static class ConfigFileParser
             JsonElement root = document.RootElement;
             if (root.ValueKind != JsonValueKind.Object)
             {
-                throw new UserErrorException($"{source}: the top level must be a JSON object of settings ({{\"key\": value, ...}}), found {JsonKindName(root.ValueKind)}");
+                throw new UserErrorException($"{source}: the top level must be a JSON object of settings ({{\"key\": value, ...}}), found {JsonFields.KindName(root.ValueKind)}");
             }
             return (ConfigMap)FromJson(root, source);
         }
@@ -138,15 +139,6 @@ internal static class ConfigFileParser
         int at = message.IndexOf(" LineNumber:", StringComparison.Ordinal);
         return (at >= 0 ? message[..at] : message).TrimEnd();
     }
-
-    private static string JsonKindName(JsonValueKind kind) => kind switch
-    {
-        JsonValueKind.Array => "an array",
-        JsonValueKind.String => "a string",
-        JsonValueKind.Number => "a number",
-        JsonValueKind.True or JsonValueKind.False => "a boolean",
-        _ => "null",
-    };
 
     // ---- YAML ----------------------------------------------------------------------------------
 

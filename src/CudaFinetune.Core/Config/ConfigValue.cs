@@ -1,4 +1,3 @@
-using System.Globalization;
 using CudaFinetune.Errors;
 
 namespace CudaFinetune.Config;
@@ -6,7 +5,8 @@ namespace CudaFinetune.Config;
 /// <summary>
 /// One key's value with what is needed to complain about it: the file, the key as written and its
 /// line. Each reader checks the type and throws a <see cref="UserErrorException"/> that names the
-/// key, the type it needs and the value found.
+/// key, the type it needs and the value found. Numbers are read by <see cref="ValueText"/>'s rules, the ones JSON
+/// files' readers (<see cref="IO.JsonFields"/>) use.
 /// </summary>
 internal readonly struct ConfigValue(string source, string key, ConfigNode node, int line)
 {
@@ -53,7 +53,7 @@ internal readonly struct ConfigValue(string source, string key, ConfigNode node,
 
     public long Integer(string expected, long min, long max)
     {
-        if (NumberText is { } text && long.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out long value))
+        if (NumberText is { } text && ValueText.TryParseInteger(text, out long value))
         {
             if (value < min || value > max)
             {
@@ -61,7 +61,7 @@ internal readonly struct ConfigValue(string source, string key, ConfigNode node,
             }
             return value;
         }
-        throw TypeError(expected, QuotedHint(t => long.TryParse(t, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out _)));
+        throw TypeError(expected, QuotedHint(t => ValueText.TryParseInteger(t, out _)));
     }
 
     public int Int() => (int)Integer("an integer", int.MinValue, int.MaxValue);
@@ -70,15 +70,15 @@ internal readonly struct ConfigValue(string source, string key, ConfigNode node,
 
     public ulong ULong()
     {
-        if (NumberText is { } text && ulong.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out ulong value))
+        if (NumberText is { } text && ValueText.TryParseUnsigned(text, out ulong value))
         {
             return value;
         }
-        throw TypeError("a non-negative integer", QuotedHint(t => ulong.TryParse(t, NumberStyles.None, CultureInfo.InvariantCulture, out _)));
+        throw TypeError("a non-negative integer", QuotedHint(t => ValueText.TryParseUnsigned(t, out _)));
     }
 
     /// <summary>The value as a finite number; null where it is not one.</summary>
-    public double? TryDouble() => NumberText is { } text && TryParseDouble(text, out double value) ? value : null;
+    public double? TryDouble() => NumberText is { } text && ValueText.TryParseNumber(text, out double value) ? value : null;
 
     public double Double()
     {
@@ -86,11 +86,8 @@ internal readonly struct ConfigValue(string source, string key, ConfigNode node,
         {
             return value;
         }
-        throw TypeError("a number", QuotedHint(t => TryParseDouble(t, out _)));
+        throw TypeError("a number", QuotedHint(t => ValueText.TryParseNumber(t, out _)));
     }
-
-    private static bool TryParseDouble(string text, out double value)
-        => double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out value) && double.IsFinite(value);
 
     /// <summary>true/false (YAML also yes/no/on/off, any case); null where the value is not a boolean.</summary>
     public bool? TryBool() => Node switch

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using CudaFinetune.Errors;
+using CudaFinetune.IO;
 
 namespace CudaFinetune.Data;
 
@@ -261,15 +262,7 @@ internal static class DatasetFile
 
     private static string Column(JsonException e) => e.BytePositionInLine is long p ? $", at byte {p + 1} of the line" : "";
 
-    private static string Describe(JsonValueKind kind) => kind switch
-    {
-        JsonValueKind.Array => "an array",
-        JsonValueKind.String => "a string",
-        JsonValueKind.Number => "a number",
-        JsonValueKind.True or JsonValueKind.False => "a boolean",
-        JsonValueKind.Null => "null",
-        _ => kind.ToString(),
-    };
+    private static string Describe(JsonValueKind kind) => JsonFields.KindName(kind);
 
     private static string Describe(JsonTokenType token) => token switch
     {

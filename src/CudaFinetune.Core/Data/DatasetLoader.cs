@@ -1,5 +1,6 @@
 using System.Text.Json;
 using CudaFinetune.Errors;
+using CudaFinetune.IO;
 using CudaFinetune.Tokenizers;
 using CudaFinetune.Training;
 
@@ -373,13 +374,5 @@ public static class DatasetLoader
         return ids;
     }
 
-    private static string Kind(JsonElement value) => value.ValueKind switch
-    {
-        JsonValueKind.Array => "an array",
-        JsonValueKind.Object => "an object",
-        JsonValueKind.String => "a string",
-        JsonValueKind.Number => "a number",
-        JsonValueKind.True or JsonValueKind.False => "a boolean",
-        _ => "null",
-    };
+    private static string Kind(JsonElement value) => JsonFields.KindName(value.ValueKind);
 }

@@ -75,33 +75,43 @@ public static class PeftAdapterDirectory
         ArgumentNullException.ThrowIfNull(directory);
         CheckFiles(directory, flag);
         string path = Path.Combine(directory, ConfigFileName);
+        var error = JsonFields.FileErrors($"{Where(directory, flag)}: {ConfigFileName}");
+        byte[] bytes;
         try
         {
-            using var doc = JsonDocument.Parse(File.ReadAllBytes(path));
-            var root = doc.RootElement;
-            string peftType = root.TryGetProperty("peft_type", out var t) ? t.GetString() ?? "" : "";
-            if (!string.Equals(peftType, "LORA", StringComparison.OrdinalIgnoreCase))
-            {
-                throw new UserErrorException($"{Where(directory, flag)}: {ConfigFileName} has peft_type '{peftType}'; only LORA adapters are supported");
-            }
-            var modules = root.GetProperty("target_modules");
-            IReadOnlyList<string> targets = modules.ValueKind == JsonValueKind.String
-                ? LoraConfig.ParseTargets(modules.GetString()!)
-                : [.. modules.EnumerateArray().Select(m => m.GetString()!)];
-            var config = new LoraConfig
-            {
-                Rank = root.GetProperty("r").GetInt32(),
-                Alpha = root.GetProperty("lora_alpha").GetDouble(),
-                Dropout = root.TryGetProperty("lora_dropout", out var d) ? d.GetDouble() : 0,
-                TargetModules = targets,
-            };
-            config.Validate();
-            return config;
+            bytes = File.ReadAllBytes(path);
         }
-        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw new UserErrorException($"{Where(directory, flag)}: {ConfigFileName} is not a valid PEFT adapter config: {e.Message}", e);
+            throw error($"cannot be read ({e.Message})");
         }
+        using var doc = JsonFields.Parse(bytes, error);
+        var root = JsonFields.Root(doc, error);
+        string peftType = root.OptionalString("peft_type") ?? "";
+        if (!string.Equals(peftType, "LORA", StringComparison.OrdinalIgnoreCase))
+        {
+            throw new UserErrorException($"{Where(directory, flag)}: {ConfigFileName} has peft_type '{peftType}'; only LORA adapters are supported");
+        }
+        var modules = root.Member("target_modules");
+        IReadOnlyList<string> targets = modules.Kind == JsonValueKind.String
+            ? LoraConfig.ParseTargets(modules.AsString())
+            : modules.Kind == JsonValueKind.Array ? modules.AsStringList() : throw modules.Wrong("a list of module names or a comma-separated string");
+        var config = new LoraConfig
+        {
+            Rank = root.Int("r"),
+            Alpha = root.Number("lora_alpha"),
+            Dropout = root.OptionalNumber("lora_dropout") ?? 0,
+            TargetModules = targets,
+        };
+        try
+        {
+            config.Validate();
+        }
+        catch (UserErrorException e)
+        {
+            throw error(e.Message);
+        }
+        return config;
     }
 
     /// <summary>Copies the adapter weights into a model built with <see cref="ReadConfig"/>'s settings, checking every tensor.</summary>

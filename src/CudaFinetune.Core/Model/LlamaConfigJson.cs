@@ -42,59 +42,42 @@ public static class LlamaConfigJson
     /// <summary>Parses config.json text; <paramref name="source"/> names it in messages.</summary>
     public static LlamaConfig Parse(ReadOnlyMemory<byte> json, string source = "config.json")
     {
-        JsonDocument document;
+        using JsonDocument document = JsonFields.Parse(json, source, new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true });
+        var reader = JsonFields.Root(document, source);
+        CheckArchitecture(reader, source);
+        var defaults = new LlamaConfig();
+        JsonFields? ropeParameters = reader.OptionalObject("rope_parameters");
+        var config = new LlamaConfig
+        {
+            VocabSize = reader.OptionalInt("vocab_size") ?? defaults.VocabSize,
+            HiddenSize = reader.OptionalInt("hidden_size") ?? defaults.HiddenSize,
+            IntermediateSize = reader.OptionalInt("intermediate_size") ?? defaults.IntermediateSize,
+            NumHiddenLayers = reader.OptionalInt("num_hidden_layers") ?? defaults.NumHiddenLayers,
+            NumAttentionHeads = reader.OptionalInt("num_attention_heads") ?? defaults.NumAttentionHeads,
+            NumKeyValueHeads = reader.OptionalInt("num_key_value_heads"),
+            HeadDim = reader.OptionalInt("head_dim"),
+            MaxPositionEmbeddings = reader.OptionalInt("max_position_embeddings") ?? defaults.MaxPositionEmbeddings,
+            RmsNormEps = reader.OptionalNumber("rms_norm_eps") ?? defaults.RmsNormEps,
+            RopeTheta = reader.OptionalNumber("rope_theta") ?? ropeParameters?.OptionalNumber("rope_theta") ?? defaults.RopeTheta,
+            RopeScaling = ReadRopeScaling(reader.OptionalObject("rope_scaling") ?? ropeParameters),
+            TieWordEmbeddings = reader.OptionalBool("tie_word_embeddings") ?? defaults.TieWordEmbeddings,
+            InitializerRange = reader.OptionalNumber("initializer_range") ?? defaults.InitializerRange,
+            BosTokenId = reader.Member("bos_token_id").Kind == JsonValueKind.Undefined ? defaults.BosTokenId : TokenId(reader.Member("bos_token_id")),
+            EosTokenId = reader.Member("eos_token_id").Kind == JsonValueKind.Undefined ? defaults.EosTokenId : TokenId(reader.Member("eos_token_id")),
+            HiddenAct = reader.OptionalString("hidden_act") ?? defaults.HiddenAct,
+            AttentionBias = reader.OptionalBool("attention_bias") ?? defaults.AttentionBias,
+            MlpBias = reader.OptionalBool("mlp_bias") ?? defaults.MlpBias,
+            TorchDtype = reader.OptionalString("torch_dtype") ?? reader.OptionalString("dtype") ?? defaults.TorchDtype,
+        };
         try
         {
-            document = IO.StrictJson.Parse(json, new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true });
+            config.Validate();
         }
-        catch (JsonException e)
+        catch (UserErrorException e)
         {
-            throw new UserErrorException($"{source}: not valid JSON ({e.Message})", e);
+            throw new UserErrorException($"{source}: {e.Message}", e);
         }
-        using (document)
-        {
-            JsonElement root = document.RootElement;
-            if (root.ValueKind != JsonValueKind.Object)
-            {
-                throw new UserErrorException($"{source}: expected a JSON object");
-            }
-            var reader = new Fields(root, source);
-            CheckArchitecture(reader, source);
-            var defaults = new LlamaConfig();
-            JsonElement? ropeParameters = reader.Object("rope_parameters");
-            var ropeFields = ropeParameters is { } rp ? new Fields(rp, source, "rope_parameters.") : null;
-            var config = new LlamaConfig
-            {
-                VocabSize = reader.Int("vocab_size") ?? defaults.VocabSize,
-                HiddenSize = reader.Int("hidden_size") ?? defaults.HiddenSize,
-                IntermediateSize = reader.Int("intermediate_size") ?? defaults.IntermediateSize,
-                NumHiddenLayers = reader.Int("num_hidden_layers") ?? defaults.NumHiddenLayers,
-                NumAttentionHeads = reader.Int("num_attention_heads") ?? defaults.NumAttentionHeads,
-                NumKeyValueHeads = reader.Int("num_key_value_heads"),
-                HeadDim = reader.Int("head_dim"),
-                MaxPositionEmbeddings = reader.Int("max_position_embeddings") ?? defaults.MaxPositionEmbeddings,
-                RmsNormEps = reader.Double("rms_norm_eps") ?? defaults.RmsNormEps,
-                RopeTheta = reader.Double("rope_theta") ?? ropeFields?.Double("rope_theta") ?? defaults.RopeTheta,
-                RopeScaling = ReadRopeScaling(reader.Object("rope_scaling") is { } rs ? new Fields(rs, source, "rope_scaling.") : ropeFields),
-                TieWordEmbeddings = reader.Bool("tie_word_embeddings") ?? defaults.TieWordEmbeddings,
-                InitializerRange = reader.Double("initializer_range") ?? defaults.InitializerRange,
-                BosTokenId = reader.Has("bos_token_id") ? reader.TokenId("bos_token_id") : defaults.BosTokenId,
-                EosTokenId = reader.Has("eos_token_id") ? reader.TokenId("eos_token_id") : defaults.EosTokenId,
-                HiddenAct = reader.String("hidden_act") ?? defaults.HiddenAct,
-                AttentionBias = reader.Bool("attention_bias") ?? defaults.AttentionBias,
-                MlpBias = reader.Bool("mlp_bias") ?? defaults.MlpBias,
-                TorchDtype = reader.String("torch_dtype") ?? reader.String("dtype") ?? defaults.TorchDtype,
-            };
-            try
-            {
-                config.Validate();
-            }
-            catch (UserErrorException e)
-            {
-                throw new UserErrorException($"{source}: {e.Message}", e);
-            }
-            return config;
-        }
+        return config;
     }
 
     /// <summary>Writes <paramref name="config"/> to <paramref name="path"/> atomically.</summary>
@@ -192,10 +175,10 @@ public static class LlamaConfigJson
         }
     }
 
-    private static void CheckArchitecture(Fields reader, string source)
+    private static void CheckArchitecture(JsonFields reader, string source)
     {
-        string? modelType = reader.String("model_type");
-        List<string> architectures = reader.StringList("architectures");
+        string? modelType = reader.OptionalString("model_type");
+        List<string> architectures = reader.OptionalStringList("architectures") ?? [];
         if (modelType == ModelType || architectures.Contains(Architecture))
         {
             return;
@@ -209,13 +192,13 @@ public static class LlamaConfigJson
     }
 
     /// <summary>rope_scaling (or rope_parameters); null when absent, null, or transformers' "default" (no scaling).</summary>
-    private static RopeScaling? ReadRopeScaling(Fields? fields)
+    private static RopeScaling? ReadRopeScaling(JsonFields? fields)
     {
-        if (fields is null)
+        if (fields is not { } f)
         {
             return null;
         }
-        string? type = fields.String("rope_type") ?? fields.String("type");
+        string? type = f.OptionalString("rope_type") ?? f.OptionalString("type");
         if (type is null or "default")
         {
             return null;
@@ -224,109 +207,28 @@ public static class LlamaConfigJson
         return new RopeScaling
         {
             RopeType = type,
-            Factor = fields.Double("factor") ?? defaults.Factor,
-            LowFreqFactor = fields.Double("low_freq_factor") ?? defaults.LowFreqFactor,
-            HighFreqFactor = fields.Double("high_freq_factor") ?? defaults.HighFreqFactor,
-            OriginalMaxPositionEmbeddings = fields.Int("original_max_position_embeddings") ?? defaults.OriginalMaxPositionEmbeddings,
+            Factor = f.OptionalNumber("factor") ?? defaults.Factor,
+            LowFreqFactor = f.OptionalNumber("low_freq_factor") ?? defaults.LowFreqFactor,
+            HighFreqFactor = f.OptionalNumber("high_freq_factor") ?? defaults.HighFreqFactor,
+            OriginalMaxPositionEmbeddings = f.OptionalInt("original_max_position_embeddings") ?? defaults.OriginalMaxPositionEmbeddings,
         };
     }
 
-    /// <summary>Typed access to one JSON object's keys; absent or null keys read as null, wrong types throw naming the key.</summary>
-    private sealed class Fields(JsonElement obj, string source, string prefix = "")
+    /// <summary>A token id given as an integer or a list of integers (the first is taken); null for null or an empty list.</summary>
+    private static int? TokenId(JsonFields value)
     {
-        public bool Has(string key) => obj.TryGetProperty(key, out _);
-
-        public int? Int(string key)
+        const string expected = "an integer or a list of integers";
+        switch (value.Kind)
         {
-            if (!TryGet(key, out JsonElement v))
-            {
+            case JsonValueKind.Null:
                 return null;
-            }
-            return v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out int i) ? i : throw Wrong(key, "an integer", v);
-        }
-
-        public double? Double(string key)
-        {
-            if (!TryGet(key, out JsonElement v))
-            {
-                return null;
-            }
-            return v.ValueKind == JsonValueKind.Number && v.TryGetDouble(out double d) && double.IsFinite(d) ? d : throw Wrong(key, "a number", v);
-        }
-
-        public bool? Bool(string key)
-        {
-            if (!TryGet(key, out JsonElement v))
-            {
-                return null;
-            }
-            return v.ValueKind switch
-            {
-                JsonValueKind.True => true,
-                JsonValueKind.False => false,
-                _ => throw Wrong(key, "true or false", v),
-            };
-        }
-
-        public string? String(string key)
-        {
-            if (!TryGet(key, out JsonElement v))
-            {
-                return null;
-            }
-            return v.ValueKind == JsonValueKind.String ? v.GetString() : throw Wrong(key, "a string", v);
-        }
-
-        public JsonElement? Object(string key)
-        {
-            if (!TryGet(key, out JsonElement v))
-            {
-                return null;
-            }
-            return v.ValueKind == JsonValueKind.Object ? v : throw Wrong(key, "an object", v);
-        }
-
-        public List<string> StringList(string key)
-        {
-            if (!TryGet(key, out JsonElement v))
-            {
-                return [];
-            }
-            if (v.ValueKind != JsonValueKind.Array || v.EnumerateArray().Any(e => e.ValueKind != JsonValueKind.String))
-            {
-                throw Wrong(key, "a list of strings", v);
-            }
-            return [.. v.EnumerateArray().Select(e => e.GetString()!)];
-        }
-
-        /// <summary>A token id given as an integer or a list of integers (the first is taken); null for null or an empty list.</summary>
-        public int? TokenId(string key)
-        {
-            if (!TryGet(key, out JsonElement v))
-            {
-                return null;
-            }
-            if (v.ValueKind == JsonValueKind.Array)
-            {
-                if (v.EnumerateArray().Any(e => e.ValueKind != JsonValueKind.Number || !e.TryGetInt32(out _)))
-                {
-                    throw Wrong(key, "an integer or a list of integers", v);
-                }
-                return v.GetArrayLength() == 0 ? null : v[0].GetInt32();
-            }
-            return v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out int i) ? i : throw Wrong(key, "an integer or a list of integers", v);
-        }
-
-        private bool TryGet(string key, out JsonElement value) =>
-            obj.TryGetProperty(key, out value) && value.ValueKind != JsonValueKind.Null;
-
-        private UserErrorException Wrong(string key, string expected, JsonElement found) =>
-            new($"{source}: '{prefix}{key}' must be {expected}, found {Describe(found)}");
-
-        private static string Describe(JsonElement value)
-        {
-            string text = value.GetRawText();
-            return text.Length <= 40 ? text : text[..40] + "…";
+            case JsonValueKind.Number:
+                return value.Value.TryGetInt32(out int id) ? id : throw value.Wrong(expected);
+            case JsonValueKind.Array:
+                var ids = value.Value.EnumerateArray().Select(e => e.ValueKind == JsonValueKind.Number && e.TryGetInt32(out int i) ? i : (int?)null).ToList();
+                return ids.Contains(null) ? throw value.Wrong(expected) : ids.FirstOrDefault();
+            default:
+                throw value.Wrong(expected);
         }
     }
 }

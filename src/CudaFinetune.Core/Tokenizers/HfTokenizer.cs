@@ -113,19 +113,15 @@ public sealed class HfTokenizer : ITokenizer
         {
             return (null, null);
         }
-        try
+        using var doc = IO.JsonFields.Parse(ReadFile(path), path, new JsonDocumentOptions { AllowTrailingCommas = true, CommentHandling = JsonCommentHandling.Skip });
+        var root = IO.JsonFields.Root(doc, path);
+        static string? Token(IO.JsonFields token) => token.Kind switch
         {
-            using var doc = IO.StrictJson.Parse(ReadFile(path), new JsonDocumentOptions { AllowTrailingCommas = true, CommentHandling = JsonCommentHandling.Skip });
-            static string? Token(JsonElement root, string key) => !root.TryGetProperty(key, out var v) ? null
-                : v.ValueKind == JsonValueKind.String ? v.GetString()
-                : v.ValueKind == JsonValueKind.Object && v.TryGetProperty("content", out var c) ? c.GetString()
-                : null;
-            return (Token(doc.RootElement, "bos_token"), Token(doc.RootElement, "eos_token"));
-        }
-        catch (JsonException e)
-        {
-            throw new UserErrorException($"{path}: not valid JSON ({e.Message})", e);
-        }
+            JsonValueKind.String => token.AsString(),
+            JsonValueKind.Object => token.OptionalString("content"),
+            _ => null,
+        };
+        return (Token(root.Member("bos_token")), Token(root.Member("eos_token")));
     }
 
     private static HfTokenizer FromTokenizerJson(string path, (string? Bos, string? Eos) config)

@@ -67,34 +67,17 @@ public static class TokenizerCatalog
         {
             throw new UserErrorException($"{path}: cannot read ({e.Message})", e);
         }
-        JsonDocument document;
-        try
+        var error = JsonFields.FileErrors(path);
+        using JsonDocument document = JsonFields.Parse(bytes, problem => error($"{problem}; fix or delete the file"),
+            new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true });
+        var record = JsonFields.Root(document, error).Member(RecordKey);
+        if (!record.IsGiven)
         {
-            document = IO.StrictJson.Parse(bytes, new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true });
+            return HfTokenizer.Exists(modelDir) ? HfTokenizer.Load(modelDir) : null; // an ordinary Hugging Face directory
         }
-        catch (JsonException e)
-        {
-            throw new UserErrorException($"{path}: not valid JSON ({e.Message}); fix or delete the file", e);
-        }
-        using (document)
-        {
-            JsonElement root = document.RootElement;
-            if (root.ValueKind != JsonValueKind.Object)
-            {
-                throw new UserErrorException($"{path}: expected a JSON object");
-            }
-            if (!root.TryGetProperty(RecordKey, out JsonElement nameElement) || nameElement.ValueKind == JsonValueKind.Null)
-            {
-                return HfTokenizer.Exists(modelDir) ? HfTokenizer.Load(modelDir) : null; // an ordinary Hugging Face directory
-            }
-            if (nameElement.ValueKind != JsonValueKind.String)
-            {
-                throw new UserErrorException($"{path}: \"{RecordKey}\" must be a string naming a tokenizer ({string.Join(", ", Names)})");
-            }
-            string name = nameElement.GetString()!;
-            return Find(name)?.Create()
-                ?? throw new UserErrorException($"{path}: records tokenizer '{name}', which this version of CudaFinetune does not know; known tokenizers: {string.Join(", ", Names)}");
-        }
+        string name = record.AsString($"a string naming a tokenizer ({string.Join(", ", Names)})", _ => true);
+        return Find(name)?.Create()
+            ?? throw new UserErrorException($"{path}: records tokenizer '{name}', which this version of CudaFinetune does not know; known tokenizers: {string.Join(", ", Names)}");
     }
 
     /// <summary>Files of a Hugging Face model directory that describe its tokenizer and generation defaults.</summary>
@@ -176,16 +159,13 @@ public static class TokenizerCatalog
         {
             return null;
         }
+        byte[] bytes = HfTokenizer.ReadFile(path);
         try
         {
-            using JsonDocument document = IO.StrictJson.Parse(HfTokenizer.ReadFile(path));
-            return document.RootElement.ValueKind == JsonValueKind.Object
-                && document.RootElement.TryGetProperty("max_position_embeddings", out JsonElement value)
-                && value.TryGetInt32(out int positions) && positions > 0
-                ? positions
-                : null;
+            using JsonDocument document = JsonFields.Parse(bytes, path);
+            return JsonFields.Root(document, path).OptionalInt("max_position_embeddings", 1);
         }
-        catch (JsonException)
+        catch (UserErrorException)
         {
             // A broken config.json is reported by whoever loads the model; the record falls back to the default.
             return null;

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using CudaFinetune.Errors;
+using CudaFinetune.IO;
 
 namespace CudaFinetune.Tokenizers;
 
@@ -30,87 +31,58 @@ internal sealed record TokenizerJson(
     /// <summary>Reads <paramref name="json"/> (the bytes of the file at <paramref name="path"/>).</summary>
     public static TokenizerJson Read(byte[] json, string path)
     {
-        UserErrorException Bad(string where, string problem) => new($"{path}: '{where}' {problem}");
-        JsonDocument document;
-        try
+        using JsonDocument document = JsonFields.Parse(json, path, new JsonDocumentOptions { MaxDepth = 64 });
+        var root = JsonFields.Root(document, path);
+        var model = root.Object("model");
+        string type = model.OptionalString("type") ?? "";
+        bool byteLevel = root.Member("pre_tokenizer").IsGiven && root.Member("pre_tokenizer").Raw.Contains("\"ByteLevel\"", StringComparison.Ordinal);
+        if (type != "BPE" || !byteLevel)
         {
-            document = IO.StrictJson.Parse(json, new JsonDocumentOptions { MaxDepth = 64 });
+            throw new UserErrorException($"{path}: a {(type.Length > 0 ? type : "typeless")} tokenizer{(type == "BPE" ? " without byte-level pre-tokenization (e.g. SentencePiece-style BPE)" : "")} is not supported; byte-level BPE tokenizer.json (Llama 3) and tokenizer.model (SentencePiece, Llama 2) are");
         }
-        catch (JsonException e)
-        {
-            throw new UserErrorException($"{path}: not valid JSON ({e.Message})", e);
-        }
-        using (document)
-        {
-            var root = document.RootElement;
-            if (root.ValueKind != JsonValueKind.Object)
-            {
-                throw new UserErrorException($"{path}: must be a JSON object, found {Kind(root)}");
-            }
-            var model = Member(root, "model", JsonValueKind.Object, "model", Bad)
-                ?? throw Bad("model", "is missing");
-            string type = Member(model, "type", JsonValueKind.String, "model.type", Bad)?.GetString() ?? "";
-            bool byteLevel = root.TryGetProperty("pre_tokenizer", out var pre) && pre.GetRawText().Contains("\"ByteLevel\"", StringComparison.Ordinal);
-            if (type != "BPE" || !byteLevel)
-            {
-                throw new UserErrorException($"{path}: a {(type.Length > 0 ? type : "typeless")} tokenizer{(type == "BPE" ? " without byte-level pre-tokenization (e.g. SentencePiece-style BPE)" : "")} is not supported; byte-level BPE tokenizer.json (Llama 3) and tokenizer.model (SentencePiece, Llama 2) are");
-            }
-            bool ignoreMerges = Member(model, "ignore_merges", JsonValueKind.True, "model.ignore_merges", Bad, alsoAllowed: JsonValueKind.False) is { ValueKind: JsonValueKind.True };
-            var vocab = ReadVocab(model, ignoreMerges, Bad);
-            var merges = ignoreMerges ? [] : ReadMerges(model, vocab, Bad);
-            var added = ReadAddedTokens(root, Bad);
-            var regex = ReadPreTokenizer(root, Bad);
-            return new TokenizerJson(type, byteLevel, vocab, merges, ignoreMerges, added, regex);
-        }
+        bool ignoreMerges = model.OptionalBool("ignore_merges") ?? false;
+        var vocab = ReadVocab(model, ignoreMerges);
+        var merges = ignoreMerges ? [] : ReadMerges(model, vocab);
+        var added = ReadAddedTokens(root);
+        var regex = ReadPreTokenizer(root, path);
+        return new TokenizerJson(type, byteLevel, vocab, merges, ignoreMerges, added, regex);
     }
 
-    /// <summary>The member <paramref name="name"/> of <paramref name="parent"/> (null when absent or null), which must be of <paramref name="kind"/>.</summary>
-    private static JsonElement? Member(JsonElement parent, string name, JsonValueKind kind, string where, Func<string, string, UserErrorException> bad,
-        JsonValueKind? alsoAllowed = null)
+    private static Dictionary<string, int> ReadVocab(JsonFields model, bool ignoreMerges)
     {
-        if (!parent.TryGetProperty(name, out var value) || value.ValueKind == JsonValueKind.Null)
-        {
-            return null;
-        }
-        return value.ValueKind == kind || value.ValueKind == alsoAllowed ? value : throw bad(where, $"must be {Describe(kind)}, found {Kind(value)}");
-    }
-
-    private static Dictionary<string, int> ReadVocab(JsonElement model, bool ignoreMerges, Func<string, string, UserErrorException> bad)
-    {
-        var vocab = Member(model, "vocab", JsonValueKind.Object, "model.vocab", bad) ?? throw bad("model.vocab", "is missing");
+        var vocab = model.Object("vocab");
         var tokens = new Dictionary<string, int>(StringComparer.Ordinal);
         var byId = new Dictionary<int, string>();
-        foreach (var entry in vocab.EnumerateObject())
+        foreach (var (token, value) in vocab.Entries())
         {
-            string where = $"model.vocab[{Quote(entry.Name)}]";
-            if (entry.Name.Length == 0)
+            if (token.Length == 0)
             {
-                throw bad("model.vocab", "has an empty token");
+                throw vocab.Error("has an empty token");
             }
-            int id = Id(entry.Value, where, bad);
-            if (!tokens.TryAdd(entry.Name, id))
+            int id = value.AsInt(0, MaxId);
+            if (!tokens.TryAdd(token, id))
             {
-                throw bad("model.vocab", $"has the token {Quote(entry.Name)} twice");
+                throw vocab.Error($"has the token {JsonFields.Quote(token)} twice");
             }
-            if (!byId.TryAdd(id, entry.Name))
+            if (!byId.TryAdd(id, token))
             {
-                throw bad("model.vocab", $"gives id {id} to both {Quote(byId[id])} and {Quote(entry.Name)}");
+                throw vocab.Error($"gives id {id} to both {JsonFields.Quote(byId[id])} and {JsonFields.Quote(token)}");
             }
         }
         if (tokens.Count == 0)
         {
-            throw bad("model.vocab", "is empty");
+            throw vocab.Error("is empty");
         }
         if (ignoreMerges)
         {
             // Run as a tiktoken encoding, whose ranks are byte strings: every token must map back to bytes, and every
             // single byte must be a token, or some text could not be encoded at all.
-            foreach (string token in tokens.Keys)
+            foreach (var (token, value) in vocab.Entries())
             {
                 int outside = token.AsSpan().IndexOfAnyExcept(ByteLevelAlphabet.Characters);
                 if (outside >= 0)
                 {
-                    throw bad($"model.vocab[{Quote(token)}]", $"has the character U+{(int)token[outside]:X4}, outside the byte-level alphabet (ignore_merges needs byte-level tokens)");
+                    throw value.Error($"has the character U+{(int)token[outside]:X4}, outside the byte-level alphabet (ignore_merges needs byte-level tokens)");
                 }
             }
             for (int b = 0; b < 256; b++)
@@ -118,7 +90,7 @@ internal sealed record TokenizerJson(
                 string single = ByteLevelAlphabet.CharacterOf((byte)b).ToString();
                 if (!tokens.ContainsKey(single))
                 {
-                    throw bad("model.vocab", $"has no token for byte 0x{b:X2} ({Quote(single)}); ignore_merges needs every byte");
+                    throw vocab.Error($"has no token for byte 0x{b:X2} ({JsonFields.Quote(single)}); ignore_merges needs every byte");
                 }
             }
         }
@@ -126,38 +98,33 @@ internal sealed record TokenizerJson(
     }
 
     /// <summary>The merges as "a b"; each side and the merged token must be in the vocabulary, as transformers requires.</summary>
-    private static List<string> ReadMerges(JsonElement model, Dictionary<string, int> vocab, Func<string, string, UserErrorException> bad)
+    private static List<string> ReadMerges(JsonFields model, Dictionary<string, int> vocab)
     {
-        var merges = Member(model, "merges", JsonValueKind.Array, "model.merges", bad);
         var result = new List<string>();
-        if (merges is not { } list)
+        if (model.OptionalArray("merges") is not { } list)
         {
             return result;
         }
-        int i = 0;
-        foreach (var merge in list.EnumerateArray())
+        foreach (var merge in list)
         {
-            string where = $"model.merges[{i++}]";
-            if (merge.ValueKind == JsonValueKind.String)
+            if (merge.Kind == JsonValueKind.String)
             {
-                string text = merge.GetString()!;
+                string text = merge.AsString();
                 int space = text.IndexOf(' ', StringComparison.Ordinal);
                 if (space <= 0 || space == text.Length - 1 || text.IndexOf(' ', space + 1) >= 0)
                 {
-                    throw bad(where, $"must be two tokens separated by one space, found {Quote(text)}");
+                    throw merge.Wrong("two tokens separated by one space");
                 }
                 result.Add(text);
             }
-            else if (merge.ValueKind == JsonValueKind.Array && merge.GetArrayLength() == 2
-                && merge[0].ValueKind == JsonValueKind.String && merge[1].ValueKind == JsonValueKind.String
-                && merge[0].GetString()!.Length > 0 && merge[1].GetString()!.Length > 0
-                && !merge[0].GetString()!.Contains(' ', StringComparison.Ordinal) && !merge[1].GetString()!.Contains(' ', StringComparison.Ordinal))
+            else if (merge.Kind == JsonValueKind.Array && merge.Value.GetArrayLength() == 2
+                && merge.Value.EnumerateArray().All(side => side.ValueKind == JsonValueKind.String && side.GetString()!.Length > 0 && !side.GetString()!.Contains(' ', StringComparison.Ordinal)))
             {
-                result.Add($"{merge[0].GetString()} {merge[1].GetString()}");
+                result.Add($"{merge.Value[0].GetString()} {merge.Value[1].GetString()}");
             }
             else
             {
-                throw bad(where, $"must be \"a b\" or [\"a\", \"b\"] (two tokens without spaces), found {Kind(merge)}");
+                throw merge.Wrong("\"a b\" or [\"a\", \"b\"] (two tokens without spaces)");
             }
             string pair = result[^1];
             int cut = pair.IndexOf(' ', StringComparison.Ordinal);
@@ -165,7 +132,7 @@ internal sealed record TokenizerJson(
             {
                 if (!vocab.ContainsKey(token))
                 {
-                    throw bad(where, $"merges {Quote(pair)}, but {Quote(token)} is not in model.vocab");
+                    throw merge.Error($"merges {JsonFields.Quote(pair)}, but {JsonFields.Quote(token)} is not in model.vocab");
                 }
             }
         }
@@ -176,39 +143,34 @@ internal sealed record TokenizerJson(
     /// The added tokens by content. A token listed twice with the same id is taken once, as transformers does; the same
     /// content with two ids, or one id for two contents, is refused.
     /// </summary>
-    private static Dictionary<string, int> ReadAddedTokens(JsonElement root, Func<string, string, UserErrorException> bad)
+    private static Dictionary<string, int> ReadAddedTokens(JsonFields root)
     {
         var added = new Dictionary<string, int>(StringComparer.Ordinal);
-        if (Member(root, "added_tokens", JsonValueKind.Array, "added_tokens", bad) is not { } list)
+        if (root.OptionalArray("added_tokens") is not { } list)
         {
             return added;
         }
         var byId = new Dictionary<int, string>();
-        int i = 0;
-        foreach (var token in list.EnumerateArray())
+        foreach (var item in list)
         {
-            string where = $"added_tokens[{i++}]";
-            if (token.ValueKind != JsonValueKind.Object)
-            {
-                throw bad(where, $"must be an object with \"id\" and \"content\", found {Kind(token)}");
-            }
-            int id = Id(token.TryGetProperty("id", out var idValue) ? idValue : default, $"{where}.id", bad);
-            string content = Member(token, "content", JsonValueKind.String, $"{where}.content", bad)?.GetString() ?? throw bad($"{where}.content", "is missing");
+            var token = item.Kind == JsonValueKind.Object ? item : throw item.Wrong("an object with \"id\" and \"content\"");
+            int id = token.Int("id", 0, MaxId);
+            string content = token.String("content");
             if (content.Length == 0)
             {
-                throw bad($"{where}.content", "is empty");
+                throw token.Error("content", "is empty");
             }
             if (added.TryGetValue(content, out int earlier))
             {
                 if (earlier != id)
                 {
-                    throw bad(where, $"repeats {Quote(content)} with id {id} (listed before with id {earlier})");
+                    throw token.Error($"repeats {JsonFields.Quote(content)} with id {id} (listed before with id {earlier})");
                 }
                 continue;
             }
             if (byId.TryGetValue(id, out string? other))
             {
-                throw bad(where, $"gives id {id} to {Quote(content)}, which {Quote(other)} already has");
+                throw token.Error($"gives id {id} to {JsonFields.Quote(content)}, which {JsonFields.Quote(other)} already has");
             }
             added.Add(content, id);
             byId.Add(id, content);
@@ -217,22 +179,20 @@ internal sealed record TokenizerJson(
     }
 
     /// <summary>The Split pre-tokenizer's regex (alone or in a Sequence), else GPT-2's; compiled with <see cref="MatchTimeout"/>.</summary>
-    private static Regex ReadPreTokenizer(JsonElement root, Func<string, string, UserErrorException> bad)
+    private static Regex ReadPreTokenizer(JsonFields root, string path)
     {
-        string pattern = Gpt2Pattern, where = "";
-        if (root.TryGetProperty("pre_tokenizer", out var pre) && pre.ValueKind == JsonValueKind.Object)
+        string pattern = Gpt2Pattern;
+        JsonFields? at = null;
+        if (root.Member("pre_tokenizer") is { Kind: JsonValueKind.Object } pre)
         {
-            bool sequence = pre.TryGetProperty("pretokenizers", out var list) && list.ValueKind == JsonValueKind.Array;
-            var steps = sequence ? [.. list.EnumerateArray()] : new[] { pre };
-            for (int i = 0; i < steps.Length; i++)
+            var steps = pre.Member("pretokenizers") is { Kind: JsonValueKind.Array } sequence ? sequence.AsArray() : [pre];
+            foreach (var step in steps)
             {
-                var step = steps[i];
-                if (step.ValueKind == JsonValueKind.Object && step.TryGetProperty("type", out var type) && type.ValueKind == JsonValueKind.String
-                    && type.GetString() == "Split" && step.TryGetProperty("pattern", out var p) && p.ValueKind == JsonValueKind.Object
-                    && p.TryGetProperty("Regex", out var regex))
+                var regex = step.Member("pattern").Member("Regex");
+                if (step.Member("type") is { Kind: JsonValueKind.String } type && type.AsString() == "Split" && regex.Kind != JsonValueKind.Undefined)
                 {
-                    where = sequence ? $"pre_tokenizer.pretokenizers[{i}].pattern.Regex" : "pre_tokenizer.pattern.Regex";
-                    pattern = regex.ValueKind == JsonValueKind.String ? regex.GetString()! : throw bad(where, $"must be a string, found {Kind(regex)}");
+                    at = regex;
+                    pattern = regex.AsString();
                     break;
                 }
             }
@@ -243,38 +203,8 @@ internal sealed record TokenizerJson(
         }
         catch (ArgumentException e)
         {
-            throw bad(where, $"is not a regular expression .NET can run: {e.Message}");
+            const string problem = "is not a regular expression .NET can run: ";
+            throw at is { } where ? where.Error(problem + e.Message) : new UserErrorException($"{path}: GPT-2's pattern {problem}{e.Message}");
         }
     }
-
-    private static int Id(JsonElement value, string where, Func<string, string, UserErrorException> bad)
-        => value.ValueKind == JsonValueKind.Number && value.TryGetInt32(out int id) && id is >= 0 and <= MaxId
-            ? id
-            : throw bad(where, $"must be an integer from 0 to {MaxId}, found {(value.ValueKind == JsonValueKind.Undefined ? "nothing" : Kind(value))}");
-
-    /// <summary>A JSON value for a message: the value itself when short, else its kind.</summary>
-    private static string Kind(JsonElement value)
-    {
-        string raw = value.GetRawText();
-        return raw.Length <= 40 ? raw : value.ValueKind switch
-        {
-            JsonValueKind.Object => "an object",
-            JsonValueKind.Array => "an array",
-            JsonValueKind.String => "a long string",
-            _ => $"{value.ValueKind}".ToLowerInvariant(),
-        };
-    }
-
-    private static string Describe(JsonValueKind kind) => kind switch
-    {
-        JsonValueKind.Object => "an object",
-        JsonValueKind.Array => "an array",
-        JsonValueKind.String => "a string",
-        JsonValueKind.True or JsonValueKind.False => "true or false",
-        _ => kind.ToString().ToLowerInvariant(),
-    };
-
-    /// <summary>A token in a message: JSON-quoted (so control characters and spaces show), cut when long.</summary>
-    private static string Quote(string token)
-        => $"\"{JsonEncodedText.Encode(token.Length > 40 ? token[..40] + "…" : token, System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping)}\"";
 }

@@ -56,8 +56,8 @@ public sealed class TokenizerJsonValidationTests
         => Assert.That(Refusal(Text(tiktoken: false, vocab: vocab, merges: "[]", addedTokens: "[]")), Is.EqualTo(expected));
 
     [TestCase("[null]", "'added_tokens[0]' must be an object with \"id\" and \"content\", found null")]
-    [TestCase("""[{"content": "<x>"}]""", "'added_tokens[0].id' must be an integer from 0 to 10000000, found nothing")]
-    [TestCase("""[{"id": 300, "content": null}]""", "'added_tokens[0].content' is missing")]
+    [TestCase("""[{"content": "<x>"}]""", "'added_tokens[0].id' is missing")]
+    [TestCase("""[{"id": 300, "content": null}]""", "'added_tokens[0].content' must be a string, found null")]
     [TestCase("""[{"id": 300, "content": 7}]""", "'added_tokens[0].content' must be a string, found 7")]
     [TestCase("""[{"id": 300, "content": ""}]""", "'added_tokens[0].content' is empty")]
     [TestCase("""[{"id": 300, "content": "<x>"}, {"id": 301, "content": "<x>"}]""", """'added_tokens[1]' repeats "<x>" with id 301 (listed before with id 300)""")]

@@ -35,16 +35,7 @@ internal sealed class SafetensorsHeader
     /// <param name="file">The file's name, for messages.</param>
     public static SafetensorsHeader Parse(ReadOnlyMemory<byte> json, long dataLength, string file)
     {
-        JsonDocument document;
-        try
-        {
-            document = StrictJson.Parse(json);
-        }
-        catch (JsonException e)
-        {
-            throw Error(file, $"the header is not valid JSON ({e.Message})");
-        }
-        using (document)
+        using (JsonDocument document = JsonFields.Parse(json, problem => Error(file, $"the header is {problem}")))
         {
             if (document.RootElement.ValueKind != JsonValueKind.Object)
             {
@@ -75,20 +66,12 @@ internal sealed class SafetensorsHeader
 
     private static Dictionary<string, string> ParseMetadata(JsonElement value, string file)
     {
-        if (value.ValueKind != JsonValueKind.Object)
-        {
-            throw Error(file, $"'{MetadataKey}' must be an object of strings");
-        }
         var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
-        foreach (JsonProperty entry in value.EnumerateObject())
+        foreach (var (name, entry) in JsonFields.At(value, MetadataKey, problem => Error(file, problem)).Entries())
         {
-            if (entry.Value.ValueKind != JsonValueKind.String)
+            if (!metadata.TryAdd(name, entry.AsString()))
             {
-                throw Error(file, $"'{MetadataKey}' entry '{entry.Name}' must be a string, found {entry.Value.ValueKind}");
-            }
-            if (!metadata.TryAdd(entry.Name, entry.Value.GetString()!))
-            {
-                throw Error(file, $"'{MetadataKey}' names '{entry.Name}' twice");
+                throw Error(file, $"'{MetadataKey}' names '{name}' twice");
             }
         }
         return metadata;
@@ -100,28 +83,11 @@ internal sealed class SafetensorsHeader
         {
             throw Error(file, name, "the entry is not an object with dtype, shape and data_offsets");
         }
-        if (!entry.TryGetProperty("dtype", out JsonElement dtypeElement) || dtypeElement.ValueKind != JsonValueKind.String)
-        {
-            throw Error(file, name, "'dtype' is missing or not a string");
-        }
-        string dtypeName = dtypeElement.GetString()!;
-        DType dtype = DTypeExtensions.FromSafetensorsName(dtypeName)
-            ?? throw Error(file, name, $"dtype '{dtypeName}' is not one CudaFinetune reads (F32, F64, BF16, F16, I32)");
-
-        if (!entry.TryGetProperty("shape", out JsonElement shapeElement) || shapeElement.ValueKind != JsonValueKind.Array)
-        {
-            throw Error(file, name, "'shape' is missing or not an array");
-        }
-        var dims = new int[shapeElement.GetArrayLength()];
-        int axis = 0;
-        foreach (JsonElement dim in shapeElement.EnumerateArray())
-        {
-            if (dim.ValueKind != JsonValueKind.Number || !dim.TryGetInt64(out long d) || d < 0 || d > int.MaxValue)
-            {
-                throw Error(file, name, $"shape {shapeElement.GetRawText()} must hold non-negative integers below 2^31");
-            }
-            dims[axis++] = (int)d;
-        }
+        var fields = JsonFields.At(entry, "", problem => Error(file, name, problem));
+        var dtypeName = fields.Member("dtype");
+        DType dtype = DTypeExtensions.FromSafetensorsName(dtypeName.AsString()) ?? throw dtypeName.Wrong("a dtype CudaFinetune reads (F32, F64, BF16, F16, I32)");
+        int[] dims = [.. fields.Array("shape").Select(dim => dim.AsInt(0))];
+        string shapeText = fields.Member("shape").Raw;
         Shape shape;
         try
         {
@@ -129,7 +95,7 @@ internal sealed class SafetensorsHeader
         }
         catch (OverflowException)
         {
-            throw Error(file, name, $"shape {shapeElement.GetRawText()} has more elements than fit in 64 bits");
+            throw Error(file, name, $"shape {shapeText} has more elements than fit in 64 bits");
         }
 
         if (!entry.TryGetProperty("data_offsets", out JsonElement offsets) || offsets.ValueKind != JsonValueKind.Array || offsets.GetArrayLength() != 2

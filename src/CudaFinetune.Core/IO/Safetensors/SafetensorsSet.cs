@@ -1,4 +1,3 @@
-using System.Text.Json;
 using CudaFinetune.Errors;
 using CudaFinetune.Tensors;
 
@@ -87,26 +86,15 @@ public sealed class SafetensorsSet : IDisposable
 
     private static Dictionary<string, string> ReadWeightMap(string index)
     {
-        try
+        using var doc = JsonFields.Parse(File.ReadAllBytes(index), index);
+        var result = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var (name, value) in JsonFields.Root(doc, index).Object("weight_map").Entries())
         {
-            using var doc = StrictJson.Parse(File.ReadAllBytes(index));
-            if (!doc.RootElement.TryGetProperty("weight_map", out var map) || map.ValueKind != JsonValueKind.Object)
-            {
-                throw new UserErrorException($"{index}: has no \"weight_map\" object");
-            }
-            var result = new Dictionary<string, string>(StringComparer.Ordinal);
-            foreach (var entry in map.EnumerateObject())
-            {
-                string file = entry.Value.ValueKind == JsonValueKind.String ? entry.Value.GetString()! : "";
-                bool plain = file.Length > 0 && file == Path.GetFileName(file) && file != "." && file != "..";
-                result[entry.Name] = plain ? file : throw new UserErrorException($"{index}: '{entry.Name}' maps to '{file}', which is not a file name in the model directory");
-            }
-            return result;
+            string file = value.AsString();
+            bool plain = file.Length > 0 && file == Path.GetFileName(file) && file != "." && file != "..";
+            result[name] = plain ? file : throw value.Error($"maps to {JsonFields.Quote(file)}, which is not a file name in the model directory");
         }
-        catch (JsonException e)
-        {
-            throw new UserErrorException($"{index}: not valid JSON ({e.Message})", e);
-        }
+        return result;
     }
 
     public bool TryGetTensor(string name, out SafetensorsTensorInfo info)
