@@ -6,10 +6,10 @@ using BenchmarkDotNet.Engines;
 using CudaFinetune.Backends.Cpu;
 using CudaFinetune.Checkpoints;
 using CudaFinetune.Data;
-using CudaFinetune.Lora;
 using CudaFinetune.Model;
 using CudaFinetune.Tensors;
 using CudaFinetune.Training;
+using CudaFinetune.Config;
 
 namespace CudaFinetune.Benchmarks;
 

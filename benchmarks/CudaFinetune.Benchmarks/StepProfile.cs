@@ -2,7 +2,6 @@ using System.Diagnostics;
 using CudaFinetune.Backends;
 using CudaFinetune.Backends.Cpu;
 using CudaFinetune.Cuda.Backend;
-using CudaFinetune.Lora;
 using CudaFinetune.Model;
 using CudaFinetune.Training;
 

@@ -11,6 +11,8 @@ using CudaFinetune.Cuda.Backend;
 using CudaFinetune.Errors;
 using CudaFinetune.Model;
 using CudaFinetune.Training;
+using CudaFinetune.Config;
+using CudaFinetune.Hosting;
 
 if (args.Length is < 3 or > 5)
 {

@@ -2,6 +2,7 @@ using System.CommandLine;
 using CudaFinetune.Cli.Commands;
 using CudaFinetune.Cuda.Backend;
 using CudaFinetune.Errors;
+using CudaFinetune.Cuda.Hosting;
 
 namespace CudaFinetune.Cli;
 

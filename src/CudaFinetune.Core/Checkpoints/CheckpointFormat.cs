@@ -90,7 +90,7 @@ public static class CheckpointFormat
     /// interleaved file makes the checkpoint invalid (and a resume fall back) instead of failing the resumed run.
     /// </summary>
     public static string? CheckContent(string relativePath, ReadOnlySpan<byte> content)
-        => relativePath == MetricsFileName ? Training.MetricsFile.ProblemIn(content) : null;
+        => relativePath == MetricsFileName ? Reporting.MetricsFile.ProblemIn(content) : null;
 
     /// <summary>How the manifest spells why a checkpoint was written.</summary>
     public static string ReasonName(Training.CheckpointReason reason) => reason switch

@@ -1,6 +1,7 @@
 using CudaFinetune.Data;
 using CudaFinetune.Tensors;
 using CudaFinetune.Training;
+using CudaFinetune.Config;
 
 namespace CudaFinetune.Checkpoints;
 

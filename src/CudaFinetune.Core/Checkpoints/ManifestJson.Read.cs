@@ -6,6 +6,7 @@ using CudaFinetune.Errors;
 using CudaFinetune.IO;
 using CudaFinetune.Tensors;
 using CudaFinetune.Training;
+using CudaFinetune.Config;
 
 namespace CudaFinetune.Checkpoints;
 

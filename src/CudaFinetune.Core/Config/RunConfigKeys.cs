@@ -1,6 +1,6 @@
 using System.Globalization;
-using CudaFinetune.Lora;
 using CudaFinetune.Training;
+using CudaFinetune.Model;
 using static CudaFinetune.Config.OptionDeclarations;
 
 namespace CudaFinetune.Config;

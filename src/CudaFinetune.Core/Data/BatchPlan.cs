@@ -1,6 +1,7 @@
 using CudaFinetune.Errors;
 using CudaFinetune.Model;
 using CudaFinetune.Training;
+using CudaFinetune.Config;
 
 namespace CudaFinetune.Data;
 

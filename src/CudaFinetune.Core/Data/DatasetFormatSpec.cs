@@ -3,6 +3,7 @@ using System.Text.Json;
 using System.Text.RegularExpressions;
 using CudaFinetune.Errors;
 using CudaFinetune.Training;
+using CudaFinetune.Config;
 
 namespace CudaFinetune.Data;
 

@@ -3,6 +3,7 @@ using CudaFinetune.Errors;
 using CudaFinetune.IO;
 using CudaFinetune.Tokenizers;
 using CudaFinetune.Training;
+using CudaFinetune.Config;
 
 namespace CudaFinetune.Data;
 

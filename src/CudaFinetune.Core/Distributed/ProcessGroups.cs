@@ -1,6 +1,7 @@
 using CudaFinetune.Backends;
 using CudaFinetune.Tensors;
 using CudaFinetune.Errors;
+using CudaFinetune.Hosting;
 
 namespace CudaFinetune.Distributed;
 

@@ -2,9 +2,10 @@ using CudaFinetune.Backends;
 using CudaFinetune.Checkpoints;
 using CudaFinetune.Errors;
 using CudaFinetune.IO;
-using CudaFinetune.IO.Safetensors;
+using CudaFinetune.HuggingFace.Safetensors;
 using CudaFinetune.Model;
 using CudaFinetune.Tensors;
+using CudaFinetune.HuggingFace;
 
 namespace CudaFinetune.Distributed;
 

@@ -1,5 +1,4 @@
 using CudaFinetune.Backends;
-using CudaFinetune.Lora;
 using CudaFinetune.Numerics;
 using CudaFinetune.Tensors;
 
@@ -182,7 +181,7 @@ public sealed class LlamaModel : IDisposable
     }
 
     /// <summary>√(Σ over trainable parameters of Σ grad²), summed in parameter order (deterministic).</summary>
-    public double GradientNorm() => Training.GradientNorms.Of(_backend, _trainable);
+    public double GradientNorm() => GradientNorms.Of(_backend, _trainable);
 
     /// <summary>Sets every trainable parameter's gradient to zero.</summary>
     public void ZeroGradients()

@@ -1,4 +1,3 @@
-using CudaFinetune.Lora;
 
 namespace CudaFinetune.Model;
 

@@ -1,6 +1,8 @@
 using System.Text.Json;
 using CudaFinetune.Checkpoints;
 using CudaFinetune.Data;
+using CudaFinetune.Config;
+using CudaFinetune.Hosting;
 
 namespace CudaFinetune.Training;
 

@@ -1,4 +1,5 @@
 using System.Globalization;
+using CudaFinetune.Config;
 
 namespace CudaFinetune.Training;
 

@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Text.Json;
 using CudaFinetune.IO;
 using Microsoft.Win32.SafeHandles;
+using CudaFinetune.Reporting;
 
 namespace CudaFinetune.Training;
 

@@ -1,6 +1,7 @@
 using CudaFinetune.Checkpoints;
 using CudaFinetune.Errors;
 using CudaFinetune.IO;
+using CudaFinetune.Hosting;
 
 namespace CudaFinetune.Training;
 

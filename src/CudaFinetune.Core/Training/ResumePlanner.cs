@@ -4,6 +4,7 @@ using CudaFinetune.Data;
 using CudaFinetune.Distributed;
 using CudaFinetune.Errors;
 using CudaFinetune.IO;
+using CudaFinetune.Hosting;
 
 namespace CudaFinetune.Training;
 

@@ -1,5 +1,6 @@
 using CudaFinetune.Checkpoints;
 using CudaFinetune.IO;
+using CudaFinetune.Hosting;
 
 namespace CudaFinetune.Training;
 

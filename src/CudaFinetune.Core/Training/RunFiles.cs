@@ -2,6 +2,9 @@ using System.Text.Json;
 using CudaFinetune.Errors;
 using CudaFinetune.IO;
 using CudaFinetune.Tokenizers;
+using CudaFinetune.Config;
+using CudaFinetune.Hosting;
+using CudaFinetune.HuggingFace;
 
 namespace CudaFinetune.Training;
 

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using CudaFinetune.Data;
 using CudaFinetune.Distributed;
 using CudaFinetune.Model;
+using CudaFinetune.Config;
 
 namespace CudaFinetune.Training;
 

@@ -1,8 +1,9 @@
 using CudaFinetune.Backends;
 using CudaFinetune.Distributed;
 using CudaFinetune.IO;
-using CudaFinetune.Lora;
 using CudaFinetune.Model;
+using CudaFinetune.Config;
+using CudaFinetune.HuggingFace;
 
 namespace CudaFinetune.Training;
 

@@ -1,3 +1,5 @@
+using CudaFinetune.Reporting;
+
 namespace CudaFinetune.Training;
 
 /// <summary>

@@ -5,6 +5,7 @@ using CudaFinetune.Data;
 using CudaFinetune.Distributed;
 using CudaFinetune.Errors;
 using CudaFinetune.Model;
+using CudaFinetune.Config;
 
 namespace CudaFinetune.Training;
 

@@ -1,4 +1,5 @@
 using CudaFinetune.Data;
+using CudaFinetune.Config;
 
 namespace CudaFinetune.Training;
 

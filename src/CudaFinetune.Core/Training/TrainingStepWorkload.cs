@@ -1,5 +1,4 @@
 using CudaFinetune.Backends;
-using CudaFinetune.Lora;
 using CudaFinetune.Model;
 
 namespace CudaFinetune.Training;

@@ -1,3 +1,5 @@
+using CudaFinetune.Hosting;
+
 namespace CudaFinetune.Cuda.Runtime;
 
 /// <summary>

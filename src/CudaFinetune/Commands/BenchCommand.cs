@@ -8,9 +8,9 @@ using CudaFinetune.Cuda.Backend;
 using CudaFinetune.Cuda.Benchmarking;
 using CudaFinetune.Cuda.Runtime;
 using CudaFinetune.Errors;
-using CudaFinetune.Lora;
 using CudaFinetune.Model;
 using CudaFinetune.Training;
+using CudaFinetune.Hosting;
 
 namespace CudaFinetune.Cli.Commands;
 

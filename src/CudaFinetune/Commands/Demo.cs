@@ -3,6 +3,8 @@ using System.Globalization;
 using CudaFinetune.Errors;
 using CudaFinetune.Model;
 using CudaFinetune.Training;
+using CudaFinetune.Config;
+using CudaFinetune.Hosting;
 
 namespace CudaFinetune.Cli.Commands;
 

@@ -5,6 +5,8 @@ using CudaFinetune.Config;
 using CudaFinetune.Data;
 using CudaFinetune.IO;
 using CudaFinetune.Training;
+using CudaFinetune.Hosting;
+using CudaFinetune.HuggingFace;
 
 namespace CudaFinetune.Cli.Commands;
 

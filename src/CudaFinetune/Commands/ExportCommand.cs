@@ -2,6 +2,8 @@ using System.CommandLine;
 using CudaFinetune.Errors;
 using CudaFinetune.IO;
 using CudaFinetune.Tensors;
+using CudaFinetune.Hosting;
+using CudaFinetune.HuggingFace;
 
 namespace CudaFinetune.Cli.Commands;
 

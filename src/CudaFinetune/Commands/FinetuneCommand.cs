@@ -5,8 +5,10 @@ using CudaFinetune.Config;
 using CudaFinetune.Distributed;
 using CudaFinetune.Errors;
 using CudaFinetune.IO;
-using CudaFinetune.Lora;
 using CudaFinetune.Training;
+using CudaFinetune.Hosting;
+using CudaFinetune.HuggingFace;
+using CudaFinetune.Model;
 
 namespace CudaFinetune.Cli.Commands;
 

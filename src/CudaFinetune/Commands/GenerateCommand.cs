@@ -5,6 +5,8 @@ using CudaFinetune.Errors;
 using CudaFinetune.IO;
 using CudaFinetune.Model;
 using CudaFinetune.Tokenizers;
+using CudaFinetune.Hosting;
+using CudaFinetune.HuggingFace;
 
 namespace CudaFinetune.Cli.Commands;
 

@@ -4,6 +4,8 @@ using CudaFinetune.Errors;
 using CudaFinetune.IO;
 using CudaFinetune.Model;
 using CudaFinetune.Tensors;
+using CudaFinetune.Hosting;
+using CudaFinetune.HuggingFace;
 
 namespace CudaFinetune.Cli.Commands;
 

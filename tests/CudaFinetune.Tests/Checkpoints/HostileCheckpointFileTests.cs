@@ -5,6 +5,9 @@ using CudaFinetune.IO;
 using CudaFinetune.Tests.Support;
 using CudaFinetune.Training;
 using NUnit.Framework;
+using CudaFinetune.Config;
+using CudaFinetune.Hosting;
+using CudaFinetune.Reporting;
 
 namespace CudaFinetune.Tests.Checkpoints;
 

@@ -5,6 +5,7 @@ using CudaFinetune.Data;
 using CudaFinetune.Tensors;
 using CudaFinetune.Training;
 using NUnit.Framework;
+using CudaFinetune.Config;
 
 namespace CudaFinetune.Tests.Checkpoints;
 

@@ -5,6 +5,7 @@ using CudaFinetune.Tests.IO;
 using CudaFinetune.Tests.Support;
 using CudaFinetune.Training;
 using NUnit.Framework;
+using CudaFinetune.Reporting;
 
 namespace CudaFinetune.Tests.Cli;
 

@@ -4,6 +4,7 @@ using CudaFinetune.IO;
 using CudaFinetune.Model;
 using CudaFinetune.Tests.IO;
 using NUnit.Framework;
+using CudaFinetune.HuggingFace;
 
 namespace CudaFinetune.Tests.Cli;
 

@@ -3,6 +3,7 @@ using CudaFinetune.Errors;
 using CudaFinetune.Model;
 using CudaFinetune.Training;
 using NUnit.Framework;
+using CudaFinetune.Config;
 
 namespace CudaFinetune.Tests.Data;
 

@@ -4,6 +4,7 @@ using CudaFinetune.Tests.IO;
 using CudaFinetune.Tokenizers;
 using CudaFinetune.Training;
 using NUnit.Framework;
+using CudaFinetune.Config;
 using static CudaFinetune.Tests.Data.DatasetTestSupport;
 
 namespace CudaFinetune.Tests.Data;

@@ -1,6 +1,7 @@
 using System.Text;
 using CudaFinetune.Tokenizers;
 using CudaFinetune.Training;
+using CudaFinetune.Config;
 
 namespace CudaFinetune.Tests.Data;
 

@@ -3,6 +3,9 @@ using CudaFinetune.Checkpoints;
 using CudaFinetune.Tests.Support;
 using CudaFinetune.Training;
 using NUnit.Framework;
+using CudaFinetune.Config;
+using CudaFinetune.Hosting;
+using CudaFinetune.Reporting;
 
 namespace CudaFinetune.Tests.Distributed;
 

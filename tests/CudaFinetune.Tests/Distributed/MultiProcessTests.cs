@@ -6,6 +6,8 @@ using CudaFinetune.Checkpoints;
 using CudaFinetune.Tests.Support;
 using CudaFinetune.Training;
 using NUnit.Framework;
+using CudaFinetune.Config;
+using CudaFinetune.Reporting;
 
 namespace CudaFinetune.Tests.Distributed;
 

@@ -1,11 +1,12 @@
 using CudaFinetune.Backends.Cpu;
 using CudaFinetune.Errors;
 using CudaFinetune.IO;
-using CudaFinetune.IO.Safetensors;
+using CudaFinetune.HuggingFace.Safetensors;
 using CudaFinetune.Model;
 using CudaFinetune.Numerics;
 using CudaFinetune.Tensors;
 using NUnit.Framework;
+using CudaFinetune.HuggingFace;
 
 namespace CudaFinetune.Tests.IO;
 

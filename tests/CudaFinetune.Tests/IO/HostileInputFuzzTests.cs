@@ -3,7 +3,7 @@ using System.Text;
 using System.Text.RegularExpressions;
 using CudaFinetune.Config;
 using CudaFinetune.Errors;
-using CudaFinetune.IO.Safetensors;
+using CudaFinetune.HuggingFace.Safetensors;
 using CudaFinetune.Model;
 using CudaFinetune.Tensors;
 using CudaFinetune.Tests.Support;

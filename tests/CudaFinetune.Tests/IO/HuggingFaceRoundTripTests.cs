@@ -7,6 +7,10 @@ using CudaFinetune.Tests.Support;
 using CudaFinetune.Tokenizers;
 using CudaFinetune.Training;
 using NUnit.Framework;
+using CudaFinetune.Config;
+using CudaFinetune.Hosting;
+using CudaFinetune.HuggingFace;
+using CudaFinetune.Reporting;
 
 namespace CudaFinetune.Tests.IO;
 

@@ -3,6 +3,8 @@ using CudaFinetune.IO;
 using CudaFinetune.Tests.Support;
 using CudaFinetune.Training;
 using NUnit.Framework;
+using CudaFinetune.Config;
+using CudaFinetune.Hosting;
 
 namespace CudaFinetune.Tests.IO;
 

@@ -1,5 +1,5 @@
 using CudaFinetune.Errors;
-using CudaFinetune.IO.Safetensors;
+using CudaFinetune.HuggingFace.Safetensors;
 using NUnit.Framework;
 using static CudaFinetune.Tests.IO.SafetensorsTestFiles;
 

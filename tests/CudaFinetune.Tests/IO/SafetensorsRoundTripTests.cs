@@ -2,7 +2,7 @@ using System.Buffers.Binary;
 using System.Text;
 using System.Text.Json;
 using CudaFinetune.Errors;
-using CudaFinetune.IO.Safetensors;
+using CudaFinetune.HuggingFace.Safetensors;
 using CudaFinetune.Tensors;
 using NUnit.Framework;
 using static CudaFinetune.Tests.IO.SafetensorsTestFiles;

@@ -1,5 +1,4 @@
 using CudaFinetune.Backends.Cpu;
-using CudaFinetune.Lora;
 using CudaFinetune.Model;
 using CudaFinetune.Tensors;
 using CudaFinetune.Tests.Support;

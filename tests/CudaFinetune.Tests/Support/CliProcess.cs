@@ -2,6 +2,8 @@ using System.Diagnostics;
 using System.Text;
 using CudaFinetune.Training;
 using NUnit.Framework;
+using CudaFinetune.Config;
+using CudaFinetune.Reporting;
 
 namespace CudaFinetune.Tests.Support;
 

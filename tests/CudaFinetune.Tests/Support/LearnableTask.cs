@@ -2,6 +2,8 @@ using CudaFinetune.Backends.Cpu;
 using CudaFinetune.IO;
 using CudaFinetune.Model;
 using CudaFinetune.Training;
+using CudaFinetune.Config;
+using CudaFinetune.HuggingFace;
 
 namespace CudaFinetune.Tests.Support;
 

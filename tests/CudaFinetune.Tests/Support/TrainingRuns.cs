@@ -1,4 +1,6 @@
 using CudaFinetune.Training;
+using CudaFinetune.Config;
+using CudaFinetune.Hosting;
 
 namespace CudaFinetune.Tests.Support;
 

@@ -5,6 +5,8 @@ using CudaFinetune.Errors;
 using CudaFinetune.Model;
 using CudaFinetune.Tests.Support;
 using NUnit.Framework;
+using CudaFinetune.Hosting;
+using CudaFinetune.Cuda.Hosting;
 
 namespace CudaFinetune.Tests.Training;
 

@@ -2,7 +2,7 @@ using System.Text.Json;
 using CudaFinetune.Backends.Cpu;
 using CudaFinetune.Checkpoints;
 using CudaFinetune.IO;
-using CudaFinetune.IO.Safetensors;
+using CudaFinetune.HuggingFace.Safetensors;
 using CudaFinetune.Numerics;
 using CudaFinetune.Cuda.Backend;
 using CudaFinetune.Tests.IO;
@@ -10,6 +10,10 @@ using CudaFinetune.Tensors;
 using CudaFinetune.Tests.Support;
 using CudaFinetune.Training;
 using NUnit.Framework;
+using CudaFinetune.Config;
+using CudaFinetune.Hosting;
+using CudaFinetune.HuggingFace;
+using CudaFinetune.Cuda.Hosting;
 
 namespace CudaFinetune.Tests.Training;
 

@@ -2,6 +2,8 @@ using CudaFinetune.Tests.IO;
 using CudaFinetune.Tests.Support;
 using CudaFinetune.Training;
 using NUnit.Framework;
+using CudaFinetune.Hosting;
+using CudaFinetune.Reporting;
 
 namespace CudaFinetune.Tests.Training;
 
@@ -95,7 +97,7 @@ public sealed class FinetuneSessionTests
         using var session = FinetuneSession.Open(LearnableTask.Options(model, data, _dir.File("run")) with { Peft = "none", MaxSteps = 4, Lr = 1e-3 });
         var result = session.Train();
         using var backend = new CudaFinetune.Backends.Cpu.CpuBackend(threads: 1);
-        var (config, weights) = CudaFinetune.IO.HfModelDirectory.Load(result.ModelDir!, backend);
+        var (config, weights) = CudaFinetune.HuggingFace.HfModelDirectory.Load(result.ModelDir!, backend);
         using (weights)
         {
             Assert.That(config.VocabSize, Is.EqualTo(32));

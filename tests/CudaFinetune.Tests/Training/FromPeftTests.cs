@@ -3,6 +3,10 @@ using CudaFinetune.IO;
 using CudaFinetune.Tests.Support;
 using CudaFinetune.Training;
 using NUnit.Framework;
+using CudaFinetune.Config;
+using CudaFinetune.Hosting;
+using CudaFinetune.HuggingFace;
+using CudaFinetune.Reporting;
 
 namespace CudaFinetune.Tests.Training;
 

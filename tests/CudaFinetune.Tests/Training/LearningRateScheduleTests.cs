@@ -1,5 +1,6 @@
 using CudaFinetune.Training;
 using NUnit.Framework;
+using CudaFinetune.Config;
 
 namespace CudaFinetune.Tests.Training;
 

@@ -3,6 +3,8 @@ using CudaFinetune.Checkpoints;
 using CudaFinetune.Tests.Support;
 using CudaFinetune.Training;
 using NUnit.Framework;
+using CudaFinetune.Config;
+using CudaFinetune.Hosting;
 
 namespace CudaFinetune.Tests.Training;
 

@@ -6,6 +6,7 @@ using CudaFinetune.Tests.Model;
 using CudaFinetune.Tests.Support;
 using CudaFinetune.Training;
 using NUnit.Framework;
+using CudaFinetune.Config;
 using static CudaFinetune.Tests.Support.HostTensors;
 
 namespace CudaFinetune.Tests.Training;

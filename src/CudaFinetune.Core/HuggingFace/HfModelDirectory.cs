@@ -1,11 +1,12 @@
 using CudaFinetune.Backends;
 using CudaFinetune.Checkpoints;
 using CudaFinetune.Errors;
-using CudaFinetune.IO.Safetensors;
+using CudaFinetune.HuggingFace.Safetensors;
 using CudaFinetune.Model;
 using CudaFinetune.Tensors;
+using CudaFinetune.IO;
 
-namespace CudaFinetune.IO;
+namespace CudaFinetune.HuggingFace;
 
 /// <summary>
 /// A model directory in Hugging Face layout: <c>config.json</c> plus <c>model.safetensors</c> or shards

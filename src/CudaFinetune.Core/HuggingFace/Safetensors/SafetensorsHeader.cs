@@ -1,8 +1,9 @@
 using System.Text.Json;
 using CudaFinetune.Errors;
 using CudaFinetune.Tensors;
+using CudaFinetune.IO;
 
-namespace CudaFinetune.IO.Safetensors;
+namespace CudaFinetune.HuggingFace.Safetensors;
 
 /// <summary>
 /// Parses and validates a safetensors JSON header. Kept apart from the file mapping so that every

@@ -3,8 +3,9 @@ using CudaFinetune.Checkpoints;
 using CudaFinetune.Model;
 using CudaFinetune.Tensors;
 using CudaFinetune.Training;
+using CudaFinetune.Distributed;
 
-namespace CudaFinetune.Distributed;
+namespace CudaFinetune.Training;
 
 /// <summary>
 /// One rank's ZeRO optimizer (stages 1 and 2): every rank holds the full trained parameters for its forward and backward,

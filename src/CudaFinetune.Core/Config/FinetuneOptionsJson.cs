@@ -1,7 +1,8 @@
 using System.Text.Json;
 using CudaFinetune.Config;
+using CudaFinetune.Training;
 
-namespace CudaFinetune.Training;
+namespace CudaFinetune.Config;
 
 /// <summary>
 /// Writes <see cref="FinetuneOptions"/> as a JSON object with snake_case keys — the keys a

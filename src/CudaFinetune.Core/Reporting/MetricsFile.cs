@@ -2,8 +2,9 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using CudaFinetune.IO;
+using CudaFinetune.Training;
 
-namespace CudaFinetune.Training;
+namespace CudaFinetune.Reporting;
 
 /// <summary>
 /// Reads the losses back out of a metrics.jsonl (the loss chart of a resumed run, tests and tools), and checks a whole

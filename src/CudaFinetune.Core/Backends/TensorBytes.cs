@@ -1,8 +1,9 @@
 using System.Runtime.InteropServices;
 using CudaFinetune.Backends;
 using CudaFinetune.Tensors;
+using CudaFinetune.Checkpoints;
 
-namespace CudaFinetune.Checkpoints;
+namespace CudaFinetune.Backends;
 
 /// <summary>Copies a tensor's raw bytes to and from host memory, directly for host tensors and through the backend otherwise.</summary>
 internal static unsafe class TensorBytes

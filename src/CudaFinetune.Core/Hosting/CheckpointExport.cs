@@ -1,13 +1,14 @@
 using CudaFinetune.Backends.Cpu;
 using CudaFinetune.Checkpoints;
 using CudaFinetune.Errors;
-using CudaFinetune.Lora;
 using CudaFinetune.Model;
 using CudaFinetune.Tensors;
 using CudaFinetune.Tokenizers;
 using CudaFinetune.Training;
+using CudaFinetune.HuggingFace;
+using CudaFinetune.IO;
 
-namespace CudaFinetune.IO;
+namespace CudaFinetune.Hosting;
 
 /// <summary>
 /// Takes a run's trained weights out of a checkpoint (of any world size) into Hugging Face's formats: a PEFT adapter

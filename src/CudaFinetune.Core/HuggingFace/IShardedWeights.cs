@@ -1,8 +1,9 @@
 using CudaFinetune.Backends;
-using CudaFinetune.IO.Safetensors;
+using CudaFinetune.HuggingFace.Safetensors;
 using CudaFinetune.Tensors;
+using CudaFinetune.IO;
 
-namespace CudaFinetune.IO;
+namespace CudaFinetune.HuggingFace;
 
 /// <summary>Base weights held in shards (ZeRO stage 3): views the model reads them through, filled from the weights file by <see cref="Load"/>.</summary>
 public interface IShardedWeights

@@ -8,8 +8,11 @@ using CudaFinetune.IO;
 using CudaFinetune.Model;
 using CudaFinetune.Reporting;
 using CudaFinetune.Tokenizers;
+using CudaFinetune.Config;
+using CudaFinetune.HuggingFace;
+using CudaFinetune.Training;
 
-namespace CudaFinetune.Training;
+namespace CudaFinetune.Hosting;
 
 /// <summary>
 /// One fine-tuning run from options to files, the engine API the CLI's <c>finetune</c> is built on:

@@ -2,8 +2,10 @@ using CudaFinetune.Backends.Cpu;
 using CudaFinetune.Model;
 using CudaFinetune.Tensors;
 using CudaFinetune.Tokenizers;
+using CudaFinetune.HuggingFace;
+using CudaFinetune.IO;
 
-namespace CudaFinetune.IO;
+namespace CudaFinetune.Hosting;
 
 /// <summary>
 /// A deterministic random Llama model of a preset shape, written in Hugging Face layout (config.json, model.safetensors

@@ -1,8 +1,9 @@
 using CudaFinetune.Backends.Cpu;
 using CudaFinetune.Errors;
 using CudaFinetune.Model;
+using CudaFinetune.Backends;
 
-namespace CudaFinetune.Backends;
+namespace CudaFinetune.Hosting;
 
 /// <summary>
 /// The GPU backends as the factory sees them. CudaFinetune.Cuda provides them and installs itself with

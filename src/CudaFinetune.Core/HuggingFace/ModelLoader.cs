@@ -1,8 +1,9 @@
 using CudaFinetune.Backends;
 using CudaFinetune.Model;
 using CudaFinetune.Tokenizers;
+using CudaFinetune.IO;
 
-namespace CudaFinetune.IO;
+namespace CudaFinetune.HuggingFace;
 
 /// <summary>Loads a model directory, optionally with a PEFT LoRA adapter on top, and its tokenizer record, for eval and generation.</summary>
 public static class ModelLoader

@@ -1,7 +1,7 @@
 using CudaFinetune.Errors;
 using CudaFinetune.Model;
 
-namespace CudaFinetune.Lora;
+namespace CudaFinetune.Model;
 
 /// <summary>
 /// LoRA settings, named and defaulted as llama-recipes' <c>lora_config</c> (r 8, alpha 32,

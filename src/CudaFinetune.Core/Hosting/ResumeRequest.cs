@@ -1,4 +1,6 @@
-namespace CudaFinetune.Training;
+using CudaFinetune.Training;
+
+namespace CudaFinetune.Hosting;
 
 /// <summary>Continue a run from <see cref="Path"/>: an output directory (its newest valid checkpoint) or one checkpoint directory.</summary>
 /// <param name="Path">output directory or checkpoint directory</param>

@@ -4,8 +4,10 @@ using CudaFinetune.Errors;
 using CudaFinetune.Cuda.Kernels;
 using CudaFinetune.Cuda.Runtime;
 using CudaFinetune.Model;
+using CudaFinetune.Hosting;
+using CudaFinetune.Cuda.Backend;
 
-namespace CudaFinetune.Cuda.Backend;
+namespace CudaFinetune.Cuda.Hosting;
 
 /// <summary>Offers <see cref="CudaBackend"/> to <see cref="BackendFactory"/>: call <see cref="Install"/> once at start-up.</summary>
 public sealed class CudaAccelerators : IAcceleratorProvider

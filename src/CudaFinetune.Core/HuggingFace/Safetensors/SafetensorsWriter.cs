@@ -4,8 +4,9 @@ using System.Text.Json;
 using CudaFinetune.Backends;
 using CudaFinetune.Checkpoints;
 using CudaFinetune.Tensors;
+using CudaFinetune.IO;
 
-namespace CudaFinetune.IO.Safetensors;
+namespace CudaFinetune.HuggingFace.Safetensors;
 
 /// <summary>
 /// Writes tensors (host ones directly, device ones staged through their backend) as a safetensors file that Hugging Face tools load: tensors in the order

@@ -1,6 +1,7 @@
 using CudaFinetune.Tensors;
+using CudaFinetune.IO;
 
-namespace CudaFinetune.IO.Safetensors;
+namespace CudaFinetune.HuggingFace.Safetensors;
 
 /// <summary>One tensor entry of a safetensors header, already validated against the file.</summary>
 /// <param name="Name">The tensor's name (a Hugging Face parameter name for model files).</param>

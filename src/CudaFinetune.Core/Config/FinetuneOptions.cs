@@ -1,6 +1,8 @@
 using CudaFinetune.Errors;
+using CudaFinetune.Model;
+using CudaFinetune.Training;
 
-namespace CudaFinetune.Training;
+namespace CudaFinetune.Config;
 
 /// <summary>How batches are formed from tokenized examples.</summary>
 public enum BatchingStrategy
@@ -149,8 +151,8 @@ public sealed record FinetuneOptions
     public bool Overwrite { get; init; }
 
     /// <summary>The LoRA adapters these options train (null for full fine-tuning).</summary>
-    public Lora.LoraConfig? LoraSettings() => Peft == "lora"
-        ? new Lora.LoraConfig { Rank = LoraR, Alpha = LoraAlpha, Dropout = LoraDropout, TargetModules = Lora.LoraConfig.ParseTargets(LoraTargets) }
+    public LoraConfig? LoraSettings() => Peft == "lora"
+        ? new LoraConfig { Rank = LoraR, Alpha = LoraAlpha, Dropout = LoraDropout, TargetModules = LoraConfig.ParseTargets(LoraTargets) }
         : null;
 
     /// <summary>Throws <see cref="UserErrorException"/> when the options ask more of the model than it has (rows longer than its positions).</summary>

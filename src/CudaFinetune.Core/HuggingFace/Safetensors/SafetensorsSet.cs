@@ -1,7 +1,8 @@
 using CudaFinetune.Errors;
 using CudaFinetune.Tensors;
+using CudaFinetune.IO;
 
-namespace CudaFinetune.IO.Safetensors;
+namespace CudaFinetune.HuggingFace.Safetensors;
 
 /// <summary>
 /// The weights of a Hugging Face model directory, one <c>model.safetensors</c> or shards listed by

@@ -2,8 +2,9 @@ using System.Buffers.Binary;
 using System.IO.MemoryMappedFiles;
 using CudaFinetune.Errors;
 using CudaFinetune.Tensors;
+using CudaFinetune.IO;
 
-namespace CudaFinetune.IO.Safetensors;
+namespace CudaFinetune.HuggingFace.Safetensors;
 
 /// <summary>
 /// Reads a safetensors file (Hugging Face's weight format): an 8-byte little-endian header length

@@ -1,11 +1,11 @@
 using System.Text.Json;
 using CudaFinetune.Errors;
-using CudaFinetune.IO.Safetensors;
-using CudaFinetune.Lora;
+using CudaFinetune.HuggingFace.Safetensors;
 using CudaFinetune.Model;
 using CudaFinetune.Tensors;
+using CudaFinetune.IO;
 
-namespace CudaFinetune.IO;
+namespace CudaFinetune.HuggingFace;
 
 /// <summary>
 /// A LoRA adapter in PEFT's layout: <c>adapter_config.json</c> (peft_type LORA, r, lora_alpha,

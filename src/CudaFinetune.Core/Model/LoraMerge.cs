@@ -1,6 +1,6 @@
 using CudaFinetune.Model;
 
-namespace CudaFinetune.Lora;
+namespace CudaFinetune.Model;
 
 /// <summary>PEFT's merge_and_unload: every adapted projection's weight becomes W + (alpha / r)·B·A, in the weights' dtype.</summary>
 public static class LoraMerge
