@@ -1,6 +1,7 @@
 using BenchmarkDotNet.Attributes;
 using CudaFinetune.Cuda.Kernels;
 using CudaFinetune.Cuda.Runtime;
+using CudaFinetune.Tensors;
 
 namespace CudaFinetune.Benchmarks;
 
@@ -55,7 +56,7 @@ public class EmulatorBenchmarks
 
     /// <summary>Rows blocks of 256 threads over Cols columns.</summary>
     [Benchmark]
-    public void RmsNormForward() => RmsNormKernels.ForwardF32(_emulator, _x, _w, _y, _inv, Rows, Cols, 1e-5f, 256);
+    public void RmsNormForward() => RmsNormKernels.Forward(_emulator, DType.F32, _x, _w, _y, _inv, Rows, Cols, 1e-5f, 256);
 
     /// <summary>cp.async, ldmatrix .x4 and .x2.trans, one mma.m16n8k16, for one warp.</summary>
     [Benchmark]

@@ -3,6 +3,7 @@ using CudaFinetune.Backends;
 using CudaFinetune.Cuda.Benchmarking;
 using CudaFinetune.Cuda.Kernels;
 using CudaFinetune.Cuda.Runtime;
+using CudaFinetune.Tensors;
 
 namespace CudaFinetune.Benchmarks;
 
@@ -80,7 +81,7 @@ public class GpuKernelBenchmarks : IThroughputBenchmark
             case "rmsnorm_forward":
             {
                 DevicePtr x = Bf16(Tokens * Hidden), w = Bf16(Hidden), y = Bf16(Tokens * Hidden), inv = F32(Tokens);
-                _launch = () => RmsNormKernels.ForwardBF16(_gpu, x, w, y, inv, Tokens, Hidden, 1e-5f, threads);
+                _launch = () => RmsNormKernels.Forward(_gpu, DType.BF16, x, w, y, inv, Tokens, Hidden, 1e-5f, threads);
                 break;
             }
             case "rmsnorm_backward":
@@ -88,28 +89,28 @@ public class GpuKernelBenchmarks : IThroughputBenchmark
                 DevicePtr dy = Bf16(Tokens * Hidden), x = Bf16(Tokens * Hidden), w = Bf16(Hidden), inv = F32(Tokens), dx = Bf16(Tokens * Hidden), dw = F32(Hidden);
                 _launch = () =>
                 {
-                    RmsNormKernels.BackwardDxBF16(_gpu, dy, x, w, inv, dx, Tokens, Hidden, threads);
-                    RmsNormKernels.BackwardDWeightBF16(_gpu, dy, x, inv, dw, Tokens, Hidden, threads);
+                    RmsNormKernels.BackwardDx(_gpu, DType.BF16, dy, x, w, inv, dx, Tokens, Hidden, threads);
+                    RmsNormKernels.BackwardDWeight(_gpu, DType.BF16, dy, x, inv, dw, Tokens, Hidden, threads);
                 };
                 break;
             }
             case "rope":
             {
                 DevicePtr x = Bf16(Tokens * Hidden), cos = F32(Tokens * 64), sin = F32(Tokens * 64);
-                _launch = () => RopeKernels.BF16(_gpu, x, cos, sin, Tokens, 16, 128, Tokens, 0);
+                _launch = () => RopeKernels.Apply(_gpu, DType.BF16, x, cos, sin, Tokens, 16, 128, Tokens, 0);
                 break;
             }
             case "swiglu_forward":
             {
                 DevicePtr gate = Bf16(Tokens * Intermediate), up = Bf16(Tokens * Intermediate), output = Bf16(Tokens * Intermediate);
-                _launch = () => ElementwiseKernels.SwiGluForwardBF16(_gpu, gate, up, output, (long)Tokens * Intermediate);
+                _launch = () => SwiGluKernels.Forward(_gpu, DType.BF16, gate, up, output, (long)Tokens * Intermediate);
                 break;
             }
             case "swiglu_backward":
             {
                 DevicePtr dy = Bf16(Tokens * Intermediate), gate = Bf16(Tokens * Intermediate), up = Bf16(Tokens * Intermediate);
                 DevicePtr dGate = Bf16(Tokens * Intermediate), dUp = Bf16(Tokens * Intermediate);
-                _launch = () => ElementwiseKernels.SwiGluBackwardBF16(_gpu, dy, gate, up, dGate, dUp, (long)Tokens * Intermediate);
+                _launch = () => SwiGluKernels.Backward(_gpu, DType.BF16, dy, gate, up, dGate, dUp, (long)Tokens * Intermediate);
                 break;
             }
             case "embedding_forward" or "embedding_backward":
@@ -119,8 +120,8 @@ public class GpuKernelBenchmarks : IThroughputBenchmark
                 _buffers.Add(ids);
                 DevicePtr rows = Bf16(Tokens * Hidden), table = Kernel == "embedding_forward" ? Bf16(Vocab * Hidden) : F32(Vocab * Hidden);
                 _launch = Kernel == "embedding_forward"
-                    ? () => EmbeddingKernels.ForwardBF16(_gpu, table, ids.Start, rows, Tokens, Hidden)
-                    : () => EmbeddingKernels.BackwardBF16(_gpu, rows, ids.Start, table, Tokens, Hidden);
+                    ? () => EmbeddingKernels.Forward(_gpu, DType.BF16, table, ids.Start, rows, Tokens, Hidden)
+                    : () => EmbeddingKernels.Backward(_gpu, DType.BF16, rows, ids.Start, table, Tokens, Hidden);
                 break;
             }
             case "cross_entropy":
@@ -129,7 +130,7 @@ public class GpuKernelBenchmarks : IThroughputBenchmark
                 var targets = _gpu.Upload<int>([.. Enumerable.Range(0, CrossEntropyRows).Select(_ => random.Next(Vocab))]);
                 _buffers.Add(targets);
                 DevicePtr logits = Bf16(CrossEntropyRows * Vocab), loss = F32(CrossEntropyRows);
-                _launch = () => CrossEntropyKernels.BF16(_gpu, logits, targets.Start, loss, logits, 1f / CrossEntropyRows, CrossEntropyRows, Vocab, threads);
+                _launch = () => CrossEntropyKernels.Loss(_gpu, DType.BF16, logits, targets.Start, loss, logits, 1f / CrossEntropyRows, CrossEntropyRows, Vocab, threads);
                 break;
             }
             case "adamw":
@@ -137,19 +138,19 @@ public class GpuKernelBenchmarks : IThroughputBenchmark
                 long n = (long)Tokens * Hidden;
                 DevicePtr p = F32(n), g = F32(n), m = F32(n), v = F32(n), weights = Bf16(n);
                 var scalars = AdamWKernels.Scalars.From(new AdamWStep(1e-4, 0.9, 0.999, 1e-8, 0.01, 10, 1));
-                _launch = () => AdamWKernels.Step(_gpu, false, p, g, m, v, weights, n, scalars);
+                _launch = () => AdamWKernels.Step(_gpu, DType.F32, p, g, m, v, weights, n, scalars);
                 break;
             }
             case "reduce":
             {
                 DevicePtr x = F32((long)Tokens * Intermediate), partials = F32(ReduceKernels.Blocks);
-                _launch = () => ReduceKernels.F32(_gpu, x, (long)Tokens * Intermediate, 1, partials);
+                _launch = () => ReduceKernels.PartialSums(_gpu, DType.F32, x, (long)Tokens * Intermediate, 1, partials);
                 break;
             }
             case "decode_attention":
             {
                 DevicePtr q = Bf16(32 * 128), k = Bf16(Tokens * 8 * 128), v = Bf16(Tokens * 8 * 128), output = Bf16(32 * 128);
-                _launch = () => DecodeAttentionKernels.BF16(_gpu, q, k, v, output, Tokens - 1, 1, 32, 8, 128, 1 / MathF.Sqrt(128));
+                _launch = () => DecodeAttentionKernels.Attend(_gpu, DType.BF16, q, k, v, output, Tokens - 1, 1, 32, 8, 128, 1 / MathF.Sqrt(128));
                 break;
             }
             default:
@@ -181,7 +182,7 @@ public class GpuKernelBenchmarks : IThroughputBenchmark
     {
         var buffer = _gpu.Memory.Allocate(count * sizeof(ushort));
         _buffers.Add(buffer);
-        ElementwiseKernels.FillBF16(_gpu, buffer.Start, 0.01f, count);
+        ElementwiseKernels.Fill(_gpu, DType.BF16, buffer.Start, 0.01f, count);
         return buffer.Start;
     }
 
@@ -189,7 +190,7 @@ public class GpuKernelBenchmarks : IThroughputBenchmark
     {
         var buffer = _gpu.Memory.Allocate(count * sizeof(float));
         _buffers.Add(buffer);
-        ElementwiseKernels.FillF32(_gpu, buffer.Start, 0.01f, count);
+        ElementwiseKernels.Fill(_gpu, DType.F32, buffer.Start, 0.01f, count);
         return buffer.Start;
     }
 }

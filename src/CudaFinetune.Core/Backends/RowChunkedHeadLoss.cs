@@ -16,11 +16,7 @@ internal sealed class RowChunkedHeadLoss : IDisposable
 
     public void Run(IBackend backend, Tensor x, Tensor head, Tensor targets, Tensor rowLoss, Tensor? dX, Tensor? dHead, double gradientScale)
     {
-        var (rows, vocab) = (x.Shape.Rows, head.Shape.Rows);
-        if (head.Shape.Columns != x.Shape.Columns || targets.ElementCount != rows || rowLoss.ElementCount != rows || (dX is not null && dX.Shape != x.Shape))
-        {
-            throw new ArgumentException($"head loss shapes do not agree: x {x.Shape}, head {head.Shape}, targets {targets.Shape}, row loss {rowLoss.Shape}, dX {dX?.Shape}");
-        }
+        var (rows, _, vocab) = OpChecks.HeadLoss(x, head, targets, rowLoss, dX, dHead);
         int perChunk = (int)Math.Clamp(LogitBudget / vocab, 1, rows);
         if (_logits is null || _logits.Shape.Columns != vocab || _logits.Shape.Rows < perChunk || _logits.DType != backend.ComputeType)
         {

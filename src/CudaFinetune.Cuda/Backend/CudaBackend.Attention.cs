@@ -7,9 +7,9 @@ using CudaFinetune.Tensors;
 namespace CudaFinetune.Cuda.Backend;
 
 /// <summary>
-/// Attention on kernels/attention.cu. The kernels take bf16 q, k, v, dO and O; fp32 tensors are cast into
-/// bf16 scratch first and the bf16 results cast back, so an fp32 model sees bf16 attention (the tolerance its
-/// losses are held to against the CPU backend).
+/// Attention: training on kernels/attention.cu, generation on kernels/decode_attention.cu, and the scratch buffers. The
+/// training kernels take bf16 q, k, v, dO and O; fp32 tensors are cast into bf16 scratch first and the bf16 results cast
+/// back, so an fp32 model sees bf16 attention (the tolerance its losses are held to against the CPU backend).
 /// </summary>
 public sealed partial class CudaBackend
 {
@@ -20,9 +20,9 @@ public sealed partial class CudaBackend
 
     public void AttentionForward(Tensor q, Tensor k, Tensor v, Tensor output, Tensor logSumExp, in AttentionShape shape)
     {
-        bool bf16 = FloatType(q, k, v, output);
-        Expect(DType.F32, logSumExp);
-        CheckAttention(q, k, output, logSumExp, shape);
+        bool bf16 = _checks.FloatType(q, k, v, output) == DType.BF16;
+        _checks.Expect(DType.F32, logSumExp);
+        CheckAttention(q, k, v, output, logSumExp, shape);
         DevicePtr pq = AsBF16(q, Slot.Q), pk = AsBF16(k, Slot.K), pv = AsBF16(v, Slot.V);
         DevicePtr po = bf16 ? output.Address() : Scratch(Slot.Output, output.ElementCount * sizeof(ushort));
         AttentionKernels.Forward(_device, pq, pk, pv, po, logSumExp.Address(), shape.Batch, shape.SeqLen, shape.QueryHeads, shape.KvHeads, shape.HeadDim, (float)shape.Scale);
@@ -35,13 +35,13 @@ public sealed partial class CudaBackend
     public void AttentionBackward(Tensor dOutput, Tensor q, Tensor k, Tensor v, Tensor output, Tensor logSumExp,
         Tensor dq, Tensor dk, Tensor dv, in AttentionShape shape)
     {
-        bool bf16 = FloatType(dOutput, q, k, v, output, dq, dk, dv);
-        Expect(DType.F32, logSumExp);
-        CheckAttention(q, k, output, logSumExp, shape);
-        SameCount(dOutput, output);
-        SameCount(q, dq);
-        SameCount(k, dk);
-        SameCount(v, dv);
+        bool bf16 = _checks.FloatType(dOutput, q, k, v, output, dq, dk, dv) == DType.BF16;
+        _checks.Expect(DType.F32, logSumExp);
+        CheckAttention(q, k, v, output, logSumExp, shape);
+        OpChecks.SameCount(dOutput, output);
+        OpChecks.SameCount(q, dq);
+        OpChecks.SameCount(k, dk);
+        OpChecks.SameCount(v, dv);
         DevicePtr pq = AsBF16(q, Slot.Q), pk = AsBF16(k, Slot.K), pv = AsBF16(v, Slot.V), po = AsBF16(output, Slot.Output), pdo = AsBF16(dOutput, Slot.DOutput);
         DevicePtr pdq = bf16 ? dq.Address() : Scratch(Slot.DQ, dq.ElementCount * sizeof(ushort));
         DevicePtr pdk = bf16 ? dk.Address() : Scratch(Slot.DK, dk.ElementCount * sizeof(ushort));
@@ -57,19 +57,27 @@ public sealed partial class CudaBackend
         }
     }
 
-    private void CheckAttention(Tensor q, Tensor k, Tensor output, Tensor logSumExp, in AttentionShape shape)
+    /// <summary>The shared checks, and a head size there are kernels for.</summary>
+    private void CheckAttention(Tensor q, Tensor k, Tensor v, Tensor output, Tensor logSumExp, in AttentionShape shape)
     {
         shape.Validate();
         if (!AttentionKernels.Supports(shape.HeadDim))
         {
             throw new UserErrorException($"the {Name} backend's attention kernels take head sizes 32, 64 and 128; this model's is {shape.HeadDim} (hidden size / attention heads): use --device cpu for it");
         }
-        long tokens = shape.Tokens;
-        if (q.ElementCount != tokens * shape.QueryHeads * shape.HeadDim || output.ElementCount != q.ElementCount
-            || k.ElementCount != tokens * shape.KvHeads * shape.HeadDim || logSumExp.ElementCount != (long)shape.Batch * shape.QueryHeads * shape.SeqLen)
+        OpChecks.Attention(q, k, v, output, logSumExp, shape);
+    }
+
+    public void AttentionDecode(Tensor q, Tensor kCache, Tensor vCache, Tensor output, int past, in AttentionShape shape)
+    {
+        var dtype = _checks.FloatType(q, kCache, vCache, output);
+        int rows = OpChecks.AttentionDecode(q, kCache, vCache, output, past, shape);
+        if (past + rows > DecodeAttentionKernels.MaxKeys)
         {
-            throw new ArgumentException($"attention tensors do not match {shape}: q {q.Shape}, k {k.Shape}, out {output.Shape}, lse {logSumExp.Shape}");
+            throw new UserErrorException($"generation on {Name} attends to at most {DecodeAttentionKernels.MaxKeys} positions; {past + rows} were asked for");
         }
+        DecodeAttentionKernels.Attend(_device, dtype, q.Address(), kCache.Address(), vCache.Address(), output.Address(), past, rows, shape.QueryHeads, shape.KvHeads, shape.HeadDim,
+            (float)shape.Scale);
     }
 
     /// <summary>The tensor itself when it is bf16, else a bf16 copy of it in scratch <paramref name="slot"/>.</summary>

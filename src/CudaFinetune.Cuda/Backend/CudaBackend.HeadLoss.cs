@@ -1,3 +1,4 @@
+using CudaFinetune.Backends;
 using CudaFinetune.Cuda.Kernels;
 using CudaFinetune.Tensors;
 
@@ -19,27 +20,20 @@ public sealed partial class CudaBackend
 
     public void LinearCrossEntropy(Tensor x, Tensor head, Tensor targets, Tensor rowLoss, Tensor? dX, Tensor? dHead, double gradientScale)
     {
-        Expect(ComputeType, x, head);
-        Expect(DType.I32, targets);
-        Expect(DType.F32, rowLoss);
-        int rows = x.Shape.Rows, hidden = x.Shape.Columns, vocab = head.Shape.Rows;
-        if (head.Shape.Columns != hidden || targets.ElementCount != rows || rowLoss.ElementCount != rows)
-        {
-            throw new ArgumentException($"head loss shapes do not agree: x {x.Shape}, head {head.Shape}, targets {targets.Shape}, row loss {rowLoss.Shape}");
-        }
+        _checks.Expect(ComputeType, x, head);
+        _checks.Expect(DType.I32, targets);
+        _checks.Expect(DType.F32, rowLoss);
         if (dX is not null)
         {
-            Expect(ComputeType, dX);
-            SameCount(x, dX);
+            _checks.Expect(ComputeType, dX);
         }
         if (dHead is not null)
         {
-            Expect(AccumulationType, dHead);
-            SameCount(head, dHead);
+            _checks.Expect(AccumulationType, dHead);
         }
+        var (rows, hidden, vocab) = OpChecks.HeadLoss(x, head, targets, rowLoss, dX, dHead);
         int columns = HeadLossChunkColumns > 0 ? Math.Min(HeadLossChunkColumns, vocab) : (int)Math.Min(vocab, Math.Max(64, HeadLossLogitBudget / rows / 64 * 64));
         int chunks = (vocab + columns - 1) / columns, element = ComputeType.SizeInBytes();
-        bool bf16 = ComputeType == DType.BF16;
         DevicePtr logits = Scratch(Slot.Logits, (long)rows * columns * element);
         DevicePtr rowMax = Scratch(Slot.RowMax, rows * sizeof(float)), rowSum = Scratch(Slot.RowSum, rows * sizeof(float));
         DevicePtr targetLogit = Scratch(Slot.TargetLogit, rows * sizeof(float));
@@ -54,8 +48,7 @@ public sealed partial class CudaBackend
         {
             var chunk = Chunk(c);
             Logits(chunk);
-            (bf16 ? (ChunkStatsLauncher)CrossEntropyKernels.ChunkStatsBF16 : CrossEntropyKernels.ChunkStatsF32)(
-                _device, logits, ptargets, rowMax, rowSum, targetLogit, chunk.Col0, chunk.Cols, rows, c == 0 ? 1 : 0, 256);
+            CrossEntropyKernels.ChunkStats(_device, ComputeType, logits, ptargets, rowMax, rowSum, targetLogit, chunk.Col0, chunk.Cols, rows, c == 0 ? 1 : 0, 256);
         }
         CrossEntropyKernels.ChunkFinish(_device, rowMax, rowSum, targetLogit, ptargets, rowLoss.Address(), rows, vocab);
         if (dX is null && dHead is null)
@@ -69,8 +62,7 @@ public sealed partial class CudaBackend
             {
                 Logits(chunk); // with one chunk, its logits are still in the buffer
             }
-            (bf16 ? (ChunkGradLauncher)CrossEntropyKernels.ChunkGradBF16 : CrossEntropyKernels.ChunkGradF32)(
-                _device, logits, ptargets, rowMax, rowSum, (float)gradientScale, chunk.Col0, chunk.Cols, rows, 256);
+            CrossEntropyKernels.ChunkGrad(_device, ComputeType, logits, ptargets, rowMax, rowSum, (float)gradientScale, chunk.Col0, chunk.Cols, rows, 256);
             if (dX is not null)
             {
                 _gemm.Run(rows, hidden, chunk.Cols, false, false, 1, logits, chunk.Head, c == 0 ? 0 : 1, dX.Address(), ComputeType, ComputeType);
@@ -81,8 +73,4 @@ public sealed partial class CudaBackend
             }
         }
     }
-
-    private delegate void ChunkStatsLauncher(IKernelLauncher launcher, DevicePtr logits, DevicePtr targets, DevicePtr rowMax, DevicePtr rowSum, DevicePtr targetLogit, int col0, int cols, int rows, int first, int threads);
-
-    private delegate void ChunkGradLauncher(IKernelLauncher launcher, DevicePtr logits, DevicePtr targets, DevicePtr rowMax, DevicePtr rowSum, float scale, int col0, int cols, int rows, int threads);
 }

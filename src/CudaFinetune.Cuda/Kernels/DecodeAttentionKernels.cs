@@ -1,6 +1,11 @@
+using CudaFinetune.Tensors;
+
 namespace CudaFinetune.Cuda.Kernels;
 
-/// <summary>Launchers of kernels/decode_attention.cu: n query rows at positions past.. against a key/value cache (batch 1).</summary>
+/// <summary>
+/// Launchers of kernels/decode_attention.cu: n query rows at positions past.. against a key/value cache (batch 1), fp32 or
+/// bf16 (the <see cref="DType"/> argument).
+/// </summary>
 public static unsafe class DecodeAttentionKernels
 {
     private const string Module = "decode_attention";
@@ -9,15 +14,11 @@ public static unsafe class DecodeAttentionKernels
     /// <summary>The most cached positions one call can attend to (their scores fill the dynamic shared memory).</summary>
     public const int MaxKeys = LaunchShape.MaxDynamicSharedBytes / sizeof(float);
 
+    private static readonly DTypeEntries Entries = new(Module, "decode_attention");
+
     [KernelEntry(Module, "decode_attention_f32")]
-    public static void F32(IKernelLauncher launcher, DevicePtr q, DevicePtr kCache, DevicePtr vCache, DevicePtr output, int past, int rows, int qHeads, int kvHeads, int headDim, float scale)
-        => Launch(launcher, "decode_attention_f32", q, kCache, vCache, output, past, rows, qHeads, kvHeads, headDim, scale);
-
     [KernelEntry(Module, "decode_attention_bf16")]
-    public static void BF16(IKernelLauncher launcher, DevicePtr q, DevicePtr kCache, DevicePtr vCache, DevicePtr output, int past, int rows, int qHeads, int kvHeads, int headDim, float scale)
-        => Launch(launcher, "decode_attention_bf16", q, kCache, vCache, output, past, rows, qHeads, kvHeads, headDim, scale);
-
-    private static void Launch(IKernelLauncher launcher, string entry, DevicePtr q, DevicePtr kCache, DevicePtr vCache, DevicePtr output, int past, int rows, int qHeads, int kvHeads,
+    public static void Attend(IKernelLauncher launcher, DType dtype, DevicePtr q, DevicePtr kCache, DevicePtr vCache, DevicePtr output, int past, int rows, int qHeads, int kvHeads,
         int headDim, float scale)
     {
         ArgumentNullException.ThrowIfNull(launcher);
@@ -36,6 +37,6 @@ public static unsafe class DecodeAttentionKernels
         args[7] = &kvHeads;
         args[8] = &headDim;
         args[9] = &scale;
-        launcher.Launch(Module, entry, new LaunchShape(rows, Threads, (past + rows) * sizeof(float), qHeads), args);
+        Entries.Launch(launcher, dtype, new LaunchShape(rows, Threads, (past + rows) * sizeof(float), qHeads), args);
     }
 }

@@ -43,8 +43,12 @@ public unsafe interface IKernelLauncher
     void Launch(string ptxModule, string entry, LaunchShape shape, void** arguments);
 }
 
-/// <summary>Marks a launcher method: the PTX entry it launches; a test checks its parameters against the entry's.</summary>
-[AttributeUsage(AttributeTargets.Method)]
+/// <summary>
+/// Marks a launcher method: a PTX entry it launches; a test checks its parameters against the entry's. A launcher of a
+/// kernel built for fp32 and bf16 carries one for each entry and takes the element type as its first argument after the
+/// launcher (<see cref="DTypeEntries"/>).
+/// </summary>
+[AttributeUsage(AttributeTargets.Method, AllowMultiple = true)]
 public sealed class KernelEntryAttribute(string module, string entry) : Attribute
 {
     public string Module { get; } = module;

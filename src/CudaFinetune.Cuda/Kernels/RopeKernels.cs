@@ -1,21 +1,20 @@
+using CudaFinetune.Tensors;
+
 namespace CudaFinetune.Cuda.Kernels;
 
-/// <summary>Launchers of kernels/rope.cu: x [tokens, heads·headDim] rotated in place; cos and sin fp32 [seqLen, headDim/2]; inverse ≠ 0 for the backward.</summary>
+/// <summary>
+/// Launchers of kernels/rope.cu: rotary position embedding, x [tokens, heads·headDim] (fp32 or bf16, the <see cref="DType"/>
+/// argument) rotated in place; cos and sin fp32 [seqLen, headDim/2]; inverse ≠ 0 for the backward.
+/// </summary>
 public static unsafe class RopeKernels
 {
     private const string Module = "rope";
+    private static readonly DTypeEntries Entries = new(Module, "rope");
 
     [KernelEntry(Module, "rope_f32")]
-    public static void F32(IKernelLauncher launcher, DevicePtr x, DevicePtr cos, DevicePtr sin, int tokens, int heads, int headDim, int seqLen, int inverse)
-        => Launch(launcher, "rope_f32", x, cos, sin, tokens, heads, headDim, seqLen, inverse);
-
     [KernelEntry(Module, "rope_bf16")]
-    public static void BF16(IKernelLauncher launcher, DevicePtr x, DevicePtr cos, DevicePtr sin, int tokens, int heads, int headDim, int seqLen, int inverse)
-        => Launch(launcher, "rope_bf16", x, cos, sin, tokens, heads, headDim, seqLen, inverse);
-
-    private static void Launch(IKernelLauncher launcher, string entry, DevicePtr x, DevicePtr cos, DevicePtr sin, int tokens, int heads, int headDim, int seqLen, int inverse)
+    public static void Apply(IKernelLauncher launcher, DType dtype, DevicePtr x, DevicePtr cos, DevicePtr sin, int tokens, int heads, int headDim, int seqLen, int inverse)
     {
-        ArgumentNullException.ThrowIfNull(launcher);
         void** args = stackalloc void*[8];
         args[0] = &x;
         args[1] = &cos;
@@ -25,6 +24,6 @@ public static unsafe class RopeKernels
         args[5] = &headDim;
         args[6] = &seqLen;
         args[7] = &inverse;
-        launcher.Launch(Module, entry, GridStride.For((long)tokens * heads * (headDim / 2)), args);
+        Entries.Launch(launcher, dtype, GridStride.For((long)tokens * heads * (headDim / 2)), args);
     }
 }

@@ -109,7 +109,7 @@ internal static class AttentionChecks
                 using var run = new CheckRun(device);
                 DevicePtr pq = run.PutAs(q, dtype), pk = run.PutAs(k, dtype), pv = run.PutAs(v, dtype), po = run.PoisonedAs(rows * qWidth, dtype);
                 run.StartClock();
-                (dtype == DType.BF16 ? (DecodeLauncher)DecodeAttentionKernels.BF16 : DecodeAttentionKernels.F32)(device, pq, pk, pv, po, past, rows, qHeads, kvHeads, headDim, (float)shape.Scale);
+                DecodeAttentionKernels.Attend(device, dtype, pq, pk, pv, po, past, rows, qHeads, kvHeads, headDim, (float)shape.Scale);
                 var elapsed = run.StopClock();
                 string suffix = dtype == DType.BF16 ? "bf16" : "f32";
                 results.Add(KernelComparison.Compare($"decode_attention_{suffix}", string.Create(CultureInfo.InvariantCulture, $"past {past}, n {rows}, h{qHeads}/{kvHeads} d{headDim}"),
@@ -118,6 +118,4 @@ internal static class AttentionChecks
         }
         return results;
     }
-
-    private delegate void DecodeLauncher(IKernelLauncher launcher, DevicePtr q, DevicePtr kCache, DevicePtr vCache, DevicePtr output, int past, int rows, int qHeads, int kvHeads, int headDim, float scale);
 }

@@ -61,7 +61,7 @@ internal static class ElementwiseChecks
         using var run = new CheckRun(device);
         var x = run.PoisonedAs(n, dtype);
         run.StartClock();
-        (dtype == DType.BF16 ? (Action<IKernelLauncher, DevicePtr, float, long>)ElementwiseKernels.FillBF16 : ElementwiseKernels.FillF32)(device, x, value, n);
+        ElementwiseKernels.Fill(device, dtype, x, value, n);
         var elapsed = run.StopClock();
         return [KernelComparison.Compare($"fill_{Suffix(dtype)}", Case(dtype, n), run.GetAs(x, n, dtype), CheckRun.Stored(Enumerable.Repeat(value, n).ToArray(), dtype), 0, elapsed)];
     });
@@ -75,7 +75,7 @@ internal static class ElementwiseChecks
         using var run = new CheckRun(device);
         DevicePtr pa = run.PutAs(a, dtype), pb = run.PutAs(b, dtype);
         run.StartClock();
-        (dtype == DType.BF16 ? (Action<IKernelLauncher, DevicePtr, DevicePtr, DevicePtr, long>)ElementwiseKernels.AddBF16 : ElementwiseKernels.AddF32)(device, pa, pb, pa, n);
+        ElementwiseKernels.Add(device, dtype, pa, pb, pa, n);
         var elapsed = run.StopClock();
         return [KernelComparison.Compare($"add_{Suffix(dtype)} (in place)", Case(dtype, n), run.GetAs(pa, n, dtype), CpuReference.Values(output), CheckRun.Tolerance(dtype), elapsed)];
     });
@@ -90,7 +90,7 @@ internal static class ElementwiseChecks
         using var run = new CheckRun(device);
         DevicePtr px = run.PutAs(x, dtype), pacc = run.PutAs(acc, dtype);
         run.StartClock();
-        (dtype == DType.BF16 ? (Action<IKernelLauncher, DevicePtr, float, DevicePtr, long>)ElementwiseKernels.AddScaledBF16 : ElementwiseKernels.AddScaledF32)(device, px, scale, pacc, n);
+        ElementwiseKernels.AddScaled(device, dtype, px, scale, pacc, n);
         var elapsed = run.StopClock();
         return [KernelComparison.Compare($"add_scaled_{Suffix(dtype)}", Case(dtype, n), run.GetAs(pacc, n, dtype), CpuReference.Values(accumulator), CheckRun.Tolerance(dtype), elapsed)];
     });
@@ -110,13 +110,11 @@ internal static class ElementwiseChecks
         uint threshold = DropoutKey.KeepThreshold(p);
         float scale = (float)(1.0 / (1.0 - p));
         run.StartClock();
-        (dtype == DType.BF16 ? (DropoutLauncher)ElementwiseKernels.DropoutBF16 : ElementwiseKernels.DropoutF32)(device, px, pout, n, key.Seed, hi0, hi1, threshold, scale);
+        ElementwiseKernels.Dropout(device, dtype, px, pout, n, key.Seed, hi0, hi1, threshold, scale);
         var elapsed = run.StopClock();
         return [KernelComparison.Compare($"dropout_{Suffix(dtype)}", Case(dtype, n) + string.Create(CultureInfo.InvariantCulture, $", p={p:F2}"),
             run.GetAs(pout, n, dtype), CheckRun.Stored(CpuReference.Values(output), dtype), CheckRun.Tolerance(dtype), elapsed)];
     });
-
-    private delegate void DropoutLauncher(IKernelLauncher launcher, DevicePtr x, DevicePtr output, long n, ulong seed, uint hi0, uint hi1, uint threshold, float scale);
 
     private static List<KernelCheckResult> SwiGluForwards(IDevice device, Random random) => Each((dtype, n) =>
     {
@@ -127,7 +125,7 @@ internal static class ElementwiseChecks
         using var run = new CheckRun(device);
         DevicePtr pg = run.PutAs(gate, dtype), pu = run.PutAs(up, dtype), pout = run.PoisonedAs(n, dtype);
         run.StartClock();
-        (dtype == DType.BF16 ? (Action<IKernelLauncher, DevicePtr, DevicePtr, DevicePtr, long>)ElementwiseKernels.SwiGluForwardBF16 : ElementwiseKernels.SwiGluForwardF32)(device, pg, pu, pout, n);
+        SwiGluKernels.Forward(device, dtype, pg, pu, pout, n);
         var elapsed = run.StopClock();
         return [KernelComparison.Compare($"swiglu_forward_{Suffix(dtype)}", Case(dtype, n), run.GetAs(pout, n, dtype), CpuReference.Values(output), CheckRun.Tolerance(dtype), elapsed)];
     });
@@ -143,14 +141,7 @@ internal static class ElementwiseChecks
         DevicePtr pd = run.PutAs(dOut, dtype), pg = run.PutAs(gate, dtype), pu = run.PutAs(up, dtype);
         DevicePtr pdg = run.PoisonedAs(n, dtype), pdu = run.PoisonedAs(n, dtype);
         run.StartClock();
-        if (dtype == DType.BF16)
-        {
-            ElementwiseKernels.SwiGluBackwardBF16(device, pd, pg, pu, pdg, pdu, n);
-        }
-        else
-        {
-            ElementwiseKernels.SwiGluBackwardF32(device, pd, pg, pu, pdg, pdu, n);
-        }
+        SwiGluKernels.Backward(device, dtype, pd, pg, pu, pdg, pdu, n);
         var elapsed = run.StopClock();
         return [
             KernelComparison.Compare($"swiglu_backward_{Suffix(dtype)} dgate", Case(dtype, n), run.GetAs(pdg, n, dtype), CpuReference.Values(dGate), CheckRun.Tolerance(dtype), elapsed),

@@ -52,7 +52,7 @@ internal static class LayerChecks
                     using var run = new CheckRun(device);
                     DevicePtr px = run.PutAs(x, dtype), pc = run.Put<float>(cos), ps = run.Put<float>(sin);
                     run.StartClock();
-                    (dtype == DType.BF16 ? (RopeLauncher)RopeKernels.BF16 : RopeKernels.F32)(device, px, pc, ps, tokens, heads, headDim, seqLen, inverse ? 1 : 0);
+                    RopeKernels.Apply(device, dtype, px, pc, ps, tokens, heads, headDim, seqLen, inverse ? 1 : 0);
                     var elapsed = run.StopClock();
                     results.Add(KernelComparison.Compare($"rope_{Suffix(dtype)}{(inverse ? " inverse" : "")}", Text($"{tokens}x{heads}x{headDim}, seq {seqLen}"),
                         run.GetAs(px, n, dtype), CpuReference.Values(xt), CheckRun.Tolerance(dtype), elapsed));
@@ -61,8 +61,6 @@ internal static class LayerChecks
         }
         return results;
     }
-
-    private delegate void RopeLauncher(IKernelLauncher launcher, DevicePtr x, DevicePtr cos, DevicePtr sin, int tokens, int heads, int headDim, int seqLen, int inverse);
 
     /// <summary>Lookup, and the backward with repeated ids (their rows summed in token order) onto a random start.</summary>
     private static List<KernelCheckResult> Embedding(IDevice device, Random random)
@@ -85,16 +83,8 @@ internal static class LayerChecks
                 DevicePtr pt = run.PutAs(table, dtype), pi = run.Put<int>(ids), po = run.PoisonedAs(tokens * dim, dtype);
                 DevicePtr pd = run.PutAs(dOut, dtype), pdt = run.Put<float>(dStart);
                 run.StartClock();
-                if (dtype == DType.BF16)
-                {
-                    EmbeddingKernels.ForwardBF16(device, pt, pi, po, tokens, dim);
-                    EmbeddingKernels.BackwardBF16(device, pd, pi, pdt, tokens, dim);
-                }
-                else
-                {
-                    EmbeddingKernels.ForwardF32(device, pt, pi, po, tokens, dim);
-                    EmbeddingKernels.BackwardF32(device, pd, pi, pdt, tokens, dim);
-                }
+                EmbeddingKernels.Forward(device, dtype, pt, pi, po, tokens, dim);
+                EmbeddingKernels.Backward(device, dtype, pd, pi, pdt, tokens, dim);
                 var elapsed = run.StopClock();
                 string name = Text($"vocab {vocab}, dim {dim}, {tokens} tokens");
                 results.Add(KernelComparison.Compare($"embedding_forward_{Suffix(dtype)}", name, run.GetAs(po, tokens * dim, dtype), CpuReference.Values(output), 0, elapsed));
@@ -132,7 +122,7 @@ internal static class LayerChecks
                 using var run = new CheckRun(device);
                 DevicePtr pl = run.PutAs(logits, dtype), pt = run.Put<int>(targets), ploss = run.Poisoned<float>(rows);
                 run.StartClock();
-                (dtype == DType.BF16 ? (CrossEntropyLauncher)CrossEntropyKernels.BF16 : CrossEntropyKernels.F32)(device, pl, pt, ploss, pl, scale, rows, vocab, threads);
+                CrossEntropyKernels.Loss(device, dtype, pl, pt, ploss, pl, scale, rows, vocab, threads);
                 var elapsed = run.StopClock();
                 string name = Text($"{rows}x{vocab}, {threads} threads");
                 results.Add(KernelComparison.Compare($"cross_entropy_{Suffix(dtype)} loss", name, run.Get<float>(ploss, rows), loss, 1e-5, elapsed,
@@ -168,14 +158,14 @@ internal static class LayerChecks
                 run.StartClock();
                 for (int c = 0; c < chunks.Count; c++)
                 {
-                    (bf16 ? (ChunkStatsLauncher)CrossEntropyKernels.ChunkStatsBF16 : CrossEntropyKernels.ChunkStatsF32)(
-                        device, pieces[c], pt, pmax, psum, ptarget, chunks[c].Col0, chunks[c].Cols, rows, c == 0 ? 1 : 0, 128);
+                    CrossEntropyKernels.ChunkStats(
+                        device, dtype, pieces[c], pt, pmax, psum, ptarget, chunks[c].Col0, chunks[c].Cols, rows, c == 0 ? 1 : 0, 128);
                 }
                 CrossEntropyKernels.ChunkFinish(device, pmax, psum, ptarget, pt, ploss, rows, vocab);
                 for (int c = 0; c < chunks.Count; c++)
                 {
-                    (bf16 ? (ChunkGradLauncher)CrossEntropyKernels.ChunkGradBF16 : CrossEntropyKernels.ChunkGradF32)(
-                        device, pieces[c], pt, pmax, psum, scale, chunks[c].Col0, chunks[c].Cols, rows, 128);
+                    CrossEntropyKernels.ChunkGrad(
+                        device, dtype, pieces[c], pt, pmax, psum, scale, chunks[c].Col0, chunks[c].Cols, rows, 128);
                 }
                 var elapsed = run.StopClock();
                 var gradient = new float[rows * vocab];
@@ -196,12 +186,6 @@ internal static class LayerChecks
         }
         return results;
     }
-
-    private delegate void ChunkStatsLauncher(IKernelLauncher launcher, DevicePtr logits, DevicePtr targets, DevicePtr rowMax, DevicePtr rowSum, DevicePtr targetLogit, int col0, int cols, int rows, int first, int threads);
-
-    private delegate void ChunkGradLauncher(IKernelLauncher launcher, DevicePtr logits, DevicePtr targets, DevicePtr rowMax, DevicePtr rowSum, float scale, int col0, int cols, int rows, int threads);
-
-    private delegate void CrossEntropyLauncher(IKernelLauncher launcher, DevicePtr logits, DevicePtr targets, DevicePtr rowLoss, DevicePtr dLogits, float scale, int rows, int vocab, int threads);
 
     /// <summary>Three steps from random moments, fp32 and bf16 gradients, with the bf16 copy of the weights.</summary>
     private static List<KernelCheckResult> AdamW(IDevice device, Random random)
@@ -225,8 +209,7 @@ internal static class LayerChecks
                     var s = AdamWKernels.Scalars.From(update);
                     DevicePtr pg = run.PutAs(g, gradType);
                     run.StartClock();
-                    (gradType == DType.BF16 ? (AdamWLauncher)AdamWKernels.BF16Gradient : AdamWKernels.F32)(device, pp, pg, pm, pv, pw, n,
-                        s.Decay, s.Beta1, s.Beta2, s.OneMinusBeta1, s.OneMinusBeta2, s.StepSize, s.BiasCorrection2Sqrt, s.Epsilon, s.GradScale);
+                    AdamWKernels.Step(device, gradType, pp, pg, pm, pv, pw, n, s);
                     elapsed += run.StopClock();
                 }
                 string kernel = gradType == DType.BF16 ? "adamw_bf16_grad" : "adamw_f32", name = Text($"n={n}, 3 steps");
@@ -238,9 +221,6 @@ internal static class LayerChecks
         }
         return results;
     }
-
-    private delegate void AdamWLauncher(IKernelLauncher launcher, DevicePtr p, DevicePtr gradient, DevicePtr m, DevicePtr v, DevicePtr weightsBF16, long n,
-        float decay, float beta1, float beta2, float oneMinusBeta1, float oneMinusBeta2, float stepSize, float biasCorrection2Sqrt, float epsilon, float gradScale);
 
     /// <summary>Σx and Σx² from the partial sums, added in order in double as the backend will.</summary>
     private static List<KernelCheckResult> Reduce(IDevice device, Random random)
@@ -259,7 +239,7 @@ internal static class LayerChecks
                 run.StartClock();
                 for (int squares = 0; squares < 2; squares++)
                 {
-                    (dtype == DType.BF16 ? (ReduceLauncher)ReduceKernels.BF16 : ReduceKernels.F32)(device, px, n, squares, partials.Offset(squares * ReduceKernels.Blocks * sizeof(float)));
+                    ReduceKernels.PartialSums(device, dtype, px, n, squares, partials.Offset(squares * ReduceKernels.Blocks * sizeof(float)));
                 }
                 var elapsed = run.StopClock();
                 float[] sums = run.Get<float>(partials, ReduceKernels.Blocks * 2);
@@ -272,6 +252,4 @@ internal static class LayerChecks
         }
         return results;
     }
-
-    private delegate void ReduceLauncher(IKernelLauncher launcher, DevicePtr x, long n, int squares, DevicePtr partials);
 }

@@ -52,7 +52,7 @@ internal static class RmsNormChecks
             using var run = new CheckRun(device);
             DevicePtr px = run.PutAs(x, dtype), pw = run.PutAs(w, dtype), py = run.PoisonedAs(rows * cols, dtype), pr = run.Poisoned<float>(rows);
             run.StartClock();
-            (dtype == DType.BF16 ? (ForwardLauncher)RmsNormKernels.ForwardBF16 : RmsNormKernels.ForwardF32)(device, px, pw, py, pr, rows, cols, Epsilon, threads);
+            RmsNormKernels.Forward(device, dtype, px, pw, py, pr, rows, cols, Epsilon, threads);
             var elapsed = run.StopClock();
             string name = Name(rows, cols, threads);
             results.Add(KernelComparison.Compare($"{kernel} y", name, run.GetAs(py, rows * cols, dtype), yt.HostSpan<float>(), CheckRun.Tolerance(dtype), elapsed,
@@ -83,7 +83,7 @@ internal static class RmsNormChecks
             DevicePtr px = run.PutAs(x, dtype), pd = run.PutAs(delta, dtype), pw = run.PutAs(w, dtype);
             DevicePtr ps = run.PoisonedAs(rows * cols, dtype), py = run.PoisonedAs(rows * cols, dtype), pr = run.Poisoned<float>(rows);
             run.StartClock();
-            (dtype == DType.BF16 ? (ResidualLauncher)RmsNormKernels.ResidualForwardBF16 : RmsNormKernels.ResidualForwardF32)(device, px, pd, ps, pw, py, pr, rows, cols, Epsilon, threads);
+            RmsNormKernels.ResidualForward(device, dtype, px, pd, ps, pw, py, pr, rows, cols, Epsilon, threads);
             var elapsed = run.StopClock();
             string name = Name(rows, cols, threads);
             results.Add(KernelComparison.Compare($"{kernel} sum", name, run.GetAs(ps, rows * cols, dtype), sum, 0, elapsed, i => $"sum[{i / cols},{i % cols}]"));
@@ -117,10 +117,9 @@ internal static class RmsNormChecks
             using var run = new CheckRun(device);
             DevicePtr pdy = run.PutAs(dy, dtype), px = run.PutAs(x, dtype), pw = run.PutAs(w, dtype), pr = run.Put<float>(rt.HostSpan<float>());
             DevicePtr pdx = run.PutAs(dxStart, dtype), pdw = run.Put<float>(dwStart);
-            bool bf16 = dtype == DType.BF16;
             run.StartClock();
-            (bf16 ? (BackwardDxLauncher)RmsNormKernels.BackwardDxBF16 : RmsNormKernels.BackwardDxF32)(device, pdy, px, pw, pr, pdx, rows, cols, threads);
-            (bf16 ? (BackwardDWeightLauncher)RmsNormKernels.BackwardDWeightBF16 : RmsNormKernels.BackwardDWeightF32)(device, pdy, px, pr, pdw, rows, cols, threads);
+            RmsNormKernels.BackwardDx(device, dtype, pdy, px, pw, pr, pdx, rows, cols, threads);
+            RmsNormKernels.BackwardDWeight(device, dtype, pdy, px, pr, pdw, rows, cols, threads);
             var elapsed = run.StopClock();
             string name = Name(rows, cols, threads);
             results.Add(KernelComparison.Compare($"rmsnorm_backward_dx_{suffix}", name, run.GetAs(pdx, rows * cols, dtype), dxt.HostSpan<float>(), CheckRun.Tolerance(dtype), elapsed,
@@ -130,14 +129,6 @@ internal static class RmsNormChecks
         }
         return results;
     }
-
-    private delegate void ForwardLauncher(IKernelLauncher launcher, DevicePtr x, DevicePtr weight, DevicePtr y, DevicePtr invRms, int rows, int cols, float eps, int threads);
-
-    private delegate void ResidualLauncher(IKernelLauncher launcher, DevicePtr x, DevicePtr delta, DevicePtr sum, DevicePtr weight, DevicePtr y, DevicePtr invRms, int rows, int cols, float eps, int threads);
-
-    private delegate void BackwardDxLauncher(IKernelLauncher launcher, DevicePtr dy, DevicePtr x, DevicePtr weight, DevicePtr invRms, DevicePtr dx, int rows, int cols, int threads);
-
-    private delegate void BackwardDWeightLauncher(IKernelLauncher launcher, DevicePtr dy, DevicePtr x, DevicePtr invRms, DevicePtr dWeight, int rows, int cols, int threads);
 
     private static Tensor Tensor(CpuBackend cpu, float[] values, params int[] shape)
     {

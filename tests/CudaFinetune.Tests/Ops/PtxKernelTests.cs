@@ -1,5 +1,6 @@
 using System.Reflection;
 using CudaFinetune.Cuda.Kernels;
+using CudaFinetune.Tensors;
 using CudaFinetune.Tests.Support;
 using NUnit.Framework;
 
@@ -26,36 +27,67 @@ public sealed class PtxKernelTests
         }
     }
 
-    /// <summary>The PTX type a launcher parameter of this CLR type must have.</summary>
-    private static string PtxType(Type type) => type == typeof(DevicePtr) ? "u64"
-        : type == typeof(int) ? "u32"
-        : type == typeof(uint) ? "u32"
-        : type == typeof(float) ? "f32"
-        : type == typeof(long) || type == typeof(ulong) ? "u64"
-        : throw new InvalidOperationException($"a launcher parameter of type {type} has no PTX counterpart");
+    /// <summary>The PTX types a launcher parameter of this CLR type must have: one, or a struct's fields' in order (AdamW's scalars).</summary>
+    private static IEnumerable<string> PtxTypes(Type type)
+    {
+        type = type.IsByRef ? type.GetElementType()! : type;
+        if (type == typeof(DevicePtr))
+        {
+            return ["u64"];
+        }
+        if (type.IsValueType && !type.IsPrimitive)
+        {
+            return type.GetFields(BindingFlags.Instance | BindingFlags.Public | BindingFlags.NonPublic).SelectMany(f => PtxTypes(f.FieldType));
+        }
+        return [type == typeof(int) || type == typeof(uint) ? "u32"
+            : type == typeof(float) ? "f32"
+            : type == typeof(long) || type == typeof(ulong) ? "u64"
+            : throw new InvalidOperationException($"a launcher parameter of type {type} has no PTX counterpart")];
+    }
 
     [Test]
     public void Every_ptx_entry_has_exactly_one_launcher_with_matching_parameters()
     {
         var launchers = typeof(PtxModules).Assembly.GetTypes()
             .SelectMany(t => t.GetMethods(BindingFlags.Public | BindingFlags.Static))
-            .Select(m => (Method: m, Entry: m.GetCustomAttribute<KernelEntryAttribute>()))
-            .Where(x => x.Entry is not null)
+            .SelectMany(m => m.GetCustomAttributes<KernelEntryAttribute>().Select(entry => (Method: m, Entry: entry)))
             .ToList();
         var entries = PtxModules.Names.SelectMany(PtxModules.Entries).ToList();
         foreach (var entry in entries)
         {
-            var matching = launchers.Where(l => l.Entry!.Module == entry.Module && l.Entry.Entry == entry.Name).ToList();
+            var matching = launchers.Where(l => l.Entry.Module == entry.Module && l.Entry.Entry == entry.Name).ToList();
             Assert.That(matching, Has.Count.EqualTo(1), $"{entry.Module}/{entry.Name}: launchers");
-            var parameters = matching[0].Method.GetParameters();
+            var method = matching[0].Method;
+            var parameters = method.GetParameters();
             Assert.That(parameters[0].ParameterType, Is.EqualTo(typeof(IKernelLauncher)));
-            // Kernel arguments follow the launcher; launch-shape options (optional parameters) come last.
-            var kernelArguments = parameters.Skip(1).Where(p => !p.IsOptional).Select(p => PtxType(p.ParameterType));
+            // A launcher of an fp32 and a bf16 entry takes the element type next, and picks the entry by it.
+            bool typed = launchers.Count(l => l.Method == method) > 1;
+            Assert.That(parameters[1].ParameterType == typeof(DType), Is.EqualTo(typed), $"{method.Name}: a DType parameter exactly when it launches two entries");
+            // Kernel arguments follow; launch-shape options (optional parameters) come last.
+            var kernelArguments = parameters.Skip(typed ? 2 : 1).Where(p => !p.IsOptional).SelectMany(p => PtxTypes(p.ParameterType));
             Assert.That(kernelArguments, Is.EqualTo(entry.ParameterTypes), $"{entry.Module}/{entry.Name}: parameter types");
         }
         foreach (var (method, attribute) in launchers)
         {
-            Assert.That(entries.Any(e => e.Module == attribute!.Module && e.Name == attribute.Entry), Is.True, $"{method.Name} names a missing entry {attribute!.Entry}");
+            Assert.That(entries.Any(e => e.Module == attribute.Module && e.Name == attribute.Entry), Is.True, $"{method.Name} names a missing entry {attribute.Entry}");
+        }
+    }
+
+    /// <summary>The entry tables the typed launchers pick from name entries that their module declares.</summary>
+    [Test]
+    public void Every_dtype_entry_table_names_entries_of_its_module()
+    {
+        var tables = typeof(PtxModules).Assembly.GetTypes()
+            .SelectMany(t => t.GetFields(BindingFlags.NonPublic | BindingFlags.Static))
+            .Where(f => f.FieldType == typeof(DTypeEntries))
+            .Select(f => (Field: f, Table: (DTypeEntries)f.GetValue(null)!))
+            .ToList();
+        Assert.That(tables, Is.Not.Empty);
+        foreach (var (field, table) in tables)
+        {
+            var names = PtxModules.Entries(table.Module).Select(e => e.Name).ToList();
+            Assert.That(names, Does.Contain(table.F32).And.Contain(table.BF16), $"{field.DeclaringType!.Name}.{field.Name}");
+            Assert.That(table.For(DType.F32), Is.SameAs(table.For(DType.F32)), "entry names are made once");
         }
     }
 
