@@ -13,6 +13,7 @@ using CudaFinetune.Model;
 using CudaFinetune.Training;
 using CudaFinetune.Config;
 using CudaFinetune.Hosting;
+using CudaFinetune.Cuda.Hosting;
 
 if (args.Length is < 3 or > 5)
 {

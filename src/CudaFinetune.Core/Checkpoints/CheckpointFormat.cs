@@ -93,13 +93,13 @@ public static class CheckpointFormat
         => relativePath == MetricsFileName ? Reporting.MetricsFile.ProblemIn(content) : null;
 
     /// <summary>How the manifest spells why a checkpoint was written.</summary>
-    public static string ReasonName(Training.CheckpointReason reason) => reason switch
+    public static string ReasonName(CheckpointReason reason) => reason switch
     {
-        Training.CheckpointReason.Periodic => "periodic",
-        Training.CheckpointReason.EpochEnd => "epoch-end",
-        Training.CheckpointReason.End => "end",
-        Training.CheckpointReason.Interrupted => "interrupted",
-        Training.CheckpointReason.NonFinite => "non-finite",
+        CheckpointReason.Periodic => "periodic",
+        CheckpointReason.EpochEnd => "epoch-end",
+        CheckpointReason.End => "end",
+        CheckpointReason.Interrupted => "interrupted",
+        CheckpointReason.NonFinite => "non-finite",
         _ => throw new ArgumentOutOfRangeException(nameof(reason), reason, null),
     };
 

@@ -37,14 +37,6 @@ namespace CudaFinetune.Hosting;
 /// </remarks>
 public sealed class FinetuneSession : IDisposable
 {
-    public const string RunFileName = "run.json";
-    public const string MetricsFileName = "metrics.jsonl";
-    public const string LossChartFileName = "loss.png";
-
-    /// <summary>Where a finished LoRA run writes its adapter (PEFT layout), and a full fine-tune its model.</summary>
-    public const string AdapterDirectoryName = "adapter";
-    public const string ModelDirectoryName = "model";
-
     private readonly TrainingRank[] _ranks;
     private readonly byte[] _runId;
     private readonly CheckpointFingerprints _fingerprints;
@@ -272,7 +264,7 @@ public sealed class FinetuneSession : IDisposable
     {
         string dir = Path.GetFullPath(Options.OutputDir);
         string checkpointsDir = CheckpointStore.CheckpointsDirectory(dir);
-        string metricsPath = Path.Combine(dir, MetricsFileName);
+        string metricsPath = Path.Combine(dir, RunFileNames.MetricsFileName);
         bool first = Job.IsFirstProcess;
         if (Resumed is { NothingToDo: not null } finished)
         {
@@ -292,7 +284,7 @@ public sealed class FinetuneSession : IDisposable
                 RunBranching.SetAside(dir, aside.Archive, aside.Entries, aside.LiveHead, aside.OldHead);
             }
             CheckpointStore.RemoveIncomplete(checkpointsDir);
-            RunFiles.WriteRunFile(Path.Combine(dir, RunFileName), this);
+            RunFiles.WriteRunFile(Path.Combine(dir, RunFileNames.RunFileName), this);
             if (_resume?.Metrics is { } metricsSoFar)
             {
                 AtomicFile.Write(metricsPath, s => s.Write(metricsSoFar)); // the steps after the checkpoint are run again
@@ -366,7 +358,7 @@ public sealed class FinetuneSession : IDisposable
             }
             if (metrics is not null)
             {
-                RunFiles.Write("the loss chart", lastCheckpoint, () => LossChart.Write(Path.Combine(dir, LossChartFileName), metrics.TrainLoss, metrics.EvalLoss, $"{Path.GetFileName(dir)}: loss"));
+                RunFiles.Write("the loss chart", lastCheckpoint, () => LossChart.Write(Path.Combine(dir, RunFileNames.LossChartFileName), metrics.TrainLoss, metrics.EvalLoss, $"{Path.GetFileName(dir)}: loss"));
             }
         }
         if (outcome.NonFinite is { } stop)
@@ -376,7 +368,7 @@ public sealed class FinetuneSession : IDisposable
         }
         // An unfinished run leaves a checkpoint to resume from, not a final adapter or model; the first process writes those.
         var (adapterDir, modelDir) = outcome.Cancelled || !first ? (null, null) : RunFiles.WriteTrained(this, dir, lastCheckpoint);
-        return new FinetuneResult(dir, outcome, metricsPath, adapterDir, modelDir, first ? Path.Combine(dir, LossChartFileName) : null, lastCheckpoint);
+        return new FinetuneResult(dir, outcome, metricsPath, adapterDir, modelDir, first ? Path.Combine(dir, RunFileNames.LossChartFileName) : null, lastCheckpoint);
     }
 
     /// <summary>The files beside the tensors in a checkpoint: written by the rank that writes the manifest.</summary>

@@ -15,8 +15,8 @@ internal static class OutputDirectory
 {
     private static readonly string[] OwnEntries =
     [
-        FinetuneSession.RunFileName, FinetuneSession.MetricsFileName, FinetuneSession.LossChartFileName,
-        FinetuneSession.AdapterDirectoryName, FinetuneSession.ModelDirectoryName,
+        RunFileNames.RunFileName, RunFileNames.MetricsFileName, RunFileNames.LossChartFileName,
+        RunFileNames.AdapterDirectoryName, RunFileNames.ModelDirectoryName,
         CheckpointFormat.DirectoryName, Path.Combine(CheckpointFormat.DirectoryName, CheckpointFormat.LatestFileName), RunBranching.DirectoryName,
     ];
 
@@ -54,7 +54,7 @@ internal static class OutputDirectory
         {
             return; // continuing the run in its own directory
         }
-        bool earlierRun = File.Exists(Path.Combine(outputDir, FinetuneSession.RunFileName)) || File.Exists(Path.Combine(outputDir, FinetuneSession.MetricsFileName))
+        bool earlierRun = File.Exists(Path.Combine(outputDir, RunFileNames.RunFileName)) || File.Exists(Path.Combine(outputDir, RunFileNames.MetricsFileName))
             || Directory.Exists(Path.Combine(outputDir, CheckpointFormat.DirectoryName));
         if (earlierRun && !overwrite)
         {

@@ -24,10 +24,10 @@ public static class RunBranching
     public const string DirectoryName = "branches";
 
     /// <summary>The files of a run's output directory that describe its live branch (copied along with a branch set aside).</summary>
-    private static readonly string[] RunFiles = [FinetuneSession.RunFileName, FinetuneSession.MetricsFileName, FinetuneSession.LossChartFileName];
+    private static readonly string[] RunFiles = [RunFileNames.RunFileName, RunFileNames.MetricsFileName, RunFileNames.LossChartFileName];
 
     /// <summary>The final outputs of a finished branch (moved along with it: the live branch writes its own).</summary>
-    private static readonly string[] FinalOutputs = [FinetuneSession.AdapterDirectoryName, FinetuneSession.ModelDirectoryName];
+    private static readonly string[] FinalOutputs = [RunFileNames.AdapterDirectoryName, RunFileNames.ModelDirectoryName];
 
     /// <summary>The branches set aside in <paramref name="outputDir"/> (each an output directory of its own), oldest first.</summary>
     public static IReadOnlyList<string> SetAsideBranches(string outputDir)

@@ -3,6 +3,7 @@ using CudaFinetune.Data;
 using CudaFinetune.Distributed;
 using CudaFinetune.Model;
 using CudaFinetune.Config;
+using CudaFinetune.Checkpoints;
 
 namespace CudaFinetune.Training;
 

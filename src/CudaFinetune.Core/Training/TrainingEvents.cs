@@ -1,3 +1,5 @@
+using CudaFinetune.Checkpoints;
+
 namespace CudaFinetune.Training;
 
 /// <summary>Something a training run reports as it goes; subscribe through <see cref="Trainer.Progress"/>.</summary>

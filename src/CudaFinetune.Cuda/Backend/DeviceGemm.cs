@@ -32,19 +32,19 @@ internal sealed class CublasGemm(CudaDevice device) : IDeviceGemm
 }
 
 /// <summary>
-/// The CPU backend's fp32 GEMM straight on the emulator's memory; bf16 operands are widened into host scratch first and a
+/// The CPU backend's fp32 GEMM (<see cref="HostMatMul"/>) straight on the emulator's memory; bf16 operands are widened into host scratch first and a
 /// bf16 result rounded back (to nearest even), which is what a bf16 GEMM with fp32 accumulation gives.
 /// </summary>
 internal sealed unsafe class HostGemm : IDeviceGemm
 {
-    private readonly CpuBackend _cpu = new();
+    private readonly HostMatMul _cpu = new();
     private readonly float[][] _wide = [[], [], []];
 
     public void Run(int m, int n, int k, bool transposeA, bool transposeB, float alpha, DevicePtr a, DevicePtr b, float beta, DevicePtr c, DType input, DType output)
     {
         float* pa = Widened(0, a, (long)m * k, input), pb = Widened(1, b, (long)k * n, input);
         float* pc = output == DType.BF16 ? Widened(2, c, (long)m * n, DType.BF16, copy: beta != 0) : (float*)c.Address;
-        _cpu.MatMul(m, n, k, transposeA, transposeB, alpha, pa, transposeA ? m : k, pb, transposeB ? k : n, beta, pc, n);
+        _cpu.Run(m, n, k, transposeA, transposeB, alpha, pa, transposeA ? m : k, pb, transposeB ? k : n, beta, pc, n);
         if (output == DType.BF16)
         {
             var wide = new ReadOnlySpan<float>(pc, m * n);

@@ -7,6 +7,7 @@ using CudaFinetune.Errors;
 using CudaFinetune.IO;
 using CudaFinetune.Tensors;
 using CudaFinetune.Training;
+using CudaFinetune.Config;
 
 namespace CudaFinetune.Cli.Commands;
 

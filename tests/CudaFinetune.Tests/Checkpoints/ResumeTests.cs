@@ -268,7 +268,7 @@ public sealed class ResumeTests : LearnableTaskFixture
         Train(Options("run") with { MaxSteps = 2 });
         string outside = Dir.File("outside.txt");
         File.WriteAllText(outside, "not the run's");
-        string metrics = Path.Combine(Dir.File("run"), FinetuneSession.MetricsFileName);
+        string metrics = Path.Combine(Dir.File("run"), RunFileNames.MetricsFileName);
         File.Delete(metrics);
         File.CreateSymbolicLink(metrics, outside);
 

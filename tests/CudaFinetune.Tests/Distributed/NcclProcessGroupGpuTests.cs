@@ -2,6 +2,8 @@ using CudaFinetune.Cuda.Backend;
 using CudaFinetune.Tensors;
 using CudaFinetune.Tests.Support;
 using NUnit.Framework;
+using CudaFinetune.Cuda.Hosting;
+using CudaFinetune.Cuda.Distributed;
 
 namespace CudaFinetune.Tests.Distributed;
 

@@ -148,7 +148,7 @@ public sealed class RunLockTests : LearnableTaskFixture
             var listed = CudaFinetune.Checkpoints.CheckpointStore.List(dir);
             Assert.That(listed.Select(c => c.Problem), Is.All.Null, "every checkpoint verifies");
             Assert.That(listed.Select(c => c.Step), Is.EquivalentTo(new long[] { 1, 2, 3 }));
-            foreach (string line in File.ReadLines(Path.Combine(dir, FinetuneSession.MetricsFileName)))
+            foreach (string line in File.ReadLines(Path.Combine(dir, RunFileNames.MetricsFileName)))
             {
                 Assert.DoesNotThrow(() => System.Text.Json.JsonDocument.Parse(line).Dispose(), $"metrics.jsonl holds one writer's lines: {line}");
             }

@@ -11,10 +11,13 @@ namespace CudaFinetune.Tests.Layering;
 /// </summary>
 internal static class NamespaceReferences
 {
-    /// <summary>(from namespace, to namespace) → one example "Type → Type" that makes the edge, for the message.</summary>
-    public static Dictionary<(string From, string To), string> Read(IEnumerable<string> assemblyPaths, string prefix)
+    /// <summary>One use of one of our types by another: the using type and namespace, the used type and namespace.</summary>
+    public sealed record Use(string FromType, string From, string ToType, string To);
+
+    /// <summary>Every distinct use between types of different namespaces under <paramref name="prefix"/>.</summary>
+    public static IReadOnlyList<Use> Read(IEnumerable<string> assemblyPaths, string prefix)
     {
-        var edges = new Dictionary<(string, string), string>();
+        var uses = new HashSet<Use>();
         foreach (string path in assemblyPaths)
         {
             using var module = ModuleDefinition.ReadModule(path);
@@ -32,23 +35,25 @@ internal static class NamespaceReferences
                         string to = NamespaceOf(element);
                         if (to != from && to.StartsWith(prefix, StringComparison.Ordinal))
                         {
-                            edges.TryAdd((from, to), $"{type.FullName} → {element.FullName}");
+                            uses.Add(new Use(Outermost(type).FullName, from, Outermost(element).FullName, to));
                         }
                     }
                 }
             }
         }
-        return edges;
+        return [.. uses];
     }
 
-    private static string NamespaceOf(TypeReference type)
+    private static TypeReference Outermost(TypeReference type)
     {
         while (type.DeclaringType is { } outer)
         {
             type = outer;
         }
-        return type.Namespace;
+        return type;
     }
+
+    private static string NamespaceOf(TypeReference type) => Outermost(type).Namespace;
 
     /// <summary>The named types inside a type reference: an array's element, a generic's definition and arguments.</summary>
     private static IEnumerable<TypeReference> Elements(TypeReference? type)

@@ -16,22 +16,6 @@ public sealed unsafe partial class CpuBackend
         }
     }
 
-    /// <summary>
-    /// <see cref="MatMul(Tensor, bool, Tensor, bool, Tensor, double, double)"/> on raw fp32 row-major matrices in host memory
-    /// this backend does not own (the kernel emulator's device memory, which is host memory): c = alpha·op(a)·op(b) + beta·c,
-    /// leading dimensions lda, ldb, ldc in elements.
-    /// </summary>
-    public void MatMul(int m, int n, int k, bool transposeA, bool transposeB, float alpha, float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
-    {
-        lock (_gemmGate)
-        {
-            fixed (byte* scratch = PackedBScratch(CpuGemm.PackedBBytes<float>(n, k)))
-            {
-                CpuGemm.Run(_pool, (float*)scratch, transposeA, transposeB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-            }
-        }
-    }
-
     public void LowRankMatMul(Tensor a, Tensor b, Tensor low, Tensor lowB, bool transposeB, Tensor c, bool accumulate, double lowDropout = 0, DropoutKey lowDropoutKey = default)
     {
         OpChecks.LowRank(a, b, low, lowB, transposeB, c);

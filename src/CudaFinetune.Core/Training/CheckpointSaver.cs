@@ -1,8 +1,9 @@
 using CudaFinetune.Backends;
 using CudaFinetune.Errors;
 using CudaFinetune.Training;
+using CudaFinetune.Checkpoints;
 
-namespace CudaFinetune.Checkpoints;
+namespace CudaFinetune.Training;
 
 /// <summary>
 /// Saves checkpoints in the background. <see cref="Save"/> waits for the previous write, snapshots

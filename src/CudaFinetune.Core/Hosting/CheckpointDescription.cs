@@ -3,8 +3,9 @@ using CudaFinetune.Checkpoints;
 using CudaFinetune.Data;
 using CudaFinetune.Config;
 using CudaFinetune.Hosting;
+using CudaFinetune.Training;
 
-namespace CudaFinetune.Training;
+namespace CudaFinetune.Hosting;
 
 /// <summary>What a run's checkpoint says about itself, beside the tensors (checkpoint-format.md's manifest).</summary>
 internal static class CheckpointDescription

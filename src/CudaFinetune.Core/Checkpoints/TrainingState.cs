@@ -1,7 +1,8 @@
 using CudaFinetune.Data;
 using CudaFinetune.Config;
+using CudaFinetune.Training;
 
-namespace CudaFinetune.Training;
+namespace CudaFinetune.Checkpoints;
 
 /// <summary>
 /// Where a training run stands between two optimizer steps: everything besides the weights and the

@@ -5,8 +5,10 @@ using CudaFinetune.Tokenizers;
 using CudaFinetune.Config;
 using CudaFinetune.Hosting;
 using CudaFinetune.HuggingFace;
+using CudaFinetune.Checkpoints;
+using CudaFinetune.Training;
 
-namespace CudaFinetune.Training;
+namespace CudaFinetune.Hosting;
 
 /// <summary>
 /// The files a run leaves in its output directory besides checkpoints and metrics: run.json at the start, the trained
@@ -71,11 +73,11 @@ internal static class RunFiles
         string baseModel = Path.GetFullPath(session.Options.Model!);
         if (model.Lora is not null)
         {
-            string adapterDir = Path.Combine(dir, FinetuneSession.AdapterDirectoryName);
+            string adapterDir = Path.Combine(dir, RunFileNames.AdapterDirectoryName);
             Write($"the adapter into '{adapterDir}'", lastCheckpoint, () => PeftAdapterDirectory.Save(adapterDir, model, baseModel));
             return (adapterDir, null);
         }
-        string modelDir = Path.Combine(dir, FinetuneSession.ModelDirectoryName);
+        string modelDir = Path.Combine(dir, RunFileNames.ModelDirectoryName);
         Write($"the model into '{modelDir}'", lastCheckpoint, () =>
         {
             HfModelDirectory.Save(modelDir, model.Config, model.Parameters, Tensors.DType.F32, model.Backend);
@@ -92,8 +94,8 @@ internal static class RunFiles
     {
         string? Existing(string name) => Directory.Exists(Path.Combine(dir, name)) ? Path.Combine(dir, name) : null;
         var outcome = new TrainingOutcome(state.Step, state.Epoch, state.LastLoss, state.LastEvalLoss, Cancelled: false, state.SkippedSteps);
-        return new FinetuneResult(dir, outcome, Path.Combine(dir, FinetuneSession.MetricsFileName), Existing(FinetuneSession.AdapterDirectoryName),
-            Existing(FinetuneSession.ModelDirectoryName), Path.Combine(dir, FinetuneSession.LossChartFileName), finished.Checkpoint);
+        return new FinetuneResult(dir, outcome, Path.Combine(dir, RunFileNames.MetricsFileName), Existing(RunFileNames.AdapterDirectoryName),
+            Existing(RunFileNames.ModelDirectoryName), Path.Combine(dir, RunFileNames.LossChartFileName), finished.Checkpoint);
     }
 
     /// <summary>Writes one of the run's outputs; a file-system failure names the checkpoint that still holds everything.</summary>

@@ -5,8 +5,9 @@ using CudaFinetune.Distributed;
 using CudaFinetune.Errors;
 using CudaFinetune.IO;
 using CudaFinetune.Hosting;
+using CudaFinetune.Training;
 
-namespace CudaFinetune.Training;
+namespace CudaFinetune.Hosting;
 
 /// <summary>What a resumed run continues from: the state, the metrics so far, the history its checkpoints record.</summary>
 /// <param name="Metrics">the checkpoint's metrics.jsonl, which the output directory's is cut back to (the steps after it run again)</param>

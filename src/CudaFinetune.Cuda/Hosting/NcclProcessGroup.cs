@@ -3,8 +3,10 @@ using CudaFinetune.Cuda.Kernels;
 using CudaFinetune.Cuda.Runtime;
 using CudaFinetune.Distributed;
 using CudaFinetune.Tensors;
+using CudaFinetune.Cuda.Backend;
+using CudaFinetune.Cuda.Distributed;
 
-namespace CudaFinetune.Cuda.Backend;
+namespace CudaFinetune.Cuda.Hosting;
 
 /// <summary>
 /// <see cref="IProcessGroup"/> over NCCL for the cuda backend's device tensors (F32, F64, BF16, I32): one rank per GPU.

@@ -1,7 +1,8 @@
 using System.Globalization;
 using CudaFinetune.Config;
+using CudaFinetune.Training;
 
-namespace CudaFinetune.Training;
+namespace CudaFinetune.Config;
 
 /// <summary>
 /// Where a decaying schedule was taken up again when a resumed run changed its plan: from optimizer step

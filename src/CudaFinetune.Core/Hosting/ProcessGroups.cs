@@ -2,8 +2,9 @@ using CudaFinetune.Backends;
 using CudaFinetune.Tensors;
 using CudaFinetune.Errors;
 using CudaFinetune.Hosting;
+using CudaFinetune.Distributed;
 
-namespace CudaFinetune.Distributed;
+namespace CudaFinetune.Hosting;
 
 /// <summary>
 /// Opens the process groups of this process's ranks: for the CPU backend, thread ranks sharing memory in one process or
