@@ -1,5 +1,5 @@
 using System.Text.Json;
-using CudaFinetune.Tests.IO;
+using CudaFinetune.Tests.Support;
 
 namespace CudaFinetune.Tests.Support;
 

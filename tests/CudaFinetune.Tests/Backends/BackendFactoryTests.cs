@@ -6,7 +6,7 @@ using CudaFinetune.Model;
 using CudaFinetune.Tests.Support;
 using NUnit.Framework;
 
-namespace CudaFinetune.Tests.Training;
+namespace CudaFinetune.Tests.Backends;
 
 /// <summary>--device to backend: auto takes the GPU only when there is one and it can run the model.</summary>
 [TestFixture]
