@@ -1,5 +1,4 @@
 using System.Runtime.InteropServices;
-using CudaFinetune.Backends;
 using CudaFinetune.Tensors;
 using CudaFinetune.Checkpoints;
 

@@ -1,5 +1,4 @@
 using System.Text.Json;
-using CudaFinetune.Config;
 using CudaFinetune.Training;
 
 namespace CudaFinetune.Config;

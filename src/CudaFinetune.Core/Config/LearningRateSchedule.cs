@@ -1,5 +1,4 @@
 using System.Globalization;
-using CudaFinetune.Config;
 using CudaFinetune.Training;
 
 namespace CudaFinetune.Config;

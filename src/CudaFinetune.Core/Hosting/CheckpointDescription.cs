@@ -2,7 +2,6 @@ using System.Text.Json;
 using CudaFinetune.Checkpoints;
 using CudaFinetune.Data;
 using CudaFinetune.Config;
-using CudaFinetune.Hosting;
 using CudaFinetune.Training;
 
 namespace CudaFinetune.Hosting;

@@ -1,7 +1,6 @@
 using CudaFinetune.Backends;
 using CudaFinetune.Tensors;
 using CudaFinetune.Errors;
-using CudaFinetune.Hosting;
 using CudaFinetune.Distributed;
 
 namespace CudaFinetune.Hosting;

@@ -4,7 +4,6 @@ using CudaFinetune.Data;
 using CudaFinetune.Distributed;
 using CudaFinetune.Errors;
 using CudaFinetune.IO;
-using CudaFinetune.Hosting;
 using CudaFinetune.Training;
 
 namespace CudaFinetune.Hosting;

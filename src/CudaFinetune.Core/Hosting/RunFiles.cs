@@ -3,7 +3,6 @@ using CudaFinetune.Errors;
 using CudaFinetune.IO;
 using CudaFinetune.Tokenizers;
 using CudaFinetune.Config;
-using CudaFinetune.Hosting;
 using CudaFinetune.HuggingFace;
 using CudaFinetune.Checkpoints;
 using CudaFinetune.Training;

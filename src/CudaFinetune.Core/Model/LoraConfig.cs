@@ -1,5 +1,4 @@
 using CudaFinetune.Errors;
-using CudaFinetune.Model;
 
 namespace CudaFinetune.Model;
 

@@ -1,4 +1,3 @@
-using CudaFinetune.Model;
 
 namespace CudaFinetune.Model;
 

@@ -1,6 +1,5 @@
 using System.Runtime.CompilerServices;
 using CudaFinetune.Numerics;
-using CudaFinetune.Tensors;
 
 namespace CudaFinetune.Tensors;
 

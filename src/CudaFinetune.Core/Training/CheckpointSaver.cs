@@ -1,6 +1,5 @@
 using CudaFinetune.Backends;
 using CudaFinetune.Errors;
-using CudaFinetune.Training;
 using CudaFinetune.Checkpoints;
 
 namespace CudaFinetune.Training;

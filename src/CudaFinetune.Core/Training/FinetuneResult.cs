@@ -1,4 +1,3 @@
-using CudaFinetune.Training;
 
 namespace CudaFinetune.Training;
 

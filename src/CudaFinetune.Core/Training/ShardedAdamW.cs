@@ -2,7 +2,6 @@ using CudaFinetune.Backends;
 using CudaFinetune.Checkpoints;
 using CudaFinetune.Model;
 using CudaFinetune.Tensors;
-using CudaFinetune.Training;
 using CudaFinetune.Distributed;
 
 namespace CudaFinetune.Training;

@@ -6,8 +6,6 @@ using CudaFinetune.Cuda.Runtime;
 using CudaFinetune.Model;
 using CudaFinetune.Hosting;
 using CudaFinetune.Cuda.Backend;
-using CudaFinetune.Cuda.Hosting;
-using CudaFinetune.Cuda.Distributed;
 
 namespace CudaFinetune.Cuda.Hosting;
 

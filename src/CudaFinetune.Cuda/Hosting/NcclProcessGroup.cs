@@ -4,7 +4,6 @@ using CudaFinetune.Cuda.Runtime;
 using CudaFinetune.Distributed;
 using CudaFinetune.Tensors;
 using CudaFinetune.Cuda.Backend;
-using CudaFinetune.Cuda.Distributed;
 
 namespace CudaFinetune.Cuda.Hosting;
 

@@ -2,7 +2,7 @@ using System.Text;
 using CudaFinetune.Backends.Cpu;
 using CudaFinetune.Checkpoints;
 using CudaFinetune.Tensors;
-using CudaFinetune.Tests.IO;
+using CudaFinetune.Tests.Support;
 using CudaFinetune.Training;
 using NUnit.Framework;
 
@@ -10,22 +10,14 @@ namespace CudaFinetune.Tests.Checkpoints;
 
 /// <summary>The on-disk format: what is written, that it reads back exactly, and that every kind of damage is refused by name.</summary>
 [TestFixture]
-public sealed class CheckpointFormatTests
+public sealed class CheckpointFormatTests : TempDirectoryFixture
 {
-    private TempDirectory _dir = null!;
-
-    [SetUp]
-    public void SetUp() => _dir = new TempDirectory();
-
-    [TearDown]
-    public void TearDown() => _dir.Dispose();
-
     [Test]
     public void A_checkpoint_loads_back_bit_for_bit_with_its_manifest()
     {
-        string checkpoint = TestCheckpoints.Write(_dir.File("out"), step: 7);
+        string checkpoint = TestCheckpoints.Write(Dir.File("out"), step: 7);
         Assert.That(Path.GetFileName(checkpoint), Is.EqualTo("step-00000007"));
-        Assert.That(CheckpointStore.ReadLatest(CheckpointStore.CheckpointsDirectory(_dir.File("out"))), Is.EqualTo("step-00000007"));
+        Assert.That(CheckpointStore.ReadLatest(CheckpointStore.CheckpointsDirectory(Dir.File("out"))), Is.EqualTo("step-00000007"));
         var opened = Checkpoint.Open(checkpoint);
         var m = opened.Manifest;
         var expected = TestCheckpoints.Manifest(7);
@@ -52,7 +44,7 @@ public sealed class CheckpointFormatTests
     [Test]
     public void Loading_into_tensors_of_another_shape_names_the_tensor_and_both_shapes()
     {
-        string checkpoint = TestCheckpoints.Write(_dir.File("out"), step: 1);
+        string checkpoint = TestCheckpoints.Write(Dir.File("out"), step: 1);
         using var backend = new CpuBackend(threads: 1);
         var targets = TestCheckpoints.Tensors(backend, seed: 2);
         int b = targets.FindIndex(t => t.Name == "layers.0.q.lora_B.weight");
@@ -66,7 +58,7 @@ public sealed class CheckpointFormatTests
     [Test]
     public void A_flipped_bit_in_a_tensor_is_refused_naming_checkpoint_file_and_tensor()
     {
-        string checkpoint = TestCheckpoints.Write(_dir.File("out"), step: 1);
+        string checkpoint = TestCheckpoints.Write(Dir.File("out"), step: 1);
         string tensor = CheckpointDamage.FlipByteInTensor(checkpoint);
         Assert.That(Refusal(checkpoint), Does.Contain(checkpoint).And.Contain("model/rank-00000.bin").And.Contain(tensor).And.Contain("hash"));
     }
@@ -74,7 +66,7 @@ public sealed class CheckpointFormatTests
     [Test]
     public void A_changed_padding_byte_is_refused()
     {
-        string checkpoint = TestCheckpoints.Write(_dir.File("out"), step: 1);
+        string checkpoint = TestCheckpoints.Write(Dir.File("out"), step: 1);
         var first = Checkpoint.Open(checkpoint).Manifest.Tensors.First(t => t.Group == CheckpointFormat.ModelGroup);
         CheckpointDamage.FlipBit(Path.Combine(checkpoint, first.File), first.Offset + first.Length + 5);
         Assert.That(Refusal(checkpoint), Does.Contain("padding"));
@@ -83,7 +75,7 @@ public sealed class CheckpointFormatTests
     [Test]
     public void A_truncated_shard_is_refused()
     {
-        string checkpoint = TestCheckpoints.Write(_dir.File("out"), step: 1);
+        string checkpoint = TestCheckpoints.Write(Dir.File("out"), step: 1);
         string shard = TestCheckpoints.OptimizerShard(checkpoint);
         using (var stream = new FileStream(shard, FileMode.Open))
         {
@@ -95,7 +87,7 @@ public sealed class CheckpointFormatTests
     [Test]
     public void A_missing_shard_is_refused()
     {
-        string checkpoint = TestCheckpoints.Write(_dir.File("out"), step: 1);
+        string checkpoint = TestCheckpoints.Write(Dir.File("out"), step: 1);
         File.Delete(TestCheckpoints.ModelShard(checkpoint));
         Assert.That(Refusal(checkpoint), Does.Contain("model/rank-00000.bin").And.Contain("missing"));
     }
@@ -103,7 +95,7 @@ public sealed class CheckpointFormatTests
     [Test]
     public void An_edited_manifest_is_refused()
     {
-        string checkpoint = TestCheckpoints.Write(_dir.File("out"), step: 1);
+        string checkpoint = TestCheckpoints.Write(Dir.File("out"), step: 1);
         string path = Path.Combine(checkpoint, "manifest.json");
         File.WriteAllText(path, File.ReadAllText(path).Replace("\"step\": 1,", "\"step\": 2,", StringComparison.Ordinal));
         Assert.That(Refusal(checkpoint), Does.Contain("manifest.json").And.Contain("changed after it was written"));
@@ -112,8 +104,8 @@ public sealed class CheckpointFormatTests
     [Test]
     public void A_shard_from_another_checkpoint_is_refused()
     {
-        string a = TestCheckpoints.Write(_dir.File("a"), step: 1);
-        string b = TestCheckpoints.Write(_dir.File("b"), step: 1); // same tensors, same bytes: only the id tells them apart
+        string a = TestCheckpoints.Write(Dir.File("a"), step: 1);
+        string b = TestCheckpoints.Write(Dir.File("b"), step: 1); // same tensors, same bytes: only the id tells them apart
         File.Copy(TestCheckpoints.ModelShard(b), TestCheckpoints.ModelShard(a), overwrite: true);
         Assert.That(Refusal(a), Does.Contain("model/rank-00000.bin").And.Contain("another checkpoint"));
     }
@@ -121,7 +113,7 @@ public sealed class CheckpointFormatTests
     [Test]
     public void A_changed_metrics_file_is_refused()
     {
-        string checkpoint = TestCheckpoints.Write(_dir.File("out"), step: 1);
+        string checkpoint = TestCheckpoints.Write(Dir.File("out"), step: 1);
         string metrics = Path.Combine(checkpoint, "metrics.jsonl");
         File.WriteAllText(metrics, File.ReadAllText(metrics).Replace("2.25", "2.26", StringComparison.Ordinal));
         Assert.That(Refusal(checkpoint), Does.Contain("metrics.jsonl").And.Contain("hash"));
@@ -130,16 +122,16 @@ public sealed class CheckpointFormatTests
     [Test]
     public void A_directory_without_manifest_is_not_a_checkpoint()
     {
-        Directory.CreateDirectory(_dir.File("x"));
-        Assert.That(Refusal(_dir.File("x")), Does.Contain("manifest.json").And.Contain("missing"));
+        Directory.CreateDirectory(Dir.File("x"));
+        Assert.That(Refusal(Dir.File("x")), Does.Contain("manifest.json").And.Contain("missing"));
         // Not there at all: what a reader also meets when retention removes a listed checkpoint, so it is not called damage.
-        Assert.That(Assert.Throws<CheckpointRemovedException>(() => Checkpoint.Open(_dir.File("nowhere")))!.Message, Does.Contain("no such directory"));
+        Assert.That(Assert.Throws<CheckpointRemovedException>(() => Checkpoint.Open(Dir.File("nowhere")))!.Message, Does.Contain("no such directory"));
     }
 
     [Test]
     public void A_newer_format_version_is_refused_with_both_versions()
     {
-        string checkpoint = TestCheckpoints.Write(_dir.File("out"), step: 1);
+        string checkpoint = TestCheckpoints.Write(Dir.File("out"), step: 1);
         string path = Path.Combine(checkpoint, "manifest.json");
         int newer = CheckpointFormat.Version + 1;
         File.WriteAllText(path, File.ReadAllText(path).Replace($"\"format_version\": {CheckpointFormat.Version}", $"\"format_version\": {newer}", StringComparison.Ordinal));
@@ -164,11 +156,11 @@ public sealed class CheckpointFormatTests
     [Test]
     public void A_version_1_checkpoint_still_reads_and_may_not_hold_slices()
     {
-        string checkpoint = TestCheckpoints.Write(_dir.File("out"), step: 1);
+        string checkpoint = TestCheckpoints.Write(Dir.File("out"), step: 1);
         MakeVersion1(checkpoint);
         Assert.DoesNotThrow(() => Checkpoint.Open(checkpoint).Verify());
 
-        string sliced = TestCheckpoints.Write(_dir.File("sliced"), step: 1);
+        string sliced = TestCheckpoints.Write(Dir.File("sliced"), step: 1);
         MakeVersion1(sliced, text => text.Replace("\"name\": \"big\",", "\"slice\": {\"start\": 0, \"count\": 3000}, \"name\": \"big\",", StringComparison.Ordinal));
         Assert.That(Refusal(sliced), Does.Contain("big").And.Contain("slice"));
     }
@@ -176,17 +168,17 @@ public sealed class CheckpointFormatTests
     [Test]
     public void Saving_the_same_step_again_replaces_it_and_leaves_nothing_behind()
     {
-        TestCheckpoints.Write(_dir.File("out"), step: 3, seed: 1);
-        string again = TestCheckpoints.Write(_dir.File("out"), step: 3, seed: 5);
+        TestCheckpoints.Write(Dir.File("out"), step: 3, seed: 1);
+        string again = TestCheckpoints.Write(Dir.File("out"), step: 3, seed: 5);
         Assert.DoesNotThrow(() => Checkpoint.Open(again).Verify());
-        Assert.That(Directory.GetDirectories(CheckpointStore.CheckpointsDirectory(_dir.File("out"))).Select(Path.GetFileName), Is.EqualTo(new[] { "step-00000003" }));
+        Assert.That(Directory.GetDirectories(CheckpointStore.CheckpointsDirectory(Dir.File("out"))).Select(Path.GetFileName), Is.EqualTo(new[] { "step-00000003" }));
     }
 
     [Test]
     public void Interrupted_writes_are_never_listed_and_are_cleaned_up()
     {
-        TestCheckpoints.Write(_dir.File("out"), step: 2);
-        string checkpoints = CheckpointStore.CheckpointsDirectory(_dir.File("out"));
+        TestCheckpoints.Write(Dir.File("out"), step: 2);
+        string checkpoints = CheckpointStore.CheckpointsDirectory(Dir.File("out"));
         Directory.CreateDirectory(Path.Combine(checkpoints, ".tmp-step-00000004-abc"));
         Directory.CreateDirectory(Path.Combine(checkpoints, ".deleting-step-00000001-abc"));
         Assert.That(CheckpointStore.Directories(checkpoints).Select(Path.GetFileName), Is.EqualTo(new[] { "step-00000002" }));

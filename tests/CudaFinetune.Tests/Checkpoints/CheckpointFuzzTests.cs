@@ -1,6 +1,5 @@
 using System.Text;
 using CudaFinetune.Checkpoints;
-using CudaFinetune.Tests.IO;
 using CudaFinetune.Tests.Support;
 using NUnit.Framework;
 

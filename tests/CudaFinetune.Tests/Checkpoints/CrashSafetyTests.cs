@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using CudaFinetune.Checkpoints;
-using CudaFinetune.Tests.IO;
 using CudaFinetune.Tests.Support;
 using CudaFinetune.Training;
 using NUnit.Framework;
@@ -16,16 +15,8 @@ namespace CudaFinetune.Tests.Checkpoints;
 /// left finishes with the same metrics and adapter as a run that was never killed.
 /// </summary>
 [TestFixture]
-public sealed class CrashSafetyTests
+public sealed class CrashSafetyTests : TempDirectoryFixture
 {
-    private TempDirectory _dir = null!;
-
-    [SetUp]
-    public void SetUp() => _dir = new TempDirectory();
-
-    [TearDown]
-    public void TearDown() => _dir.Dispose();
-
     private static Process Start(params string[] args) => CliProcess.Start(new System.Text.StringBuilder(), args);
 
     private static Process Start(System.Text.StringBuilder output, params string[] args) => CliProcess.Start(output, args);
@@ -36,8 +27,8 @@ public sealed class CrashSafetyTests
     [Test]
     public void Killed_at_random_instants_it_never_leaves_an_invalid_checkpoint_and_resumes_to_the_same_result()
     {
-        var (model, data) = LearnableTask.Write(_dir.Path);
-        string output = _dir.File("killed");
+        var (model, data) = LearnableTask.Write(Dir.Path);
+        string output = Dir.File("killed");
         int lives = Kills;
         // Long enough that the short lives cannot finish it, so every attempt is really killed.
         int maxSteps = Math.Max(600, 100 * lives);
@@ -74,16 +65,16 @@ public sealed class CrashSafetyTests
         // The same run, never killed, in this process (same runtime and CPU, so the same arithmetic).
         var options = new FinetuneOptions
         {
-            Model = model, Dataset = data, OutputDir = _dir.File("reference"), ContextLength = 16, BatchSize = 4, LoraTargets = "all-linear",
+            Model = model, Dataset = data, OutputDir = Dir.File("reference"), ContextLength = 16, BatchSize = 4, LoraTargets = "all-linear",
             Lr = 0.01, Seed = 7, Device = "cpu", NumEpochs = 1000, MaxSteps = maxSteps, SaveEvery = 1, KeepLast = 2, EvalEvery = 5,
         };
         using (var session = FinetuneSession.Open(options))
         {
             session.Train();
         }
-        Assert.That(DeterministicMetrics.Read(output), Is.EqualTo(DeterministicMetrics.Read(_dir.File("reference"))));
+        Assert.That(DeterministicMetrics.Read(output), Is.EqualTo(DeterministicMetrics.Read(Dir.File("reference"))));
         Assert.That(File.ReadAllBytes(Path.Combine(output, "adapter", "adapter_model.safetensors")),
-            Is.EqualTo(File.ReadAllBytes(Path.Combine(_dir.File("reference"), "adapter", "adapter_model.safetensors"))));
+            Is.EqualTo(File.ReadAllBytes(Path.Combine(Dir.File("reference"), "adapter", "adapter_model.safetensors"))));
     }
 
     private static void Signal(Process process, string signal)
@@ -96,32 +87,32 @@ public sealed class CrashSafetyTests
     public void Sigterm_finishes_the_step_writes_a_checkpoint_prints_the_resume_command_and_exits_0_and_a_second_signal_aborts()
     {
         Assume.That(OperatingSystem.IsLinux() || OperatingSystem.IsMacOS(), "POSIX signals");
-        var (model, data) = LearnableTask.Write(_dir.Path);
-        string[] args = ["finetune", "--model", model, "--dataset", data, "--output-dir", _dir.File("run"), "--context-length", "16",
+        var (model, data) = LearnableTask.Write(Dir.Path);
+        string[] args = ["finetune", "--model", model, "--dataset", data, "--output-dir", Dir.File("run"), "--context-length", "16",
             "--batch-size", "4", "--num-epochs", "200", "--device", "cpu"];
         var log = new System.Text.StringBuilder();
         using (var process = Start(log, args))
         {
-            CliProcess.WaitForSteps(_dir.File("run"));
+            CliProcess.WaitForSteps(Dir.File("run"));
             Signal(process, "TERM");
             Assert.That(process.WaitForExit(TimeSpan.FromMinutes(1)), Is.True);
             Assert.That(process.ExitCode, Is.Zero, log.ToString());
         }
         Assert.That(log.ToString(), Does.Contain("SIGTERM: stopping after the current step").And.Contain("resume with: CudaFinetune finetune --resume"));
-        string checkpoints = CheckpointStore.CheckpointsDirectory(_dir.File("run"));
+        string checkpoints = CheckpointStore.CheckpointsDirectory(Dir.File("run"));
         var interrupted = Checkpoint.Open(Path.Combine(checkpoints, CheckpointStore.ReadLatest(checkpoints)!));
         Assert.That(interrupted.Manifest.Reason, Is.EqualTo(CheckpointReason.Interrupted));
         interrupted.Verify();
 
         // Resumed, then two signals in a row: the second ends the process at once; what was committed stays valid.
-        using (var again = Start(["finetune", "--resume", _dir.File("run")]))
+        using (var again = Start(["finetune", "--resume", Dir.File("run")]))
         {
-            CliProcess.WaitForSteps(_dir.File("run"), after: interrupted.Manifest.Training.Step);
+            CliProcess.WaitForSteps(Dir.File("run"), after: interrupted.Manifest.Training.Step);
             Signal(again, "TERM");
             Signal(again, "TERM");
             Assert.That(again.WaitForExit(TimeSpan.FromMinutes(1)), Is.True);
         }
-        AssertEveryCommittedCheckpointIsValid(_dir.File("run"));
+        AssertEveryCommittedCheckpointIsValid(Dir.File("run"));
         Assert.That(CheckpointStore.Directories(checkpoints), Is.Not.Empty);
     }
 

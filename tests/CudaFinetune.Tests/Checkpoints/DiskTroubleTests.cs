@@ -170,14 +170,12 @@ public sealed class DiskTroubleTests : LearnableTaskFixture
         Directory.CreateDirectory(dir);
         File.WriteAllText(Path.Combine(dir, "adapter"), "a file where the adapter directory goes");
         var options = Options(dir);
-        using var output = new StringWriter();
-        using var error = new StringWriter();
 
-        int code = Program.Run(["finetune", "--model", options.Model!, "--dataset", options.Dataset!, "--output-dir", dir,
-            "--num-epochs", "1", "--batch-size", "4", "--context-length", "16", "--device", "cpu"], output, error);
+        var (code, _, error) = CliRuns.Run(["finetune", "--model", options.Model!, "--dataset", options.Dataset!, "--output-dir", dir,
+            "--num-epochs", "1", "--batch-size", "4", "--context-length", "16", "--device", "cpu"]);
 
-        Assert.That(code, Is.EqualTo(Program.ExitUserError), error.ToString());
-        string message = error.ToString().Trim();
+        Assert.That(code, Is.EqualTo(Program.ExitUserError), error);
+        string message = error.Trim();
         Assert.That(message.Split('\n'), Has.Length.EqualTo(1), "one line, no stack trace");
         Assert.That(message, Does.StartWith("error: could not write the adapter").And.Contain("CudaFinetune export --checkpoint"));
         string checkpoint = CheckpointStore.List(dir).MaxBy(l => l.Step)!.Directory;
@@ -220,15 +218,13 @@ public sealed class DiskTroubleTests : LearnableTaskFixture
         using var disk = SmallDisk.Mount(Dir.File("disk"), megabytes: 1);
         disk.Fill();
         var options = Options(Path.Combine(disk.Path, "run"));
-        using var output = new StringWriter();
-        using var error = new StringWriter();
 
-        int code = Program.Run(["finetune", "--model", options.Model!, "--dataset", options.Dataset!, "--output-dir", options.OutputDir,
-            "--num-epochs", "1", "--batch-size", "4", "--context-length", "16", "--device", "cpu"], output, error);
+        var (code, _, error) = CliRuns.Run(["finetune", "--model", options.Model!, "--dataset", options.Dataset!, "--output-dir", options.OutputDir,
+            "--num-epochs", "1", "--batch-size", "4", "--context-length", "16", "--device", "cpu"]);
 
-        Assert.That(code, Is.EqualTo(Program.ExitUserError), error.ToString());
-        Assert.That(error.ToString().Trim().Split('\n'), Has.Length.EqualTo(1), "one line, no stack trace");
-        Assert.That(error.ToString(), Does.Contain("no space left"));
+        Assert.That(code, Is.EqualTo(Program.ExitUserError), error);
+        Assert.That(error.Trim().Split('\n'), Has.Length.EqualTo(1), "one line, no stack trace");
+        Assert.That(error, Does.Contain("no space left"));
     }
 
     [Test]

@@ -1,5 +1,6 @@
 using System.Globalization;
 using CudaFinetune.Cli;
+using CudaFinetune.Tests.Support;
 using NUnit.Framework;
 
 namespace CudaFinetune.Tests.Cli;
@@ -8,13 +9,7 @@ namespace CudaFinetune.Tests.Cli;
 [TestFixture]
 public sealed class BenchCommandTests
 {
-    private static (int Code, string Out, string Err) Run(params string[] args)
-    {
-        using var output = new StringWriter();
-        using var error = new StringWriter();
-        int code = Program.Run(args, output, error);
-        return (code, output.ToString(), error.ToString());
-    }
+    private static (int Code, string Out, string Err) Run(params string[] args) => CliRuns.Run(args);
 
     private static double Result(string output, string name)
     {

@@ -1,7 +1,6 @@
 using CudaFinetune.Checkpoints;
 using CudaFinetune.Cli;
 using CudaFinetune.Tests.Checkpoints;
-using CudaFinetune.Tests.IO;
 using CudaFinetune.Tests.Support;
 using CudaFinetune.Training;
 using NUnit.Framework;
@@ -11,28 +10,14 @@ namespace CudaFinetune.Tests.Cli;
 
 /// <summary>checkpoint verify / inspect / list, and finetune --resume, through <see cref="Program.Run"/>.</summary>
 [TestFixture]
-public sealed class CheckpointCommandTests
+public sealed class CheckpointCommandTests : LearnableTaskFixture
 {
-    private TempDirectory _dir = null!;
-    private string _model = null!;
-    private string _data = null!;
-
-    [SetUp]
-    public void SetUp()
-    {
-        _dir = new TempDirectory();
-        (_model, _data) = LearnableTask.Write(_dir.Path);
-    }
-
-    [TearDown]
-    public void TearDown() => _dir.Dispose();
-
     private static (int Code, string Out, string Err) Cli(string[] args, CancellationToken cancel = default) => CliRuns.Run(args, cancel);
 
-    private string Run => _dir.File("run");
+    private string Run => Dir.File("run");
 
     private string[] Finetune(params string[] extra) =>
-        ["finetune", "--model", _model, "--dataset", _data, "--output-dir", Run, "--context-length", "16", "--batch-size", "4", "--device", "cpu", .. extra];
+        ["finetune", "--model", ModelDir, "--dataset", DataFile, "--output-dir", Run, "--context-length", "16", "--batch-size", "4", "--device", "cpu", .. extra];
 
     [Test]
     public void List_verify_and_inspect_describe_the_checkpoints_and_exit_1_on_damage()
@@ -62,10 +47,10 @@ public sealed class CheckpointCommandTests
         var badList = Cli(["checkpoint", "list", Run]);
         Assert.That(badList.Code, Is.EqualTo(Program.ExitCheckFailed));
         Assert.That(badList.Out, Does.Contain("INVALID"));
-        var missing = Cli(["checkpoint", "verify", _dir.File("nothing")]);
+        var missing = Cli(["checkpoint", "verify", Dir.File("nothing")]);
         Assert.That(missing.Code, Is.EqualTo(Program.ExitUserError));
         Assert.That(missing.Err, Does.StartWith("error: checkpoint verify '").And.Contain("no such directory"));
-        Assert.That(Cli(["checkpoint", "inspect", _dir.File("nothing")]).Code, Is.EqualTo(Program.ExitUserError));
+        Assert.That(Cli(["checkpoint", "inspect", Dir.File("nothing")]).Code, Is.EqualTo(Program.ExitUserError));
     }
 
     [Test]
@@ -149,7 +134,7 @@ public sealed class CheckpointCommandTests
     [Test]
     public void Training_data_whose_every_label_is_masked_is_refused_in_one_line()
     {
-        File.WriteAllLines(_data, Enumerable.Range(0, 8).Select(_ => "{\"input_ids\": [" + string.Join(", ", Enumerable.Range(1, 20)) + "], \"labels\": [" + string.Join(", ", Enumerable.Repeat(-100, 20)) + "]}"));
+        File.WriteAllLines(DataFile, Enumerable.Range(0, 8).Select(_ => "{\"input_ids\": [" + string.Join(", ", Enumerable.Range(1, 20)) + "], \"labels\": [" + string.Join(", ", Enumerable.Repeat(-100, 20)) + "]}"));
         var run = Cli(Finetune("--validation-fraction", "0"));
         Assert.That(run.Code, Is.EqualTo(Program.ExitUserError));
         Assert.That(run.Err.Trim().Split('\n'), Has.Length.EqualTo(1));

@@ -1,6 +1,7 @@
 using CudaFinetune.Backends.Cpu;
 using CudaFinetune.Cli;
 using CudaFinetune.Cuda.Runtime;
+using CudaFinetune.Tests.Support;
 using NUnit.Framework;
 
 namespace CudaFinetune.Tests.Cli;
@@ -12,11 +13,8 @@ public sealed class DevicesCommandTests
     [Test]
     public void Devices_exits_0_and_says_what_it_found_or_everywhere_it_looked()
     {
-        using var output = new StringWriter();
-        using var error = new StringWriter();
-        int code = Program.Run(["devices"], output, error);
-        Assert.That(code, Is.Zero, error.ToString());
-        string text = output.ToString();
+        var (code, text, error) = CliRuns.Run(["devices"]);
+        Assert.That(code, Is.Zero, error);
         TestContext.Out.WriteLine(text);
         var report = CudaEnvironment.Probe();
         Assert.That(text, Does.Contain("CUDA driver:").And.Contain("cublasLt").And.Contain("nccl"));
@@ -39,20 +37,13 @@ public sealed class DevicesCommandTests
     [Test]
     public void A_missing_library_is_reported_with_every_path_tried()
     {
-        string dir = Path.Combine(Path.GetTempPath(), "cudafinetune-resolver-" + Guid.NewGuid().ToString("N"));
-        Directory.CreateDirectory(dir);
-        try
-        {
-            File.WriteAllText(Path.Combine(dir, "libnotreal.so.2"), "not an ELF file");
-            var probe = CudaFinetune.Cuda.Interop.LibraryResolver.Search("notreal", ["libnotreal.so.3", "libnotreal.so.2"], [dir, "/nonexistent"]);
-            Assert.That(probe.Found, Is.False);
-            Assert.That(probe.Tried, Has.Count.EqualTo(6), string.Join("\n", probe.Tried));
-            Assert.That(probe.Describe(), Does.Contain("libnotreal.so.3 (system loader").And.Contain(Path.Combine(dir, "libnotreal.so.3") + " (no such file)")
-                .And.Contain(Path.Combine(dir, "libnotreal.so.2") + " (exists but does not load").And.Contain("/nonexistent/libnotreal.so.2 (no such file)"));
-        }
-        finally
-        {
-            Directory.Delete(dir, recursive: true);
-        }
+        using var temp = new TempDirectory();
+        string dir = temp.Path;
+        File.WriteAllText(Path.Combine(dir, "libnotreal.so.2"), "not an ELF file");
+        var probe = CudaFinetune.Cuda.Interop.LibraryResolver.Search("notreal", ["libnotreal.so.3", "libnotreal.so.2"], [dir, "/nonexistent"]);
+        Assert.That(probe.Found, Is.False);
+        Assert.That(probe.Tried, Has.Count.EqualTo(6), string.Join("\n", probe.Tried));
+        Assert.That(probe.Describe(), Does.Contain("libnotreal.so.3 (system loader").And.Contain(Path.Combine(dir, "libnotreal.so.3") + " (no such file)")
+            .And.Contain(Path.Combine(dir, "libnotreal.so.2") + " (exists but does not load").And.Contain("/nonexistent/libnotreal.so.2 (no such file)"));
     }
 }

@@ -1,6 +1,5 @@
 using System.Text.Json;
 using CudaFinetune.Cli;
-using CudaFinetune.Tests.IO;
 using CudaFinetune.Tests.Support;
 using NUnit.Framework;
 
@@ -8,34 +7,14 @@ namespace CudaFinetune.Tests.Cli;
 
 /// <summary>finetune, eval and generate through <see cref="Program.Run"/>, as the executable runs them.</summary>
 [TestFixture]
-public sealed class FinetuneCommandTests
+public sealed class FinetuneCommandTests : LearnableTaskFixture
 {
-    private TempDirectory _dir = null!;
-    private string _model = null!;
-    private string _data = null!;
-
-    [SetUp]
-    public void SetUp()
-    {
-        _dir = new TempDirectory();
-        (_model, _data) = LearnableTask.Write(_dir.Path);
-    }
-
-    [TearDown]
-    public void TearDown() => _dir.Dispose();
-
-    private static (int Code, string Out, string Err) Cli(params string[] args)
-    {
-        using var output = new StringWriter();
-        using var error = new StringWriter();
-        int code = Program.Run(args, output, error);
-        return (code, output.ToString(), error.ToString());
-    }
+    private static (int Code, string Out, string Err) Cli(params string[] args) => CliRuns.Run(args);
 
     /// <summary>A finetune command line; --context-length 16 and --batch-size 4 unless <paramref name="extra"/> sets them (a flag may be given once).</summary>
     private string[] Finetune(params string[] extra)
     {
-        var args = new List<string> { "finetune", "--model", _model, "--dataset", _data, "--output-dir", _dir.File("run") };
+        var args = new List<string> { "finetune", "--model", ModelDir, "--dataset", DataFile, "--output-dir", Dir.File("run") };
         if (!extra.Contains("--context-length"))
         {
             args.AddRange(["--context-length", "16"]);
@@ -53,8 +32,8 @@ public sealed class FinetuneCommandTests
         var (code, output, error) = Cli(Finetune("--lora-targets", "all-linear", "--lr", "0.01", "--num-epochs", "6", "--scheduler", "constant", "--eval-every", "10"));
         Assert.That(code, Is.Zero, error);
         Assert.That(output, Does.Contain("eval").And.Contain("finetune: done"));
-        string adapter = Path.Combine(_dir.File("run"), "adapter");
-        string[] evalArgs = ["eval", "--model", _model, "--dataset", _data, "--context-length", "16"];
+        string adapter = Path.Combine(Dir.File("run"), "adapter");
+        string[] evalArgs = ["eval", "--model", ModelDir, "--dataset", DataFile, "--context-length", "16"];
         var before = Cli(evalArgs);
         var after = Cli([.. evalArgs, "--adapter", adapter]);
         Assert.That(before.Code, Is.Zero, before.Err);
@@ -71,23 +50,23 @@ public sealed class FinetuneCommandTests
     [Test]
     public void Flags_override_a_llama_recipes_config_file_and_run_json_records_the_result()
     {
-        string config = _dir.File("train.yaml");
+        string config = Dir.File("train.yaml");
         File.WriteAllText(config, "batch_size_training: 2\nnum_epochs: 1\nlr: 0.003\nuse_peft: true\nlora_config:\n  r: 4\n  target_modules: [q_proj, k_proj]\n");
         var (code, _, error) = Cli(Finetune("--config", config, "--batch-size", "3", "--max-steps", "2"));
         Assert.That(code, Is.Zero, error);
-        using var run = JsonDocument.Parse(File.ReadAllBytes(Path.Combine(_dir.File("run"), "run.json")));
+        using var run = JsonDocument.Parse(File.ReadAllBytes(Path.Combine(Dir.File("run"), "run.json")));
         var resolved = run.RootElement.GetProperty("config");
         Assert.That(resolved.GetProperty("batch_size").GetInt32(), Is.EqualTo(3), "the flag wins over the file");
         Assert.That(resolved.GetProperty("lr").GetDouble(), Is.EqualTo(0.003));
         Assert.That(resolved.GetProperty("lora_r").GetInt32(), Is.EqualTo(4));
         Assert.That(resolved.GetProperty("lora_targets").GetString(), Is.EqualTo("q_proj,k_proj"));
-        Assert.That(File.ReadAllLines(Path.Combine(_dir.File("run"), "metrics.jsonl")).Count(l => l.Contains("\"loss\"", StringComparison.Ordinal)), Is.EqualTo(2));
+        Assert.That(File.ReadAllLines(Path.Combine(Dir.File("run"), "metrics.jsonl")).Count(l => l.Contains("\"loss\"", StringComparison.Ordinal)), Is.EqualTo(2));
     }
 
     [Test]
     public void Missing_dataset_file_is_a_user_error()
     {
-        var (code, _, error) = Cli("finetune", "--model", _model, "--dataset", _dir.File("nope.jsonl"), "--output-dir", _dir.File("run"), "--context-length", "16");
+        var (code, _, error) = Cli("finetune", "--model", ModelDir, "--dataset", Dir.File("nope.jsonl"), "--output-dir", Dir.File("run"), "--context-length", "16");
         Assert.That(code, Is.EqualTo(2));
         Assert.That(error, Does.StartWith("error: ").And.Contain("nope.jsonl"));
         Assert.That(error.Trim().Split('\n'), Has.Length.EqualTo(1), "one message, no stack trace");
@@ -96,9 +75,9 @@ public sealed class FinetuneCommandTests
     [Test]
     public void Malformed_json_line_is_reported_with_its_line_number()
     {
-        string bad = _dir.File("bad.jsonl");
+        string bad = Dir.File("bad.jsonl");
         File.WriteAllLines(bad, ["{\"input_ids\": [1, 2, 3]}", "{\"input_ids\": [4, 5, 6]}", "{\"input_ids\": [7, 8,", "{\"input_ids\": [9]}"]);
-        var (code, _, error) = Cli("finetune", "--model", _model, "--dataset", bad, "--output-dir", _dir.File("run"), "--context-length", "2");
+        var (code, _, error) = Cli("finetune", "--model", ModelDir, "--dataset", bad, "--output-dir", Dir.File("run"), "--context-length", "2");
         Assert.That(code, Is.EqualTo(2));
         Assert.That(error, Does.StartWith("error: ").And.Contain("line 3"));
     }
@@ -115,19 +94,19 @@ public sealed class FinetuneCommandTests
         Assert.That(code, Is.EqualTo(2), output + error);
         Assert.That(error, Does.StartWith("error: ").And.Contain(mentioned));
         Assert.That(error, Does.Not.Contain("   at "), "no stack trace");
-        Assert.That(Directory.Exists(_dir.File("run")) && Directory.EnumerateFiles(_dir.File("run")).Any(), Is.False, "nothing written");
+        Assert.That(Directory.Exists(Dir.File("run")) && Directory.EnumerateFiles(Dir.File("run")).Any(), Is.False, "nothing written");
     }
 
     [Test]
     public void Generate_continues_a_prompt_and_refuses_a_model_without_a_tokenizer()
     {
-        string tiny = _dir.File("tiny");
+        string tiny = Dir.File("tiny");
         Assert.That(Cli("init-model", "--preset", "tiny", "--out", tiny).Code, Is.Zero);
         var (code, output, error) = Cli("generate", "--model", tiny, "--prompt", "Hello", "--max-new-tokens", "5");
         Assert.That(code, Is.Zero, error);
         Assert.That(output, Does.StartWith("Hello"));
         Assert.That(output.Trim().Length, Is.GreaterThan("Hello".Length));
-        var noTokenizer = Cli("generate", "--model", _model, "--prompt", "Hello");
+        var noTokenizer = Cli("generate", "--model", ModelDir, "--prompt", "Hello");
         Assert.That(noTokenizer.Code, Is.EqualTo(2));
         Assert.That(noTokenizer.Err, Does.Contain("tokenizer"));
     }
@@ -149,17 +128,14 @@ public sealed class FinetuneCommandTests
         var (code, _, error) = Cli(Finetune("--device", "cuda"));
         Assert.That(code, Is.EqualTo(Program.ExitUserError));
         Assert.That(error, Does.StartWith("error: --device cuda: the attention kernels take head sizes 32, 64 and 128; this model's is 8"));
-        Assert.That(Directory.Exists(_dir.File("run")) && Directory.EnumerateFileSystemEntries(_dir.File("run")).Any(), Is.False, "nothing is written");
+        Assert.That(Directory.Exists(Dir.File("run")) && Directory.EnumerateFileSystemEntries(Dir.File("run")).Any(), Is.False, "nothing is written");
     }
 
     [Test]
     public void Finetune_on_cuda_without_a_gpu_is_a_user_error()
     {
-        if (CudaFinetune.Cuda.Runtime.CudaEnvironment.Probe().Gpus.Count > 0)
-        {
-            Assert.Ignore("this machine has a GPU");
-        }
-        (_model, _) = LearnableTask.Write(_dir.File("kernel-sized"), LearnableTask.KernelSizedConfig);
+        TestDevices.RequireNoGpu();
+        (ModelDir, _) = LearnableTask.Write(Dir.File("kernel-sized"), LearnableTask.KernelSizedConfig);
         var (code, _, error) = Cli(Finetune("--device", "cuda"));
         Assert.That(code, Is.EqualTo(Program.ExitUserError));
         Assert.That(error, Does.StartWith("error: no CUDA driver").Or.StartWith("error: the CUDA driver offers no usable GPU"));
@@ -175,17 +151,15 @@ public sealed class DemoTests
     public void Finetune_without_arguments_runs_the_demo_from_the_embedded_dataset()
     {
         using var dir = new TempDirectory();
-        using var output = new StringWriter();
-        using var error = new StringWriter();
-        int code = Program.Run(["finetune", "--output-dir", dir.File("demo"), "--max-steps", "6", "--eval-every", "3"], output, error);
-        string text = output.ToString();
-        Assert.That(code, Is.Zero, error.ToString());
+        var (code, text, error) = CliRuns.Run(["finetune", "--output-dir", dir.File("demo"), "--max-steps", "6", "--eval-every", "3"]);
+        Assert.That(code, Is.Zero, error);
         Assert.That(text, Does.Contain("held-out review:").And.Contain("before fine-tuning:").And.Contain("after fine-tuning:").And.Contain("eval loss"));
         foreach (string file in new[] { "base-model/config.json", "base-model/tokenizer_config.json", "demo-sentiment.jsonl", "run.json", "metrics.jsonl", "loss.png", "adapter/adapter_model.safetensors" })
         {
             Assert.That(File.Exists(Path.Combine(dir.File("demo"), file)), Is.True, file);
         }
         // Running it again replaces the demo's own output instead of refusing.
-        Assert.That(Program.Run(["finetune", "--output-dir", dir.File("demo"), "--max-steps", "1"], TextWriter.Null, error), Is.Zero, error.ToString());
+        var again = CliRuns.Run(["finetune", "--output-dir", dir.File("demo"), "--max-steps", "1"]);
+        Assert.That(again.Code, Is.Zero, again.Err);
     }
 }

@@ -14,9 +14,9 @@ public sealed partial class HelpAndDocsTests
 {
     private static string Help(params string[] verb)
     {
-        using var output = new StringWriter();
-        Assert.That(Program.Run([.. verb, "--help"], output, TextWriter.Null), Is.Zero);
-        return output.ToString();
+        var (code, output, _) = CliRuns.Run([.. verb, "--help"]);
+        Assert.That(code, Is.Zero);
+        return output;
     }
 
     [TestCaseSource(nameof(VerbPaths))]

@@ -2,37 +2,23 @@ using CudaFinetune.Backends.Cpu;
 using CudaFinetune.Cli;
 using CudaFinetune.IO;
 using CudaFinetune.Model;
-using CudaFinetune.Tests.IO;
+using CudaFinetune.Tests.Support;
 using NUnit.Framework;
 using CudaFinetune.HuggingFace;
 
 namespace CudaFinetune.Tests.Cli;
 
 /// <summary>Runs the CLI in-process through <see cref="Program.Run"/>, as the executable would.</summary>
-public sealed class InitModelCommandTests
+public sealed class InitModelCommandTests : TempDirectoryFixture
 {
-    private TempDirectory _dir = null!;
-
-    [SetUp]
-    public void SetUp() => _dir = new TempDirectory();
-
-    [TearDown]
-    public void TearDown() => _dir.Dispose();
-
-    private static (int Code, string Out, string Err) Cli(params string[] args)
-    {
-        using var output = new StringWriter();
-        using var error = new StringWriter();
-        int code = Program.Run(args, output, error);
-        return (code, output.ToString(), error.ToString());
-    }
+    private static (int Code, string Out, string Err) Cli(params string[] args) => CliRuns.Run(args);
 
     private static byte[] Bytes(string directory, string file) => File.ReadAllBytes(Path.Combine(directory, file));
 
     [Test]
     public void Same_seed_gives_byte_identical_files_and_another_seed_different_weights()
     {
-        string a = _dir.File("a"), b = _dir.File("b"), c = _dir.File("c");
+        string a = Dir.File("a"), b = Dir.File("b"), c = Dir.File("c");
         var first = Cli("init-model", "--preset", "tiny", "--seed", "5", "--out", a);
         Assert.That(first.Code, Is.Zero, first.Err);
         Assert.That(first.Out, Does.Contain(a).And.Contain("6,802,176 parameters").And.Contain("bytes"));
@@ -49,7 +35,7 @@ public sealed class InitModelCommandTests
     [Test]
     public void Written_model_loads_back_as_the_preset()
     {
-        string dir = _dir.File("m");
+        string dir = Dir.File("m");
         Assert.That(Cli("init-model", "--preset", "tiny", "--out", dir, "--dtype", "bf16").Code, Is.Zero);
         using var backend = new CpuBackend(threads: 1);
         var (config, weights) = HfModelDirectory.Load(dir, backend);
@@ -66,26 +52,26 @@ public sealed class InitModelCommandTests
     [Test]
     public void Unknown_preset_is_a_user_error()
     {
-        var (code, _, err) = Cli("init-model", "--preset", "huge", "--out", _dir.File("m"));
+        var (code, _, err) = Cli("init-model", "--preset", "huge", "--out", Dir.File("m"));
         Assert.That(code, Is.EqualTo(2));
         Assert.That(err, Does.StartWith("error: ").And.Contain("huge").And.Contain("tiny, bench-tiny"));
-        Assert.That(Directory.Exists(_dir.File("m")), Is.False);
+        Assert.That(Directory.Exists(Dir.File("m")), Is.False);
     }
 
     [Test]
     public void Non_empty_out_is_refused_without_force_and_nothing_is_touched()
     {
-        string keep = _dir.File("notes.txt");
+        string keep = Dir.File("notes.txt");
         File.WriteAllText(keep, "precious");
-        var (code, _, err) = Cli("init-model", "--preset", "tiny", "--out", _dir.Path);
+        var (code, _, err) = Cli("init-model", "--preset", "tiny", "--out", Dir.Path);
         Assert.That(code, Is.EqualTo(2));
         Assert.That(err, Does.StartWith("error: ").And.Contain("not empty").And.Contain("--force"));
-        Assert.That(Directory.GetFiles(_dir.Path), Is.EqualTo(new[] { keep }));
+        Assert.That(Directory.GetFiles(Dir.Path), Is.EqualTo(new[] { keep }));
 
-        var forced = Cli("init-model", "--preset", "tiny", "--out", _dir.Path, "--force");
+        var forced = Cli("init-model", "--preset", "tiny", "--out", Dir.Path, "--force");
         Assert.That(forced.Code, Is.Zero, forced.Err);
         Assert.That(File.ReadAllText(keep), Is.EqualTo("precious"));
-        Assert.That(File.Exists(_dir.File("model.safetensors")), Is.True);
+        Assert.That(File.Exists(Dir.File("model.safetensors")), Is.True);
     }
 
     [TestCase(new[] { "init-model", "--preset", "tiny" }, "--out")]

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using CudaFinetune.Cli;
+using CudaFinetune.Tests.Support;
 using NUnit.Framework;
 
 namespace CudaFinetune.Tests.Cli;
@@ -13,10 +14,8 @@ public sealed class ParseErrorTests
 {
     private static (int Code, string Out, string[] Errors) Cli(params string[] args)
     {
-        using var output = new StringWriter();
-        using var error = new StringWriter();
-        int code = Program.Run(args, output, error);
-        return (code, output.ToString(), error.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+        var (code, output, error) = CliRuns.Run(args);
+        return (code, output, error.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
     }
 
     [TestCase(new[] { "finetune", "--shuffle", "maybe" }, "--shuffle takes true or false, got 'maybe'", "finetune")]

@@ -1,5 +1,5 @@
 using CudaFinetune.Cli;
-using CudaFinetune.Cuda.Runtime;
+using CudaFinetune.Tests.Support;
 using NUnit.Framework;
 
 namespace CudaFinetune.Tests.Cli;
@@ -8,13 +8,7 @@ namespace CudaFinetune.Tests.Cli;
 [TestFixture]
 public sealed class VerifyKernelsCommandTests
 {
-    private static (int Code, string Output, string Error) Run(params string[] args)
-    {
-        using var output = new StringWriter();
-        using var error = new StringWriter();
-        int code = Program.Run(args, output, error);
-        return (code, output.ToString(), error.ToString());
-    }
+    private static (int Code, string Output, string Error) Run(params string[] args) => CliRuns.Run(args);
 
     [Test]
     public void On_the_emulator_every_case_passes_and_the_seed_is_printed()
@@ -47,10 +41,7 @@ public sealed class VerifyKernelsCommandTests
     [Test]
     public void Asking_for_a_gpu_where_there_is_none_is_a_user_error()
     {
-        if (CudaEnvironment.Probe().Gpus.Count > 0)
-        {
-            Assert.Ignore("this machine has a GPU");
-        }
+        TestDevices.RequireNoGpu();
         var (code, _, error) = Run("verify-kernels", "--device", "cuda");
         Assert.That(code, Is.EqualTo(Program.ExitUserError));
         Assert.That(error, Does.StartWith("error: no CUDA driver").Or.StartWith("error: the CUDA driver offers no usable GPU"));

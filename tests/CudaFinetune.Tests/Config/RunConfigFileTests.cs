@@ -1,28 +1,19 @@
 using System.Reflection;
 using CudaFinetune.Config;
 using CudaFinetune.Errors;
-using CudaFinetune.Tests.IO;
 using CudaFinetune.Tests.Support;
 using CudaFinetune.Training;
 using NUnit.Framework;
 
 namespace CudaFinetune.Tests.Config;
 
-public sealed class RunConfigFileTests
+public sealed class RunConfigFileTests : TempDirectoryFixture
 {
     private static readonly FinetuneOptions Defaults = new();
 
-    private TempDirectory _dir = null!;
-
-    [SetUp]
-    public void SetUp() => _dir = new TempDirectory();
-
-    [TearDown]
-    public void TearDown() => _dir.Dispose();
-
     private string Write(string name, string text)
     {
-        string path = _dir.File(name);
+        string path = Dir.File(name);
         File.WriteAllText(path, text);
         return path;
     }
@@ -298,7 +289,7 @@ public sealed class RunConfigFileTests
     public void A_llama_recipes_dataset_name_is_refused_with_what_to_do()
     {
         string message = YamlError("dataset: samsum_dataset\n");
-        Assert.That(message, Does.StartWith(_dir.File("run.yaml") + ":1:"));
+        Assert.That(message, Does.StartWith(Dir.File("run.yaml") + ":1:"));
         Assert.That(message, Does.Contain("'dataset: samsum_dataset' is a llama-recipes dataset name")
             .And.Contain(".json, .jsonl or .csv").And.Contain("alpaca").And.Contain("samsum").And.Contain("pretokenized"));
         Assert.That(YamlError("dataset: data/train.txt\n"), Does.Contain("must be the path of a .json, .jsonl or .csv file"));
@@ -310,7 +301,7 @@ public sealed class RunConfigFileTests
     public void An_unsupported_llama_recipes_key_with_a_non_default_value_is_refused()
     {
         string message = YamlError("lr: 1e-4\nenable_fsdp: true\n");
-        Assert.That(message, Does.StartWith(_dir.File("run.yaml") + ":2: 'enable_fsdp: true' is not supported yet"));
+        Assert.That(message, Does.StartWith(Dir.File("run.yaml") + ":2: 'enable_fsdp: true' is not supported yet"));
         Assert.That(message, Does.Contain("set it to 'false'"));
         Assert.That(JsonError("""{"quantization": "4bit"}"""), Does.Contain("'quantization: 4bit' is not supported yet"));
         Assert.That(YamlError("use_wandb: yes"), Does.Contain("'use_wandb: yes' is not supported yet"));
@@ -346,7 +337,7 @@ public sealed class RunConfigFileTests
     public void An_unknown_key_is_named_with_the_closest_known_key()
     {
         string message = YamlError("lr: 1e-4\nbatch_sise: 4\n");
-        Assert.That(message, Is.EqualTo(_dir.File("run.yaml") + ":2: unknown key 'batch_sise'; did you mean 'batch_size'?; the config-file keys are listed in docs/cli.md"));
+        Assert.That(message, Is.EqualTo(Dir.File("run.yaml") + ":2: unknown key 'batch_sise'; did you mean 'batch_size'?; the config-file keys are listed in docs/cli.md"));
         Assert.That(YamlError("gradient_acumulation_steps: 2"), Does.Contain("did you mean 'gradient_accumulation_steps'?"));
         Assert.That(YamlError("learning_rate: 0.1"), Does.Contain("unknown key 'learning_rate'; did you mean 'lr'?"));
         Assert.That(JsonError("""{"num-epoch": 2}"""), Does.Contain("did you mean 'num-epochs'?"));
@@ -370,12 +361,12 @@ public sealed class RunConfigFileTests
     [TestCase("lora_targets: [q_proj, '']", "'lora_targets' must be a non-empty list of names")]
     [TestCase("gradient_clipping: strong", "'gradient_clipping' must be a number (the clipping norm; 0: off) or true/false, got strong")]
     public void A_value_of_the_wrong_type_is_named_with_the_type_and_the_value(string yaml, string expected)
-        => Assert.That(YamlError(yaml), Does.StartWith(_dir.File("run.yaml") + ":1: " + expected));
+        => Assert.That(YamlError(yaml), Does.StartWith(Dir.File("run.yaml") + ":1: " + expected));
 
     [Test]
     public void Json_type_errors_name_the_key_and_the_value()
     {
-        Assert.That(JsonError("""{"batch_size": "4"}"""), Is.EqualTo(_dir.File("run.json") + ": 'batch_size' must be an integer, got the string \"4\" (remove the quotes)"));
+        Assert.That(JsonError("""{"batch_size": "4"}"""), Is.EqualTo(Dir.File("run.json") + ": 'batch_size' must be an integer, got the string \"4\" (remove the quotes)"));
         Assert.That(JsonError("""{"output_dir": 3}"""), Does.Contain("'output_dir' must be a string, got 3"));
         Assert.That(JsonError("""{"use_peft": "yes"}"""), Does.Contain("'use_peft' must be true or false, got the string \"yes\""));
     }
@@ -383,16 +374,16 @@ public sealed class RunConfigFileTests
     [Test]
     public void A_missing_file_is_a_user_error()
     {
-        string path = _dir.File("absent.yaml");
+        string path = Dir.File("absent.yaml");
         Assert.That(Assert.Throws<UserErrorException>(() => RunConfigFile.Apply(Defaults, path))!.Message, Is.EqualTo(path + ": no such config file"));
-        string nested = Path.Combine(_dir.Path, "no-such-dir", "run.json");
+        string nested = Path.Combine(Dir.Path, "no-such-dir", "run.json");
         Assert.That(Assert.Throws<UserErrorException>(() => RunConfigFile.Apply(Defaults, nested))!.Message, Does.Contain("no such config file"));
     }
 
     [Test]
     public void A_directory_or_an_unknown_extension_is_a_user_error()
     {
-        string directory = Path.Combine(_dir.Path, "conf.yaml");
+        string directory = Path.Combine(Dir.Path, "conf.yaml");
         Directory.CreateDirectory(directory);
         Assert.That(Assert.Throws<UserErrorException>(() => RunConfigFile.Apply(Defaults, directory))!.Message, Does.Contain("is a directory"));
         string toml = Write("run.toml", "lr = 1");
@@ -403,17 +394,17 @@ public sealed class RunConfigFileTests
     public void Malformed_json_is_reported_with_its_line()
     {
         string message = JsonError("{\n  \"lr\": 1e-4,\n  \"batch_size\" 4\n}\n");
-        Assert.That(message, Does.StartWith(_dir.File("run.json") + ":3: not valid JSON ("));
+        Assert.That(message, Does.StartWith(Dir.File("run.json") + ":3: not valid JSON ("));
         Assert.That(message, Does.Not.Contain("LineNumber"));
     }
 
     [Test]
     public void Malformed_yaml_is_reported_with_its_line()
     {
-        Assert.That(YamlError("lr: 1e-4\nbatch_size: 4\n  num_epochs: 2\n"), Does.StartWith(_dir.File("run.yaml") + ":3: not valid YAML ("));
+        Assert.That(YamlError("lr: 1e-4\nbatch_size: 4\n  num_epochs: 2\n"), Does.StartWith(Dir.File("run.yaml") + ":3: not valid YAML ("));
         Assert.That(YamlError("lr: 1e-4\nmodel: 'unterminated\n"), Does.Contain("not valid YAML"));
         Assert.That(YamlError("lr: [1e-4\nseed: 2\n"), Does.Contain("not valid YAML"));
-        Assert.That(YamlError("lr: 1\nlr: 2\n"), Does.StartWith(_dir.File("run.yaml") + ":2: not valid YAML (Duplicate key"));
+        Assert.That(YamlError("lr: 1\nlr: 2\n"), Does.StartWith(Dir.File("run.yaml") + ":2: not valid YAML (Duplicate key"));
     }
 
     [Test]
@@ -423,7 +414,7 @@ public sealed class RunConfigFileTests
         Assert.That(YamlError("just words\n"), Does.Contain("the top level must be a mapping"));
         Assert.That(YamlError("# nothing but a comment\n"), Does.Contain("holds no settings"));
         Assert.That(YamlError("lr: 1\n---\nseed: 2\n"), Does.Contain("2 YAML documents"));
-        Assert.That(JsonError("[1, 2]"), Is.EqualTo(_dir.File("run.json") + ": the top level must be a JSON object of settings ({\"key\": value, ...}), found an array"));
+        Assert.That(JsonError("[1, 2]"), Is.EqualTo(Dir.File("run.json") + ": the top level must be a JSON object of settings ({\"key\": value, ...}), found an array"));
         Assert.That(JsonError("""{"lr": 1, "lr": 2}"""), Does.Contain("key 'lr' appears twice"));
     }
 
@@ -489,7 +480,7 @@ public sealed class RunConfigFileTests
     [Test]
     public void A_config_that_is_not_utf8_is_refused_naming_the_byte()
     {
-        string path = _dir.File("latin1.yaml");
+        string path = Dir.File("latin1.yaml");
         File.WriteAllBytes(path, [.. "output_dir: r\u00e9sultats\n"u8.ToArray()[..13], 0xE9, .. "sultats\n"u8.ToArray()]);
         var e = Assert.Throws<UserErrorException>(() => RunConfigFile.Apply(Defaults, path));
         Assert.That(e!.Message, Is.EqualTo($"{path}: is not UTF-8 text (byte 0xE9 at offset 13); save the config file as UTF-8"));
@@ -502,7 +493,7 @@ public sealed class RunConfigFileTests
     [Platform("Linux")]
     public void A_config_that_is_a_fifo_is_refused_not_waited_on()
     {
-        string path = _dir.File("pipe.yaml");
+        string path = Dir.File("pipe.yaml");
         HostileFiles.MakeFifo(path);
         var e = Assert.Throws<UserErrorException>(() => RunConfigFile.Apply(Defaults, path));
         Assert.That(e!.Message, Does.Contain("FIFO"));

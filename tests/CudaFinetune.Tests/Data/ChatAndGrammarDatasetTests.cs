@@ -1,7 +1,6 @@
 using System.Text.Json;
 using CudaFinetune.Data;
 using CudaFinetune.Errors;
-using CudaFinetune.Tests.IO;
 using CudaFinetune.Tests.Support;
 using CudaFinetune.Tokenizers;
 using NUnit.Framework;
@@ -11,16 +10,8 @@ namespace CudaFinetune.Tests.Data;
 
 /// <summary>Chat records in the Llama 3 and Llama 2 formats with the loss on assistant turns only, and llama-recipes' grammar CSV.</summary>
 [TestFixture]
-public sealed class ChatAndGrammarDatasetTests
+public sealed class ChatAndGrammarDatasetTests : TempDirectoryFixture
 {
-    private TempDirectory _dir = null!;
-
-    [SetUp]
-    public void SetUp() => _dir = new TempDirectory();
-
-    [TearDown]
-    public void TearDown() => _dir.Dispose();
-
     private static readonly object[] Conversation =
     [
         new { role = "system", content = "You are terse." },
@@ -30,7 +21,7 @@ public sealed class ChatAndGrammarDatasetTests
         new { role = "assistant", content = "6, of course." },
     ];
 
-    private string WriteChat() => WriteLines(_dir, "chat.jsonl", JsonSerializer.Serialize(new { messages = Conversation }));
+    private string WriteChat() => WriteLines(Dir, "chat.jsonl", JsonSerializer.Serialize(new { messages = Conversation }));
 
     [Test]
     [NonParallelizable] // fetches and runs node
@@ -65,16 +56,16 @@ public sealed class ChatAndGrammarDatasetTests
     public void A_conversation_without_an_assistant_turn_or_with_a_late_system_message_is_refused()
     {
         var chars = new CharTokenizer();
-        string none = WriteLines(_dir, "none.jsonl", """{"messages": [{"role": "user", "content": "hi"}]}""");
+        string none = WriteLines(Dir, "none.jsonl", """{"messages": [{"role": "user", "content": "hi"}]}""");
         Assert.That(Assert.Throws<UserErrorException>(() => DatasetLoader.Load(Options(none), chars, chars.VocabSize))!.Message, Does.Contain("line 1").And.Contain("no assistant message"));
-        string late = WriteLines(_dir, "late.jsonl", """{"messages": [{"role": "user", "content": "hi"}, {"role": "system", "content": "x"}, {"role": "assistant", "content": "y"}]}""");
+        string late = WriteLines(Dir, "late.jsonl", """{"messages": [{"role": "user", "content": "hi"}, {"role": "system", "content": "x"}, {"role": "assistant", "content": "y"}]}""");
         Assert.That(Assert.Throws<UserErrorException>(() => DatasetLoader.Load(Options(late), chars, chars.VocabSize))!.Message, Does.Contain("messages[1]").And.Contain("system"));
     }
 
     [Test]
     public void The_grammar_csv_reads_quoted_fields_and_masks_the_prompt()
     {
-        string csv = _dir.File("grammar.csv");
+        string csv = Dir.File("grammar.csv");
         File.WriteAllText(csv, "input,target\n\"he go to school, yesterday\",\"He went to school yesterday.\"\n\"she said \"\"hi\"\"\nthen left\",She said \"hi\" and left.\n");
         var chars = new CharTokenizer();
         var data = DatasetLoader.Load(Options(csv), chars, chars.VocabSize);

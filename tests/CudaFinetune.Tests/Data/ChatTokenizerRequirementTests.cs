@@ -1,7 +1,7 @@
 using System.Text.Json;
 using CudaFinetune.Data;
 using CudaFinetune.Errors;
-using CudaFinetune.Tests.IO;
+using CudaFinetune.Tests.Support;
 using NUnit.Framework;
 using static CudaFinetune.Tests.Data.DatasetTestSupport;
 
@@ -9,21 +9,16 @@ namespace CudaFinetune.Tests.Data;
 
 /// <summary>Chat records with a tokenizer that lacks the template's special tokens: one message saying which tokenizers work and what to do instead.</summary>
 [TestFixture]
-public sealed class ChatTokenizerRequirementTests
+public sealed class ChatTokenizerRequirementTests : TempDirectoryFixture
 {
-    private TempDirectory _dir = null!;
     private string _chat = null!;
 
     [SetUp]
     public void SetUp()
     {
-        _dir = new TempDirectory();
         string record = JsonSerializer.Serialize(new { messages = new object[] { new { role = "user", content = "hi" }, new { role = "assistant", content = "hello" } } });
-        _chat = WriteLines(_dir, "chat.jsonl", record, record);
+        _chat = WriteLines(Dir, "chat.jsonl", record, record);
     }
-
-    [TearDown]
-    public void TearDown() => _dir.Dispose();
 
     [Test]
     public void The_gpt2_tokenizer_is_refused_with_the_tokenizers_chat_needs_and_the_alternatives()

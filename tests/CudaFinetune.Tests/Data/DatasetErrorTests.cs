@@ -1,6 +1,6 @@
 using CudaFinetune.Data;
 using CudaFinetune.Errors;
-using CudaFinetune.Tests.IO;
+using CudaFinetune.Tests.Support;
 using CudaFinetune.Tokenizers;
 using CudaFinetune.Training;
 using NUnit.Framework;

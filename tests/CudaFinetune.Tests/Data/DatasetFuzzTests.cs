@@ -1,7 +1,6 @@
 using System.Text;
 using CudaFinetune.Data;
 using CudaFinetune.Errors;
-using CudaFinetune.Tests.IO;
 using CudaFinetune.Tests.Support;
 using NUnit.Framework;
 using static CudaFinetune.Tests.Data.DatasetTestSupport;

@@ -1,6 +1,6 @@
 using CudaFinetune.Data;
 using CudaFinetune.Errors;
-using CudaFinetune.Tests.IO;
+using CudaFinetune.Tests.Support;
 using NUnit.Framework;
 using static CudaFinetune.Tests.Data.DatasetTestSupport;
 

@@ -1,5 +1,6 @@
 using System.Text;
 using CudaFinetune.Tokenizers;
+using CudaFinetune.Tests.Support;
 using CudaFinetune.Training;
 using CudaFinetune.Config;
 
@@ -28,7 +29,7 @@ internal static class DatasetTestSupport
     public static FinetuneOptions Options(string dataset, double validationFraction = 0) =>
         new() { Dataset = dataset, ValidationFraction = validationFraction };
 
-    public static string WriteLines(IO.TempDirectory dir, string name, params string[] lines)
+    public static string WriteLines(TempDirectory dir, string name, params string[] lines)
     {
         string path = dir.File(name);
         File.WriteAllText(path, string.Join("\n", lines) + "\n", new UTF8Encoding(false));

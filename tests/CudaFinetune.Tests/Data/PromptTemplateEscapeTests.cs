@@ -1,6 +1,6 @@
 using CudaFinetune.Config;
 using CudaFinetune.Data;
-using CudaFinetune.Tests.IO;
+using CudaFinetune.Tests.Support;
 using CudaFinetune.Training;
 using NUnit.Framework;
 using static CudaFinetune.Tests.Data.DatasetTestSupport;
@@ -12,16 +12,8 @@ namespace CudaFinetune.Tests.Data;
 /// backslash, so a template works the same on the command line, in YAML and in JSON, where "\n" is already a newline.
 /// </summary>
 [TestFixture]
-public sealed class PromptTemplateEscapeTests
+public sealed class PromptTemplateEscapeTests : TempDirectoryFixture
 {
-    private TempDirectory _dir = null!;
-
-    [SetUp]
-    public void SetUp() => _dir = new TempDirectory();
-
-    [TearDown]
-    public void TearDown() => _dir.Dispose();
-
     [TestCase(@"Q: {q}\nA: ", "Q: {q}\nA: ")]
     [TestCase(@"a\tb", "a\tb")]
     [TestCase(@"a\\nb", @"a\nb")]
@@ -37,12 +29,12 @@ public sealed class PromptTemplateEscapeTests
     [Test]
     public void Typed_escapes_a_json_newline_and_yaml_quoting_give_the_same_prompt()
     {
-        string data = WriteLines(_dir, "qa.jsonl", """{"question": "2+2?", "answer": "4"}""");
-        string json = _dir.File("run.json");
+        string data = WriteLines(Dir, "qa.jsonl", """{"question": "2+2?", "answer": "4"}""");
+        string json = Dir.File("run.json");
         File.WriteAllText(json, """{"prompt-template": "Q: {question}\nA: "}""");
-        string yamlSingle = _dir.File("single.yaml");
+        string yamlSingle = Dir.File("single.yaml");
         File.WriteAllText(yamlSingle, "prompt-template: 'Q: {question}\\nA: '\n");
-        string yamlDouble = _dir.File("double.yaml");
+        string yamlDouble = Dir.File("double.yaml");
         File.WriteAllText(yamlDouble, "prompt-template: \"Q: {question}\\nA: \"\n");
 
         var chars = new CharTokenizer();

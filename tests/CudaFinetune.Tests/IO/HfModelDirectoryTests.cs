@@ -5,12 +5,13 @@ using CudaFinetune.HuggingFace.Safetensors;
 using CudaFinetune.Model;
 using CudaFinetune.Numerics;
 using CudaFinetune.Tensors;
+using CudaFinetune.Tests.Support;
 using NUnit.Framework;
 using CudaFinetune.HuggingFace;
 
 namespace CudaFinetune.Tests.IO;
 
-public sealed class HfModelDirectoryTests
+public sealed class HfModelDirectoryTests : TempDirectoryFixture
 {
     private static readonly LlamaConfig Tied = new()
     {
@@ -27,22 +28,13 @@ public sealed class HfModelDirectoryTests
 
     private static readonly LlamaConfig Untied = Tied with { TieWordEmbeddings = false, NumKeyValueHeads = 4, RopeScaling = null };
 
-    private TempDirectory _dir = null!;
     private CpuBackend _backend = null!;
 
     [SetUp]
-    public void SetUp()
-    {
-        _dir = new TempDirectory();
-        _backend = new CpuBackend(threads: 1);
-    }
+    public void SetUp() => _backend = new CpuBackend(threads: 1);
 
     [TearDown]
-    public void TearDown()
-    {
-        _backend.Dispose();
-        _dir.Dispose();
-    }
+    public void TearDown() => _backend.Dispose();
 
     private ParameterSet RandomWeights(LlamaConfig config, ulong seed = 7)
     {
@@ -57,14 +49,14 @@ public sealed class HfModelDirectoryTests
     public void Tied_F32_round_trip_is_exact_and_has_no_lm_head()
     {
         using ParameterSet saved = RandomWeights(Tied);
-        HfModelDirectory.Save(_dir.Path, Tied, saved, DType.F32);
+        HfModelDirectory.Save(Dir.Path, Tied, saved, DType.F32);
 
-        using (var reader = new SafetensorsReader(_dir.File("model.safetensors")))
+        using (var reader = new SafetensorsReader(Dir.File("model.safetensors")))
         {
             Assert.That(reader.Tensors.Select(t => t.Name), Is.EqualTo(LlamaTensorNames.BaseWeights(Tied).Select(w => w.Name)));
             Assert.That(reader.TryGetTensor(LlamaTensorNames.LmHead, out _), Is.False);
         }
-        var (config, loaded) = HfModelDirectory.Load(_dir.Path, _backend);
+        var (config, loaded) = HfModelDirectory.Load(Dir.Path, _backend);
         using (loaded)
         {
             Assert.That(config, Is.EqualTo(Resolved(Tied) with { TorchDtype = "float32" }));
@@ -81,9 +73,9 @@ public sealed class HfModelDirectoryTests
     public void Untied_BF16_round_trip_gives_the_bf16_rounded_values()
     {
         using ParameterSet saved = RandomWeights(Untied);
-        HfModelDirectory.Save(_dir.Path, Untied, saved, DType.BF16);
+        HfModelDirectory.Save(Dir.Path, Untied, saved, DType.BF16);
 
-        var (config, loaded) = HfModelDirectory.Load(_dir.Path, _backend);
+        var (config, loaded) = HfModelDirectory.Load(Dir.Path, _backend);
         using (loaded)
         {
             Assert.That(config.TorchDtype, Is.EqualTo("bfloat16"));
@@ -101,9 +93,9 @@ public sealed class HfModelDirectoryTests
     public void A_double_precision_backend_loads_f32_files()
     {
         using ParameterSet saved = RandomWeights(Tied);
-        HfModelDirectory.Save(_dir.Path, Tied, saved, DType.F32);
+        HfModelDirectory.Save(Dir.Path, Tied, saved, DType.F32);
         using var f64 = new CpuBackend(DType.F64, threads: 1);
-        var (_, loaded) = HfModelDirectory.Load(_dir.Path, f64);
+        var (_, loaded) = HfModelDirectory.Load(Dir.Path, f64);
         using (loaded)
         {
             Parameter embedding = loaded[LlamaTensorNames.Embedding];
@@ -118,8 +110,8 @@ public sealed class HfModelDirectoryTests
         var list = tensors.Select(t => (t.Name, new Tensor(new HostStorage(DType.F32, new Shape(t.Shape).ElementCount), DType.F32, new Shape(t.Shape)))).ToList();
         try
         {
-            SafetensorsWriter.Write(_dir.File("model.safetensors"), list, DType.F32);
-            LlamaConfigJson.Write(_dir.File("config.json"), config);
+            SafetensorsWriter.Write(Dir.File("model.safetensors"), list, DType.F32);
+            LlamaConfigJson.Write(Dir.File("config.json"), config);
         }
         finally
         {
@@ -129,7 +121,7 @@ public sealed class HfModelDirectoryTests
 
     private UserErrorException LoadFails()
     {
-        var e = Assert.Throws<UserErrorException>(() => HfModelDirectory.Load(_dir.Path, _backend).Weights.Dispose())!;
+        var e = Assert.Throws<UserErrorException>(() => HfModelDirectory.Load(Dir.Path, _backend).Weights.Dispose())!;
         return e;
     }
 
@@ -172,7 +164,7 @@ public sealed class HfModelDirectoryTests
         WriteModel(Tied, LlamaTensorNames.BaseWeights(Tied)
             .Append((LlamaTensorNames.LmHead, new[] { 64, 16 }))
             .Append(("model.layers.0.self_attn.rotary_emb.inv_freq", new[] { 2 })));
-        var (_, weights) = HfModelDirectory.Load(_dir.Path, _backend);
+        var (_, weights) = HfModelDirectory.Load(Dir.Path, _backend);
         using (weights)
         {
             Assert.That(weights.TryGet(LlamaTensorNames.LmHead, out _), Is.False);
@@ -182,29 +174,29 @@ public sealed class HfModelDirectoryTests
     [Test]
     public void Missing_directory_and_files_say_what_to_do()
     {
-        string absent = Path.Combine(_dir.Path, "nope");
+        string absent = Path.Combine(Dir.Path, "nope");
         Assert.That(() => HfModelDirectory.Load(absent, _backend), Throws.TypeOf<UserErrorException>().With.Message.Contain("does not exist").And.Message.Contain("init-model"));
 
-        Assert.That(() => HfModelDirectory.Load(_dir.Path, _backend), Throws.TypeOf<UserErrorException>().With.Message.Contain("config.json"));
+        Assert.That(() => HfModelDirectory.Load(Dir.Path, _backend), Throws.TypeOf<UserErrorException>().With.Message.Contain("config.json"));
 
-        LlamaConfigJson.Write(_dir.File("config.json"), Tied);
-        Assert.That(() => HfModelDirectory.Load(_dir.Path, _backend), Throws.TypeOf<UserErrorException>().With.Message.Contain("model.safetensors"));
+        LlamaConfigJson.Write(Dir.File("config.json"), Tied);
+        Assert.That(() => HfModelDirectory.Load(Dir.Path, _backend), Throws.TypeOf<UserErrorException>().With.Message.Contain("model.safetensors"));
 
-        File.WriteAllText(_dir.File("model.safetensors.index.json"), "{\"weight_map\": {}}");
-        Assert.That(() => HfModelDirectory.Load(_dir.Path, _backend), Throws.TypeOf<UserErrorException>().With.Message.Contain("missing").And.Message.Contain("model.embed_tokens.weight"));
+        File.WriteAllText(Dir.File("model.safetensors.index.json"), "{\"weight_map\": {}}");
+        Assert.That(() => HfModelDirectory.Load(Dir.Path, _backend), Throws.TypeOf<UserErrorException>().With.Message.Contain("missing").And.Message.Contain("model.embed_tokens.weight"));
     }
 
     [Test]
     public void Sharded_weights_with_an_index_load_exactly_and_a_bad_index_is_named()
     {
         using ParameterSet saved = RandomWeights(Untied);
-        HfModelDirectory.Save(_dir.Path, Untied, saved, DType.BF16, maxShardBytes: 3000);
-        var shards = Directory.GetFiles(_dir.Path, "model-*-of-*.safetensors").Select(f => Path.GetFileName(f)).Order().ToList();
+        HfModelDirectory.Save(Dir.Path, Untied, saved, DType.BF16, maxShardBytes: 3000);
+        var shards = Directory.GetFiles(Dir.Path, "model-*-of-*.safetensors").Select(f => Path.GetFileName(f)).Order().ToList();
         Assert.That(shards, Has.Count.GreaterThan(2));
         Assert.That(shards[0], Is.EqualTo($"model-00001-of-{shards.Count:D5}.safetensors"), "save_pretrained's names");
-        Assert.That(File.Exists(_dir.File("model.safetensors")), Is.False);
+        Assert.That(File.Exists(Dir.File("model.safetensors")), Is.False);
 
-        var (_, loaded) = HfModelDirectory.Load(_dir.Path, _backend);
+        var (_, loaded) = HfModelDirectory.Load(Dir.Path, _backend);
         using (loaded)
         {
             foreach (var p in saved.All)
@@ -214,13 +206,13 @@ public sealed class HfModelDirectoryTests
             }
         }
 
-        string index = File.ReadAllText(_dir.File("model.safetensors.index.json"));
+        string index = File.ReadAllText(Dir.File("model.safetensors.index.json"));
         string normFile = System.Text.RegularExpressions.Regex.Match(index, "\"model.norm.weight\": \"([^\"]+)\"").Groups[1].Value;
         string wrong = shards.First(f => f != normFile);
-        File.WriteAllText(_dir.File("model.safetensors.index.json"), index.Replace($"\"model.norm.weight\": \"{normFile}\"", $"\"model.norm.weight\": \"{wrong}\"", StringComparison.Ordinal));
-        Assert.That(() => HfModelDirectory.Load(_dir.Path, _backend), Throws.TypeOf<UserErrorException>().With.Message.Contain("model.norm.weight").And.Message.Contain(wrong));
-        File.WriteAllText(_dir.File("model.safetensors.index.json"), index);
-        File.Delete(_dir.File(shards[1]));
-        Assert.That(() => HfModelDirectory.Load(_dir.Path, _backend), Throws.TypeOf<UserErrorException>().With.Message.Contain(shards[1]).And.Message.Contain("no such file"));
+        File.WriteAllText(Dir.File("model.safetensors.index.json"), index.Replace($"\"model.norm.weight\": \"{normFile}\"", $"\"model.norm.weight\": \"{wrong}\"", StringComparison.Ordinal));
+        Assert.That(() => HfModelDirectory.Load(Dir.Path, _backend), Throws.TypeOf<UserErrorException>().With.Message.Contain("model.norm.weight").And.Message.Contain(wrong));
+        File.WriteAllText(Dir.File("model.safetensors.index.json"), index);
+        File.Delete(Dir.File(shards[1]));
+        Assert.That(() => HfModelDirectory.Load(Dir.Path, _backend), Throws.TypeOf<UserErrorException>().With.Message.Contain(shards[1]).And.Message.Contain("no such file"));
     }
 }

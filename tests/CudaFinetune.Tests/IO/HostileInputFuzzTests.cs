@@ -9,7 +9,7 @@ using CudaFinetune.Tensors;
 using CudaFinetune.Tests.Support;
 using CudaFinetune.Training;
 using NUnit.Framework;
-using static CudaFinetune.Tests.IO.SafetensorsTestFiles;
+using static CudaFinetune.Tests.IO.Safetensors.SafetensorsTestFiles;
 
 namespace CudaFinetune.Tests.IO;
 
@@ -21,16 +21,8 @@ namespace CudaFinetune.Tests.IO;
 /// never another exception, a hang, or an allocation sized by a lying field.
 /// </summary>
 [TestFixture]
-public sealed class HostileInputFuzzTests
+public sealed class HostileInputFuzzTests : TempDirectoryFixture
 {
-    private TempDirectory _dir = null!;
-
-    [SetUp]
-    public void SetUp() => _dir = new TempDirectory();
-
-    [TearDown]
-    public void TearDown() => _dir.Dispose();
-
     // ---- run config files (--config) -----------------------------------------------------------
 
     private const string RunYaml = """
@@ -95,7 +87,7 @@ public sealed class HostileInputFuzzTests
     {
         bool yaml = name.EndsWith(".yaml", StringComparison.Ordinal);
         byte[] seed = Encoding.UTF8.GetBytes(yaml ? RunYaml : RunJson);
-        string path = _dir.File(name);
+        string path = Dir.File(name);
         File.WriteAllBytes(path, seed);
         Assert.DoesNotThrow(() => LoadRunConfig(path), "the seed is a valid config");
         var random = new Random(yaml ? 71 : 72);
@@ -114,7 +106,7 @@ public sealed class HostileInputFuzzTests
     public void Run_config_hostile_values_load_or_are_refused()
     {
         var values = Regex.Matches(RunYaml, @"^ *[\w-]+: (?<value>[^\n#]+?) *(#.*)?$", RegexOptions.Multiline);
-        string path = _dir.File("run.yml");
+        string path = Dir.File("run.yml");
         var random = new Random(73);
         FileFuzz.AssertBothOutcomes(FileFuzz.Run(path, 1000, () => FileFuzz.ReplaceValue(RunYaml, values, HostileScalars, random), LoadRunConfig), 1000);
     }
@@ -140,7 +132,7 @@ public sealed class HostileInputFuzzTests
     public void Run_config_yaml_that_explodes_is_refused()
     {
         string[] inputs = [.. ExplosiveYaml()];
-        string path = _dir.File("run.yaml");
+        string path = Dir.File("run.yaml");
         int next = 0;
         var (loaded, _) = FileFuzz.Run(path, inputs.Length, () => Encoding.UTF8.GetBytes(inputs[next++]), LoadRunConfig);
         Assert.That(loaded, Is.Zero);
@@ -150,7 +142,7 @@ public sealed class HostileInputFuzzTests
     [Test]
     public void Run_config_with_a_huge_unknown_key_is_refused_at_once()
     {
-        string path = _dir.File("run.json");
+        string path = Dir.File("run.json");
         var (loaded, _) = FileFuzz.Run(path, 1, () => Encoding.UTF8.GetBytes("{\"" + new string('k', 1_000_000) + "\": 1}"), LoadRunConfig);
         Assert.That(loaded, Is.Zero);
     }
@@ -182,7 +174,7 @@ public sealed class HostileInputFuzzTests
     public void Model_config_byte_mutations_load_or_are_refused(int seedIndex, int cases)
     {
         byte[] seed = Encoding.UTF8.GetBytes(ModelConfigSeeds[seedIndex]);
-        string path = _dir.File("config.json");
+        string path = Dir.File("config.json");
         File.WriteAllBytes(path, seed);
         Assert.DoesNotThrow(() => LoadModelConfig(path), "the seed is a valid config");
         var random = new Random(80 + seedIndex);
@@ -201,7 +193,7 @@ public sealed class HostileInputFuzzTests
     public void Model_config_hostile_values_load_or_are_refused()
     {
         string seed = LlamaConfigJsonTests.Llama32_1B;
-        string path = _dir.File("config.json");
+        string path = Dir.File("config.json");
         var random = new Random(82);
         // A second lie reaches the checks that compare fields (heads × head size, kv heads dividing heads).
         FileFuzz.AssertBothOutcomes(FileFuzz.Run(path, 1500, () =>
@@ -279,7 +271,7 @@ public sealed class HostileInputFuzzTests
     public void Safetensors_byte_mutations_load_or_are_refused()
     {
         byte[] seed = Build(Header(SeedEntries, SeedMetadata), SeedData);
-        string path = _dir.File("model.safetensors");
+        string path = Dir.File("model.safetensors");
         File.WriteAllBytes(path, seed);
         Assert.DoesNotThrow(() => OpenAndReadAll(path), "the seed is a valid file");
         var random = new Random(90);
@@ -370,7 +362,7 @@ public sealed class HostileInputFuzzTests
     [Test]
     public void Safetensors_with_lying_headers_load_or_are_refused()
     {
-        string path = _dir.File("model.safetensors");
+        string path = Dir.File("model.safetensors");
         var random = new Random(91);
         FileFuzz.AssertBothOutcomes(FileFuzz.Run(path, 2000, () => LyingSafetensors(random), OpenAndReadAll), 2000);
     }

@@ -4,6 +4,7 @@ using CudaFinetune.Errors;
 using CudaFinetune.IO;
 using CudaFinetune.Model;
 using CudaFinetune.Tests.Checkpoints;
+using CudaFinetune.Tests.Support;
 using NUnit.Framework;
 
 namespace CudaFinetune.Tests.IO;

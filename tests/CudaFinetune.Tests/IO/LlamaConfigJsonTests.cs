@@ -1,6 +1,7 @@
 using System.Text;
 using CudaFinetune.Errors;
 using CudaFinetune.Model;
+using CudaFinetune.Tests.Support;
 using NUnit.Framework;
 
 namespace CudaFinetune.Tests.IO;

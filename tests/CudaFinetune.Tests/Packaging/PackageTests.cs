@@ -3,7 +3,6 @@ using System.Globalization;
 using System.Runtime.InteropServices;
 using System.Text.RegularExpressions;
 using System.Xml.Linq;
-using CudaFinetune.Tests.IO;
 using CudaFinetune.Tests.Support;
 using NUnit.Framework;
 

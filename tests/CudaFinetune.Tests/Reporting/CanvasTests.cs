@@ -1,5 +1,5 @@
 using CudaFinetune.Reporting;
-using CudaFinetune.Tests.IO;
+using CudaFinetune.Tests.Support;
 using NUnit.Framework;
 
 namespace CudaFinetune.Tests.Reporting;

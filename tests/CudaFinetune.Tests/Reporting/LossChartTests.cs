@@ -1,19 +1,11 @@
 using CudaFinetune.Reporting;
-using CudaFinetune.Tests.IO;
+using CudaFinetune.Tests.Support;
 using NUnit.Framework;
 
 namespace CudaFinetune.Tests.Reporting;
 
-public sealed class LossChartTests
+public sealed class LossChartTests : TempDirectoryFixture
 {
-    private TempDirectory _dir = null!;
-
-    [SetUp]
-    public void SetUp() => _dir = new TempDirectory();
-
-    [TearDown]
-    public void TearDown() => _dir.Dispose();
-
     /// <summary>A decaying, slightly wiggly training loss over 300 steps and an eval loss every 50 steps.</summary>
     private static (List<(double Step, double Value)> Train, List<(double Step, double Value)> Eval) Run()
     {
@@ -50,12 +42,12 @@ public sealed class LossChartTests
     public void Written_file_is_an_800_by_500_png_holding_the_rendered_pixels()
     {
         var (train, eval) = Run();
-        string path = _dir.File("loss.png");
+        string path = Dir.File("loss.png");
         LossChart.Write(path, train, eval, "finetune tiny: LoRA r=8, lr 2e-4 (demo)");
         var parsed = PngReader.Parse(File.ReadAllBytes(path));
         Assert.That((parsed.Width, parsed.Height), Is.EqualTo((800, 500)));
         Assert.That(parsed.Pixels, Is.EqualTo(LossChart.Render(train, eval, "finetune tiny: LoRA r=8, lr 2e-4 (demo)").Pixels.ToArray()));
-        Assert.That(Directory.GetFiles(_dir.Path), Has.Length.EqualTo(1), "no temporary file left behind");
+        Assert.That(Directory.GetFiles(Dir.Path), Has.Length.EqualTo(1), "no temporary file left behind");
     }
 
     [Test]
@@ -137,7 +129,7 @@ public sealed class LossChartTests
     public void The_same_inputs_give_the_same_bytes_and_other_inputs_other_bytes()
     {
         var (train, eval) = Run();
-        string a = _dir.File("a.png"), b = _dir.File("b.png"), c = _dir.File("c.png");
+        string a = Dir.File("a.png"), b = Dir.File("b.png"), c = Dir.File("c.png");
         LossChart.Write(a, train, eval, "same");
         LossChart.Write(b, train.ToList(), eval.ToList(), "same");
         LossChart.Write(c, train, eval.Take(3).ToList(), "same");
@@ -169,7 +161,7 @@ public sealed class LossChartTests
     {
         var trainSeries = train.Select(p => (Step: p.Item1, Value: p.Item2)).ToList();
         var evalSeries = eval.Select(p => (Step: p.Item1, Value: p.Item2)).ToList();
-        string path = _dir.File("loss.png");
+        string path = Dir.File("loss.png");
         LossChart.Write(path, trainSeries, evalSeries, title);
         var parsed = PngReader.Parse(File.ReadAllBytes(path));
         Assert.That((parsed.Width, parsed.Height), Is.EqualTo((800, 500)));

@@ -1,3 +1,5 @@
+// Shared fixture: the one way a test runs the CudaFinetune executable as a process of its own (for kills, signals,
+// launchers and locks). Tests that only need the exit code and output use CliRuns, in-process, instead.
 using System.Diagnostics;
 using System.Text;
 using CudaFinetune.Training;

@@ -1,3 +1,5 @@
+// Shared fixture: the one way a test runs the command line in-process (Program.Run with its output and error
+// captured). Tests that must kill, signal or race the executable use CliProcess instead.
 using CudaFinetune.Cli;
 
 namespace CudaFinetune.Tests.Support;

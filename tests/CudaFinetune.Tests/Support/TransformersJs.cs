@@ -1,5 +1,4 @@
 using System.Text.Json;
-using CudaFinetune.Tests.IO;
 
 namespace CudaFinetune.Tests.Support;
 

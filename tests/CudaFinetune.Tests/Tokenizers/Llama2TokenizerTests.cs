@@ -1,4 +1,3 @@
-using CudaFinetune.Tests.IO;
 using CudaFinetune.Tests.Support;
 using CudaFinetune.Tokenizers;
 using NUnit.Framework;

@@ -1,6 +1,6 @@
 using System.Text;
 using CudaFinetune.Errors;
-using CudaFinetune.Tests.IO;
+using CudaFinetune.Tests.Support;
 using CudaFinetune.Tokenizers;
 using NUnit.Framework;
 

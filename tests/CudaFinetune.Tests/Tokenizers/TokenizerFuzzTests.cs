@@ -1,6 +1,5 @@
 using System.Text;
 using System.Text.RegularExpressions;
-using CudaFinetune.Tests.IO;
 using CudaFinetune.Tests.Support;
 using CudaFinetune.Tokenizers;
 using NUnit.Framework;
@@ -14,7 +13,7 @@ namespace CudaFinetune.Tests.Tokenizers;
 /// naming the file; never another exception or a hang.
 /// </summary>
 [TestFixture]
-public sealed class TokenizerFuzzTests
+public sealed class TokenizerFuzzTests : TempDirectoryFixture
 {
     /// <summary>A tokenizer of a few hundred tokens builds dictionaries, a regex and its caches: a few MiB, not more.</summary>
     private const long AllocationBudget = 64 << 20;
@@ -31,14 +30,6 @@ public sealed class TokenizerFuzzTests
     /// <summary>Scalars and arrays/objects with no nesting inside: enough to hit every field of the seed.</summary>
     private static readonly Regex JsonValue = new(@"(?<value>""(?:[^""\\]|\\.)*""|-?\d+(?:\.\d+)?|true|false|null|\[[^\[\]{}]*\]|\{[^\[\]{}]*\})", RegexOptions.Compiled);
 
-    private TempDirectory _dir = null!;
-
-    [SetUp]
-    public void SetUp() => _dir = new TempDirectory();
-
-    [TearDown]
-    public void TearDown() => _dir.Dispose();
-
     /// <summary>Loads the model directory's tokenizer and runs it on the sample, as a dataset load would.</summary>
     private void LoadAndUse(string path)
     {
@@ -50,7 +41,7 @@ public sealed class TokenizerFuzzTests
     [TestCase(true, 600)]
     public void Byte_mutations_load_or_are_refused(bool tiktoken, int cases)
     {
-        string path = WriteModelDir(_dir.File("model"), Text(tiktoken));
+        string path = WriteModelDir(Dir.File("model"), Text(tiktoken));
         byte[] seed = File.ReadAllBytes(path);
         Assert.DoesNotThrow(() => LoadAndUse(path), "the seed is a valid tokenizer");
         var random = new Random(tiktoken ? 91 : 92);
@@ -61,7 +52,7 @@ public sealed class TokenizerFuzzTests
     [TestCase(true, 600)]
     public void Hostile_values_load_or_are_refused(bool tiktoken, int cases)
     {
-        string path = WriteModelDir(_dir.File("model"), Text(tiktoken));
+        string path = WriteModelDir(Dir.File("model"), Text(tiktoken));
         string seed = File.ReadAllText(path);
         var values = JsonValue.Matches(seed);
         var random = new Random(tiktoken ? 93 : 94);

@@ -1,5 +1,5 @@
 using CudaFinetune.Errors;
-using CudaFinetune.Tests.IO;
+using CudaFinetune.Tests.Support;
 using CudaFinetune.Tokenizers;
 using NUnit.Framework;
 using static CudaFinetune.Tests.Tokenizers.SmallTokenizerJson;
@@ -12,20 +12,12 @@ namespace CudaFinetune.Tests.Tokenizers;
 /// with a message instead of spinning for hours.
 /// </summary>
 [TestFixture]
-public sealed class TokenizerJsonValidationTests
+public sealed class TokenizerJsonValidationTests : TempDirectoryFixture
 {
-    private TempDirectory _dir = null!;
-
-    [SetUp]
-    public void SetUp() => _dir = new TempDirectory();
-
-    [TearDown]
-    public void TearDown() => _dir.Dispose();
-
     private string Refusal(string tokenizerJson)
     {
-        string path = WriteModelDir(_dir.File("model"), tokenizerJson);
-        var e = Assert.Throws<UserErrorException>(() => HfTokenizer.Load(_dir.File("model")));
+        string path = WriteModelDir(Dir.File("model"), tokenizerJson);
+        var e = Assert.Throws<UserErrorException>(() => HfTokenizer.Load(Dir.File("model")));
         Assert.That(e!.Message, Does.StartWith($"{path}: "));
         return e.Message[(path.Length + 2)..];
     }
@@ -34,8 +26,8 @@ public sealed class TokenizerJsonValidationTests
     [TestCase(true)]
     public void The_small_tokenizer_loads_encodes_and_decodes_its_text_back(bool tiktoken)
     {
-        WriteModelDir(_dir.File("model"), Text(tiktoken));
-        var tokenizer = HfTokenizer.Load(_dir.File("model"));
+        WriteModelDir(Dir.File("model"), Text(tiktoken));
+        var tokenizer = HfTokenizer.Load(Dir.File("model"));
         var ids = tokenizer.Encode(Sample);
         Assert.That(ids, Does.Contain(258), "' the' is one merged token");
         Assert.That(ids, Does.Contain(301), "the added token is matched whole");
@@ -75,8 +67,8 @@ public sealed class TokenizerJsonValidationTests
     public void An_added_token_listed_twice_with_one_id_loads_as_transformers_does()
     {
         string added = $$"""[{"id": 300, "content": "{{Begin}}"}, {"id": 301, "content": "{{End}}"}, {"id": 301, "content": "{{End}}"}]""";
-        WriteModelDir(_dir.File("model"), Text(tiktoken: false, addedTokens: added));
-        Assert.That(HfTokenizer.Load(_dir.File("model")).Encode(End), Is.EqualTo(new[] { 301 }));
+        WriteModelDir(Dir.File("model"), Text(tiktoken: false, addedTokens: added));
+        Assert.That(HfTokenizer.Load(Dir.File("model")).Encode(End), Is.EqualTo(new[] { 301 }));
     }
 
     [TestCase("""["a"]""", "'model.merges[0]' must be two tokens separated by one space, found \"a\"")]
@@ -108,8 +100,8 @@ public sealed class TokenizerJsonValidationTests
     [Test]
     public void A_pattern_that_backtracks_catastrophically_is_stopped_with_a_message()
     {
-        string path = WriteModelDir(_dir.File("model"), Text(tiktoken: false, pattern: "(a|aa)+$"));
-        var tokenizer = HfTokenizer.Load(_dir.File("model"));
+        string path = WriteModelDir(Dir.File("model"), Text(tiktoken: false, pattern: "(a|aa)+$"));
+        var tokenizer = HfTokenizer.Load(Dir.File("model"));
         var e = Assert.Throws<UserErrorException>(() => tokenizer.Encode(new string('a', 80) + "b"));
         Assert.That(e!.Message, Is.EqualTo($"{path}: the pre-tokenizer's pattern ran over 2 s on a text of 81 characters (a pattern that backtracks catastrophically); fix the Split pattern in the file"));
     }
@@ -123,8 +115,8 @@ public sealed class TokenizerJsonValidationTests
     {
         // Microsoft.ML.Tokenizers' own pre-tokenizer loops forever on an empty match and drops the text between matches;
         // transformers keeps that text as pieces of its own ("Isolated"). Run aside so a hang fails instead of stalling.
-        WriteModelDir(_dir.File("model"), Text(tiktoken: false, pattern: pattern));
-        var tokenizer = HfTokenizer.Load(_dir.File("model"));
+        WriteModelDir(Dir.File("model"), Text(tiktoken: false, pattern: pattern));
+        var tokenizer = HfTokenizer.Load(Dir.File("model"));
         const string text = "hello world <|end|>lol";
         var encoding = Task.Run(() => tokenizer.Encode(text));
         Assert.That(encoding.Wait(TimeSpan.FromSeconds(30)), Is.True, "Encode returned");
@@ -136,10 +128,10 @@ public sealed class TokenizerJsonValidationTests
     [Platform("Linux")]
     public void A_tokenizer_file_that_is_a_fifo_is_refused_not_waited_on()
     {
-        string path = WriteModelDir(_dir.File("model"), Text(tiktoken: false));
+        string path = WriteModelDir(Dir.File("model"), Text(tiktoken: false));
         File.Delete(path);
         Support.HostileFiles.MakeFifo(path);
-        var e = Assert.Throws<UserErrorException>(() => HfTokenizer.Load(_dir.File("model")));
+        var e = Assert.Throws<UserErrorException>(() => HfTokenizer.Load(Dir.File("model")));
         Assert.That(e!.Message, Does.StartWith($"{path}: cannot be read as a tokenizer file").And.Contain("FIFO"));
     }
 }

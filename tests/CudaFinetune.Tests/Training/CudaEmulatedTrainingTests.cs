@@ -5,7 +5,6 @@ using CudaFinetune.IO;
 using CudaFinetune.HuggingFace.Safetensors;
 using CudaFinetune.Numerics;
 using CudaFinetune.Cuda.Backend;
-using CudaFinetune.Tests.IO;
 using CudaFinetune.Tensors;
 using CudaFinetune.Tests.Support;
 using CudaFinetune.Training;
@@ -23,9 +22,8 @@ namespace CudaFinetune.Tests.Training;
 /// fp32 run within bf16 tolerance, and a stopped run resumes bit for bit.
 /// </summary>
 [TestFixture]
-public sealed class CudaEmulatedTrainingTests
+public sealed class CudaEmulatedTrainingTests : TempDirectoryFixture
 {
-    private TempDirectory _dir = null!;
     private string _model = null!;
     private string _data = null!;
 
@@ -33,16 +31,9 @@ public sealed class CudaEmulatedTrainingTests
     public void InstallBackends() => CudaAccelerators.Install();
 
     [SetUp]
-    public void SetUp()
-    {
-        _dir = new TempDirectory();
-        (_model, _data) = LearnableTask.Write(_dir.Path, LearnableTask.KernelSizedConfig);
-    }
+    public void SetUp() => (_model, _data) = LearnableTask.Write(Dir.Path, LearnableTask.KernelSizedConfig);
 
-    [TearDown]
-    public void TearDown() => _dir.Dispose();
-
-    private FinetuneOptions Options(string name, string device, string peft = "lora") => LearnableTask.Options(_model, _data, _dir.File(name)) with
+    private FinetuneOptions Options(string name, string device, string peft = "lora") => LearnableTask.Options(_model, _data, Dir.File(name)) with
     {
         Device = device,
         Peft = peft,
@@ -115,13 +106,13 @@ public sealed class CudaEmulatedTrainingTests
         var manifest = Checkpoint.Open(stopped.LastCheckpoint!).Manifest;
         Assert.That((manifest.Backend, manifest.WeightDType, manifest.MasterDType, manifest.OptimizerDType),
             Is.EqualTo(("cuda-emulated", DType.BF16, (DType?)DType.F32, DType.F32)), "bf16 weights are saved as their fp32 masters, with fp32 moments");
-        using (var session = FinetuneSession.Open(Options("resumed", "cuda-emulated") with { NumEpochs = 1 }, new ResumeRequest(_dir.File("resumed"))))
+        using (var session = FinetuneSession.Open(Options("resumed", "cuda-emulated") with { NumEpochs = 1 }, new ResumeRequest(Dir.File("resumed"))))
         {
             Assert.That(session.Resumed!.Step, Is.EqualTo(5));
             session.Train();
         }
-        Assert.That(DeterministicMetrics.Read(_dir.File("resumed")), Is.EqualTo(DeterministicMetrics.Read(reference.OutputDir)));
-        Assert.That(File.ReadAllBytes(Path.Combine(_dir.File("resumed"), "adapter", "adapter_model.safetensors")),
+        Assert.That(DeterministicMetrics.Read(Dir.File("resumed")), Is.EqualTo(DeterministicMetrics.Read(reference.OutputDir)));
+        Assert.That(File.ReadAllBytes(Path.Combine(Dir.File("resumed"), "adapter", "adapter_model.safetensors")),
             Is.EqualTo(File.ReadAllBytes(Path.Combine(reference.OutputDir, "adapter", "adapter_model.safetensors"))));
     }
 

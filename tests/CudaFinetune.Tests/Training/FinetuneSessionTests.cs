@@ -1,4 +1,3 @@
-using CudaFinetune.Tests.IO;
 using CudaFinetune.Tests.Support;
 using CudaFinetune.Training;
 using NUnit.Framework;
@@ -9,23 +8,15 @@ namespace CudaFinetune.Tests.Training;
 
 /// <summary>The engine API end to end: options in, trained adapter and metrics out.</summary>
 [TestFixture]
-public sealed class FinetuneSessionTests
+public sealed class FinetuneSessionTests : TempDirectoryFixture
 {
-    private TempDirectory _dir = null!;
-
-    [SetUp]
-    public void SetUp() => _dir = new TempDirectory();
-
-    [TearDown]
-    public void TearDown() => _dir.Dispose();
-
     [Test]
     public void Loss_falls_on_a_learnable_task_and_every_output_is_written()
     {
-        var (model, data) = LearnableTask.Write(_dir.Path);
+        var (model, data) = LearnableTask.Write(Dir.Path);
         var events = new List<TrainingEvent>();
         FinetuneResult result;
-        using (var session = FinetuneSession.Open(LearnableTask.Options(model, data, _dir.File("run"))))
+        using (var session = FinetuneSession.Open(LearnableTask.Options(model, data, Dir.File("run"))))
         {
             session.Progress += events.Add;
             result = session.Train();
@@ -50,10 +41,10 @@ public sealed class FinetuneSessionTests
     [Test]
     public void Two_runs_with_the_same_seed_write_bitwise_identical_losses()
     {
-        var (model, data) = LearnableTask.Write(_dir.Path);
+        var (model, data) = LearnableTask.Write(Dir.Path);
         string Run(string name)
         {
-            using var session = FinetuneSession.Open(LearnableTask.Options(model, data, _dir.File(name)) with { MaxSteps = 12 });
+            using var session = FinetuneSession.Open(LearnableTask.Options(model, data, Dir.File(name)) with { MaxSteps = 12 });
             return session.Train().MetricsPath;
         }
         string a = Run("a"), b = Run("b");
@@ -61,19 +52,19 @@ public sealed class FinetuneSessionTests
         Assert.That(lossesA, Has.Count.EqualTo(12));
         Assert.That(MetricsFile.ReadStepLosses(b), Is.EqualTo(lossesA), "step losses, compared as doubles");
         Assert.That(MetricsFile.ReadEvalLosses(b), Is.EqualTo(MetricsFile.ReadEvalLosses(a)));
-        Assert.That(File.ReadAllBytes(Path.Combine(_dir.File("b"), "adapter", "adapter_model.safetensors")),
-            Is.EqualTo(File.ReadAllBytes(Path.Combine(_dir.File("a"), "adapter", "adapter_model.safetensors"))));
+        Assert.That(File.ReadAllBytes(Path.Combine(Dir.File("b"), "adapter", "adapter_model.safetensors")),
+            Is.EqualTo(File.ReadAllBytes(Path.Combine(Dir.File("a"), "adapter", "adapter_model.safetensors"))));
         // A different seed changes LoRA init, dropout and shuffling, hence the losses.
-        using var other = FinetuneSession.Open(LearnableTask.Options(model, data, _dir.File("c")) with { MaxSteps = 12, Seed = 8 });
+        using var other = FinetuneSession.Open(LearnableTask.Options(model, data, Dir.File("c")) with { MaxSteps = 12, Seed = 8 });
         Assert.That(MetricsFile.ReadStepLosses(other.Train().MetricsPath), Is.Not.EqualTo(lossesA));
     }
 
     [Test]
     public void Cancellation_stops_after_the_current_step_and_writes_a_checkpoint_instead_of_the_adapter()
     {
-        var (model, data) = LearnableTask.Write(_dir.Path);
+        var (model, data) = LearnableTask.Write(Dir.Path);
         using var cancel = new CancellationTokenSource();
-        using var session = FinetuneSession.Open(LearnableTask.Options(model, data, _dir.File("run")));
+        using var session = FinetuneSession.Open(LearnableTask.Options(model, data, Dir.File("run")));
         session.Progress += e =>
         {
             if (e is StepCompleted { Step: 3 })
@@ -93,8 +84,8 @@ public sealed class FinetuneSessionTests
     [Test]
     public void Full_fine_tuning_saves_a_loadable_model()
     {
-        var (model, data) = LearnableTask.Write(_dir.Path);
-        using var session = FinetuneSession.Open(LearnableTask.Options(model, data, _dir.File("run")) with { Peft = "none", MaxSteps = 4, Lr = 1e-3 });
+        var (model, data) = LearnableTask.Write(Dir.Path);
+        using var session = FinetuneSession.Open(LearnableTask.Options(model, data, Dir.File("run")) with { Peft = "none", MaxSteps = 4, Lr = 1e-3 });
         var result = session.Train();
         using var backend = new CudaFinetune.Backends.Cpu.CpuBackend(threads: 1);
         var (config, weights) = CudaFinetune.HuggingFace.HfModelDirectory.Load(result.ModelDir!, backend);
@@ -109,16 +100,16 @@ public sealed class FinetuneSessionTests
     [Test]
     public void An_earlier_run_is_never_overwritten_without_being_asked()
     {
-        var (model, data) = LearnableTask.Write(_dir.Path);
-        var options = LearnableTask.Options(model, data, _dir.File("run")) with { MaxSteps = 1 };
+        var (model, data) = LearnableTask.Write(Dir.Path);
+        var options = LearnableTask.Options(model, data, Dir.File("run")) with { MaxSteps = 1 };
         using (var session = FinetuneSession.Open(options))
         {
             session.Train();
         }
-        byte[] before = File.ReadAllBytes(Path.Combine(_dir.File("run"), "metrics.jsonl"));
+        byte[] before = File.ReadAllBytes(Path.Combine(Dir.File("run"), "metrics.jsonl"));
         var e = Assert.Throws<CudaFinetune.Errors.UserErrorException>(() => FinetuneSession.Open(options).Dispose());
         Assert.That(e!.Message, Does.Contain("--overwrite"));
-        Assert.That(File.ReadAllBytes(Path.Combine(_dir.File("run"), "metrics.jsonl")), Is.EqualTo(before));
+        Assert.That(File.ReadAllBytes(Path.Combine(Dir.File("run"), "metrics.jsonl")), Is.EqualTo(before));
         using var again = FinetuneSession.Open(options with { Overwrite = true });
         Assert.That(again.Train().Outcome.Steps, Is.EqualTo(1));
     }

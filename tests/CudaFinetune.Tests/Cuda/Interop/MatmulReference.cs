@@ -1,6 +1,6 @@
 using CudaFinetune.Cuda.Runtime;
 
-namespace CudaFinetune.Tests.Interop;
+namespace CudaFinetune.Tests.Cuda.Interop;
 
 /// <summary>Plain-loop matmuls in double, the yardstick for cuBLASLt and for the row-major mapping.</summary>
 internal static class MatmulReference

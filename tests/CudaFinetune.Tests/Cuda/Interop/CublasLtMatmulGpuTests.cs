@@ -4,7 +4,7 @@ using CudaFinetune.Numerics;
 using CudaFinetune.Tests.Support;
 using NUnit.Framework;
 
-namespace CudaFinetune.Tests.Interop;
+namespace CudaFinetune.Tests.Cuda.Interop;
 
 /// <summary>
 /// cuBLASLt matmuls on a real GPU against the double-precision loops of <see cref="MatmulReference"/>: fp32, bf16 to
@@ -12,38 +12,15 @@ namespace CudaFinetune.Tests.Interop;
 /// reason) where there is no GPU or no cuBLASLt.
 /// </summary>
 [TestFixture]
-public sealed unsafe class CublasLtMatmulGpuTests
+public sealed unsafe class CublasLtMatmulGpuTests() : GpuFixture(report => report.CublasLt)
 {
-    private CudaDevice _gpu = null!;
     private CublasLtMatmul _matmul = null!;
-    private TestBuffers _buffers = null!;
 
     [OneTimeSetUp]
-    public void OpenGpu()
-    {
-        _gpu = TestDevices.OpenGpu(report => report.CublasLt);
-        _buffers = new TestBuffers(_gpu);
-        _matmul = CublasLtMatmul.Create();
-    }
+    public void CreateMatmul() => _matmul = CublasLtMatmul.Create();
 
     [OneTimeTearDown]
-    public void CloseGpu()
-    {
-        _matmul?.Dispose();
-        _gpu?.Dispose();
-    }
-
-    [SetUp]
-    public void MakeCurrent() => _gpu.MakeCurrent();
-
-    [TearDown]
-    public void FreeBuffers() => _buffers.FreeAll();
-
-    private ulong Upload<T>(T[] values)
-        where T : unmanaged => _buffers.Upload(values);
-
-    private T[] Download<T>(ulong pointer, int count)
-        where T : unmanaged => _buffers.Download<T>(pointer, count);
+    public void DisposeMatmul() => _matmul?.Dispose();
 
     private static ushort[] ToBf16(float[] values) => Array.ConvertAll(values, HalfPrecision.ToBFloat16);
 
@@ -79,8 +56,8 @@ public sealed unsafe class CublasLtMatmulGpuTests
         double[] expected = MatmulReference.ColumnMajor(shape, 1.25, a, b, 0.5, c);
 
         ulong da = Upload(a), db = Upload(b), dc = Upload(c), dd = Upload(new float[c.Length]);
-        _matmul.Run(shape, 1.25f, da, db, 0.5f, dc, dd, _gpu.Stream.Handle);
-        _gpu.Synchronize();
+        _matmul.Run(shape, 1.25f, da, db, 0.5f, dc, dd, Gpu.Stream.Handle);
+        Gpu.Synchronize();
         float[] d = Download<float>(dd, c.Length);
         for (int j = 0; j < n; j++)
         {
@@ -92,8 +69,8 @@ public sealed unsafe class CublasLtMatmulGpuTests
         AssertClose(d, expected, 1e-4, "D (out of place)");
 
         // In place (C is D), beta = 0: C is overwritten, not read.
-        _matmul.Run(shape, 1.25f, da, db, 0f, dc, dc, _gpu.Stream.Handle);
-        _gpu.Synchronize();
+        _matmul.Run(shape, 1.25f, da, db, 0f, dc, dc, Gpu.Stream.Handle);
+        Gpu.Synchronize();
         double[] product = MatmulReference.ColumnMajor(shape, 1.25, a, b, 0, c);
         AssertClose(Download<float>(dc, c.Length), product, 1e-4, "C (in place, beta 0)");
     }
@@ -105,8 +82,8 @@ public sealed unsafe class CublasLtMatmulGpuTests
         const int m = 13, n = 7, k = 29;
         float[] a = MatmulReference.Random(m * k, 21), b = MatmulReference.Random(k * n, 22);
         ulong da = Upload(a), db = Upload(b), dc = Upload(new float[m * n]);
-        _matmul.RunRowMajor(m, n, k, transposeA, transposeB, CudaDataType.R32F, CudaDataType.R32F, 1f, da, db, 0f, dc, dc, _gpu.Stream.Handle);
-        _gpu.Synchronize();
+        _matmul.RunRowMajor(m, n, k, transposeA, transposeB, CudaDataType.R32F, CudaDataType.R32F, 1f, da, db, 0f, dc, dc, Gpu.Stream.Handle);
+        Gpu.Synchronize();
         double[] expected = MatmulReference.RowMajor(m, n, k, transposeA, transposeB, 1, 1, a, b, 0, new float[m * n]);
         AssertClose(Download<float>(dc, m * n), expected, 1e-4, "row-major C");
     }
@@ -118,8 +95,8 @@ public sealed unsafe class CublasLtMatmulGpuTests
         var shape = MatmulShape.ColumnMajor(m, n, k, false, true, CudaDataType.R32F, CudaDataType.R32F, batch);
         float[] a = MatmulReference.Random(batch * m * k, 31), b = MatmulReference.Random(batch * k * n, 32), c = MatmulReference.Random(batch * m * n, 33);
         ulong da = Upload(a), db = Upload(b), dc = Upload(c);
-        _matmul.Run(shape, 1f, da, db, 1f, dc, dc, _gpu.Stream.Handle);
-        _gpu.Synchronize();
+        _matmul.Run(shape, 1f, da, db, 1f, dc, dc, Gpu.Stream.Handle);
+        Gpu.Synchronize();
         AssertClose(Download<float>(dc, c.Length), MatmulReference.ColumnMajor(shape, 1, a, b, 1, c), 1e-4, "batched C");
     }
 
@@ -133,8 +110,8 @@ public sealed unsafe class CublasLtMatmulGpuTests
         float[] a = RoundedToBf16(MatmulReference.Random(m * k, 41)), b = RoundedToBf16(MatmulReference.Random(k * n, 42));
         float[] c = RoundedToBf16(MatmulReference.Random(m * n, 43));
         ulong da = Upload(ToBf16(a)), db = Upload(ToBf16(b)), dc = Upload(ToBf16(c)), dd = Upload(new ushort[m * n]);
-        _matmul.Run(shape, 1f, da, db, 0.5f, dc, dd, _gpu.Stream.Handle);
-        _gpu.Synchronize();
+        _matmul.Run(shape, 1f, da, db, 0.5f, dc, dd, Gpu.Stream.Handle);
+        Gpu.Synchronize();
         float[] d = Array.ConvertAll(Download<ushort>(dd, m * n), HalfPrecision.FromBFloat16);
         AssertClose(d, MatmulReference.ColumnMajor(shape, 1, a, b, 0.5, c), 1e-2, "bf16 D");
     }
@@ -147,8 +124,8 @@ public sealed unsafe class CublasLtMatmulGpuTests
         float[] a = RoundedToBf16(MatmulReference.Random(m * k, 51)), b = RoundedToBf16(MatmulReference.Random(k * n, 52));
         float[] c = MatmulReference.Random(m * n, 53);
         ulong da = Upload(ToBf16(a)), db = Upload(ToBf16(b)), dc = Upload(c);
-        _matmul.Run(shape, 2f, da, db, -1f, dc, dc, _gpu.Stream.Handle);
-        _gpu.Synchronize();
+        _matmul.Run(shape, 2f, da, db, -1f, dc, dc, Gpu.Stream.Handle);
+        Gpu.Synchronize();
         // The inputs are exact in bf16 and accumulation is fp32: only fp32 rounding separates the result from the reference.
         AssertClose(Download<float>(dc, m * n), MatmulReference.ColumnMajor(shape, 2, a, b, -1, c), 1e-3, "fp32 C from bf16 inputs");
     }
@@ -159,8 +136,8 @@ public sealed unsafe class CublasLtMatmulGpuTests
         const int m = 32, n = 16, k = 64, batch = 4;
         float[] a = RoundedToBf16(MatmulReference.Random(batch * m * k, 61)), b = RoundedToBf16(MatmulReference.Random(batch * k * n, 62));
         ulong da = Upload(ToBf16(a)), db = Upload(ToBf16(b)), dc = Upload(new ushort[batch * m * n]);
-        _matmul.RunRowMajor(m, n, k, false, true, CudaDataType.R16BF, CudaDataType.R16BF, 1f, da, db, 0f, dc, dc, _gpu.Stream.Handle, batch);
-        _gpu.Synchronize();
+        _matmul.RunRowMajor(m, n, k, false, true, CudaDataType.R16BF, CudaDataType.R16BF, 1f, da, db, 0f, dc, dc, Gpu.Stream.Handle, batch);
+        Gpu.Synchronize();
         float[] c = Array.ConvertAll(Download<ushort>(dc, batch * m * n), HalfPrecision.FromBFloat16);
         AssertClose(c, MatmulReference.RowMajor(m, n, k, false, true, batch, 1, a, b, 0, new float[batch * m * n]), 1e-2, "batched bf16 C");
     }
@@ -180,14 +157,14 @@ public sealed unsafe class CublasLtMatmulGpuTests
         Assert.That((matmul.PlanCount, matmul.HeuristicCalls), Is.EqualTo((2, 2)));
 
         ulong da = Upload(new ushort[64 * 128]), db = Upload(new ushort[128 * 32]), dc = Upload(new float[64 * 32]);
-        matmul.Run(shape, 1f, da, db, 0f, dc, dc, _gpu.Stream.Handle); // warm: first calls bind the entry points
+        matmul.Run(shape, 1f, da, db, 0f, dc, dc, Gpu.Stream.Handle); // warm: first calls bind the entry points
         long before = GC.GetAllocatedBytesForCurrentThread();
         for (int i = 0; i < 10; i++)
         {
-            matmul.Run(shape, 1f, da, db, 0f, dc, dc, _gpu.Stream.Handle);
+            matmul.Run(shape, 1f, da, db, 0f, dc, dc, Gpu.Stream.Handle);
         }
         long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
-        _gpu.Synchronize();
+        Gpu.Synchronize();
         Assert.That(allocated, Is.Zero, "a cached shape runs without allocating");
         Assert.That((matmul.PlanCount, matmul.HeuristicCalls), Is.EqualTo((2, 2)), "no new plan, no new heuristic call");
     }

@@ -3,7 +3,7 @@ using CudaFinetune.Cuda.Verification;
 using CudaFinetune.Tests.Support;
 using NUnit.Framework;
 
-namespace CudaFinetune.Tests.Ops;
+namespace CudaFinetune.Tests.Cuda.Verification;
 
 /// <summary>
 /// Every kernel check (the ones <c>verify-kernels</c> prints) on the emulator and, where there is one,

@@ -3,9 +3,8 @@ using CudaFinetune.Tensors;
 using CudaFinetune.Tests.Support;
 using NUnit.Framework;
 using CudaFinetune.Cuda.Hosting;
-using CudaFinetune.Cuda.Distributed;
 
-namespace CudaFinetune.Tests.Distributed;
+namespace CudaFinetune.Tests.Cuda.Backend;
 
 /// <summary>The NCCL process group at world size 1 on GPU 0 (ignored, saying why, without a GPU or NCCL): every collective is the identity.</summary>
 [TestFixture]
@@ -14,7 +13,7 @@ public sealed class NcclProcessGroupGpuTests
     [Test]
     public void At_world_size_one_every_collective_leaves_the_data_as_it_was()
     {
-        TestDevices.OpenGpu(report => report.Nccl).Dispose();
+        TestDevices.RequireGpu(report => report.Nccl);
         using var backend = CudaBackend.OpenGpu(computeType: DType.F32);
         using var group = NcclProcessGroup.Join(backend, worldSize: 1, rank: 0, NcclProcessGroup.CreateUniqueId());
         Assert.That((group.Rank, group.WorldSize), Is.EqualTo((0, 1)));

@@ -4,7 +4,7 @@ using CudaFinetune.Cuda.Runtime;
 using CudaFinetune.Errors;
 using NUnit.Framework;
 
-namespace CudaFinetune.Tests.Interop;
+namespace CudaFinetune.Tests.Cuda.Interop;
 
 /// <summary>The NCCL bindings' blittable types (as nccl.h lays them out), version decoding, and the message when the library is absent.</summary>
 [TestFixture]

@@ -3,7 +3,7 @@ using CudaFinetune.Model;
 using CudaFinetune.Tensors;
 using NUnit.Framework;
 
-namespace CudaFinetune.Tests.Init;
+namespace CudaFinetune.Tests.Model;
 
 public sealed class LlamaInitializerTests
 {

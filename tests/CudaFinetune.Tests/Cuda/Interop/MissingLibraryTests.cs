@@ -3,7 +3,7 @@ using CudaFinetune.Cuda.Runtime;
 using CudaFinetune.Errors;
 using NUnit.Framework;
 
-namespace CudaFinetune.Tests.Interop;
+namespace CudaFinetune.Tests.Cuda.Interop;
 
 /// <summary>On a machine without cuBLASLt or NCCL, using them is a user error that names the library and lists every path tried.</summary>
 [TestFixture]

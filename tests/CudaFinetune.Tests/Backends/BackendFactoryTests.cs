@@ -8,7 +8,7 @@ using NUnit.Framework;
 using CudaFinetune.Hosting;
 using CudaFinetune.Cuda.Hosting;
 
-namespace CudaFinetune.Tests.Training;
+namespace CudaFinetune.Tests.Backends;
 
 /// <summary>--device to backend: auto takes the GPU only when there is one and it can run the model.</summary>
 [TestFixture]

@@ -2,7 +2,7 @@ using CudaFinetune.Cuda.Interop;
 using CudaFinetune.Cuda.Runtime;
 using NUnit.Framework;
 
-namespace CudaFinetune.Tests.Interop;
+namespace CudaFinetune.Tests.Cuda.Interop;
 
 /// <summary>The matmul plan key and the row-major → column-major mapping, on the CPU.</summary>
 [TestFixture]

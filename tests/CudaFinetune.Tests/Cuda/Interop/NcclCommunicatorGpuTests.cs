@@ -4,47 +4,24 @@ using CudaFinetune.Numerics;
 using CudaFinetune.Tests.Support;
 using NUnit.Framework;
 
-namespace CudaFinetune.Tests.Interop;
+namespace CudaFinetune.Tests.Cuda.Interop;
 
 /// <summary>
 /// NCCL collectives on a real GPU with a communicator of one rank (a valid NCCL world): every collective must
 /// then hand back exactly what it was given. Ignored (with the reason) where there is no GPU or no NCCL.
 /// </summary>
 [TestFixture]
-public sealed unsafe class NcclCommunicatorGpuTests
+public sealed unsafe class NcclCommunicatorGpuTests() : GpuFixture(report => report.Nccl)
 {
     private const int Count = 1000;
 
-    private CudaDevice _gpu = null!;
     private NcclCommunicator _comm = null!;
-    private TestBuffers _buffers = null!;
 
     [OneTimeSetUp]
-    public void OpenGpu()
-    {
-        _gpu = TestDevices.OpenGpu(report => report.Nccl);
-        _buffers = new TestBuffers(_gpu);
-        _comm = NcclCommunicator.Init(1, NcclCommunicator.CreateUniqueId(), 0);
-    }
+    public void CreateCommunicator() => _comm = NcclCommunicator.Init(1, NcclCommunicator.CreateUniqueId(), 0);
 
     [OneTimeTearDown]
-    public void CloseGpu()
-    {
-        _comm?.Dispose();
-        _gpu?.Dispose();
-    }
-
-    [SetUp]
-    public void MakeCurrent() => _gpu.MakeCurrent();
-
-    [TearDown]
-    public void FreeBuffers() => _buffers.FreeAll();
-
-    private ulong Upload<T>(T[] values)
-        where T : unmanaged => _buffers.Upload(values);
-
-    private T[] Download<T>(ulong pointer, int count)
-        where T : unmanaged => _buffers.Download<T>(pointer, count);
+    public void DisposeCommunicator() => _comm?.Dispose();
 
     /// <summary>A receive buffer that starts out different from anything a collective should write.</summary>
     private ulong Garbage(int count) => Upload(Enumerable.Repeat(-12345f, count).ToArray());
@@ -64,8 +41,8 @@ public sealed unsafe class NcclCommunicatorGpuTests
         var op = (NcclRedOp)reduction;
         float[] data = MatmulReference.Random(Count, 71);
         ulong send = Upload(data), receive = Garbage(Count);
-        _comm.AllReduce(send, receive, Count, NcclDataType.Float32, op, _gpu.Stream.Handle);
-        _gpu.Synchronize();
+        _comm.AllReduce(send, receive, Count, NcclDataType.Float32, op, Gpu.Stream.Handle);
+        Gpu.Synchronize();
         Assert.That(Download<float>(receive, Count), Is.EqualTo(data));
     }
 
@@ -74,11 +51,11 @@ public sealed unsafe class NcclCommunicatorGpuTests
     {
         float[] data = MatmulReference.Random(Count, 72);
         ulong buffer = Upload(data);
-        _comm.AllReduce(buffer, buffer, Count, NcclDataType.Float32, NcclRedOp.Sum, _gpu.Stream.Handle);
+        _comm.AllReduce(buffer, buffer, Count, NcclDataType.Float32, NcclRedOp.Sum, Gpu.Stream.Handle);
         ushort[] bf16 = Array.ConvertAll(data, HalfPrecision.ToBFloat16);
         ulong send = Upload(bf16), receive = Upload(new ushort[Count]);
-        _comm.AllReduce(send, receive, Count, NcclDataType.BFloat16, NcclRedOp.Sum, _gpu.Stream.Handle);
-        _gpu.Synchronize();
+        _comm.AllReduce(send, receive, Count, NcclDataType.BFloat16, NcclRedOp.Sum, Gpu.Stream.Handle);
+        Gpu.Synchronize();
         Assert.That(Download<float>(buffer, Count), Is.EqualTo(data), "in place");
         Assert.That(Download<ushort>(receive, Count), Is.EqualTo(bf16), "bf16");
     }
@@ -88,10 +65,10 @@ public sealed unsafe class NcclCommunicatorGpuTests
     {
         float[] data = MatmulReference.Random(Count, 73);
         ulong send = Upload(data), gathered = Garbage(Count), scattered = Garbage(Count), broadcast = Garbage(Count);
-        _comm.AllGather(send, gathered, Count, NcclDataType.Float32, _gpu.Stream.Handle);
-        _comm.ReduceScatter(send, scattered, Count, NcclDataType.Float32, NcclRedOp.Sum, _gpu.Stream.Handle);
-        _comm.Broadcast(send, broadcast, Count, NcclDataType.Float32, 0, _gpu.Stream.Handle);
-        _gpu.Synchronize();
+        _comm.AllGather(send, gathered, Count, NcclDataType.Float32, Gpu.Stream.Handle);
+        _comm.ReduceScatter(send, scattered, Count, NcclDataType.Float32, NcclRedOp.Sum, Gpu.Stream.Handle);
+        _comm.Broadcast(send, broadcast, Count, NcclDataType.Float32, 0, Gpu.Stream.Handle);
+        Gpu.Synchronize();
         Assert.That(Download<float>(gathered, Count), Is.EqualTo(data), "all-gather");
         Assert.That(Download<float>(scattered, Count), Is.EqualTo(data), "reduce-scatter");
         Assert.That(Download<float>(broadcast, Count), Is.EqualTo(data), "broadcast");
@@ -105,10 +82,10 @@ public sealed unsafe class NcclCommunicatorGpuTests
         ulong send1 = Upload(first), send2 = Upload(second), receive1 = Garbage(Count), receive2 = Garbage(Count / 2);
         using (NcclCommunicator.Group())
         {
-            _comm.AllReduce(send1, receive1, Count, NcclDataType.Float32, NcclRedOp.Sum, _gpu.Stream.Handle);
-            _comm.AllGather(send2, receive2, Count / 2, NcclDataType.Float32, _gpu.Stream.Handle);
+            _comm.AllReduce(send1, receive1, Count, NcclDataType.Float32, NcclRedOp.Sum, Gpu.Stream.Handle);
+            _comm.AllGather(send2, receive2, Count / 2, NcclDataType.Float32, Gpu.Stream.Handle);
         }
-        _gpu.Synchronize();
+        Gpu.Synchronize();
         Assert.That(Download<float>(receive1, Count), Is.EqualTo(first));
         Assert.That(Download<float>(receive2, Count / 2), Is.EqualTo(second));
     }

@@ -4,28 +4,21 @@ using System.Text.Json;
 using CudaFinetune.Errors;
 using CudaFinetune.HuggingFace.Safetensors;
 using CudaFinetune.Tensors;
+using CudaFinetune.Tests.Support;
 using NUnit.Framework;
-using static CudaFinetune.Tests.IO.SafetensorsTestFiles;
+using static CudaFinetune.Tests.IO.Safetensors.SafetensorsTestFiles;
 
-namespace CudaFinetune.Tests.IO;
+namespace CudaFinetune.Tests.IO.Safetensors;
 
-public sealed class SafetensorsRoundTripTests
+public sealed class SafetensorsRoundTripTests : TempDirectoryFixture
 {
-    private TempDirectory _dir = null!;
-
-    [SetUp]
-    public void SetUp() => _dir = new TempDirectory();
-
-    [TearDown]
-    public void TearDown() => _dir.Dispose();
-
     [Test]
     public void F32_round_trip_keeps_names_order_shapes_and_values()
     {
         using var a = HostTensor([1.5f, -2.25f, 3e-8f, float.MaxValue, -0f, 7f], 2, 3);
         using var b = HostTensor([42f], 1);
         using var scalar = HostTensor([0.125f]);
-        string path = _dir.File("t.safetensors");
+        string path = Dir.File("t.safetensors");
 
         SafetensorsWriter.Write(path, [("z.first", a), ("a.second", b), ("scalar", scalar)], DType.F32);
 
@@ -48,7 +41,7 @@ public sealed class SafetensorsRoundTripTests
     public void Header_is_compact_json_padded_with_spaces_to_a_multiple_of_8()
     {
         using var a = HostTensor([1f, 2f, 3f], 3);
-        string path = _dir.File("t.safetensors");
+        string path = Dir.File("t.safetensors");
         SafetensorsWriter.Write(path, [("w", a)], DType.F32);
 
         byte[] bytes = File.ReadAllBytes(path);
@@ -66,7 +59,7 @@ public sealed class SafetensorsRoundTripTests
         using var a = HostTensor(DType.F64, 2);
         a.HostSpan<double>()[0] = 0.1;
         a.HostSpan<double>()[1] = -3.0;
-        string path = _dir.File("t.safetensors");
+        string path = Dir.File("t.safetensors");
         SafetensorsWriter.Write(path, [("w", a)], DType.F32);
 
         using var reader = new SafetensorsReader(path);
@@ -83,7 +76,7 @@ public sealed class SafetensorsRoundTripTests
         float halfwayUp = 1f + 3 * MathF.Pow(2, -8);               // halfway between 1+2^-7 and 1+2^-6: even is 1+2^-6
         float aboveHalfway = 1f + MathF.Pow(2, -8) + MathF.Pow(2, -20);
         using var a = HostTensor([1f, halfwayDown, halfwayUp, aboveHalfway, -2.5f, 3.0e38f], 6);
-        string path = _dir.File("t.safetensors");
+        string path = Dir.File("t.safetensors");
         SafetensorsWriter.Write(path, [("w", a)], DType.BF16);
 
         using var reader = new SafetensorsReader(path);
@@ -104,7 +97,7 @@ public sealed class SafetensorsRoundTripTests
     {
         Half[] values = [(Half)1.5f, (Half)(-0.099975586f), Half.MaxValue, (Half)0f];
         byte[] data = values.SelectMany(v => BitConverter.GetBytes(v)).ToArray();
-        string path = _dir.File("f16.safetensors");
+        string path = Dir.File("f16.safetensors");
         // Unpadded header (legal): tensor data starts at an odd file offset.
         File.WriteAllBytes(path, Build("{\"h\":{\"dtype\":\"F16\",\"shape\":[2,2],\"data_offsets\":[0,8]}}", data));
 
@@ -122,7 +115,7 @@ public sealed class SafetensorsRoundTripTests
     public void ReadInto_a_tensor_of_another_size_names_both_shapes()
     {
         using var a = HostTensor([1f, 2f, 3f, 4f], 2, 2);
-        string path = _dir.File("t.safetensors");
+        string path = Dir.File("t.safetensors");
         SafetensorsWriter.Write(path, [("w", a)], DType.F32);
         using var reader = new SafetensorsReader(path);
         using var wrong = HostTensor(DType.F32, 3, 2);
@@ -137,18 +130,18 @@ public sealed class SafetensorsRoundTripTests
     {
         using var a = HostTensor([1f, 2f, 3f], 3);
         using var b = HostTensor([4f, 5f], 2);
-        SafetensorsWriter.Write(_dir.File("one.safetensors"), [("a", a), ("b", b)], DType.BF16);
-        SafetensorsWriter.Write(_dir.File("two.safetensors"), [("a", a), ("b", b)], DType.BF16);
+        SafetensorsWriter.Write(Dir.File("one.safetensors"), [("a", a), ("b", b)], DType.BF16);
+        SafetensorsWriter.Write(Dir.File("two.safetensors"), [("a", a), ("b", b)], DType.BF16);
 
-        Assert.That(File.ReadAllBytes(_dir.File("one.safetensors")), Is.EqualTo(File.ReadAllBytes(_dir.File("two.safetensors"))));
-        Assert.That(Directory.GetFiles(_dir.Path).Select(Path.GetFileName), Is.EquivalentTo(new[] { "one.safetensors", "two.safetensors" }));
+        Assert.That(File.ReadAllBytes(Dir.File("one.safetensors")), Is.EqualTo(File.ReadAllBytes(Dir.File("two.safetensors"))));
+        Assert.That(Directory.GetFiles(Dir.Path).Select(Path.GetFileName), Is.EquivalentTo(new[] { "one.safetensors", "two.safetensors" }));
     }
 
     [Test]
     public void Rewriting_replaces_the_file_and_metadata_is_written_sorted()
     {
         using var a = HostTensor([1f], 1);
-        string path = _dir.File("t.safetensors");
+        string path = Dir.File("t.safetensors");
         File.WriteAllText(path, "old contents");
         SafetensorsWriter.Write(path, [("a", a)], DType.F32, new Dictionary<string, string> { ["z"] = "1", ["b"] = "2" });
 

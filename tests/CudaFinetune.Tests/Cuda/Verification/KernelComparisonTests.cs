@@ -1,7 +1,7 @@
 using CudaFinetune.Cuda.Verification;
 using NUnit.Framework;
 
-namespace CudaFinetune.Tests.Ops;
+namespace CudaFinetune.Tests.Cuda.Verification;
 
 /// <summary>The comparison every kernel check rests on fails when it should: outside the tolerance, NaN (an unwritten output), a wrong bit.</summary>
 [TestFixture]

@@ -3,7 +3,7 @@ using CudaFinetune.Cuda.Runtime;
 using CudaFinetune.Cuda.Verification;
 using NUnit.Framework;
 
-namespace CudaFinetune.Tests.Ops;
+namespace CudaFinetune.Tests.Cuda.Runtime;
 
 /// <summary>
 /// Kernels that break CUDA's rules (native/cuemu/fault_kernels.cpp, emulator only: on a GPU they

@@ -5,7 +5,7 @@ using CudaFinetune.Tensors;
 using CudaFinetune.Tests.Support;
 using NUnit.Framework;
 
-namespace CudaFinetune.Tests.Ops;
+namespace CudaFinetune.Tests.Cuda.Backend;
 
 /// <summary>
 /// The cuda backend's composite ops on the emulator against the CPU backend: the head fused with the loss over several

@@ -3,7 +3,7 @@ using CudaFinetune.Cuda.Runtime;
 using CudaFinetune.Errors;
 using NUnit.Framework;
 
-namespace CudaFinetune.Tests.Runtime;
+namespace CudaFinetune.Tests.Cuda.Runtime;
 
 /// <summary>The caching device allocator over a fake device with a fixed amount of memory.</summary>
 [TestFixture]

@@ -5,7 +5,7 @@ using CudaFinetune.Cuda.Runtime;
 using CudaFinetune.Errors;
 using NUnit.Framework;
 
-namespace CudaFinetune.Tests.Interop;
+namespace CudaFinetune.Tests.Cuda.Interop;
 
 /// <summary>The cuBLASLt bindings' blittable layouts (as cublasLt.h lays them out), version decoding, and the message when the library is absent.</summary>
 [TestFixture]

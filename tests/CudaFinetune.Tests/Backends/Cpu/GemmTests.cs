@@ -3,7 +3,7 @@ using CudaFinetune.Tensors;
 using NUnit.Framework;
 using static CudaFinetune.Tests.Support.HostTensors;
 
-namespace CudaFinetune.Tests.Ops;
+namespace CudaFinetune.Tests.Backends.Cpu;
 
 /// <summary>The blocked GEMM against a plain triple loop, across shapes that hit every edge of the tiling.</summary>
 [TestFixture]

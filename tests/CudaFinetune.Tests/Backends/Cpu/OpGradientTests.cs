@@ -6,7 +6,7 @@ using NUnit.Framework;
 using static CudaFinetune.Tests.Support.FiniteDifferences;
 using static CudaFinetune.Tests.Support.HostTensors;
 
-namespace CudaFinetune.Tests.Ops;
+namespace CudaFinetune.Tests.Backends.Cpu;
 
 /// <summary>
 /// Every CPU op's backward against central finite differences of its forward, in double precision

@@ -4,7 +4,7 @@ using CudaFinetune.Tensors;
 using CudaFinetune.Tests.Support;
 using NUnit.Framework;
 
-namespace CudaFinetune.Tests.Ops;
+namespace CudaFinetune.Tests.Cuda.Kernels;
 
 /// <summary>The PTX build: every kernels/*.cu is compiled and embedded, and every entry has one typed launcher that matches it.</summary>
 [TestFixture]

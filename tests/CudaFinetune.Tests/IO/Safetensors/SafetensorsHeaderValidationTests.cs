@@ -1,27 +1,20 @@
 using CudaFinetune.Errors;
 using CudaFinetune.HuggingFace.Safetensors;
+using CudaFinetune.Tests.Support;
 using NUnit.Framework;
-using static CudaFinetune.Tests.IO.SafetensorsTestFiles;
+using static CudaFinetune.Tests.IO.Safetensors.SafetensorsTestFiles;
 
-namespace CudaFinetune.Tests.IO;
+namespace CudaFinetune.Tests.IO.Safetensors;
 
 /// <summary>Every malformed header is refused on open with a <see cref="UserErrorException"/> naming the file (and tensor).</summary>
-public sealed class SafetensorsHeaderValidationTests
+public sealed class SafetensorsHeaderValidationTests : TempDirectoryFixture
 {
-    private TempDirectory _dir = null!;
-
-    [SetUp]
-    public void SetUp() => _dir = new TempDirectory();
-
-    [TearDown]
-    public void TearDown() => _dir.Dispose();
-
     private static string Entry(string name, string dtype, string shape, long begin, long end) =>
         $"\"{name}\":{{\"dtype\":\"{dtype}\",\"shape\":{shape},\"data_offsets\":[{begin},{end}]}}";
 
     private UserErrorException Open(byte[] file, params string[] expectedFragments)
     {
-        string path = _dir.File("bad.safetensors");
+        string path = Dir.File("bad.safetensors");
         File.WriteAllBytes(path, file);
         var e = Assert.Throws<UserErrorException>(() => new SafetensorsReader(path).Dispose())!;
         Assert.That(e.Message, Does.Contain(path));
@@ -99,11 +92,11 @@ public sealed class SafetensorsHeaderValidationTests
     [Test]
     public void Invalid_utf8_in_a_shard_index_is_refused()
     {
-        string index = _dir.File(SafetensorsSet.IndexFileName);
+        string index = Dir.File(SafetensorsSet.IndexFileName);
         byte[] json = "{\"weight_map\": {\"w~\": \"model-00001-of-00001.safetensors\"}}"u8.ToArray();
         json[Array.IndexOf(json, (byte)'~')] = 0x8B;
         File.WriteAllBytes(index, json);
-        Assert.That(() => SafetensorsSet.Open(_dir.Path), Throws.TypeOf<UserErrorException>().With.Message.Contain(index).And.Message.Contain("UTF-8"));
+        Assert.That(() => SafetensorsSet.Open(Dir.Path), Throws.TypeOf<UserErrorException>().With.Message.Contain(index).And.Message.Contain("UTF-8"));
     }
 
     [Test]
@@ -132,7 +125,7 @@ public sealed class SafetensorsHeaderValidationTests
     [Test]
     public void Valid_edge_cases_open()
     {
-        string path = _dir.File("ok.safetensors");
+        string path = Dir.File("ok.safetensors");
         // Empty file list, header padded with spaces.
         File.WriteAllBytes(path, Build("{}      ", []));
         using (var reader = new SafetensorsReader(path))
@@ -151,7 +144,7 @@ public sealed class SafetensorsHeaderValidationTests
     [Test]
     public void Missing_files_say_so()
     {
-        string path = _dir.File("absent.safetensors");
+        string path = Dir.File("absent.safetensors");
         Assert.That(() => new SafetensorsReader(path), Throws.TypeOf<UserErrorException>().With.Message.Contain("no such file").And.Message.Contain(path));
     }
 }

@@ -2,7 +2,7 @@ using System.Runtime.Intrinsics.X86;
 using CudaFinetune.Backends.Cpu;
 using NUnit.Framework;
 
-namespace CudaFinetune.Tests.Ops;
+namespace CudaFinetune.Tests.Backends.Cpu;
 
 /// <summary>The x86-64 level read from CPUID and the kernel's flags, which decides which native build runs.</summary>
 [TestFixture]

@@ -5,7 +5,7 @@ using NUnit.Framework;
 using CudaFinetune.Tests.Support;
 using static CudaFinetune.Tests.Support.HostTensors;
 
-namespace CudaFinetune.Tests.Ops;
+namespace CudaFinetune.Tests.Backends.Cpu;
 
 /// <summary>The AdamW op against PyTorch's single-tensor AdamW written out in scalars.</summary>
 [TestFixture]
