@@ -5,11 +5,11 @@ using BenchmarkDotNet.Configs;
 using BenchmarkDotNet.Engines;
 using CudaFinetune.Backends.Cpu;
 using CudaFinetune.Checkpoints;
+using CudaFinetune.Config;
 using CudaFinetune.Data;
 using CudaFinetune.Model;
 using CudaFinetune.Tensors;
 using CudaFinetune.Training;
-using CudaFinetune.Config;
 
 namespace CudaFinetune.Benchmarks;
 

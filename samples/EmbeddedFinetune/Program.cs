@@ -7,13 +7,12 @@
 // --out DIR` writes a tiny one); dataset: .json or .jsonl (pretokenized, chat, alpaca, text, ...); device: auto (the
 // default), cpu, cuda or cuda-emulated.
 using System.Globalization;
-using CudaFinetune.Cuda.Backend;
+using CudaFinetune.Config;
+using CudaFinetune.Cuda.Hosting;
 using CudaFinetune.Errors;
+using CudaFinetune.Hosting;
 using CudaFinetune.Model;
 using CudaFinetune.Training;
-using CudaFinetune.Config;
-using CudaFinetune.Hosting;
-using CudaFinetune.Cuda.Hosting;
 
 if (args.Length is < 3 or > 5)
 {

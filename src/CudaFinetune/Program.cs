@@ -1,8 +1,8 @@
 using System.CommandLine;
 using CudaFinetune.Cli.Commands;
 using CudaFinetune.Cuda.Backend;
-using CudaFinetune.Errors;
 using CudaFinetune.Cuda.Hosting;
+using CudaFinetune.Errors;
 
 namespace CudaFinetune.Cli;
 

@@ -1,6 +1,6 @@
 using System.Runtime.InteropServices;
-using CudaFinetune.Tensors;
 using CudaFinetune.Checkpoints;
+using CudaFinetune.Tensors;
 
 namespace CudaFinetune.Backends;
 

@@ -1,7 +1,7 @@
+using CudaFinetune.Config;
 using CudaFinetune.Data;
 using CudaFinetune.Tensors;
 using CudaFinetune.Training;
-using CudaFinetune.Config;
 
 namespace CudaFinetune.Checkpoints;
 

@@ -1,12 +1,12 @@
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
+using CudaFinetune.Config;
 using CudaFinetune.Data;
 using CudaFinetune.Errors;
 using CudaFinetune.IO;
 using CudaFinetune.Tensors;
 using CudaFinetune.Training;
-using CudaFinetune.Config;
 
 namespace CudaFinetune.Checkpoints;
 

@@ -1,5 +1,5 @@
-using CudaFinetune.Data;
 using CudaFinetune.Config;
+using CudaFinetune.Data;
 using CudaFinetune.Training;
 
 namespace CudaFinetune.Checkpoints;

@@ -1,6 +1,6 @@
 using System.Globalization;
-using CudaFinetune.Training;
 using CudaFinetune.Model;
+using CudaFinetune.Training;
 using static CudaFinetune.Config.OptionDeclarations;
 
 namespace CudaFinetune.Config;

@@ -1,7 +1,7 @@
+using CudaFinetune.Config;
 using CudaFinetune.Errors;
 using CudaFinetune.Model;
 using CudaFinetune.Training;
-using CudaFinetune.Config;
 
 namespace CudaFinetune.Data;
 

@@ -1,9 +1,9 @@
 using System.Text;
 using System.Text.Json;
 using System.Text.RegularExpressions;
+using CudaFinetune.Config;
 using CudaFinetune.Errors;
 using CudaFinetune.Training;
-using CudaFinetune.Config;
 
 namespace CudaFinetune.Data;
 

@@ -1,9 +1,9 @@
 using System.Text.Json;
+using CudaFinetune.Config;
 using CudaFinetune.Errors;
 using CudaFinetune.IO;
 using CudaFinetune.Tokenizers;
 using CudaFinetune.Training;
-using CudaFinetune.Config;
 
 namespace CudaFinetune.Data;
 

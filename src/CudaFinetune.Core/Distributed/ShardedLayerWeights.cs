@@ -1,11 +1,11 @@
 using CudaFinetune.Backends;
 using CudaFinetune.Checkpoints;
 using CudaFinetune.Errors;
-using CudaFinetune.IO;
+using CudaFinetune.HuggingFace;
 using CudaFinetune.HuggingFace.Safetensors;
+using CudaFinetune.IO;
 using CudaFinetune.Model;
 using CudaFinetune.Tensors;
-using CudaFinetune.HuggingFace;
 
 namespace CudaFinetune.Distributed;
 

@@ -1,7 +1,7 @@
+using CudaFinetune.Backends;
 using CudaFinetune.Backends.Cpu;
 using CudaFinetune.Errors;
 using CudaFinetune.Model;
-using CudaFinetune.Backends;
 
 namespace CudaFinetune.Hosting;
 

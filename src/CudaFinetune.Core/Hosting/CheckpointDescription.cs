@@ -1,7 +1,7 @@
 using System.Text.Json;
 using CudaFinetune.Checkpoints;
-using CudaFinetune.Data;
 using CudaFinetune.Config;
+using CudaFinetune.Data;
 using CudaFinetune.Training;
 
 namespace CudaFinetune.Hosting;

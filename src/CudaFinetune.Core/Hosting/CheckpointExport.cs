@@ -1,12 +1,12 @@
 using CudaFinetune.Backends.Cpu;
 using CudaFinetune.Checkpoints;
 using CudaFinetune.Errors;
+using CudaFinetune.HuggingFace;
+using CudaFinetune.IO;
 using CudaFinetune.Model;
 using CudaFinetune.Tensors;
 using CudaFinetune.Tokenizers;
 using CudaFinetune.Training;
-using CudaFinetune.HuggingFace;
-using CudaFinetune.IO;
 
 namespace CudaFinetune.Hosting;
 

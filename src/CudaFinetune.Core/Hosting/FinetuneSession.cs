@@ -1,15 +1,15 @@
 using System.Text.Json;
 using CudaFinetune.Backends;
 using CudaFinetune.Checkpoints;
+using CudaFinetune.Config;
 using CudaFinetune.Data;
 using CudaFinetune.Distributed;
 using CudaFinetune.Errors;
+using CudaFinetune.HuggingFace;
 using CudaFinetune.IO;
 using CudaFinetune.Model;
 using CudaFinetune.Reporting;
 using CudaFinetune.Tokenizers;
-using CudaFinetune.Config;
-using CudaFinetune.HuggingFace;
 using CudaFinetune.Training;
 
 namespace CudaFinetune.Hosting;

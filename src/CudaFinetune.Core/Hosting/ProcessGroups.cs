@@ -1,7 +1,7 @@
 using CudaFinetune.Backends;
-using CudaFinetune.Tensors;
-using CudaFinetune.Errors;
 using CudaFinetune.Distributed;
+using CudaFinetune.Errors;
+using CudaFinetune.Tensors;
 
 namespace CudaFinetune.Hosting;
 

@@ -1,9 +1,9 @@
 using CudaFinetune.Backends.Cpu;
+using CudaFinetune.HuggingFace;
+using CudaFinetune.IO;
 using CudaFinetune.Model;
 using CudaFinetune.Tensors;
 using CudaFinetune.Tokenizers;
-using CudaFinetune.HuggingFace;
-using CudaFinetune.IO;
 
 namespace CudaFinetune.Hosting;
 

@@ -1,10 +1,10 @@
 using System.Text.Json;
+using CudaFinetune.Checkpoints;
+using CudaFinetune.Config;
 using CudaFinetune.Errors;
+using CudaFinetune.HuggingFace;
 using CudaFinetune.IO;
 using CudaFinetune.Tokenizers;
-using CudaFinetune.Config;
-using CudaFinetune.HuggingFace;
-using CudaFinetune.Checkpoints;
 using CudaFinetune.Training;
 
 namespace CudaFinetune.Hosting;

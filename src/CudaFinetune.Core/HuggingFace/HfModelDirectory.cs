@@ -2,9 +2,9 @@ using CudaFinetune.Backends;
 using CudaFinetune.Checkpoints;
 using CudaFinetune.Errors;
 using CudaFinetune.HuggingFace.Safetensors;
+using CudaFinetune.IO;
 using CudaFinetune.Model;
 using CudaFinetune.Tensors;
-using CudaFinetune.IO;
 
 namespace CudaFinetune.HuggingFace;
 

@@ -1,7 +1,7 @@
 using CudaFinetune.Backends;
 using CudaFinetune.HuggingFace.Safetensors;
-using CudaFinetune.Tensors;
 using CudaFinetune.IO;
+using CudaFinetune.Tensors;
 
 namespace CudaFinetune.HuggingFace;
 

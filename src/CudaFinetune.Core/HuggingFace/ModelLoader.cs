@@ -1,7 +1,7 @@
 using CudaFinetune.Backends;
+using CudaFinetune.IO;
 using CudaFinetune.Model;
 using CudaFinetune.Tokenizers;
-using CudaFinetune.IO;
 
 namespace CudaFinetune.HuggingFace;
 

@@ -1,9 +1,9 @@
 using System.Text.Json;
 using CudaFinetune.Errors;
 using CudaFinetune.HuggingFace.Safetensors;
+using CudaFinetune.IO;
 using CudaFinetune.Model;
 using CudaFinetune.Tensors;
-using CudaFinetune.IO;
 
 namespace CudaFinetune.HuggingFace;
 

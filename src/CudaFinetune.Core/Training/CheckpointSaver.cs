@@ -1,6 +1,6 @@
 using CudaFinetune.Backends;
-using CudaFinetune.Errors;
 using CudaFinetune.Checkpoints;
+using CudaFinetune.Errors;
 
 namespace CudaFinetune.Training;
 

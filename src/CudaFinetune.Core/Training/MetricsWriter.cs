@@ -1,8 +1,8 @@
 using System.Buffers;
 using System.Text.Json;
 using CudaFinetune.IO;
-using Microsoft.Win32.SafeHandles;
 using CudaFinetune.Reporting;
+using Microsoft.Win32.SafeHandles;
 
 namespace CudaFinetune.Training;
 

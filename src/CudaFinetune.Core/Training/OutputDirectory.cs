@@ -1,7 +1,7 @@
 using CudaFinetune.Checkpoints;
 using CudaFinetune.Errors;
-using CudaFinetune.IO;
 using CudaFinetune.Hosting;
+using CudaFinetune.IO;
 
 namespace CudaFinetune.Training;
 

@@ -1,6 +1,6 @@
 using CudaFinetune.Checkpoints;
-using CudaFinetune.IO;
 using CudaFinetune.Hosting;
+using CudaFinetune.IO;
 
 namespace CudaFinetune.Training;
 

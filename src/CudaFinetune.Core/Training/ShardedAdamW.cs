@@ -1,8 +1,8 @@
 using CudaFinetune.Backends;
 using CudaFinetune.Checkpoints;
+using CudaFinetune.Distributed;
 using CudaFinetune.Model;
 using CudaFinetune.Tensors;
-using CudaFinetune.Distributed;
 
 namespace CudaFinetune.Training;
 

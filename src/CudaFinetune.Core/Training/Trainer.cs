@@ -1,9 +1,9 @@
 using System.Diagnostics;
+using CudaFinetune.Checkpoints;
+using CudaFinetune.Config;
 using CudaFinetune.Data;
 using CudaFinetune.Distributed;
 using CudaFinetune.Model;
-using CudaFinetune.Config;
-using CudaFinetune.Checkpoints;
 
 namespace CudaFinetune.Training;
 

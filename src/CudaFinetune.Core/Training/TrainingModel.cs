@@ -1,9 +1,9 @@
 using CudaFinetune.Backends;
+using CudaFinetune.Config;
 using CudaFinetune.Distributed;
+using CudaFinetune.HuggingFace;
 using CudaFinetune.IO;
 using CudaFinetune.Model;
-using CudaFinetune.Config;
-using CudaFinetune.HuggingFace;
 
 namespace CudaFinetune.Training;
 

@@ -1,11 +1,11 @@
 using System.Runtime.ExceptionServices;
 using CudaFinetune.Backends;
 using CudaFinetune.Checkpoints;
+using CudaFinetune.Config;
 using CudaFinetune.Data;
 using CudaFinetune.Distributed;
 using CudaFinetune.Errors;
 using CudaFinetune.Model;
-using CudaFinetune.Config;
 
 namespace CudaFinetune.Training;
 

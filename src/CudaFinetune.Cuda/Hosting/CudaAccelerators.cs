@@ -1,11 +1,11 @@
 using CudaFinetune.Backends;
-using CudaFinetune.Distributed;
-using CudaFinetune.Errors;
+using CudaFinetune.Cuda.Backend;
 using CudaFinetune.Cuda.Kernels;
 using CudaFinetune.Cuda.Runtime;
-using CudaFinetune.Model;
+using CudaFinetune.Distributed;
+using CudaFinetune.Errors;
 using CudaFinetune.Hosting;
-using CudaFinetune.Cuda.Backend;
+using CudaFinetune.Model;
 
 namespace CudaFinetune.Cuda.Hosting;
 

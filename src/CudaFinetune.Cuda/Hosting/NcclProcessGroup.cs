@@ -1,9 +1,9 @@
+using CudaFinetune.Cuda.Backend;
 using CudaFinetune.Cuda.Interop;
 using CudaFinetune.Cuda.Kernels;
 using CudaFinetune.Cuda.Runtime;
 using CudaFinetune.Distributed;
 using CudaFinetune.Tensors;
-using CudaFinetune.Cuda.Backend;
 
 namespace CudaFinetune.Cuda.Hosting;
 

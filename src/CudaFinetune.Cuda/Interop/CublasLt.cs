@@ -9,7 +9,7 @@ namespace CudaFinetune.Cuda.Interop;
 //   cublas_api.h    zspace/system.cuda-12.6 include/cublas_api.h (cuBLAS 12.6.4)
 //   library_types.h iree-org/iree build_tools/third_party/cuda/12.2.1/linux-x86_64/include/library_types.h
 // Only the values the engine uses are bound. They are ABI (cuBLAS only appends to these enums); no cuBLAS 13
-// header was at hand to compare against, so the GPU tests in tests/CudaFinetune.Tests/Interop check them on
+// header was at hand to compare against, so the GPU tests in tests/CudaFinetune.Tests/Cuda/Interop check them on
 // their first run with CUDA 13.
 
 /// <summary>A cuBLAS status (cublasStatus_t); 0 is success. Values: cublas_api.h (zspace/system.cuda-12.6 include/cublas_api.h).</summary>

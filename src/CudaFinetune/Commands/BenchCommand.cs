@@ -2,15 +2,15 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using CudaFinetune.Backends;
-using CudaFinetune.Config;
 using CudaFinetune.Backends.Cpu;
+using CudaFinetune.Config;
 using CudaFinetune.Cuda.Backend;
 using CudaFinetune.Cuda.Benchmarking;
 using CudaFinetune.Cuda.Runtime;
 using CudaFinetune.Errors;
+using CudaFinetune.Hosting;
 using CudaFinetune.Model;
 using CudaFinetune.Training;
-using CudaFinetune.Hosting;
 
 namespace CudaFinetune.Cli.Commands;
 

@@ -3,11 +3,11 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
 using CudaFinetune.Checkpoints;
+using CudaFinetune.Config;
 using CudaFinetune.Errors;
 using CudaFinetune.IO;
 using CudaFinetune.Tensors;
 using CudaFinetune.Training;
-using CudaFinetune.Config;
 
 namespace CudaFinetune.Cli.Commands;
 

@@ -1,10 +1,10 @@
 using System.CommandLine;
 using System.Globalization;
+using CudaFinetune.Config;
 using CudaFinetune.Errors;
+using CudaFinetune.Hosting;
 using CudaFinetune.Model;
 using CudaFinetune.Training;
-using CudaFinetune.Config;
-using CudaFinetune.Hosting;
 
 namespace CudaFinetune.Cli.Commands;
 

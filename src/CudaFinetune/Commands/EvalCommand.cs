@@ -3,10 +3,10 @@ using System.Globalization;
 using CudaFinetune.Backends;
 using CudaFinetune.Config;
 using CudaFinetune.Data;
-using CudaFinetune.IO;
-using CudaFinetune.Training;
 using CudaFinetune.Hosting;
 using CudaFinetune.HuggingFace;
+using CudaFinetune.IO;
+using CudaFinetune.Training;
 
 namespace CudaFinetune.Cli.Commands;
 

@@ -1,9 +1,9 @@
 using System.CommandLine;
 using CudaFinetune.Errors;
-using CudaFinetune.IO;
-using CudaFinetune.Tensors;
 using CudaFinetune.Hosting;
 using CudaFinetune.HuggingFace;
+using CudaFinetune.IO;
+using CudaFinetune.Tensors;
 
 namespace CudaFinetune.Cli.Commands;
 

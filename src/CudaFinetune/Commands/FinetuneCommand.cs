@@ -4,11 +4,11 @@ using CudaFinetune.Checkpoints;
 using CudaFinetune.Config;
 using CudaFinetune.Distributed;
 using CudaFinetune.Errors;
-using CudaFinetune.IO;
-using CudaFinetune.Training;
 using CudaFinetune.Hosting;
 using CudaFinetune.HuggingFace;
+using CudaFinetune.IO;
 using CudaFinetune.Model;
+using CudaFinetune.Training;
 
 namespace CudaFinetune.Cli.Commands;
 

@@ -2,11 +2,11 @@ using System.CommandLine;
 using CudaFinetune.Backends;
 using CudaFinetune.Config;
 using CudaFinetune.Errors;
+using CudaFinetune.Hosting;
+using CudaFinetune.HuggingFace;
 using CudaFinetune.IO;
 using CudaFinetune.Model;
 using CudaFinetune.Tokenizers;
-using CudaFinetune.Hosting;
-using CudaFinetune.HuggingFace;
 
 namespace CudaFinetune.Cli.Commands;
 

@@ -1,11 +1,11 @@
 using System.CommandLine;
 using System.Globalization;
 using CudaFinetune.Errors;
+using CudaFinetune.Hosting;
+using CudaFinetune.HuggingFace;
 using CudaFinetune.IO;
 using CudaFinetune.Model;
 using CudaFinetune.Tensors;
-using CudaFinetune.Hosting;
-using CudaFinetune.HuggingFace;
 
 namespace CudaFinetune.Cli.Commands;
 

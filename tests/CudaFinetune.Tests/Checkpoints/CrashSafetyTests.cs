@@ -1,10 +1,10 @@
 using System.Diagnostics;
 using CudaFinetune.Checkpoints;
+using CudaFinetune.Config;
+using CudaFinetune.Hosting;
 using CudaFinetune.Tests.Support;
 using CudaFinetune.Training;
 using NUnit.Framework;
-using CudaFinetune.Config;
-using CudaFinetune.Hosting;
 
 namespace CudaFinetune.Tests.Checkpoints;
 

@@ -1,13 +1,13 @@
 using System.Text;
 using CudaFinetune.Checkpoints;
 using CudaFinetune.Cli;
+using CudaFinetune.Config;
+using CudaFinetune.Hosting;
 using CudaFinetune.IO;
+using CudaFinetune.Reporting;
 using CudaFinetune.Tests.Support;
 using CudaFinetune.Training;
 using NUnit.Framework;
-using CudaFinetune.Config;
-using CudaFinetune.Hosting;
-using CudaFinetune.Reporting;
 
 namespace CudaFinetune.Tests.Checkpoints;
 

@@ -1,11 +1,11 @@
 using CudaFinetune.Checkpoints;
+using CudaFinetune.Config;
 using CudaFinetune.Errors;
+using CudaFinetune.Hosting;
+using CudaFinetune.Reporting;
 using CudaFinetune.Tests.Support;
 using CudaFinetune.Training;
 using NUnit.Framework;
-using CudaFinetune.Config;
-using CudaFinetune.Hosting;
-using CudaFinetune.Reporting;
 
 namespace CudaFinetune.Tests.Checkpoints;
 

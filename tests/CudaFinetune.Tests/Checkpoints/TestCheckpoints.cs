@@ -1,11 +1,11 @@
 using System.Text.RegularExpressions;
 using CudaFinetune.Backends.Cpu;
 using CudaFinetune.Checkpoints;
+using CudaFinetune.Config;
 using CudaFinetune.Data;
 using CudaFinetune.Tensors;
 using CudaFinetune.Training;
 using NUnit.Framework;
-using CudaFinetune.Config;
 
 namespace CudaFinetune.Tests.Checkpoints;
 

@@ -1,10 +1,10 @@
 using CudaFinetune.Checkpoints;
 using CudaFinetune.Cli;
+using CudaFinetune.Reporting;
 using CudaFinetune.Tests.Checkpoints;
 using CudaFinetune.Tests.Support;
 using CudaFinetune.Training;
 using NUnit.Framework;
-using CudaFinetune.Reporting;
 
 namespace CudaFinetune.Tests.Cli;
 

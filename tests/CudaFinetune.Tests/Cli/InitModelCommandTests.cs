@@ -1,10 +1,10 @@
 using CudaFinetune.Backends.Cpu;
 using CudaFinetune.Cli;
+using CudaFinetune.HuggingFace;
 using CudaFinetune.IO;
 using CudaFinetune.Model;
 using CudaFinetune.Tests.Support;
 using NUnit.Framework;
-using CudaFinetune.HuggingFace;
 
 namespace CudaFinetune.Tests.Cli;
 

@@ -2,10 +2,10 @@ using System.Text;
 using System.Text.Json;
 using CudaFinetune.Backends.Cpu;
 using CudaFinetune.Cli;
+using CudaFinetune.Reporting;
 using CudaFinetune.Tests.Support;
 using CudaFinetune.Training;
 using NUnit.Framework;
-using CudaFinetune.Reporting;
 
 namespace CudaFinetune.Tests.Cli;
 

@@ -1,9 +1,9 @@
+using CudaFinetune.Config;
 using CudaFinetune.Data;
 using CudaFinetune.Errors;
 using CudaFinetune.Model;
 using CudaFinetune.Training;
 using NUnit.Framework;
-using CudaFinetune.Config;
 
 namespace CudaFinetune.Tests.Data;
 

@@ -1,10 +1,10 @@
+using CudaFinetune.Config;
 using CudaFinetune.Data;
 using CudaFinetune.Errors;
 using CudaFinetune.Tests.Support;
 using CudaFinetune.Tokenizers;
 using CudaFinetune.Training;
 using NUnit.Framework;
-using CudaFinetune.Config;
 using static CudaFinetune.Tests.Data.DatasetTestSupport;
 
 namespace CudaFinetune.Tests.Data;

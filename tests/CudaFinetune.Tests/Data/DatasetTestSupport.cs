@@ -1,8 +1,8 @@
 using System.Text;
-using CudaFinetune.Tokenizers;
-using CudaFinetune.Tests.Support;
-using CudaFinetune.Training;
 using CudaFinetune.Config;
+using CudaFinetune.Tests.Support;
+using CudaFinetune.Tokenizers;
+using CudaFinetune.Training;
 
 namespace CudaFinetune.Tests.Data;
 

@@ -1,10 +1,10 @@
+using CudaFinetune.Config;
 using CudaFinetune.Data;
 using CudaFinetune.Errors;
+using CudaFinetune.Hosting;
 using CudaFinetune.Tests.Support;
 using CudaFinetune.Training;
 using NUnit.Framework;
-using CudaFinetune.Config;
-using CudaFinetune.Hosting;
 
 namespace CudaFinetune.Tests.Data;
 

@@ -3,11 +3,11 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using CudaFinetune.Checkpoints;
+using CudaFinetune.Config;
+using CudaFinetune.Reporting;
 using CudaFinetune.Tests.Support;
 using CudaFinetune.Training;
 using NUnit.Framework;
-using CudaFinetune.Config;
-using CudaFinetune.Reporting;
 
 namespace CudaFinetune.Tests.Distributed;
 

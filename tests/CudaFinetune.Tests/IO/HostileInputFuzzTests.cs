@@ -9,7 +9,7 @@ using CudaFinetune.Tensors;
 using CudaFinetune.Tests.Support;
 using CudaFinetune.Training;
 using NUnit.Framework;
-using static CudaFinetune.Tests.IO.Safetensors.SafetensorsTestFiles;
+using static CudaFinetune.Tests.HuggingFace.Safetensors.SafetensorsTestFiles;
 
 namespace CudaFinetune.Tests.IO;
 
@@ -157,7 +157,7 @@ public sealed class HostileInputFuzzTests : TempDirectoryFixture
                              "high_freq_factor": 4.0, "original_max_position_embeddings": 8192},}
         """;
 
-    private static readonly string[] ModelConfigSeeds = [LlamaConfigJsonTests.Llama32_1B, Transformers5Config];
+    private static readonly string[] ModelConfigSeeds = [CudaFinetune.Tests.Model.LlamaConfigJsonTests.Llama32_1B, Transformers5Config];
 
     /// <summary>Reads a config.json and checks what the model builder derives from it fits in its integers.</summary>
     private static void LoadModelConfig(string path)
@@ -192,7 +192,7 @@ public sealed class HostileInputFuzzTests : TempDirectoryFixture
     [Test]
     public void Model_config_hostile_values_load_or_are_refused()
     {
-        string seed = LlamaConfigJsonTests.Llama32_1B;
+        string seed = CudaFinetune.Tests.Model.LlamaConfigJsonTests.Llama32_1B;
         string path = Dir.File("config.json");
         var random = new Random(82);
         // A second lie reaches the checks that compare fields (heads × head size, kv heads dividing heads).

@@ -2,10 +2,10 @@
 // launchers and locks). Tests that only need the exit code and output use CliRuns, in-process, instead.
 using System.Diagnostics;
 using System.Text;
-using CudaFinetune.Training;
-using NUnit.Framework;
 using CudaFinetune.Config;
 using CudaFinetune.Reporting;
+using CudaFinetune.Training;
+using NUnit.Framework;
 
 namespace CudaFinetune.Tests.Support;
 

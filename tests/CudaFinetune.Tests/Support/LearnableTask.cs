@@ -1,9 +1,9 @@
 using CudaFinetune.Backends.Cpu;
+using CudaFinetune.Config;
+using CudaFinetune.HuggingFace;
 using CudaFinetune.IO;
 using CudaFinetune.Model;
 using CudaFinetune.Training;
-using CudaFinetune.Config;
-using CudaFinetune.HuggingFace;
 
 namespace CudaFinetune.Tests.Support;
 

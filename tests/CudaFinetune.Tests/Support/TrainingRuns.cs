@@ -1,6 +1,6 @@
-using CudaFinetune.Training;
 using CudaFinetune.Config;
 using CudaFinetune.Hosting;
+using CudaFinetune.Training;
 
 namespace CudaFinetune.Tests.Support;
 

@@ -1,18 +1,18 @@
 using System.Text.Json;
 using CudaFinetune.Backends.Cpu;
 using CudaFinetune.Checkpoints;
-using CudaFinetune.IO;
-using CudaFinetune.HuggingFace.Safetensors;
-using CudaFinetune.Numerics;
+using CudaFinetune.Config;
 using CudaFinetune.Cuda.Backend;
+using CudaFinetune.Cuda.Hosting;
+using CudaFinetune.Hosting;
+using CudaFinetune.HuggingFace;
+using CudaFinetune.HuggingFace.Safetensors;
+using CudaFinetune.IO;
+using CudaFinetune.Numerics;
 using CudaFinetune.Tensors;
 using CudaFinetune.Tests.Support;
 using CudaFinetune.Training;
 using NUnit.Framework;
-using CudaFinetune.Config;
-using CudaFinetune.Hosting;
-using CudaFinetune.HuggingFace;
-using CudaFinetune.Cuda.Hosting;
 
 namespace CudaFinetune.Tests.Training;
 

@@ -1,12 +1,12 @@
+using CudaFinetune.Config;
 using CudaFinetune.Errors;
+using CudaFinetune.Hosting;
+using CudaFinetune.HuggingFace;
 using CudaFinetune.IO;
+using CudaFinetune.Reporting;
 using CudaFinetune.Tests.Support;
 using CudaFinetune.Training;
 using NUnit.Framework;
-using CudaFinetune.Config;
-using CudaFinetune.Hosting;
-using CudaFinetune.HuggingFace;
-using CudaFinetune.Reporting;
 
 namespace CudaFinetune.Tests.Training;
 

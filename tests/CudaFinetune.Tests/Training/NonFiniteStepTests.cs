@@ -1,11 +1,11 @@
 using System.Text.Json;
 using CudaFinetune.Checkpoints;
+using CudaFinetune.Config;
 using CudaFinetune.Errors;
+using CudaFinetune.Hosting;
 using CudaFinetune.Tests.Support;
 using CudaFinetune.Training;
 using NUnit.Framework;
-using CudaFinetune.Config;
-using CudaFinetune.Hosting;
 
 namespace CudaFinetune.Tests.Training;
 

@@ -1,4 +1,5 @@
 using CudaFinetune.Backends.Cpu;
+using CudaFinetune.Config;
 using CudaFinetune.Data;
 using CudaFinetune.Model;
 using CudaFinetune.Tensors;
@@ -6,7 +7,6 @@ using CudaFinetune.Tests.Model;
 using CudaFinetune.Tests.Support;
 using CudaFinetune.Training;
 using NUnit.Framework;
-using CudaFinetune.Config;
 using static CudaFinetune.Tests.Support.HostTensors;
 
 namespace CudaFinetune.Tests.Training;

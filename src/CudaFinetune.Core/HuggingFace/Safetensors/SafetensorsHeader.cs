@@ -1,7 +1,7 @@
 using System.Text.Json;
 using CudaFinetune.Errors;
-using CudaFinetune.Tensors;
 using CudaFinetune.IO;
+using CudaFinetune.Tensors;
 
 namespace CudaFinetune.HuggingFace.Safetensors;
 

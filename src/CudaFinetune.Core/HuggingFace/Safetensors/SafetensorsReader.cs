@@ -1,8 +1,8 @@
 using System.Buffers.Binary;
 using System.IO.MemoryMappedFiles;
 using CudaFinetune.Errors;
-using CudaFinetune.Tensors;
 using CudaFinetune.IO;
+using CudaFinetune.Tensors;
 
 namespace CudaFinetune.HuggingFace.Safetensors;
 

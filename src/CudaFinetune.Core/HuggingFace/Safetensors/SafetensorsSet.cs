@@ -1,6 +1,6 @@
 using CudaFinetune.Errors;
-using CudaFinetune.Tensors;
 using CudaFinetune.IO;
+using CudaFinetune.Tensors;
 
 namespace CudaFinetune.HuggingFace.Safetensors;
 

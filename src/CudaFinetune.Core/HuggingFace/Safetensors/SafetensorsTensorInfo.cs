@@ -1,5 +1,5 @@
-using CudaFinetune.Tensors;
 using CudaFinetune.IO;
+using CudaFinetune.Tensors;
 
 namespace CudaFinetune.HuggingFace.Safetensors;
 

@@ -3,8 +3,8 @@ using System.Buffers.Binary;
 using System.Text.Json;
 using CudaFinetune.Backends;
 using CudaFinetune.Checkpoints;
-using CudaFinetune.Tensors;
 using CudaFinetune.IO;
+using CudaFinetune.Tensors;
 
 namespace CudaFinetune.HuggingFace.Safetensors;
 

@@ -1,8 +1,8 @@
 using CudaFinetune.Backends;
 using CudaFinetune.Backends.Cpu;
 using CudaFinetune.Tensors;
-using NUnit.Framework;
 using CudaFinetune.Tests.Support;
+using NUnit.Framework;
 using static CudaFinetune.Tests.Support.HostTensors;
 
 namespace CudaFinetune.Tests.Backends.Cpu;

@@ -5,7 +5,7 @@ using CudaFinetune.Tensors;
 using CudaFinetune.Training;
 using NUnit.Framework;
 
-namespace CudaFinetune.Tests.Distributed;
+namespace CudaFinetune.Tests.Training;
 
 /// <summary>
 /// ZeRO's sharded AdamW on thread ranks: after several steps every rank holds the same parameters, equal to one rank's

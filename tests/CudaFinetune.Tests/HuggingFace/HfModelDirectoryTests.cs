@@ -1,15 +1,15 @@
 using CudaFinetune.Backends.Cpu;
 using CudaFinetune.Errors;
-using CudaFinetune.IO;
+using CudaFinetune.HuggingFace;
 using CudaFinetune.HuggingFace.Safetensors;
+using CudaFinetune.IO;
 using CudaFinetune.Model;
 using CudaFinetune.Numerics;
 using CudaFinetune.Tensors;
 using CudaFinetune.Tests.Support;
 using NUnit.Framework;
-using CudaFinetune.HuggingFace;
 
-namespace CudaFinetune.Tests.IO;
+namespace CudaFinetune.Tests.HuggingFace;
 
 public sealed class HfModelDirectoryTests : TempDirectoryFixture
 {

@@ -1,18 +1,18 @@
 using System.Text.Json;
 using CudaFinetune.Backends.Cpu;
+using CudaFinetune.Config;
+using CudaFinetune.Hosting;
+using CudaFinetune.HuggingFace;
 using CudaFinetune.IO;
 using CudaFinetune.Model;
+using CudaFinetune.Reporting;
 using CudaFinetune.Tensors;
 using CudaFinetune.Tests.Support;
 using CudaFinetune.Tokenizers;
 using CudaFinetune.Training;
 using NUnit.Framework;
-using CudaFinetune.Config;
-using CudaFinetune.Hosting;
-using CudaFinetune.HuggingFace;
-using CudaFinetune.Reporting;
 
-namespace CudaFinetune.Tests.IO;
+namespace CudaFinetune.Tests.HuggingFace;
 
 /// <summary>
 /// The round trip a Hugging Face user makes: a Llama directory with the real Llama 3 tokenizer files (sharded weights),

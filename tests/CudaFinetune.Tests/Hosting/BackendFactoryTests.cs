@@ -1,14 +1,14 @@
 using CudaFinetune.Backends;
 using CudaFinetune.Backends.Cpu;
 using CudaFinetune.Cuda.Backend;
+using CudaFinetune.Cuda.Hosting;
 using CudaFinetune.Errors;
+using CudaFinetune.Hosting;
 using CudaFinetune.Model;
 using CudaFinetune.Tests.Support;
 using NUnit.Framework;
-using CudaFinetune.Hosting;
-using CudaFinetune.Cuda.Hosting;
 
-namespace CudaFinetune.Tests.Backends;
+namespace CudaFinetune.Tests.Hosting;
 
 /// <summary>--device to backend: auto takes the GPU only when there is one and it can run the model.</summary>
 [TestFixture]

@@ -1,8 +1,8 @@
+using CudaFinetune.Config;
 using CudaFinetune.Training;
 using NUnit.Framework;
-using CudaFinetune.Config;
 
-namespace CudaFinetune.Tests.Training;
+namespace CudaFinetune.Tests.Config;
 
 /// <summary>Schedules against the formulas of transformers' schedule lambdas and PyTorch's StepLR.</summary>
 [TestFixture]

@@ -6,9 +6,9 @@ using CudaFinetune.HuggingFace.Safetensors;
 using CudaFinetune.Tensors;
 using CudaFinetune.Tests.Support;
 using NUnit.Framework;
-using static CudaFinetune.Tests.IO.Safetensors.SafetensorsTestFiles;
+using static CudaFinetune.Tests.HuggingFace.Safetensors.SafetensorsTestFiles;
 
-namespace CudaFinetune.Tests.IO.Safetensors;
+namespace CudaFinetune.Tests.HuggingFace.Safetensors;
 
 public sealed class SafetensorsRoundTripTests : TempDirectoryFixture
 {

@@ -1,10 +1,10 @@
 using CudaFinetune.Cuda.Backend;
+using CudaFinetune.Cuda.Hosting;
 using CudaFinetune.Tensors;
 using CudaFinetune.Tests.Support;
 using NUnit.Framework;
-using CudaFinetune.Cuda.Hosting;
 
-namespace CudaFinetune.Tests.Cuda.Backend;
+namespace CudaFinetune.Tests.Cuda.Hosting;
 
 /// <summary>The NCCL process group at world size 1 on GPU 0 (ignored, saying why, without a GPU or NCCL): every collective is the identity.</summary>
 [TestFixture]

@@ -2,9 +2,9 @@ using CudaFinetune.Errors;
 using CudaFinetune.HuggingFace.Safetensors;
 using CudaFinetune.Tests.Support;
 using NUnit.Framework;
-using static CudaFinetune.Tests.IO.Safetensors.SafetensorsTestFiles;
+using static CudaFinetune.Tests.HuggingFace.Safetensors.SafetensorsTestFiles;
 
-namespace CudaFinetune.Tests.IO.Safetensors;
+namespace CudaFinetune.Tests.HuggingFace.Safetensors;
 
 /// <summary>Every malformed header is refused on open with a <see cref="UserErrorException"/> naming the file (and tensor).</summary>
 public sealed class SafetensorsHeaderValidationTests : TempDirectoryFixture

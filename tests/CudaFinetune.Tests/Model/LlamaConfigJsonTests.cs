@@ -4,7 +4,7 @@ using CudaFinetune.Model;
 using CudaFinetune.Tests.Support;
 using NUnit.Framework;
 
-namespace CudaFinetune.Tests.IO;
+namespace CudaFinetune.Tests.Model;
 
 public sealed class LlamaConfigJsonTests
 {

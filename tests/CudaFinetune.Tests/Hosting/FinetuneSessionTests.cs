@@ -1,10 +1,10 @@
+using CudaFinetune.Hosting;
+using CudaFinetune.Reporting;
 using CudaFinetune.Tests.Support;
 using CudaFinetune.Training;
 using NUnit.Framework;
-using CudaFinetune.Hosting;
-using CudaFinetune.Reporting;
 
-namespace CudaFinetune.Tests.Training;
+namespace CudaFinetune.Tests.Hosting;
 
 /// <summary>The engine API end to end: options in, trained adapter and metrics out.</summary>
 [TestFixture]

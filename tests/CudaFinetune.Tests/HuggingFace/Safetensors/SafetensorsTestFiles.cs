@@ -2,7 +2,7 @@ using System.Buffers.Binary;
 using System.Text;
 using CudaFinetune.Tensors;
 
-namespace CudaFinetune.Tests.IO.Safetensors;
+namespace CudaFinetune.Tests.HuggingFace.Safetensors;
 
 /// <summary>Builds safetensors files byte by byte, so tests control every field, including the wrong ones.</summary>
 internal static class SafetensorsTestFiles

@@ -1,17 +1,17 @@
 using CudaFinetune.Backends.Cpu;
+using CudaFinetune.Config;
 using CudaFinetune.Errors;
-using CudaFinetune.IO;
+using CudaFinetune.Hosting;
+using CudaFinetune.HuggingFace;
 using CudaFinetune.HuggingFace.Safetensors;
+using CudaFinetune.IO;
 using CudaFinetune.Model;
 using CudaFinetune.Tensors;
 using CudaFinetune.Tests.Support;
 using CudaFinetune.Training;
 using NUnit.Framework;
-using CudaFinetune.Config;
-using CudaFinetune.Hosting;
-using CudaFinetune.HuggingFace;
 
-namespace CudaFinetune.Tests.IO;
+namespace CudaFinetune.Tests.Hosting;
 
 /// <summary>
 /// export: a checkpoint's adapter in PEFT's layout (from one rank or from a sharded run), and a merged model whose logits
