@@ -67,7 +67,9 @@ CF_INLINE void attention_forward(const cf::bf16* q, const cf::bf16* k, const cf:
   float running_max[2] = {-__builtin_huge_valf(), -__builtin_huge_valf()};
   float running_sum[2] = {0.0f, 0.0f};
   float o[kDTiles][4];
+  CF_UNROLL
   for (int t = 0; t < kDTiles; ++t)
+    CF_UNROLL
     for (int i = 0; i < 4; ++i) o[t][i] = 0.0f;
 
   int key_end = query0 + kBlockRows < seq_len ? query0 + kBlockRows : seq_len;  // causal: keys up to the block's last row
@@ -85,7 +87,9 @@ CF_INLINE void attention_forward(const cf::bf16* q, const cf::bf16* k, const cf:
 
     // Scale, mask (future keys, keys and rows past T), and update the running maxima and sums.
     float tile_max[2] = {-__builtin_huge_valf(), -__builtin_huge_valf()};
+    CF_UNROLL
     for (int n = 0; n < 8; ++n) {
+      CF_UNROLL
       for (int i = 0; i < 4; ++i) {
         int row = rows_of_lane[i / 2], key = key0 + n * 8 + in_group * 2 + (i & 1);
         s[n][i] = key <= row && key < seq_len ? s[n][i] * scale : -__builtin_huge_valf();
@@ -93,6 +97,7 @@ CF_INLINE void attention_forward(const cf::bf16* q, const cf::bf16* k, const cf:
       }
     }
     float correction[2];
+    CF_UNROLL
     for (int r = 0; r < 2; ++r) {
       tile_max[r] = cf::max_f(tile_max[r], cf::shuffle_xor(tile_max[r], 1));
       tile_max[r] = cf::max_f(tile_max[r], cf::shuffle_xor(tile_max[r], 2));
@@ -104,18 +109,23 @@ CF_INLINE void attention_forward(const cf::bf16* q, const cf::bf16* k, const cf:
       tile_max[r] = reference;
     }
     float tile_sum[2] = {0.0f, 0.0f};
+    CF_UNROLL
     for (int n = 0; n < 8; ++n) {
+      CF_UNROLL
       for (int i = 0; i < 4; ++i) {
         s[n][i] = cf::exp(s[n][i] - tile_max[i / 2]);
         tile_sum[i / 2] += s[n][i];
       }
     }
+    CF_UNROLL
     for (int r = 0; r < 2; ++r) {
       tile_sum[r] += cf::shuffle_xor(tile_sum[r], 1);
       tile_sum[r] += cf::shuffle_xor(tile_sum[r], 2);
       running_sum[r] = running_sum[r] * correction[r] + tile_sum[r];
     }
+    CF_UNROLL
     for (int t = 0; t < kDTiles; ++t) {
+      CF_UNROLL
       for (int i = 0; i < 4; ++i) o[t][i] *= correction[i / 2];
     }
 
@@ -124,11 +134,13 @@ CF_INLINE void attention_forward(const cf::bf16* q, const cf::bf16* k, const cf:
   }
 
   // O /= sum; lse = max + ln(sum). Lanes 4g..4g+3 share rows g and g + 8.
+  CF_UNROLL
   for (int r = 0; r < 2; ++r) {
     int row = rows_of_lane[r];
     if (row >= seq_len) continue;
     float inverse = cf::div_rn(1.0f, running_sum[r]);
     cf::bf16* destination = out + ((long long)batch * seq_len + row) * q_row_stride + (long long)head * D;
+    CF_UNROLL
     for (int t = 0; t < kDTiles; ++t) {
       int column = t * 8 + in_group * 2;
       destination[column] = cf::to_bf16(o[t][2 * r] * inverse);
@@ -187,7 +199,9 @@ CF_INLINE void backward_dkdv(const cf::bf16* q, const cf::bf16* k, const cf::bf1
                         head_base<D>(v, batch, seq_len, kv_row_stride, kv_head), kv_row_stride, key0, seq_len);
 
   float dk_acc[D / 8][4], dv_acc[D / 8][4];
+  CF_UNROLL
   for (int t = 0; t < D / 8; ++t)
+    CF_UNROLL
     for (int i = 0; i < 4; ++i) dk_acc[t][i] = dv_acc[t][i] = 0.0f;
   int keys_of_lane[2] = {key0 + warp * 16 + group, key0 + warp * 16 + group + 8};
 
@@ -214,7 +228,9 @@ CF_INLINE void backward_dkdv(const cf::bf16* q, const cf::bf16* k, const cf::bf1
       cf::mma_rows_transposed<D>(p, k_frag, q_tile, kStride);
       cf::zero(dp);
       cf::mma_rows_transposed<D>(dp, v_frag, do_tile, kStride);
+      CF_UNROLL
       for (int n = 0; n < 8; ++n) {
+        CF_UNROLL
         for (int i = 0; i < 4; ++i) {
           int key = keys_of_lane[i / 2], column = n * 8 + in_group * 2 + (i & 1), query = query0 + column;
           bool live = key <= query && query < seq_len && key < seq_len;
@@ -253,6 +269,7 @@ CF_INLINE void backward_dq(const cf::bf16* q, const cf::bf16* k, const cf::bf16*
                         head_base<D>(d_out, batch, seq_len, q_row_stride, head), q_row_stride, query0, seq_len);
   int rows_of_lane[2] = {query0 + warp * 16 + group, query0 + warp * 16 + group + 8};
   float row_lse[2], row_delta[2];
+  CF_UNROLL
   for (int r = 0; r < 2; ++r) {
     bool inside = rows_of_lane[r] < seq_len;
     long long index = ((long long)batch * q_heads + head) * seq_len + rows_of_lane[r];
@@ -261,7 +278,9 @@ CF_INLINE void backward_dq(const cf::bf16* q, const cf::bf16* k, const cf::bf16*
   }
 
   float dq_acc[D / 8][4];
+  CF_UNROLL
   for (int t = 0; t < D / 8; ++t)
+    CF_UNROLL
     for (int i = 0; i < 4; ++i) dq_acc[t][i] = 0.0f;
   int key_end = query0 + kBlockRows < seq_len ? query0 + kBlockRows : seq_len;
   for (int key0 = 0; key0 < key_end; key0 += kBlockKeys) {
@@ -275,7 +294,9 @@ CF_INLINE void backward_dq(const cf::bf16* q, const cf::bf16* k, const cf::bf16*
     cf::mma_rows_transposed<D>(ds, q_frag, k_tile, kStride);
     cf::zero(dp);
     cf::mma_rows_transposed<D>(dp, do_frag, v_tile, kStride);
+    CF_UNROLL
     for (int n = 0; n < 8; ++n) {
+      CF_UNROLL
       for (int i = 0; i < 4; ++i) {
         int row = rows_of_lane[i / 2], key = key0 + n * 8 + in_group * 2 + (i & 1);
         bool live = key <= row && key < seq_len && row < seq_len;

@@ -28,6 +28,15 @@ constexpr unsigned kFullMask = 0xffffffffu;
 #error "compile kernels as CUDA device code (clang --cuda-device-only) or for the emulator (-DCF_EMULATOR)"
 #endif
 
+// Before a loop with a compile-time trip count: unrolled on the device, so the fragment and accumulator arrays it
+// indexes live in registers (an array indexed at run time lives in local memory, off-chip). The emulator's host build
+// leaves the choice to its compiler; the arithmetic is the same either way.
+#if defined(__CUDA_ARCH__)
+#define CF_UNROLL _Pragma("unroll")
+#else
+#define CF_UNROLL
+#endif
+
 namespace cf {
 
 CF_INLINE int lane() { return thread_x() & (kWarpSize - 1); }

@@ -77,7 +77,9 @@ extern "C" __global__ void lora_backward_dx_bf16(const cf::bf16* dy, const cf::b
   add_product(adapter, a_tile, b_tile, dlow, a, row0, tokens, col0, k, r);
   // acc += drop(adapter), element by element (the accumulator layout of mma_tiles.cuh).
   int group = cf::lane() >> 2, in_group = cf::lane() & 3;
+  CF_UNROLL
   for (int t = 0; t < 8; ++t) {
+    CF_UNROLL
     for (int i = 0; i < 4; ++i) {
       long long row = row0 + cf::warp() * 16 + group + 8 * (i / 2), column = col0 + t * 8 + in_group * 2 + (i & 1);
       bool keep = cf::dropout_keep((unsigned long long)(row * k + column), seed, hi0, hi1, threshold);

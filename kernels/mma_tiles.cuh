@@ -25,6 +25,7 @@ CF_INLINE void load_tile(bf16* tile, int tile_stride, const bf16* source, long l
     if (row0 + r < rows && c < cols) {
       cp_async_16(destination, source + (long long)(row0 + r) * row_stride + c);
     } else {
+      CF_UNROLL
       for (int i = 0; i < 8; ++i) destination[i] = bf16{0};
     }
   }
@@ -33,7 +34,9 @@ CF_INLINE void load_tile(bf16* tile, int tile_stride, const bf16* source, long l
 
 template <int N>
 CF_INLINE void zero(float (&acc)[N][4]) {
+  CF_UNROLL
   for (int t = 0; t < N; ++t)
+    CF_UNROLL
     for (int i = 0; i < 4; ++i) acc[t][i] = 0.0f;
 }
 
@@ -41,6 +44,7 @@ CF_INLINE void zero(float (&acc)[N][4]) {
 template <int K>
 CF_INLINE void load_a_fragments(unsigned (&frag)[K / 16][4], const bf16* tile, int stride, int row0) {
   int l = lane();
+  CF_UNROLL
   for (int s = 0; s < K / 16; ++s) ldmatrix_x4(frag[s], &tile[(row0 + (l % 8) + 8 * ((l / 8) % 2)) * stride + s * 16 + 8 * (l / 16)]);
 }
 
@@ -48,7 +52,9 @@ CF_INLINE void load_a_fragments(unsigned (&frag)[K / 16][4], const bf16* tile, i
 template <int K>
 CF_INLINE void mma_rows_transposed(float (&acc)[8][4], const unsigned (&a)[K / 16][4], const bf16* tile, int stride) {
   int l = lane();
+  CF_UNROLL
   for (int n = 0; n < 8; ++n) {
+    CF_UNROLL
     for (int s = 0; s < K / 16; ++s) {
       unsigned b[2];
       ldmatrix_x2(b, &tile[(n * 8 + (l % 8)) * stride + s * 16 + 8 * ((l / 8) % 2)]);
@@ -62,7 +68,9 @@ CF_INLINE void mma_rows_transposed(float (&acc)[8][4], const unsigned (&a)[K / 1
 template <int N>
 CF_INLINE void mma_rows(float (&acc)[N / 8][4], const unsigned (&a)[4][4], const bf16* tile, int stride) {
   int l = lane();
+  CF_UNROLL
   for (int chunk = 0; chunk < 4; ++chunk) {
+    CF_UNROLL
     for (int t = 0; t < N / 8; ++t) {
       unsigned b[2];
       ldmatrix_x2_trans(b, &tile[(chunk * 16 + (l % 8) + 8 * ((l / 8) % 2)) * stride + t * 8]);
@@ -74,6 +82,7 @@ CF_INLINE void mma_rows(float (&acc)[N / 8][4], const unsigned (&a)[4][4], const
 // The accumulator of a 16 × 64 product, rounded to bf16, as the A fragments of the next product (an accumulator
 // fragment of column tiles 2c and 2c + 1 is exactly the A fragment of 16-deep chunk c).
 CF_INLINE void accumulators_as_a(unsigned (&a)[4][4], const float (&p)[8][4]) {
+  CF_UNROLL
   for (int chunk = 0; chunk < 4; ++chunk) {
     a[chunk][0] = pack_bf16x2(to_bf16(p[2 * chunk][0]), to_bf16(p[2 * chunk][1]));
     a[chunk][1] = pack_bf16x2(to_bf16(p[2 * chunk][2]), to_bf16(p[2 * chunk][3]));
@@ -96,10 +105,13 @@ template <int N>
 CF_INLINE void store_rows(bf16* base, long long row_stride, int row0, int rows, const float (&acc)[N / 8][4], float factor, int cols = N,
                           bool accumulate = false) {
   int group = lane() >> 2, in_group = lane() & 3;
+  CF_UNROLL
   for (int r = 0; r < 2; ++r) {
     int row = row0 + group + 8 * r;
     if (row >= rows) continue;
+    CF_UNROLL
     for (int t = 0; t < N / 8; ++t) {
+      CF_UNROLL
       for (int j = 0; j < 2; ++j) {
         int column = t * 8 + in_group * 2 + j;
         if (column >= cols) continue;
