@@ -164,18 +164,6 @@ CF_INLINE void backward_delta(const cf::bf16* d_out, const cf::bf16* out, float*
   if (cf::lane() == 0) delta[((long long)batch * q_heads + head) * seq_len + t] = sum;
 }
 
-// Rows row0.. of two [*, row_stride] matrices into shared tiles, and this warp's A fragments of both.
-template <int D>
-CF_INLINE void load_fragment_pair(unsigned (&a)[D / 16][4], unsigned (&b)[D / 16][4], cf::bf16* a_tile, cf::bf16* b_tile, int stride,
-                                  const cf::bf16* a_source, const cf::bf16* b_source, long long row_stride, int row0, int rows) {
-  cf::load_tile<D>(a_tile, stride, a_source, row_stride, row0, rows);
-  cf::load_tile<D>(b_tile, stride, b_source, row_stride, row0, rows);
-  cf::cp_async_wait_all();
-  cf::sync_threads();
-  cf::load_a_fragments<D>(a, a_tile, stride, cf::warp() * 16);
-  cf::load_a_fragments<D>(b, b_tile, stride, cf::warp() * 16);
-}
-
 // dK and dV of 64 keys of one (batch, kv head), summed over the query heads of its group and the
 // query tiles at or after the keys, in order. Each warp owns 16 keys.
 template <int D>
@@ -194,9 +182,10 @@ CF_INLINE void backward_dkdv(const cf::bf16* q, const cf::bf16* k, const cf::bf1
   int group_size = q_heads / kv_heads;
   long long q_row_stride = (long long)q_heads * D, kv_row_stride = (long long)kv_heads * D;
   int l = cf::lane(), warp = cf::warp(), group = l >> 2, in_group = l & 3;
-  unsigned k_frag[D / 16][4], v_frag[D / 16][4];
-  load_fragment_pair<D>(k_frag, v_frag, k_tile, v_tile, kStride, head_base<D>(k, batch, seq_len, kv_row_stride, kv_head),
-                        head_base<D>(v, batch, seq_len, kv_row_stride, kv_head), kv_row_stride, key0, seq_len);
+  // K and V stay in shared memory for the whole block; their fragments are read again for each query tile (ldmatrix)
+  // rather than held: dK and dV's accumulators, Pᵀ and dPᵀ already take 192 registers at D = 128.
+  cf::load_tile<D>(k_tile, kStride, head_base<D>(k, batch, seq_len, kv_row_stride, kv_head), kv_row_stride, key0, seq_len);
+  cf::load_tile<D>(v_tile, kStride, head_base<D>(v, batch, seq_len, kv_row_stride, kv_head), kv_row_stride, key0, seq_len);
 
   float dk_acc[D / 8][4], dv_acc[D / 8][4];
   CF_UNROLL
@@ -224,10 +213,13 @@ CF_INLINE void backward_dkdv(const cf::bf16* q, const cf::bf16* k, const cf::bf1
 
       // Pᵀ = exp(scale·K·Qᵀ − lse) and dPᵀ = V·dOᵀ for this warp's 16 keys × 64 queries.
       float p[8][4], dp[8][4];
+      unsigned fragments[D / 16][4];
+      cf::load_a_fragments<D>(fragments, k_tile, kStride, warp * 16);
       cf::zero(p);
-      cf::mma_rows_transposed<D>(p, k_frag, q_tile, kStride);
+      cf::mma_rows_transposed<D>(p, fragments, q_tile, kStride);
+      cf::load_a_fragments<D>(fragments, v_tile, kStride, warp * 16);
       cf::zero(dp);
-      cf::mma_rows_transposed<D>(dp, v_frag, do_tile, kStride);
+      cf::mma_rows_transposed<D>(dp, fragments, do_tile, kStride);
       CF_UNROLL
       for (int n = 0; n < 8; ++n) {
         CF_UNROLL
@@ -264,9 +256,10 @@ CF_INLINE void backward_dq(const cf::bf16* q, const cf::bf16* k, const cf::bf16*
   const cf::bf16* k_base = head_base<D>(k, batch, seq_len, kv_row_stride, kv_head);
   const cf::bf16* v_base = head_base<D>(v, batch, seq_len, kv_row_stride, kv_head);
   int l = cf::lane(), warp = cf::warp(), group = l >> 2, in_group = l & 3;
-  unsigned q_frag[D / 16][4], do_frag[D / 16][4];
-  load_fragment_pair<D>(q_frag, do_frag, q_tile, do_tile, kStride, head_base<D>(q, batch, seq_len, q_row_stride, head),
-                        head_base<D>(d_out, batch, seq_len, q_row_stride, head), q_row_stride, query0, seq_len);
+  // Q and dO stay in shared memory for the whole block; their fragments are read again for each key tile (ldmatrix)
+  // rather than held, which leaves the registers to dQ's accumulators, S and dP.
+  cf::load_tile<D>(q_tile, kStride, head_base<D>(q, batch, seq_len, q_row_stride, head), q_row_stride, query0, seq_len);
+  cf::load_tile<D>(do_tile, kStride, head_base<D>(d_out, batch, seq_len, q_row_stride, head), q_row_stride, query0, seq_len);
   int rows_of_lane[2] = {query0 + warp * 16 + group, query0 + warp * 16 + group + 8};
   float row_lse[2], row_delta[2];
   CF_UNROLL
@@ -290,10 +283,13 @@ CF_INLINE void backward_dq(const cf::bf16* q, const cf::bf16* k, const cf::bf16*
     cf::cp_async_wait_all();
     cf::sync_threads();
     float ds[8][4], dp[8][4];
+    unsigned fragments[D / 16][4];
+    cf::load_a_fragments<D>(fragments, q_tile, kStride, warp * 16);
     cf::zero(ds);
-    cf::mma_rows_transposed<D>(ds, q_frag, k_tile, kStride);
+    cf::mma_rows_transposed<D>(ds, fragments, k_tile, kStride);
+    cf::load_a_fragments<D>(fragments, do_tile, kStride, warp * 16);
     cf::zero(dp);
-    cf::mma_rows_transposed<D>(dp, do_frag, v_tile, kStride);
+    cf::mma_rows_transposed<D>(dp, fragments, v_tile, kStride);
     CF_UNROLL
     for (int n = 0; n < 8; ++n) {
       CF_UNROLL

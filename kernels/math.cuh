@@ -87,7 +87,9 @@ CF_INLINE Philox4 philox(unsigned c0, unsigned c1, unsigned c2, unsigned c3, uns
 CF_INLINE bool dropout_keep(unsigned long long i, unsigned long long seed, unsigned hi0, unsigned hi1, unsigned threshold) {
   unsigned long long block = i >> 2;
   Philox4 r = philox((unsigned)block, (unsigned)(block >> 32), hi0, hi1, (unsigned)seed, (unsigned)(seed >> 32));
-  return (r.w[i & 3] >> 8) >= threshold;
+  // Selected, not indexed: r.w[i & 3] would put the four words in local memory (an array indexed at run time).
+  unsigned word = (i & 3) == 0 ? r.w[0] : (i & 3) == 1 ? r.w[1] : (i & 3) == 2 ? r.w[2] : r.w[3];
+  return (word >> 8) >= threshold;
 }
 
 }  // namespace cf

@@ -1,4 +1,5 @@
 using System.Globalization;
+using CudaFinetune.Tests.Support;
 using NUnit.Framework;
 
 namespace CudaFinetune.Tests.Packaging;

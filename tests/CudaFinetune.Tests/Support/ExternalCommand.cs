@@ -2,7 +2,7 @@ using System.Diagnostics;
 using System.Text;
 using NUnit.Framework;
 
-namespace CudaFinetune.Tests.Packaging;
+namespace CudaFinetune.Tests.Support;
 
 /// <summary>
 /// Runs a program (the dotnet CLI, an installed tool) to completion with a time limit: a hang fails the test with the
