@@ -121,7 +121,7 @@ CF_INLINE void attention_forward(const cf::bf16* q, const cf::bf16* k, const cf:
     for (int r = 0; r < 2; ++r) {
       tile_sum[r] += cf::shuffle_xor(tile_sum[r], 1);
       tile_sum[r] += cf::shuffle_xor(tile_sum[r], 2);
-      running_sum[r] = running_sum[r] * correction[r] + tile_sum[r];
+      running_sum[r] = cf::fma_rn(running_sum[r], correction[r], tile_sum[r]);
     }
     CF_UNROLL
     for (int t = 0; t < kDTiles; ++t) {
@@ -158,7 +158,7 @@ CF_INLINE void backward_delta(const cf::bf16* d_out, const cf::bf16* out, float*
   const cf::bf16* a = d_out + row * head_dim;
   const cf::bf16* b = out + row * head_dim;
   float sum = 0.0f;
-  for (int d = cf::lane(); d < head_dim; d += cf::kWarpSize) sum += cf::to_float(a[d]) * cf::to_float(b[d]);
+  for (int d = cf::lane(); d < head_dim; d += cf::kWarpSize) sum = cf::fma_rn(cf::to_float(a[d]), cf::to_float(b[d]), sum);
   sum = cf::warp_sum(sum);
   int token = (int)(row / q_heads), head = (int)(row % q_heads), batch = token / seq_len, t = token % seq_len;
   if (cf::lane() == 0) delta[((long long)batch * q_heads + head) * seq_len + t] = sum;
@@ -226,7 +226,7 @@ CF_INLINE void backward_dkdv(const cf::bf16* q, const cf::bf16* k, const cf::bf1
         for (int i = 0; i < 4; ++i) {
           int key = keys_of_lane[i / 2], column = n * 8 + in_group * 2 + (i & 1), query = query0 + column;
           bool live = key <= query && query < seq_len && key < seq_len;
-          float probability = live ? cf::exp(p[n][i] * scale - lse_tile[column]) : 0.0f;
+          float probability = live ? cf::exp(cf::fma_rn(p[n][i], scale, -lse_tile[column])) : 0.0f;
           p[n][i] = probability;
           dp[n][i] = probability * (dp[n][i] - delta_tile[column]) * scale;  // dSᵀ
         }
@@ -296,7 +296,7 @@ CF_INLINE void backward_dq(const cf::bf16* q, const cf::bf16* k, const cf::bf16*
       for (int i = 0; i < 4; ++i) {
         int row = rows_of_lane[i / 2], key = key0 + n * 8 + in_group * 2 + (i & 1);
         bool live = key <= row && key < seq_len && row < seq_len;
-        float probability = live ? cf::exp(ds[n][i] * scale - row_lse[i / 2]) : 0.0f;
+        float probability = live ? cf::exp(cf::fma_rn(ds[n][i], scale, -row_lse[i / 2])) : 0.0f;
         ds[n][i] = probability * (dp[n][i] - row_delta[i / 2]) * scale;
       }
     }

@@ -11,6 +11,8 @@
 //   cp_async_16 cp_async_commit cp_async_wait<N> cp_async_wait_all   async global->shared copies
 //   ldmatrix_x1/x2/x4(_trans) mma_bf16_16816               tensor cores (PTX ISA fragment layouts)
 //   sqrt_rn div_rn fma_rn floor_f max_f mul_hi float_bits bits_float   arithmetic, correctly rounded
+// Both builds compile with -ffp-contract=off (CMakeLists.txt): a·b + c as written is rounded twice on the GPU and in
+// the emulator alike; where a kernel wants one rounding (and the GPU's fma), it writes fma_rn(a, b, c).
 // This file adds what is written once for both: bf16 and typed loads/stores, warp and block sums
 // and maxima, rsqrt; kernels/math.cuh adds exp, log, sigmoid and Philox on top.
 #pragma once

@@ -25,7 +25,7 @@ CF_INLINE void decode(const T* q, const T* k_cache, const T* v_cache, T* out, in
   for (int j = cf::thread_x(); j < keys; j += cf::block_dim_x()) {
     const T* k_row = k_cache + j * kv_stride + (long long)kv_head * head_dim;
     float dot = 0.0f;
-    for (int d = 0; d < head_dim; ++d) dot += cf::load(q_row + d) * cf::load(k_row + d);
+    for (int d = 0; d < head_dim; ++d) dot = cf::fma_rn(cf::load(q_row + d), cf::load(k_row + d), dot);
     scores[j] = dot * scale;
     max = cf::max_f(max, scores[j]);
   }
@@ -39,7 +39,7 @@ CF_INLINE void decode(const T* q, const T* k_cache, const T* v_cache, T* out, in
   for (int d = cf::thread_x(); d < head_dim; d += cf::block_dim_x()) {
     const T* v_column = v_cache + (long long)kv_head * head_dim + d;
     float acc = 0.0f;
-    for (int j = 0; j < keys; ++j) acc += scores[j] * cf::load(v_column + j * kv_stride);
+    for (int j = 0; j < keys; ++j) acc = cf::fma_rn(scores[j], cf::load(v_column + j * kv_stride), acc);
     cf::store(out + i * q_stride + (long long)h * head_dim + d, acc * inverse);
   }
 }

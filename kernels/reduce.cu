@@ -15,7 +15,7 @@ CF_INLINE void partial_sums(const T* x, long long n, int squares, float* partial
   float sum = 0.0f;
   for (long long i = start + cf::thread_x(); i < end; i += cf::block_dim_x()) {
     float value = cf::load(x + i);
-    sum += squares ? value * value : value;
+    sum = cf::fma_rn(value, squares ? value : 1.0f, sum);  // value · 1 + sum is exactly value + sum
   }
   sum = cf::block_sum(sum, scratch);
   if (cf::thread_x() == 0) partials[cf::block_x()] = sum;

@@ -8,7 +8,10 @@
 // for all, collectives.cpp). The worker resumes runnable fibers in thread order, pass after pass;
 // a pass in which nothing can run is a deadlock (a divergent barrier, a lane that never comes),
 // reported instead of hanging. Blocks are independent, so running them on several threads gives
-// the same results as running them one after another.
+// the same results as running them one after another. What the hardware would reject (cp.async
+// and ldmatrix addresses that are misaligned or in the wrong memory: check_cp_async_16,
+// check_ldmatrix_row) ends the block the same way, naming the thread, primitive and address.
+#include <link.h>
 #include <setjmp.h>
 #include <sys/mman.h>
 #include <ucontext.h>
@@ -17,6 +20,8 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <cstddef>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
@@ -60,6 +65,15 @@ struct Launch {
   std::atomic<bool> failed{false};
 };
 
+// [begin, end) of addresses.
+struct Range {
+  std::uintptr_t begin = 0, end = 0;
+  bool holds(const void* address, std::size_t bytes) const {
+    auto a = reinterpret_cast<std::uintptr_t>(address);
+    return a >= begin && a <= end && end - a >= bytes;
+  }
+};
+
 // A worker's state: its fibers (kept between blocks and launches) and the block it runs now.
 struct Worker {
   jmp_buf scheduler;
@@ -72,6 +86,10 @@ struct Worker {
   int block[3] = {0, 0, 0};
   bool failed = false;
   char error[512] = {0};
+  // This OS thread's block of the library's thread_local variables, where the kernels' static __shared__ variables
+  // live (`__shared__` is `static thread_local` here): with the dynamic shared buffer, the block's shared memory.
+  Range static_shared;
+  bool static_shared_looked_up = false;
 };
 
 thread_local Worker* self = nullptr;
@@ -89,6 +107,37 @@ void suspend() {
                 current.thread_x, what);
   self->failed = true;
   return_to_scheduler();
+}
+
+// The calling thread's instance of this library's PT_TLS segment (glibc's dl_iterate_phdr reports it once the
+// thread has touched one of its thread_local variables). It also holds the emulator's own few thread_locals, which
+// kernels cannot name, so as a test of "is this shared memory" it is exact for everything a kernel can point at.
+Range thread_local_block() {
+  struct Search {
+    std::uintptr_t code;
+    Range found;
+  } search{reinterpret_cast<std::uintptr_t>(&thread_local_block), {}};
+  dl_iterate_phdr(
+      [](dl_phdr_info* info, std::size_t size, void* data) -> int {
+        auto& s = *static_cast<Search*>(data);
+        if (size < offsetof(dl_phdr_info, dlpi_tls_data) + sizeof info->dlpi_tls_data) return 0;
+        bool mine = false;
+        const ElfW(Phdr)* tls = nullptr;
+        for (int i = 0; i < info->dlpi_phnum; ++i) {
+          const ElfW(Phdr)& header = info->dlpi_phdr[i];
+          std::uintptr_t start = info->dlpi_addr + header.p_vaddr;
+          if (header.p_type == PT_LOAD && s.code >= start && s.code - start < header.p_memsz) mine = true;
+          if (header.p_type == PT_TLS) tls = &header;
+        }
+        if (!mine) return 0;
+        if (tls != nullptr && info->dlpi_tls_data != nullptr) {
+          s.found.begin = reinterpret_cast<std::uintptr_t>(info->dlpi_tls_data);
+          s.found.end = s.found.begin + tls->p_memsz;
+        }
+        return 1;
+      },
+      &search);
+  return search.found;
 }
 
 void release_barrier(Worker& w) {
@@ -206,7 +255,11 @@ bool run_block(Worker& w, long linear) {
 }
 
 void work_on(Worker& w, Launch& l) {
-  self = &w;
+  self = &w;  // touches this thread's thread_local block first, so that it exists
+  if (!w.static_shared_looked_up) {
+    w.static_shared = thread_local_block();  // empty if the C library does not say (then shared and global look alike)
+    w.static_shared_looked_up = true;
+  }
   w.launch = &l;
   ensure_fibers(w, l.threads);
   if (static_cast<int>(w.dynamic_shared.size()) < l.dynamic_shared_bytes) w.dynamic_shared.resize(l.dynamic_shared_bytes);
@@ -317,6 +370,74 @@ WarpResult warp_collective(const WarpRequest& request) {
 }
 
 unsigned char* dynamic_shared_memory() { return self->dynamic_shared.data(); }
+
+namespace {
+
+// Where `bytes` at `address` lie for the running thread: in its block's shared memory (static or dynamic), in its own
+// local memory (its fiber's stack), or elsewhere (global memory, as far as the emulator can tell).
+// Unknown: global memory or static shared memory, where the C library did not give the thread_local block.
+enum class Space { Shared, Local, Global, Unknown };
+Space space_of(const void* address, std::size_t bytes) {
+  Worker& w = *self;
+  auto dynamic = reinterpret_cast<std::uintptr_t>(w.dynamic_shared.data());
+  if (w.static_shared.holds(address, bytes) || Range{dynamic, dynamic + static_cast<std::size_t>(w.launch->dynamic_shared_bytes)}.holds(address, bytes)) {
+    return Space::Shared;
+  }
+  auto stack = reinterpret_cast<std::uintptr_t>(w.running->stack);
+  if (Range{stack, stack + kStackBytes}.holds(address, 1)) return Space::Local;
+  return w.static_shared.begin == 0 ? Space::Unknown : Space::Global;
+}
+
+const char* space_name(Space space) { return space == Space::Shared ? "shared memory" : space == Space::Local ? "local memory (the thread's stack)" : "global memory"; }
+
+std::string shared_memory_description() {
+  char text[160];
+  std::snprintf(text, sizeof text, "its __shared__ variables and %d bytes of dynamic shared memory at %p", self->launch->dynamic_shared_bytes,
+                static_cast<void*>(self->dynamic_shared.data()));
+  return text;
+}
+
+}  // namespace
+
+void check_cp_async_16(const void* shared_destination, const void* global_source) {
+  char what[384];
+  if (reinterpret_cast<std::uintptr_t>(shared_destination) % 16 != 0) {
+    std::snprintf(what, sizeof what, "cp_async_16: the shared destination %p is not 16-byte aligned (cp.async of 16 bytes needs both addresses 16-byte aligned)",
+                  shared_destination);
+    fail(what);
+  }
+  if (reinterpret_cast<std::uintptr_t>(global_source) % 16 != 0) {
+    std::snprintf(what, sizeof what, "cp_async_16: the global source %p is not 16-byte aligned (cp.async of 16 bytes needs both addresses 16-byte aligned)",
+                  global_source);
+    fail(what);
+  }
+  Space destination = space_of(shared_destination, 16);
+  if (destination != Space::Shared && destination != Space::Unknown) {
+    std::snprintf(what, sizeof what, "cp_async_16: the destination %p is in %s, not in the block's shared memory (%s)", shared_destination,
+                  space_name(destination), shared_memory_description().c_str());
+    fail(what);
+  }
+  Space source = space_of(global_source, 16);
+  if (source != Space::Global && source != Space::Unknown) {
+    std::snprintf(what, sizeof what, "cp_async_16: the source %p is in %s, not in global memory", global_source, space_name(source));
+    fail(what);
+  }
+}
+
+void check_ldmatrix_row(const char* primitive, const void* row) {
+  char what[384];
+  int lane = current.thread_x & 31;
+  if (reinterpret_cast<std::uintptr_t>(row) % 16 != 0) {
+    std::snprintf(what, sizeof what, "%s: lane %d's row address %p is not 16-byte aligned (ldmatrix reads 16-byte rows)", primitive, lane, row);
+    fail(what);
+  }
+  Space space = space_of(row, 16);
+  if (space != Space::Shared && space != Space::Unknown) {
+    std::snprintf(what, sizeof what, "%s: lane %d's row address %p is in %s, not in the block's shared memory (%s)", primitive, lane, row,
+                  space_name(space), shared_memory_description().c_str());
+    fail(what);
+  }
+}
 
 }  // namespace cf::emu
 

@@ -42,6 +42,12 @@ void sync_threads();                                  // cuemu.cpp
 WarpResult warp_collective(const WarpRequest& request);  // cuemu.cpp: waits for the mask, then resolves
 unsigned char* dynamic_shared_memory();               // cuemu.cpp: the running block's buffer
 
+// Traps (fail the launch, naming the block, thread, primitive and address) what the hardware rejects: cuemu.cpp.
+// cp.async of 16 bytes: both addresses 16-byte aligned, the destination in the block's shared memory, the source not.
+void check_cp_async_16(const void* shared_destination, const void* global_source);
+// A row address of ldmatrix: 16 bytes in the block's shared memory, 16-byte aligned.
+void check_ldmatrix_row(const char* primitive, const void* row);
+
 template <typename... Args, std::size_t... I>
 void invoke(void (*kernel)(Args...), void** args, std::index_sequence<I...>) {
   kernel(*static_cast<std::remove_reference_t<Args>*>(args[I])...);
@@ -72,8 +78,10 @@ inline unsigned shuffle(Collective op, unsigned value, int parameter, unsigned m
   return warp_collective(request).word[0];
 }
 
+// Lanes 8i..8i+7 give the rows of matrix i; the addresses of lanes past 8·Count are not used (nor checked).
 template <int Count>
-inline void ldmatrix(unsigned (&r)[Count], const void* row, bool trans) {
+inline void ldmatrix(const char* primitive, unsigned (&r)[Count], const void* row, bool trans) {
+  if ((current.thread_x & 31) < 8 * Count) check_ldmatrix_row(primitive, row);
   WarpRequest request{};
   request.op = Collective::LdMatrix;
   request.mask = 0xffffffffu;
@@ -152,19 +160,23 @@ inline float atomic_add(float* address, float value) {
 }
 
 // cp.async done synchronously: the data is there as soon as the call returns, which is one of the
-// orders the real asynchronous copy allows; kernels must still wait and sync as on the GPU.
-inline void cp_async_16(void* shared_destination, const void* global_source) { std::memcpy(shared_destination, global_source, 16); }
+// orders the real asynchronous copy allows; kernels must still wait and sync as on the GPU. What the
+// hardware would reject (a misaligned address, a destination outside shared memory) ends the launch.
+inline void cp_async_16(void* shared_destination, const void* global_source) {
+  emu::check_cp_async_16(shared_destination, global_source);
+  std::memcpy(shared_destination, global_source, 16);
+}
 inline void cp_async_commit() {}
 template <int Pending>
 inline void cp_async_wait() {}
 inline void cp_async_wait_all() {}
 
 // ---- tensor cores -----------------------------------------------------------------------------
-inline void ldmatrix_x1(unsigned (&r)[1], const void* row) { emu::ldmatrix(r, row, false); }
-inline void ldmatrix_x2(unsigned (&r)[2], const void* row) { emu::ldmatrix(r, row, false); }
-inline void ldmatrix_x4(unsigned (&r)[4], const void* row) { emu::ldmatrix(r, row, false); }
-inline void ldmatrix_x2_trans(unsigned (&r)[2], const void* row) { emu::ldmatrix(r, row, true); }
-inline void ldmatrix_x4_trans(unsigned (&r)[4], const void* row) { emu::ldmatrix(r, row, true); }
+inline void ldmatrix_x1(unsigned (&r)[1], const void* row) { emu::ldmatrix("ldmatrix_x1", r, row, false); }
+inline void ldmatrix_x2(unsigned (&r)[2], const void* row) { emu::ldmatrix("ldmatrix_x2", r, row, false); }
+inline void ldmatrix_x4(unsigned (&r)[4], const void* row) { emu::ldmatrix("ldmatrix_x4", r, row, false); }
+inline void ldmatrix_x2_trans(unsigned (&r)[2], const void* row) { emu::ldmatrix("ldmatrix_x2_trans", r, row, true); }
+inline void ldmatrix_x4_trans(unsigned (&r)[4], const void* row) { emu::ldmatrix("ldmatrix_x4_trans", r, row, true); }
 
 inline void mma_bf16_16816(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2], const float (&c)[4]) {
   emu::WarpRequest request{};
@@ -180,6 +192,9 @@ inline void mma_bf16_16816(float (&d)[4], const unsigned (&a)[4], const unsigned
 // ---- arithmetic with the CPU reference's rounding ----------------------------------------------
 inline float sqrt_rn(float x) { return __builtin_sqrtf(x); }
 inline float div_rn(float a, float b) { return a / b; }
+// a·b + c rounded once, like fma.rn.f32: std::fma's correctly rounded fmaf (an fma instruction where the CPU has one,
+// glibc's exact emulation where not). The emulator is built with -ffp-contract=off, as the PTX is, so a·b + c
+// written out is two roundings on both.
 inline float fma_rn(float a, float b, float c) { return __builtin_fmaf(a, b, c); }
 inline float floor_f(float x) { return __builtin_floorf(x); }
 inline float max_f(float a, float b) { return __builtin_fmaxf(a, b); }

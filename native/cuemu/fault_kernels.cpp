@@ -1,5 +1,5 @@
 // fault_kernels.cpp: kernels that break CUDA's rules, built into the emulator only (never into PTX:
-// on a GPU they would hang or be undefined). EmulatorFaultTests checks that each ends with an
+// on a GPU they would hang, fault or be undefined). EmulatorFaultTests checks that each ends with an
 // error naming what went wrong, and that the emulator recovers.
 #include "../../kernels/common.cuh"
 
@@ -27,3 +27,70 @@ extern "C" __global__ void fault_mask_without_self(int*) {
   if (cf::lane() == 1) cf::sync_warp(1u);
 }
 CF_EMULATOR_ENTRY(fault_mask_without_self)
+
+// What the hardware rejects in cp.async and ldmatrix (the launchers' alignment checks keep real kernels from it). Each
+// kernel gets `global`, a 16-byte-aligned buffer of 64 bytes of global memory; one thread or lane breaks the rule.
+
+// Thread 3 copies from a source 8 bytes past a 16-byte boundary.
+extern "C" __global__ void fault_cp_async_misaligned_source(const unsigned char* global) {
+  __shared__ __attribute__((aligned(16))) unsigned char tile[32 * 16];
+  int t = cf::thread_x();
+  cf::cp_async_16(&tile[16 * t], global + (t == 3 ? 8 : 0));
+  cf::cp_async_wait_all();
+}
+CF_EMULATOR_ENTRY(fault_cp_async_misaligned_source)
+
+// Thread 5 copies into shared memory 4 bytes past a 16-byte boundary.
+extern "C" __global__ void fault_cp_async_misaligned_destination(const unsigned char* global) {
+  __shared__ __attribute__((aligned(16))) unsigned char tile[33 * 16];
+  int t = cf::thread_x();
+  cf::cp_async_16(&tile[16 * t + (t == 5 ? 4 : 0)], global);
+  cf::cp_async_wait_all();
+}
+CF_EMULATOR_ENTRY(fault_cp_async_misaligned_destination)
+
+// Thread 0 copies into a (16-byte-aligned) array of its own local memory.
+extern "C" __global__ void fault_cp_async_local_destination(const unsigned char* global) {
+  __attribute__((aligned(16))) unsigned char local[16];
+  cf::cp_async_16(local, global);
+  cf::cp_async_wait_all();
+}
+CF_EMULATOR_ENTRY(fault_cp_async_local_destination)
+
+// Thread 2 copies past the end of the dynamic shared memory (the launch gives it 32 bytes; the copy needs 48).
+extern "C" __global__ void fault_cp_async_past_dynamic_shared(const unsigned char* global) {
+  unsigned char* shared = cf::dynamic_shared<unsigned char>();
+  int t = cf::thread_x();
+  if (t < 3) cf::cp_async_16(shared + 16 * t, global);
+  cf::cp_async_wait_all();
+}
+CF_EMULATOR_ENTRY(fault_cp_async_past_dynamic_shared)
+
+// ldmatrix .x4 whose rows are global memory (aligned), as if a kernel forgot to stage the tile in shared memory.
+extern "C" __global__ void fault_ldmatrix_global_rows(const unsigned char* global) {
+  unsigned r[4];
+  cf::ldmatrix_x4(r, global + 16 * (cf::lane() % 4));
+}
+CF_EMULATOR_ENTRY(fault_ldmatrix_global_rows)
+
+// ldmatrix .x2.trans in which lane 9's row starts 8 bytes past a 16-byte boundary of shared memory.
+extern "C" __global__ void fault_ldmatrix_misaligned_row(const unsigned char*) {
+  __shared__ __attribute__((aligned(16))) unsigned char tile[17 * 16];
+  int l = cf::lane();
+  unsigned r[2];
+  cf::ldmatrix_x2_trans(r, &tile[16 * (l % 16) + (l == 9 ? 8 : 0)]);
+}
+CF_EMULATOR_ENTRY(fault_ldmatrix_misaligned_row)
+
+// Not a fault: ldmatrix .x1 reads the rows of lanes 0-7 only, so what lanes 8-31 pass (here global memory, misaligned)
+// is never looked at, on the GPU or here; nor does a correct cp.async into dynamic shared memory trap.
+extern "C" __global__ void fault_none_ldmatrix_x1_ignores_upper_lanes(const unsigned char* global) {
+  unsigned char* shared = cf::dynamic_shared<unsigned char>();
+  int l = cf::lane();
+  if (l < 8) cf::cp_async_16(shared + 16 * l, global);
+  cf::cp_async_wait_all();
+  cf::sync_threads();
+  unsigned r[1];
+  cf::ldmatrix_x1(r, l < 8 ? static_cast<const void*>(shared + 16 * l) : static_cast<const void*>(global + 3));
+}
+CF_EMULATOR_ENTRY(fault_none_ldmatrix_x1_ignores_upper_lanes)

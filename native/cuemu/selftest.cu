@@ -1,6 +1,6 @@
 // selftest.cu: kernels that exercise the primitives of kernels/common.cuh one at a time — warp
 // shuffles and votes with masks, the barrier with static and dynamic shared memory, atomics,
-// cp.async, ldmatrix and mma.m16n8k16 fragments. EmulatorSelfTests checks them on the emulator
+// cp.async, ldmatrix and mma.m16n8k16 fragments — and the floating-point contraction rule. EmulatorSelfTests checks them on the emulator
 // against scalar references; on a GPU, CudaKernelTests and verify-kernels run the same PTX, which
 // checks the emulator's model of the hardware against the hardware.
 #include "../../kernels/common.cuh"
@@ -134,3 +134,14 @@ extern "C" __global__ void selftest_mma_ldmatrix(const cf::bf16* a, const cf::bf
   for (int i = 0; i < 4; ++i) d[(group + (i >= 2 ? 8 : 0)) * 8 + in_group * 2 + (i & 1)] = fd[i];
 }
 CF_EMULATOR_ENTRY(selftest_mma_ldmatrix)
+
+// The floating-point contraction rule (CMakeLists.txt: -ffp-contract=off on both builds): out[2t] = a[t]·b[t] + c[t]
+// written out, which must be rounded twice (product, then sum), and out[2t + 1] = fma_rn(a[t], b[t], c[t]), rounded
+// once. Where the two differ, a compile that fused the first (the CUDA default) or an fma_rn that was not fused shows.
+extern "C" __global__ void selftest_contraction(const float* a, const float* b, const float* c, float* out, int n) {
+  int t = cf::block_x() * cf::block_dim_x() + cf::thread_x();
+  if (t >= n) return;
+  out[2 * t] = a[t] * b[t] + c[t];
+  out[2 * t + 1] = cf::fma_rn(a[t], b[t], c[t]);
+}
+CF_EMULATOR_ENTRY(selftest_contraction)

@@ -126,6 +126,8 @@ public static unsafe class AttentionKernels
     {
         ArgumentNullException.ThrowIfNull(launcher);
         CheckHeads(batch, seqLen, qHeads, kvHeads);
+        CheckAligned(entry, q, k, v);
+        KernelArguments.Aligned16(entry, dOutput, nameof(dOutput));
         DevicePtr secondValue = second.GetValueOrDefault();
         void** args = stackalloc void*[14];
         int n = 0;
@@ -156,11 +158,23 @@ public static unsafe class AttentionKernels
         }
     }
 
+    /// <summary>
+    /// The tensors the kernels stage in shared memory with cp.async are 16-byte aligned (their rows, heads·headDim bf16, and
+    /// head offsets, headDim bf16, are whole 16-byte pieces for every head dimension there is a kernel for).
+    /// </summary>
+    private static void CheckAligned(string entry, DevicePtr q, DevicePtr k, DevicePtr v)
+    {
+        KernelArguments.Aligned16(entry, q, nameof(q));
+        KernelArguments.Aligned16(entry, k, nameof(k));
+        KernelArguments.Aligned16(entry, v, nameof(v));
+    }
+
     private static void Launch(IKernelLauncher launcher, string entry, int headDim, DevicePtr q, DevicePtr k, DevicePtr v, DevicePtr output, DevicePtr lse,
         int batch, int seqLen, int qHeads, int kvHeads, float scale)
     {
         ArgumentNullException.ThrowIfNull(launcher);
         CheckHeads(batch, seqLen, qHeads, kvHeads);
+        CheckAligned(entry, q, k, v);
         void** args = stackalloc void*[10];
         args[0] = &q;
         args[1] = &k;

@@ -54,3 +54,31 @@ public sealed class KernelEntryAttribute(string module, string entry) : Attribut
     public string Module { get; } = module;
     public string Entry { get; } = entry;
 }
+
+/// <summary>The launchers' checks of what a kernel's memory instructions need, naming the argument that breaks them.</summary>
+internal static class KernelArguments
+{
+    /// <summary>
+    /// <paramref name="pointer"/> is 16-byte aligned, as cp.async of 16 bytes (and ldmatrix's rows, in the shared tiles it fills)
+    /// needs: on a GPU a misaligned address is a fault in the middle of the kernel, on the emulator a trap.
+    /// </summary>
+    public static void Aligned16(string kernel, DevicePtr pointer, string name)
+    {
+        if (pointer.Address % 16 != 0)
+        {
+            throw new ArgumentException(
+                $"{kernel} copies {name} into shared memory in 16-byte pieces (cp.async), which needs a 16-byte-aligned address; {name} is 0x{pointer.Address:x}, {pointer.Address % 16} bytes past a 16-byte boundary",
+                name);
+        }
+    }
+
+    /// <summary><paramref name="size"/> elements of bf16 make rows of whole 16-byte pieces: a positive multiple of 8.</summary>
+    public static void MultipleOf8(string kernel, int size, string name)
+    {
+        if (size <= 0 || size % 8 != 0)
+        {
+            throw new ArgumentException(
+                $"{kernel} copies rows of {name} bf16 elements in 16-byte pieces (cp.async), so {name} must be a positive multiple of 8; it is {size}", name);
+        }
+    }
+}

@@ -36,7 +36,12 @@ public static unsafe class LoraKernels
     public static void ForwardBF16(IKernelLauncher launcher, DevicePtr x, DevicePtr w, DevicePtr low, DevicePtr b, DevicePtr y, int tokens, int n, int k, int r)
     {
         ArgumentNullException.ThrowIfNull(launcher);
-        CheckSizes(tokens, n, k, r);
+        const string entry = "lora_forward_bf16";
+        CheckSizes(entry, tokens, n, k, r);
+        KernelArguments.Aligned16(entry, x, nameof(x));
+        KernelArguments.Aligned16(entry, w, nameof(w));
+        KernelArguments.Aligned16(entry, low, nameof(low));
+        KernelArguments.Aligned16(entry, b, nameof(b));
         void** args = stackalloc void*[9];
         args[0] = &x;
         args[1] = &w;
@@ -60,7 +65,12 @@ public static unsafe class LoraKernels
         ulong seed, uint hi0, uint hi1, uint threshold, float keepScale)
     {
         ArgumentNullException.ThrowIfNull(launcher);
-        CheckSizes(tokens, n, k, r);
+        const string entry = "lora_backward_dx_bf16";
+        CheckSizes(entry, tokens, n, k, r);
+        KernelArguments.Aligned16(entry, dy, nameof(dy));
+        KernelArguments.Aligned16(entry, w, nameof(w));
+        KernelArguments.Aligned16(entry, dlow, nameof(dlow));
+        KernelArguments.Aligned16(entry, a, nameof(a));
         void** args = stackalloc void*[15];
         args[0] = &dy;
         args[1] = &w;
@@ -80,11 +90,15 @@ public static unsafe class LoraKernels
         launcher.Launch(Module, "lora_backward_dx_bf16", new LaunchShape((k + Tile - 1) / Tile, Threads, SharedBytes, (tokens + Tile - 1) / Tile), args);
     }
 
-    private static void CheckSizes(int tokens, int n, int k, int r)
+    /// <summary>tokens ≥ 1, and n, k and r (the row lengths of the tensors the kernels copy with cp.async) multiples of 8.</summary>
+    private static void CheckSizes(string entry, int tokens, int n, int k, int r)
     {
-        if (tokens < 1 || !Fits([n, k, r], []))
+        if (tokens < 1)
         {
-            throw new ArgumentException($"the lora kernels need tokens ≥ 1 and n, k, r positive multiples of 8; got tokens {tokens}, n {n}, k {k}, r {r}");
+            throw new ArgumentOutOfRangeException(nameof(tokens), tokens, $"{entry} needs tokens ≥ 1");
         }
+        KernelArguments.MultipleOf8(entry, n, nameof(n));
+        KernelArguments.MultipleOf8(entry, k, nameof(k));
+        KernelArguments.MultipleOf8(entry, r, nameof(r));
     }
 }

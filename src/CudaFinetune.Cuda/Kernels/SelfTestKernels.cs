@@ -11,7 +11,8 @@ public enum ShuffleKind
 
 /// <summary>
 /// Launchers of native/cuemu/selftest.cu: one kernel per primitive of kernels/common.cuh (shuffles,
-/// votes, barriers, dynamic shared memory, atomics, cp.async, ldmatrix, mma). On the emulator they
+/// votes, barriers, dynamic shared memory, atomics, cp.async, ldmatrix, mma) and one for the floating-point
+/// contraction rule (no a·b + c fused unless written as fma_rn). On the emulator they
 /// test the emulator; on a GPU the same PTX shows that the emulator models the hardware.
 /// </summary>
 public static unsafe class SelfTestKernels
@@ -105,6 +106,24 @@ public static unsafe class SelfTestKernels
     [KernelEntry(Module, "selftest_mma_ldmatrix")]
     public static void MmaThroughLdMatrix(IKernelLauncher launcher, DevicePtr a, DevicePtr b, DevicePtr c, DevicePtr d)
         => LaunchMma(launcher, "selftest_mma_ldmatrix", a, b, c, d);
+
+    /// <summary>
+    /// out[2i] = a[i]·b[i] + c[i] as written (two roundings: the build contracts nothing) and out[2i + 1] = fma_rn(a[i], b[i], c[i])
+    /// (one rounding), for i below <paramref name="n"/>.
+    /// </summary>
+    [KernelEntry(Module, "selftest_contraction")]
+    public static void Contraction(IKernelLauncher launcher, DevicePtr a, DevicePtr b, DevicePtr c, DevicePtr output, int n)
+    {
+        ArgumentNullException.ThrowIfNull(launcher);
+        const int threads = 128;
+        void** args = stackalloc void*[5];
+        args[0] = &a;
+        args[1] = &b;
+        args[2] = &c;
+        args[3] = &output;
+        args[4] = &n;
+        launcher.Launch(Module, "selftest_contraction", new LaunchShape((n + threads - 1) / threads, threads), args);
+    }
 
     private static void LaunchMma(IKernelLauncher launcher, string entry, DevicePtr a, DevicePtr b, DevicePtr c, DevicePtr d)
     {

@@ -24,6 +24,7 @@ internal static class PrimitiveChecks
         new("selftest_ldmatrix", "primitives", LdMatrix),
         new("selftest_mma", "primitives", (device, random) => Mma(device, random, throughLdMatrix: false)),
         new("selftest_mma_ldmatrix", "primitives", (device, random) => Mma(device, random, throughLdMatrix: true)),
+        new("selftest_contraction", "primitives", Contraction),
     ];
 
     private static string Text(FormattableString text) => text.ToString(CultureInfo.InvariantCulture);
@@ -190,6 +191,42 @@ internal static class PrimitiveChecks
                 i => Text($"lane {i / 4}, register {i % 4}")));
         }
         return results;
+    }
+
+    /// <summary>
+    /// One contraction rule on the GPU and the emulator (CMakeLists.txt): a·b + c written out is rounded twice, fma_rn once.
+    /// The first case, (1 + 2⁻¹²)² − (1 + 2⁻¹¹), is 0 rounded twice and 2⁻²⁴ fused; the random ones differ about half the time.
+    /// </summary>
+    private static List<KernelCheckResult> Contraction(IDevice device, Random random)
+    {
+        const int n = 1000;
+        float[] a = new float[n], b = new float[n], c = new float[n];
+        a[0] = b[0] = 1 + MathF.Pow(2, -12);
+        c[0] = -(1 + MathF.Pow(2, -11));
+        for (int i = 1; i < n; i++)
+        {
+            a[i] = (float)(random.NextDouble() * 4 - 2);
+            b[i] = (float)(random.NextDouble() * 4 - 2);
+            c[i] = -a[i] * b[i] * (float)(1 + (random.NextDouble() - 0.5) * 1e-3); // near −a·b, where the roundings show
+        }
+        var expected = new float[2 * n];
+        for (int i = 0; i < n; i++)
+        {
+            float product = a[i] * b[i]; // RyuJIT never contracts: rounded here
+            expected[2 * i] = product + c[i];
+            expected[2 * i + 1] = MathF.FusedMultiplyAdd(a[i], b[i], c[i]);
+        }
+        if (expected[0] == expected[1])
+        {
+            throw new InvalidOperationException("the contraction check's first case no longer tells a fused multiply-add from an unfused one");
+        }
+        using var run = new CheckRun(device);
+        DevicePtr pa = run.Put<float>(a), pb = run.Put<float>(b), pc = run.Put<float>(c), output = run.Poisoned<float>(2 * n);
+        run.StartClock();
+        SelfTestKernels.Contraction(device, pa, pb, pc, output, n);
+        var elapsed = run.StopClock();
+        return [KernelComparison.Compare("selftest_contraction", Text($"{n} a·b + c"), run.Get<float>(output, 2 * n), expected, 0, elapsed,
+            i => Text($"{(i % 2 == 0 ? "a·b + c" : "fma_rn(a, b, c)")} of case {i / 2}"))];
     }
 
     /// <summary>
