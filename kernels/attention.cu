@@ -35,6 +35,50 @@ CF_INLINE T* head_base(T* tensor, int batch, int seq_len, long long row_stride, 
   return tensor + (long long)batch * seq_len * row_stride + (long long)head * D;
 }
 
+// Whether the 64 × 64 tile of queries query0.. and keys key0.. is crossed by the causal diagonal or by the sequence's end
+// (rows or keys past T): only such tiles need the per-element mask; the others are wholly visible. Uniform per block.
+CF_INLINE bool crossed(int query0, int key0, int seq_len) {
+  return key0 + kBlockKeys > query0 || key0 + kBlockKeys > seq_len || query0 + kBlockRows > seq_len;
+}
+
+// S ← scale·S for this lane's elements of a 16 × 64 score tile (rows `rows`, keys key0..), and the rows' maxima; with
+// Masked, a key the row may not see (a future key, or one past T) becomes −∞.
+template <bool Masked>
+CF_INLINE void scale_scores(float (&s)[8][4], float (&tile_max)[2], const int (&rows)[2], int key0, int in_group, int seq_len, float scale) {
+  CF_UNROLL
+  for (int n = 0; n < 8; ++n) {
+    CF_UNROLL
+    for (int i = 0; i < 4; ++i) {
+      int key = key0 + n * 8 + in_group * 2 + (i & 1);
+      bool live = !Masked || (key <= rows[i / 2] && key < seq_len);
+      s[n][i] = live ? s[n][i] * scale : -__builtin_huge_valf();
+      tile_max[i / 2] = cf::max_f(tile_max[i / 2], s[n][i]);
+    }
+  }
+}
+
+// The backward's P = exp(scale·S − lse) and dS = scale·P ⊙ (dP − delta) for a lane's elements of a 16 × 64 tile, in
+// place of S and dP. Rows are the lane's (`rows`, with their lse and delta) and columns col0.. of the other side; with
+// Masked, an element past the causal diagonal or past T gets P = 0. Transposed (dK/dV's Pᵀ: rows are keys, columns
+// queries), the lse and delta belong to the columns.
+template <bool Masked, bool Transposed>
+CF_INLINE void probabilities(float (&p)[8][4], float (&ds)[8][4], const int (&rows)[2], int col0, const float* lse, const float* delta, int in_group,
+                             int seq_len, float scale) {
+  CF_UNROLL
+  for (int n = 0; n < 8; ++n) {
+    CF_UNROLL
+    for (int i = 0; i < 4; ++i) {
+      int row = rows[i / 2], column = n * 8 + in_group * 2 + (i & 1), other = col0 + column;
+      int query = Transposed ? other : row, key = Transposed ? row : other;
+      bool live = !Masked || (key <= query && query < seq_len && key < seq_len);
+      float row_lse = Transposed ? lse[column] : lse[i / 2], row_delta = Transposed ? delta[column] : delta[i / 2];
+      float probability = live ? cf::exp(cf::fma_rn(p[n][i], scale, -row_lse)) : 0.0f;
+      p[n][i] = probability;
+      ds[n][i] = probability * (ds[n][i] - row_delta) * scale;
+    }
+  }
+}
+
 template <int D>
 CF_INLINE void attention_forward(const cf::bf16* q, const cf::bf16* k, const cf::bf16* v, cf::bf16* out, float* lse, int batches, int seq_len,
                                  int q_heads, int kv_heads, float scale) {
@@ -85,16 +129,12 @@ CF_INLINE void attention_forward(const cf::bf16* q, const cf::bf16* k, const cf:
     cf::zero(s);
     cf::mma_rows_transposed<D>(s, q_frag, k_tile, kStride);
 
-    // Scale, mask (future keys, keys and rows past T), and update the running maxima and sums.
+    // Scale, mask (future keys, keys past T: only on the tiles those boundaries cross), and update the running maxima and sums.
     float tile_max[2] = {-__builtin_huge_valf(), -__builtin_huge_valf()};
-    CF_UNROLL
-    for (int n = 0; n < 8; ++n) {
-      CF_UNROLL
-      for (int i = 0; i < 4; ++i) {
-        int row = rows_of_lane[i / 2], key = key0 + n * 8 + in_group * 2 + (i & 1);
-        s[n][i] = key <= row && key < seq_len ? s[n][i] * scale : -__builtin_huge_valf();
-        tile_max[i / 2] = cf::max_f(tile_max[i / 2], s[n][i]);
-      }
+    if (crossed(query0, key0, seq_len)) {
+      scale_scores<true>(s, tile_max, rows_of_lane, key0, in_group, seq_len, scale);
+    } else {
+      scale_scores<false>(s, tile_max, rows_of_lane, key0, in_group, seq_len, scale);
     }
     float correction[2];
     CF_UNROLL
@@ -220,16 +260,11 @@ CF_INLINE void backward_dkdv(const cf::bf16* q, const cf::bf16* k, const cf::bf1
       cf::load_a_fragments<D>(fragments, v_tile, kStride, warp * 16);
       cf::zero(dp);
       cf::mma_rows_transposed<D>(dp, fragments, do_tile, kStride);
-      CF_UNROLL
-      for (int n = 0; n < 8; ++n) {
-        CF_UNROLL
-        for (int i = 0; i < 4; ++i) {
-          int key = keys_of_lane[i / 2], column = n * 8 + in_group * 2 + (i & 1), query = query0 + column;
-          bool live = key <= query && query < seq_len && key < seq_len;
-          float probability = live ? cf::exp(cf::fma_rn(p[n][i], scale, -lse_tile[column])) : 0.0f;
-          p[n][i] = probability;
-          dp[n][i] = probability * (dp[n][i] - delta_tile[column]) * scale;  // dSᵀ
-        }
+      // Pᵀ and dSᵀ (in dp), masked only on the tiles the diagonal or T crosses.
+      if (crossed(query0, key0, seq_len)) {
+        probabilities<true, true>(p, dp, keys_of_lane, query0, lse_tile, delta_tile, in_group, seq_len, scale);
+      } else {
+        probabilities<false, true>(p, dp, keys_of_lane, query0, lse_tile, delta_tile, in_group, seq_len, scale);
       }
       cf::mma_accumulators_rows<D>(dv_acc, p, do_tile, kStride);
       cf::mma_accumulators_rows<D>(dk_acc, dp, q_tile, kStride);
@@ -290,17 +325,11 @@ CF_INLINE void backward_dq(const cf::bf16* q, const cf::bf16* k, const cf::bf16*
     cf::load_a_fragments<D>(fragments, do_tile, kStride, warp * 16);
     cf::zero(dp);
     cf::mma_rows_transposed<D>(dp, fragments, v_tile, kStride);
-    CF_UNROLL
-    for (int n = 0; n < 8; ++n) {
-      CF_UNROLL
-      for (int i = 0; i < 4; ++i) {
-        int row = rows_of_lane[i / 2], key = key0 + n * 8 + in_group * 2 + (i & 1);
-        bool live = key <= row && key < seq_len && row < seq_len;
-        float probability = live ? cf::exp(cf::fma_rn(ds[n][i], scale, -row_lse[i / 2])) : 0.0f;
-        ds[n][i] = probability * (dp[n][i] - row_delta[i / 2]) * scale;
-      }
-    }
-    cf::mma_accumulators_rows<D>(dq_acc, ds, k_tile, kStride);
+    // P (in ds) and dS (in dp). Masked on every tile, unlike the forward and dK/dV: at D = 128 a second, unmasked copy of
+    // this loop pushes dQ past 255 registers on sm_90 (it spills); the backward's rework into FlashAttention-2's tiling
+    // takes this up.
+    probabilities<true, false>(ds, dp, rows_of_lane, key0, row_lse, row_delta, in_group, seq_len, scale);
+    cf::mma_accumulators_rows<D>(dq_acc, dp, k_tile, kStride);
   }
   cf::store_rows<D>(head_base<D>(dq, batch, seq_len, q_row_stride, head), q_row_stride, query0 + warp * 16, seq_len, dq_acc, 1.0f);
 }
