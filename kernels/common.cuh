@@ -13,8 +13,9 @@
 //   sqrt_rn div_rn fma_rn floor_f max_f mul_hi float_bits bits_float   arithmetic, correctly rounded
 // Both builds compile with -ffp-contract=off (CMakeLists.txt): a·b + c as written is rounded twice on the GPU and in
 // the emulator alike; where a kernel wants one rounding (and the GPU's fma), it writes fma_rn(a, b, c).
-// This file adds what is written once for both: bf16 and typed loads/stores, warp and block sums
-// and maxima, rsqrt; kernels/math.cuh adds exp, log, sigmoid and Philox on top.
+// This file adds what is written once for both: bf16 and typed loads/stores, 16-byte vector loads and
+// stores and the row and grid-stride loops built on them, warp and block sums and maxima, rsqrt;
+// kernels/math.cuh adds exp, log, sigmoid and Philox on top.
 #pragma once
 
 namespace cf {
@@ -107,6 +108,115 @@ CF_INLINE float block_max(float value, float* scratch) {
   total = warp_max(total);
   sync_threads();
   return total;
+}
+
+// ---- 16-byte accesses ------------------------------------------------------------------------------
+// Loops over rows and elements move 16 bytes per access (ld/st .v4.b32) where the addresses allow: kVec<T> elements
+// (8 bf16, 4 fp32) per vector. aligned_prefix(p, n) is how many elements come before p's first 16-byte boundary (all n
+// when the elements themselves are misaligned), so a loop takes those one by one, then whole vectors, then the tail;
+// another array in the same loop must be aligned16 at that same index (else the loop stays scalar). The values and the
+// order each element is computed in are the same either way: only the loads and stores are wider.
+template <typename T>
+constexpr int kVec = 16 / static_cast<int>(sizeof(T));
+
+struct alignas(16) Bytes16 {
+  unsigned w[4];
+};
+
+template <typename T>
+CF_INLINE bool aligned16(const T* p) { return (reinterpret_cast<unsigned long long>(p) & 15u) == 0; }
+
+template <typename T>
+CF_INLINE long long aligned_prefix(const T* p, long long n) {
+  unsigned long long address = reinterpret_cast<unsigned long long>(p);
+  if (address % sizeof(T) != 0) return n;
+  long long k = static_cast<long long>(((16u - (address & 15u)) & 15u) / sizeof(T));
+  return k < n ? k : n;
+}
+
+// N consecutive elements (N·sizeof(T) a multiple of 16) at a 16-byte aligned p, widened to fp32; and the reverse.
+template <int N>
+CF_INLINE void load_vec(const float* p, float (&v)[N]) {
+  CF_UNROLL
+  for (int q = 0; q < N / 4; ++q) {
+    Bytes16 b = reinterpret_cast<const Bytes16*>(p)[q];
+    CF_UNROLL
+    for (int k = 0; k < 4; ++k) v[4 * q + k] = bits_float(b.w[k]);
+  }
+}
+template <int N>
+CF_INLINE void load_vec(const bf16* p, float (&v)[N]) {
+  CF_UNROLL
+  for (int q = 0; q < N / 8; ++q) {
+    Bytes16 b = reinterpret_cast<const Bytes16*>(p)[q];
+    CF_UNROLL
+    for (int k = 0; k < 4; ++k) {
+      v[8 * q + 2 * k] = bits_float(b.w[k] << 16);
+      v[8 * q + 2 * k + 1] = bits_float(b.w[k] & 0xffff0000u);
+    }
+  }
+}
+template <int N>
+CF_INLINE void store_vec(float* p, const float (&v)[N]) {
+  CF_UNROLL
+  for (int q = 0; q < N / 4; ++q) {
+    Bytes16 b;
+    CF_UNROLL
+    for (int k = 0; k < 4; ++k) b.w[k] = float_bits(v[4 * q + k]);
+    reinterpret_cast<Bytes16*>(p)[q] = b;
+  }
+}
+template <int N>
+CF_INLINE void store_vec(bf16* p, const float (&v)[N]) {
+  CF_UNROLL
+  for (int q = 0; q < N / 8; ++q) {
+    Bytes16 b;
+    CF_UNROLL
+    for (int k = 0; k < 4; ++k) b.w[k] = pack_bf16x2(to_bf16(v[8 * q + 2 * k]), to_bf16(v[8 * q + 2 * k + 1]));
+    reinterpret_cast<Bytes16*>(p)[q] = b;
+  }
+}
+
+// The threads of a block over the n elements of one row p: f(i, value) for each, in 16-byte vectors where p allows
+// (vector j on thread j mod blockDim, its elements in order), single elements before and after them.
+template <typename T, typename F>
+CF_INLINE void row_for_each(const T* p, int n, F&& f) {
+  constexpr int V = kVec<T>;
+  int head = static_cast<int>(aligned_prefix(p, n)), vectors = (n - head) / V, tail = head + vectors * V;
+  for (int i = thread_x(); i < head; i += block_dim_x()) f(i, load(p + i));
+  for (int j = thread_x(); j < vectors; j += block_dim_x()) {
+    float v[V];
+    load_vec<V>(p + head + j * V, v);
+    CF_UNROLL
+    for (int k = 0; k < V; ++k) f(head + j * V + k, v[k]);
+  }
+  for (int i = tail + thread_x(); i < n; i += block_dim_x()) f(i, load(p + i));
+}
+
+// The same walk, writing p[i] = f(i, p[i]) in place.
+template <typename T, typename F>
+CF_INLINE void row_transform(T* p, int n, F&& f) {
+  constexpr int V = kVec<T>;
+  int head = static_cast<int>(aligned_prefix(p, n)), vectors = (n - head) / V, tail = head + vectors * V;
+  for (int i = thread_x(); i < head; i += block_dim_x()) store(p + i, f(i, load(p + i)));
+  for (int j = thread_x(); j < vectors; j += block_dim_x()) {
+    float v[V];
+    load_vec<V>(p + head + j * V, v);
+    CF_UNROLL
+    for (int k = 0; k < V; ++k) v[k] = f(head + j * V + k, v[k]);
+    store_vec<V>(p + head + j * V, v);
+  }
+  for (int i = tail + thread_x(); i < n; i += block_dim_x()) store(p + i, f(i, load(p + i)));
+}
+
+// A grid-stride loop over n elements in V-element vectors from index `head` on (every array aligned16 there), single
+// elements before and after: vector(i) for the vector starting at element i, scalar(i) for the others.
+template <int V, typename W, typename S>
+CF_INLINE void grid_vectorised(long long n, long long head, W&& vector, S&& scalar) {
+  long long vectors = (n - head) / V, tail = head + vectors * V;
+  for (long long j = global_index(); j < vectors; j += global_stride()) vector(head + j * V);
+  for (long long i = global_index(); i < head; i += global_stride()) scalar(i);
+  for (long long i = tail + global_index(); i < n; i += global_stride()) scalar(i);
 }
 
 // 1/sqrt(x), each step correctly rounded like the CPU reference's 1 / MathF.Sqrt(x)

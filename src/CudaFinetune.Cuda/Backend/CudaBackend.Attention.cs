@@ -15,7 +15,7 @@ public sealed partial class CudaBackend
 {
     private enum Slot
     {
-        Q, K, V, Output, DOutput, DQ, DK, DV, Delta, Logits, RowMax, RowSum, TargetLogit, LowRank, Count,
+        Q, K, V, Output, DOutput, DQ, DK, DV, Delta, Logits, RowMax, RowSum, TargetLogit, DXAccumulator, RowRescale, LowRank, Count,
     }
 
     public void AttentionForward(Tensor q, Tensor k, Tensor v, Tensor output, Tensor logSumExp, in AttentionShape shape)

@@ -29,7 +29,7 @@ public static unsafe class ElementwiseKernels
         args[0] = &x;
         args[1] = &value;
         args[2] = &n;
-        FillEntries.Launch(launcher, dtype, GridStride.For(n), args);
+        FillEntries.Launch(launcher, dtype, GridStride.For(n, dtype), args);
     }
 
     /// <summary>out = a + b; out may be a or b.</summary>
@@ -47,7 +47,7 @@ public static unsafe class ElementwiseKernels
         args[1] = &scale;
         args[2] = &accumulator;
         args[3] = &n;
-        AddScaledEntries.Launch(launcher, dtype, GridStride.For(n), args);
+        AddScaledEntries.Launch(launcher, dtype, GridStride.For(n, dtype), args);
     }
 
     /// <summary>out = x · scale where Philox word i's top 24 bits reach threshold, else 0 (the CPU backend's mask).</summary>
@@ -64,7 +64,7 @@ public static unsafe class ElementwiseKernels
         args[5] = &hi1;
         args[6] = &threshold;
         args[7] = &scale;
-        DropoutEntries.Launch(launcher, dtype, GridStride.For(n), args);
+        DropoutEntries.Launch(launcher, dtype, GridStride.For(n, dtype), args);
     }
 
     /// <summary>A grid-stride kernel of two inputs and an output (also kernels/swiglu.cu's forward).</summary>
@@ -75,7 +75,7 @@ public static unsafe class ElementwiseKernels
         args[1] = &b;
         args[2] = &output;
         args[3] = &n;
-        entries.Launch(launcher, dtype, GridStride.For(n), args);
+        entries.Launch(launcher, dtype, GridStride.For(n, dtype), args);
     }
 
     private static void Cast(IKernelLauncher launcher, string entry, DevicePtr x, DevicePtr y, long n)
@@ -85,6 +85,6 @@ public static unsafe class ElementwiseKernels
         args[0] = &x;
         args[1] = &y;
         args[2] = &n;
-        launcher.Launch(Module, entry, GridStride.For(n), args);
+        launcher.Launch(Module, entry, GridStride.ForVectors(n, 8), args);
     }
 }

@@ -44,6 +44,21 @@ public unsafe interface IKernelLauncher
 }
 
 /// <summary>
+/// A launcher that also lends device memory for the length of a few launches: what the launcher of a kernel in stages takes,
+/// the stages passing data through the scratch (a deterministic two-stage reduction's partials). A device lends it from its
+/// caching allocator (Runtime's <c>IDevice</c>). Launches and copies run in stream order, so scratch returned right after
+/// the launches that use it may be lent again at once: later work cannot overtake them.
+/// </summary>
+public interface IScratchLauncher : IKernelLauncher
+{
+    /// <summary>At least <paramref name="bytes"/> of device memory, 256-byte aligned, contents undefined, until <see cref="ReturnScratch"/>.</summary>
+    DevicePtr RentScratch(long bytes);
+
+    /// <summary>Gives back what <see cref="RentScratch"/> lent for <paramref name="bytes"/>.</summary>
+    void ReturnScratch(DevicePtr scratch, long bytes);
+}
+
+/// <summary>
 /// Marks a launcher method: a PTX entry it launches; a test checks its parameters against the entry's. A launcher of a
 /// kernel built for fp32 and bf16 carries one for each entry and takes the element type as its first argument after the
 /// launcher (<see cref="DTypeEntries"/>).

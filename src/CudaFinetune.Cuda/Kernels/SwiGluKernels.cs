@@ -27,6 +27,6 @@ public static unsafe class SwiGluKernels
         args[3] = &dGate;
         args[4] = &dUp;
         args[5] = &n;
-        BackwardEntries.Launch(launcher, dtype, GridStride.For(n), args);
+        BackwardEntries.Launch(launcher, dtype, GridStride.For(n, dtype), args);
     }
 }

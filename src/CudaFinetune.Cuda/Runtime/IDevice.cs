@@ -19,10 +19,15 @@ public interface IRawDeviceMemory
 /// (<see cref="EmulatedDevice"/>). Launches, fills and copies go to the device's one compute
 /// stream in order; copies to the host wait for everything before them.
 /// </summary>
-public unsafe interface IDevice : IKernelLauncher, IRawDeviceMemory, IDisposable
+public unsafe interface IDevice : IScratchLauncher, IRawDeviceMemory, IDisposable
 {
     /// <summary>The caching allocator that tensors and workspaces take their memory from.</summary>
     DeviceAllocator Memory { get; }
+
+    /// <summary>Scratch for a launcher, from <see cref="Memory"/>.</summary>
+    DevicePtr IScratchLauncher.RentScratch(long bytes) => Memory.Allocate(bytes).Start;
+
+    void IScratchLauncher.ReturnScratch(DevicePtr scratch, long bytes) => Memory.Free(new DeviceBuffer(scratch, bytes, DeviceAllocator.RoundedSize(bytes)));
 
     void CopyToDevice(DevicePtr destination, void* source, nuint bytes);
 

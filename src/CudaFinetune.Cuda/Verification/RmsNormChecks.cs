@@ -15,8 +15,11 @@ internal static class RmsNormChecks
     private const double Tolerance = 1e-5;
     private const float Epsilon = 1e-5f;
 
-    /// <summary>(rows, cols, threads): a warp, odd widths, rows shorter than the block, and a Llama-sized row.</summary>
-    private static readonly (int Rows, int Cols, int Threads)[] Cases = [(1, 32, 32), (7, 300, 128), (2, 5, 64), (3, 1000, 1024), (5, 4096, 256)];
+    /// <summary>
+    /// (rows, cols, threads): a warp, odd widths, rows shorter than the block, a Llama-sized row, and enough rows for several
+    /// slices of the weight gradient's first stage (16 rows each here), with rows whose width keeps 16-byte alignment or not.
+    /// </summary>
+    private static readonly (int Rows, int Cols, int Threads)[] Cases = [(1, 32, 32), (7, 300, 128), (2, 5, 64), (3, 1000, 1024), (5, 4096, 256), (300, 72, 64), (41, 300, 32)];
 
     public static IReadOnlyList<KernelCheck> All { get; } =
     [
