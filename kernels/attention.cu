@@ -10,7 +10,8 @@
 // fragments from ldmatrix; the row maxima and sums are updated online (the running output is
 // rescaled when the maximum grows); P, rounded to bf16, is reused in registers as the A operand of
 // P·V, with V fragments from ldmatrix.trans. Rows and keys past T are masked, any T works.
-// Launch: grid (⌈T/64⌉, q_heads, batch), block 128, dynamic shared memory 3·64·(D+8)·2 bytes.
+// K and V are double-buffered: the next tile's cp.async runs while this one is computed.
+// Launch: grid (⌈T/64⌉, q_heads, batch), block 128, dynamic shared memory 5·64·(D+8)·2 bytes (Q, two K, two V).
 //
 // Backward (FlashAttention-2's, made deterministic: no atomics; each gradient is summed by the one
 // block that owns it, in a fixed order), with P recomputed from lse:
@@ -85,9 +86,10 @@ CF_INLINE void attention_forward(const cf::bf16* q, const cf::bf16* k, const cf:
   constexpr int kStride = D + 8;
   constexpr int kDTiles = D / 8;   // 8-wide column tiles of the output
   constexpr int kKSteps = D / 16;  // 16-deep steps of Q·Kᵀ
+  // Q, then two buffers of K and V: tile j + 1 loads (cp.async) while tile j is computed.
   cf::bf16* q_tile = cf::dynamic_shared<cf::bf16>();
-  cf::bf16* k_tile = q_tile + kBlockRows * kStride;
-  cf::bf16* v_tile = k_tile + kBlockKeys * kStride;
+  cf::bf16* kv_buffers = q_tile + kBlockRows * kStride;
+  constexpr int kBufferElements = 2 * kBlockKeys * kStride;  // one K and one V tile
 
   int query0 = cf::block_x() * kBlockRows, head = cf::block_y(), batch = cf::block_z();
   if (batch >= batches || head >= q_heads || query0 >= seq_len) return;
@@ -117,12 +119,23 @@ CF_INLINE void attention_forward(const cf::bf16* q, const cf::bf16* k, const cf:
     for (int i = 0; i < 4; ++i) o[t][i] = 0.0f;
 
   int key_end = query0 + kBlockRows < seq_len ? query0 + kBlockRows : seq_len;  // causal: keys up to the block's last row
+  cf::load_tile<D>(kv_buffers, kStride, k_base, kv_row_stride, 0, seq_len);  // tile 0 into buffer 0 (one group each)
+  cf::load_tile<D>(kv_buffers + kBlockKeys * kStride, kStride, v_base, kv_row_stride, 0, seq_len);
   for (int key0 = 0; key0 < key_end; key0 += kBlockKeys) {
-    cf::sync_threads();  // every warp is done with the previous K and V tiles
-    cf::load_tile<D>(k_tile, kStride, k_base, kv_row_stride, key0, seq_len);
-    cf::load_tile<D>(v_tile, kStride, v_base, kv_row_stride, key0, seq_len);
-    cf::cp_async_wait_all();
-    cf::sync_threads();
+    cf::bf16* k_tile = kv_buffers + (key0 / kBlockKeys % 2) * kBufferElements;
+    cf::bf16* v_tile = k_tile + kBlockKeys * kStride;
+    if (key0 + kBlockKeys < key_end) {
+      // The other buffer held the previous tile: once every warp is done with it, the next tile loads into it while
+      // this one is computed; then wait for this tile's two groups only.
+      cf::sync_threads();
+      cf::bf16* next = kv_buffers + ((key0 / kBlockKeys + 1) % 2) * kBufferElements;
+      cf::load_tile<D>(next, kStride, k_base, kv_row_stride, key0 + kBlockKeys, seq_len);
+      cf::load_tile<D>(next + kBlockKeys * kStride, kStride, v_base, kv_row_stride, key0 + kBlockKeys, seq_len);
+      cf::cp_async_wait<2>();
+    } else {
+      cf::cp_async_wait<0>();
+    }
+    cf::sync_threads();  // this tile is in shared memory for every warp
 
     // S = Q·Kᵀ: 8 column tiles of 8 keys, 4 floats each per lane.
     float s[8][4];

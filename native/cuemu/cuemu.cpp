@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -51,6 +52,9 @@ struct Fiber {
   State state = State::Done;
   WarpRequest request{};
   WarpResult result{};
+  // cp.async copies issued and not yet landed (destination, source), and where each committed group ends in them.
+  std::vector<std::pair<void*, const void*>> copies;
+  std::vector<std::size_t> group_ends;
 };
 
 struct Launch {
@@ -225,7 +229,11 @@ bool run_block(Worker& w, long linear) {
   w.live = l.threads;
   w.at_barrier = 0;
   w.failed = false;
-  for (int t = 0; t < l.threads; ++t) w.fibers[t].state = State::Runnable;
+  for (int t = 0; t < l.threads; ++t) {
+    w.fibers[t].state = State::Runnable;
+    w.fibers[t].copies.clear();  // a copy the last block never waited for died with its shared memory
+    w.fibers[t].group_ends.clear();
+  }
   ThreadState state{};
   state.block_dim_x = l.threads;
   std::copy(w.block, w.block + 3, state.block);
@@ -422,6 +430,28 @@ void check_cp_async_16(const void* shared_destination, const void* global_source
     std::snprintf(what, sizeof what, "cp_async_16: the source %p is in %s, not in global memory", global_source, space_name(source));
     fail(what);
   }
+}
+
+// cp.async lands as late as the PTX ISA allows: when a wait covers its group, reading its source then. A kernel that
+// reads a tile before waiting for it (or a double buffer overwritten too early) reads stale bytes, as it could on a GPU.
+void cp_async_issue(void* shared_destination, const void* global_source) {
+  check_cp_async_16(shared_destination, global_source);
+  self->running->copies.emplace_back(shared_destination, global_source);
+}
+
+void cp_async_commit() {
+  Fiber& f = *self->running;
+  f.group_ends.push_back(f.copies.size());
+}
+
+void cp_async_wait(int pending) {
+  Fiber& f = *self->running;
+  if (f.group_ends.size() <= static_cast<std::size_t>(pending)) return;
+  std::size_t done_groups = f.group_ends.size() - pending, done = f.group_ends[done_groups - 1];
+  for (std::size_t i = 0; i < done; ++i) std::memcpy(f.copies[i].first, f.copies[i].second, 16);
+  f.copies.erase(f.copies.begin(), f.copies.begin() + static_cast<std::ptrdiff_t>(done));
+  f.group_ends.erase(f.group_ends.begin(), f.group_ends.begin() + static_cast<std::ptrdiff_t>(done_groups));
+  for (std::size_t& end : f.group_ends) end -= done;
 }
 
 void check_ldmatrix_row(const char* primitive, const void* row) {

@@ -45,6 +45,9 @@ unsigned char* dynamic_shared_memory();               // cuemu.cpp: the running 
 // Traps (fail the launch, naming the block, thread, primitive and address) what the hardware rejects: cuemu.cpp.
 // cp.async of 16 bytes: both addresses 16-byte aligned, the destination in the block's shared memory, the source not.
 void check_cp_async_16(const void* shared_destination, const void* global_source);
+void cp_async_issue(void* shared_destination, const void* global_source);  // checks, then queues the copy
+void cp_async_commit();
+void cp_async_wait(int pending);  // lands every copy but those of the newest `pending` committed groups
 // A row address of ldmatrix: 16 bytes in the block's shared memory, 16-byte aligned.
 void check_ldmatrix_row(const char* primitive, const void* row);
 
@@ -159,17 +162,18 @@ inline float atomic_add(float* address, float value) {
   return emu::float_of(old);
 }
 
-// cp.async done synchronously: the data is there as soon as the call returns, which is one of the
-// orders the real asynchronous copy allows; kernels must still wait and sync as on the GPU. What the
-// hardware would reject (a misaligned address, a destination outside shared memory) ends the launch.
-inline void cp_async_16(void* shared_destination, const void* global_source) {
-  emu::check_cp_async_16(shared_destination, global_source);
-  std::memcpy(shared_destination, global_source, 16);
-}
-inline void cp_async_commit() {}
+// cp.async as the hardware may do it at its latest: a copy lands when a wait covers its group (cuemu.cpp), so a kernel
+// that reads a tile it has not waited for sees the stale bytes it would on a GPU. What the hardware would reject (a
+// misaligned address, a destination outside shared memory) ends the launch when the copy is issued.
+inline void cp_async_16(void* shared_destination, const void* global_source) { emu::cp_async_issue(shared_destination, global_source); }
+inline void cp_async_commit() { emu::cp_async_commit(); }
 template <int Pending>
-inline void cp_async_wait() {}
-inline void cp_async_wait_all() {}
+inline void cp_async_wait() { emu::cp_async_wait(Pending); }
+// wait_all is commit_group then wait_group 0 (PTX ISA): the copies not yet committed are waited for too.
+inline void cp_async_wait_all() {
+  emu::cp_async_commit();
+  emu::cp_async_wait(0);
+}
 
 // ---- tensor cores -----------------------------------------------------------------------------
 inline void ldmatrix_x1(unsigned (&r)[1], const void* row) { emu::ldmatrix("ldmatrix_x1", r, row, false); }

@@ -94,3 +94,28 @@ extern "C" __global__ void fault_none_ldmatrix_x1_ignores_upper_lanes(const unsi
   cf::ldmatrix_x1(r, l < 8 ? static_cast<const void*>(shared + 16 * l) : static_cast<const void*>(global + 3));
 }
 CF_EMULATOR_ENTRY(fault_none_ldmatrix_x1_ignores_upper_lanes)
+
+// Reads shared memory before waiting for the cp.async that fills it (breaking the rule). Thread 0 writes bytes 1..32
+// into global[0..32), copies global[0..16) into a zeroed shared slot as one group and global[16..32) into another as a
+// second, and records slot bytes into global[32..38): before any wait, after wait_group 1 (the first group has landed,
+// the second need not) and after wait_all. A GPU may show either value before a wait; the emulator lands each copy as
+// late as the PTX ISA allows, so a kernel that reads too early reads the stale bytes.
+extern "C" __global__ void fault_cp_async_read_before_wait(unsigned char* global) {
+  __shared__ __attribute__((aligned(16))) unsigned char slots[2][16];
+  if (cf::thread_x() != 0) return;
+  for (int i = 0; i < 16; ++i) slots[0][i] = slots[1][i] = 0;
+  for (int i = 0; i < 32; ++i) global[i] = static_cast<unsigned char>(i + 1);
+  cf::cp_async_16(slots[0], global);
+  cf::cp_async_commit();
+  cf::cp_async_16(slots[1], global + 16);
+  cf::cp_async_commit();
+  global[32] = slots[0][0];
+  global[33] = slots[1][0];
+  cf::cp_async_wait<1>();
+  global[34] = slots[0][0];
+  global[35] = slots[1][0];
+  cf::cp_async_wait_all();
+  global[36] = slots[0][0];
+  global[37] = slots[1][0];
+}
+CF_EMULATOR_ENTRY(fault_cp_async_read_before_wait)

@@ -111,8 +111,8 @@ public static unsafe class AttentionKernels
         DevicePtr dq, int batch, int seqLen, int qHeads, int kvHeads, float scale)
         => LaunchBackward(launcher, "attention_backward_dq_d128_bf16", 128, qHeads, q, k, v, dOutput, lse, delta, dq, null, batch, seqLen, qHeads, kvHeads, scale);
 
-    /// <summary>Q, K and V tiles of 64 rows, each row padded by 8 elements (16 bytes).</summary>
-    private static int SharedBytes(int headDim) => 3 * BlockRows * (headDim + 8) * sizeof(ushort);
+    /// <summary>A Q tile and two K and two V tiles (double-buffered) of 64 rows, each row padded by 8 elements (16 bytes).</summary>
+    private static int SharedBytes(int headDim) => 5 * BlockRows * (headDim + 8) * sizeof(ushort);
 
     /// <summary>Four 64-row bf16 tiles (K, V, Q, dO or Q, dO, K, V) and, for dK/dV, 64 lse and 64 delta values.</summary>
     private static int BackwardSharedBytes(int headDim) => 4 * BlockRows * (headDim + 8) * sizeof(ushort) + 2 * BlockRows * sizeof(float);

@@ -56,7 +56,7 @@ public sealed unsafe class EmulatorFaultTests
     }
 
     /// <summary>Runs a fault kernel on 64 bytes of 16-byte-aligned global memory; returns the error, or null when it ran.</summary>
-    private string? RunOnGlobal(string entry, Func<DevicePtr, DevicePtr>? pointer = null, int threads = 32, int dynamicSharedBytes = 0)
+    private string? RunOnGlobal(string entry, Func<DevicePtr, DevicePtr>? pointer = null, int threads = 32, int dynamicSharedBytes = 0, Action<DevicePtr>? inspect = null)
     {
         Assert.That(_emulator.TryAllocate(64, out DevicePtr global), Is.True);
         try
@@ -66,6 +66,7 @@ public sealed unsafe class EmulatorFaultTests
             void** args = stackalloc void*[1];
             args[0] = &argument;
             _emulator.Launch("faults", entry, new LaunchShape(1, threads, dynamicSharedBytes), args);
+            inspect?.Invoke(global);
             return null;
         }
         catch (EmulatedKernelException error)
@@ -89,6 +90,15 @@ public sealed unsafe class EmulatorFaultTests
         Assert.That(message, Does.StartWith("faults/fault_cp_async_misaligned_source failed on the emulator: block (0,0,0), thread 3: cp_async_16:"));
         Assert.That(message, Does.Contain($"the global source {Hex(global.Offset(8))} is not 16-byte aligned"));
         AssertStillWorks();
+    }
+
+    /// <summary>A copy lands when a wait covers its group, not before: reading too early shows the stale bytes.</summary>
+    [Test]
+    public void A_cp_async_lands_when_a_wait_covers_its_group()
+    {
+        byte[] seen = [];
+        Assert.That(RunOnGlobal("fault_cp_async_read_before_wait", inspect: global => seen = _emulator.Download<byte>(global.Offset(32), 6)), Is.Null);
+        Assert.That(seen, Is.EqualTo(new byte[] { 0, 0, 1, 0, 1, 17 }), "before any wait, after wait_group 1, after wait_all: (first slot, second slot)");
     }
 
     [Test]
