@@ -80,6 +80,34 @@ CF_INLINE void probabilities(float (&p)[8][4], float (&ds)[8][4], const int (&ro
   }
 }
 
+// Double-buffered K/V tiles of 64 keys for a loop over key0 = 0, 64, … < key_end: `buffers` holds two (K, V) pairs.
+// start_kv_tiles loads tile 0 into the first; kv_tile, at the top of each iteration, starts the next tile's load into
+// the other buffer (once every warp is done with it: it held the previous tile), waits for this tile's two groups
+// only, and returns this tile's K (its V follows, 64 rows on).
+template <int D>
+CF_INLINE void start_kv_tiles(cf::bf16* buffers, const cf::bf16* k_base, const cf::bf16* v_base, long long row_stride, int seq_len) {
+  constexpr int kStride = D + 8;
+  cf::load_tile<D>(buffers, kStride, k_base, row_stride, 0, seq_len);  // one cp.async group each
+  cf::load_tile<D>(buffers + kBlockKeys * kStride, kStride, v_base, row_stride, 0, seq_len);
+}
+
+template <int D>
+CF_INLINE cf::bf16* kv_tile(cf::bf16* buffers, const cf::bf16* k_base, const cf::bf16* v_base, long long row_stride, int key0, int key_end, int seq_len) {
+  constexpr int kStride = D + 8, kBufferElements = 2 * kBlockKeys * kStride;
+  int tile = key0 / kBlockKeys;
+  if (key0 + kBlockKeys < key_end) {
+    cf::sync_threads();
+    cf::bf16* next = buffers + (tile + 1) % 2 * kBufferElements;
+    cf::load_tile<D>(next, kStride, k_base, row_stride, key0 + kBlockKeys, seq_len);
+    cf::load_tile<D>(next + kBlockKeys * kStride, kStride, v_base, row_stride, key0 + kBlockKeys, seq_len);
+    cf::cp_async_wait<2>();
+  } else {
+    cf::cp_async_wait<0>();
+  }
+  cf::sync_threads();  // this tile is in shared memory for every warp
+  return buffers + tile % 2 * kBufferElements;
+}
+
 template <int D>
 CF_INLINE void attention_forward(const cf::bf16* q, const cf::bf16* k, const cf::bf16* v, cf::bf16* out, float* lse, int batches, int seq_len,
                                  int q_heads, int kv_heads, float scale) {
@@ -89,7 +117,6 @@ CF_INLINE void attention_forward(const cf::bf16* q, const cf::bf16* k, const cf:
   // Q, then two buffers of K and V: tile j + 1 loads (cp.async) while tile j is computed.
   cf::bf16* q_tile = cf::dynamic_shared<cf::bf16>();
   cf::bf16* kv_buffers = q_tile + kBlockRows * kStride;
-  constexpr int kBufferElements = 2 * kBlockKeys * kStride;  // one K and one V tile
 
   int query0 = cf::block_x() * kBlockRows, head = cf::block_y(), batch = cf::block_z();
   if (batch >= batches || head >= q_heads || query0 >= seq_len) return;
@@ -119,23 +146,10 @@ CF_INLINE void attention_forward(const cf::bf16* q, const cf::bf16* k, const cf:
     for (int i = 0; i < 4; ++i) o[t][i] = 0.0f;
 
   int key_end = query0 + kBlockRows < seq_len ? query0 + kBlockRows : seq_len;  // causal: keys up to the block's last row
-  cf::load_tile<D>(kv_buffers, kStride, k_base, kv_row_stride, 0, seq_len);  // tile 0 into buffer 0 (one group each)
-  cf::load_tile<D>(kv_buffers + kBlockKeys * kStride, kStride, v_base, kv_row_stride, 0, seq_len);
+  start_kv_tiles<D>(kv_buffers, k_base, v_base, kv_row_stride, seq_len);
   for (int key0 = 0; key0 < key_end; key0 += kBlockKeys) {
-    cf::bf16* k_tile = kv_buffers + (key0 / kBlockKeys % 2) * kBufferElements;
+    cf::bf16* k_tile = kv_tile<D>(kv_buffers, k_base, v_base, kv_row_stride, key0, key_end, seq_len);
     cf::bf16* v_tile = k_tile + kBlockKeys * kStride;
-    if (key0 + kBlockKeys < key_end) {
-      // The other buffer held the previous tile: once every warp is done with it, the next tile loads into it while
-      // this one is computed; then wait for this tile's two groups only.
-      cf::sync_threads();
-      cf::bf16* next = kv_buffers + ((key0 / kBlockKeys + 1) % 2) * kBufferElements;
-      cf::load_tile<D>(next, kStride, k_base, kv_row_stride, key0 + kBlockKeys, seq_len);
-      cf::load_tile<D>(next + kBlockKeys * kStride, kStride, v_base, kv_row_stride, key0 + kBlockKeys, seq_len);
-      cf::cp_async_wait<2>();
-    } else {
-      cf::cp_async_wait<0>();
-    }
-    cf::sync_threads();  // this tile is in shared memory for every warp
 
     // S = Q·Kᵀ: 8 column tiles of 8 keys, 4 floats each per lane.
     float s[8][4];
@@ -292,10 +306,10 @@ template <int D>
 CF_INLINE void backward_dq(const cf::bf16* q, const cf::bf16* k, const cf::bf16* v, const cf::bf16* d_out, const float* lse, const float* delta,
                            cf::bf16* dq, int batches, int seq_len, int q_heads, int kv_heads, float scale) {
   constexpr int kStride = D + 8;
+  // Q and dO, then two buffers of K and V (double-buffered as in the forward).
   cf::bf16* q_tile = cf::dynamic_shared<cf::bf16>();
   cf::bf16* do_tile = q_tile + kBlockRows * kStride;
-  cf::bf16* k_tile = do_tile + kBlockRows * kStride;
-  cf::bf16* v_tile = k_tile + kBlockRows * kStride;
+  cf::bf16* kv_buffers = do_tile + kBlockRows * kStride;
 
   int query0 = cf::block_x() * kBlockRows, head = cf::block_y(), batch = cf::block_z();
   if (batch >= batches || head >= q_heads || query0 >= seq_len) return;
@@ -324,12 +338,10 @@ CF_INLINE void backward_dq(const cf::bf16* q, const cf::bf16* k, const cf::bf16*
     CF_UNROLL
     for (int i = 0; i < 4; ++i) dq_acc[t][i] = 0.0f;
   int key_end = query0 + kBlockRows < seq_len ? query0 + kBlockRows : seq_len;
+  start_kv_tiles<D>(kv_buffers, k_base, v_base, kv_row_stride, seq_len);
   for (int key0 = 0; key0 < key_end; key0 += kBlockKeys) {
-    cf::sync_threads();
-    cf::load_tile<D>(k_tile, kStride, k_base, kv_row_stride, key0, seq_len);
-    cf::load_tile<D>(v_tile, kStride, v_base, kv_row_stride, key0, seq_len);
-    cf::cp_async_wait_all();
-    cf::sync_threads();
+    cf::bf16* k_tile = kv_tile<D>(kv_buffers, k_base, v_base, kv_row_stride, key0, key_end, seq_len);
+    cf::bf16* v_tile = k_tile + kBlockKeys * kStride;
     float ds[8][4], dp[8][4];
     unsigned fragments[D / 16][4];
     cf::load_a_fragments<D>(fragments, q_tile, kStride, warp * 16);
@@ -338,10 +350,12 @@ CF_INLINE void backward_dq(const cf::bf16* q, const cf::bf16* k, const cf::bf16*
     cf::load_a_fragments<D>(fragments, do_tile, kStride, warp * 16);
     cf::zero(dp);
     cf::mma_rows_transposed<D>(dp, fragments, v_tile, kStride);
-    // P (in ds) and dS (in dp). Masked on every tile, unlike the forward and dK/dV: at D = 128 a second, unmasked copy of
-    // this loop pushes dQ past 255 registers on sm_90 (it spills); the backward's rework into FlashAttention-2's tiling
-    // takes this up.
-    probabilities<true, false>(ds, dp, rows_of_lane, key0, row_lse, row_delta, in_group, seq_len, scale);
+    // P (in ds) and dS (in dp), masked only on the tiles the diagonal or T crosses.
+    if (crossed(query0, key0, seq_len)) {
+      probabilities<true, false>(ds, dp, rows_of_lane, key0, row_lse, row_delta, in_group, seq_len, scale);
+    } else {
+      probabilities<false, false>(ds, dp, rows_of_lane, key0, row_lse, row_delta, in_group, seq_len, scale);
+    }
     cf::mma_accumulators_rows<D>(dq_acc, dp, k_tile, kStride);
   }
   cf::store_rows<D>(head_base<D>(dq, batch, seq_len, q_row_stride, head), q_row_stride, query0 + warp * 16, seq_len, dq_acc, 1.0f);

@@ -114,8 +114,11 @@ public static unsafe class AttentionKernels
     /// <summary>A Q tile and two K and two V tiles (double-buffered) of 64 rows, each row padded by 8 elements (16 bytes).</summary>
     private static int SharedBytes(int headDim) => 5 * BlockRows * (headDim + 8) * sizeof(ushort);
 
-    /// <summary>Four 64-row bf16 tiles (K, V, Q, dO or Q, dO, K, V) and, for dK/dV, 64 lse and 64 delta values.</summary>
-    private static int BackwardSharedBytes(int headDim) => 4 * BlockRows * (headDim + 8) * sizeof(ushort) + 2 * BlockRows * sizeof(float);
+    /// <summary>dK/dV: four 64-row bf16 tiles (K, V, Q, dO), 64 lse and 64 delta values.</summary>
+    private static int DkDvSharedBytes(int headDim) => 4 * BlockRows * (headDim + 8) * sizeof(ushort) + 2 * BlockRows * sizeof(float);
+
+    /// <summary>dQ: Q and dO tiles and two buffers of K and V tiles (double-buffered), 64 rows each.</summary>
+    private static int DqSharedBytes(int headDim) => 6 * BlockRows * (headDim + 8) * sizeof(ushort);
 
     /// <summary>
     /// dK/dV (a block per 64 keys of a KV head: <paramref name="gridHeads"/> = kvHeads, two outputs) or dQ (a block per 64 queries
@@ -147,7 +150,7 @@ public static unsafe class AttentionKernels
         args[n++] = &qHeads;
         args[n++] = &kvHeads;
         args[n] = &scale;
-        launcher.Launch(Module, entry, new LaunchShape((seqLen + BlockRows - 1) / BlockRows, Threads, BackwardSharedBytes(headDim), gridHeads, batch), args);
+        launcher.Launch(Module, entry, new LaunchShape((seqLen + BlockRows - 1) / BlockRows, Threads, second.HasValue ? DkDvSharedBytes(headDim) : DqSharedBytes(headDim), gridHeads, batch), args);
     }
 
     private static void CheckHeads(int batch, int seqLen, int qHeads, int kvHeads)
