@@ -49,7 +49,7 @@ public abstract record OptionKey(string Name, string? Flag, string? LlamaRecipes
     public ResumeRule Resume { get; init; } = ResumeRule.Free;
 
     /// <summary>Whether the value is saved with a run (run.json, checkpoints); aliases and --overwrite are not.</summary>
-    public abstract bool Saved { get; }
+    public bool Saved { get; init; } = true;
 
     /// <summary>Writes the option's value under its snake_case name.</summary>
     public abstract void Save(Utf8JsonWriter writer, FinetuneOptions options);
@@ -111,11 +111,6 @@ public sealed record OptionKey<T> : OptionKey
 
     /// <summary>Replaces the compared text (e.g. a path made absolute, or "-" where the option does not apply).</summary>
     public Func<FinetuneOptions, string>? CompareAs { get; init; }
-
-    /// <summary>False for options that are not part of what a run was (--overwrite).</summary>
-    public bool IsSaved { get; init; } = true;
-
-    public override bool Saved => IsSaved;
 
     internal override Func<FinetuneOptions, ConfigValue, FinetuneOptions>? Set => Read is { } read ? (o, v) => With(o, read(v)) : null;
 
@@ -191,7 +186,7 @@ internal static partial class OptionDeclarations
 
     /// <summary>A llama-recipes spelling with no flag of its own, resolved together with <paramref name="combinesWith"/>.</summary>
     public static OptionKey<string?> Alias(string llamaRecipes, string meaning, OptionKey combinesWith)
-        => new(llamaRecipes.Replace('_', '-'), null, llamaRecipes, meaning, _ => null, (o, _) => o, null, combinesWith.Property) { IsSaved = false };
+        => new(llamaRecipes.Replace('_', '-'), null, llamaRecipes, meaning, _ => null, (o, _) => o, null, combinesWith.Property) { Saved = false };
 
     /// <summary>The property a getter reads: "o => o.LoraR" → "LoraR"; a getter that reads none is a mistake in the registry, found when it loads.</summary>
     private static string PropertyOf(string getter) => PropertyRead().Match(getter) is { Success: true } m

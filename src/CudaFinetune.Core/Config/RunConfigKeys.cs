@@ -75,7 +75,7 @@ public static partial class RunConfigKeys
         Text("output-dir", "output_dir", "where run.json, metrics.jsonl, loss.png, checkpoints and the adapter or model go", o => o.OutputDir, (o, v) => o with { OutputDir = v })
             with { ValueName = "DIR" },
         Switch("overwrite", null, "replace an earlier run's files in the output directory", o => o.Overwrite, (o, v) => o with { Overwrite = v })
-            with { IsSaved = false, ValueName = null, Details = "(otherwise refused, so nothing saved is lost)" },
+            with { Saved = false, ValueName = null, Details = "(otherwise refused, so nothing saved is lost)" },
         Peft,
         UsePeft,
         PeftMethod,

@@ -53,7 +53,7 @@ internal static class Demo
     public static int Run(FinetuneFlags flags, ParseResult parse, TextWriter output, CancellationToken cancellationToken)
     {
         var outputDir = flags.Options.Named<string>("--output-dir");
-        string dir = Path.GetFullPath(FinetuneFlags.Given(parse, outputDir) ? parse.GetValue(outputDir)! : DefaultOutputDir);
+        string dir = Path.GetFullPath(OptionFlags.Given(parse, outputDir) ? parse.GetValue(outputDir)! : DefaultOutputDir);
         if (File.Exists(Path.Combine(dir, RunFileNames.RunFileName)) && !File.Exists(Path.Combine(dir, MarkerFileName)))
         {
             throw new UserErrorException($"'{dir}' holds a run that is not the demo's; give the demo another --output-dir");

@@ -35,7 +35,7 @@ internal static class FinetuneCommand
     {
         var output = parse.InvocationConfiguration.Output;
         var resume = parse.GetValue(flags.Resume);
-        if (resume is null && (FinetuneFlags.Given(parse, flags.Force) || FinetuneFlags.Given(parse, flags.Strict)))
+        if (resume is null && (OptionFlags.Given(parse, flags.Force) || OptionFlags.Given(parse, flags.Strict)))
         {
             throw new UserErrorException("--force and --strict only apply with --resume PATH");
         }
@@ -53,8 +53,8 @@ internal static class FinetuneCommand
             CheckDetachedResume(resume, saved, continued);
             return Train(continued, output, cancellationToken, request);
         }
-        bool demo = !FinetuneFlags.Given(parse, flags.Options.Named<string>("--model")) && !FinetuneFlags.Given(parse, flags.Options.Named<string>("--dataset"))
-            && !FinetuneFlags.Given(parse, flags.Config);
+        bool demo = !OptionFlags.Given(parse, flags.Options.Named<string>("--model")) && !OptionFlags.Given(parse, flags.Options.Named<string>("--dataset"))
+            && !OptionFlags.Given(parse, flags.Config);
         if (demo)
         {
             return Demo.Run(flags, parse, output, cancellationToken);
@@ -94,15 +94,15 @@ internal static class FinetuneCommand
         var rankFlag = flags.Options.Named<int>("--lora-r");
         var alphaFlag = flags.Options.Named<double>("--lora-alpha");
         var targetsFlag = flags.Options.Named<string>("--lora-targets");
-        if (FinetuneFlags.Given(parse, rankFlag) && parse.GetValue(rankFlag) is var rank && rank != adapter.Rank)
+        if (OptionFlags.Given(parse, rankFlag) && parse.GetValue(rankFlag) is var rank && rank != adapter.Rank)
         {
             Warn("--lora-r", Number(rank), $"r {Number(adapter.Rank)}");
         }
-        if (FinetuneFlags.Given(parse, alphaFlag) && parse.GetValue(alphaFlag) is var alpha && alpha != adapter.Alpha)
+        if (OptionFlags.Given(parse, alphaFlag) && parse.GetValue(alphaFlag) is var alpha && alpha != adapter.Alpha)
         {
             Warn("--lora-alpha", Number(alpha), $"lora_alpha {Number(adapter.Alpha)}");
         }
-        if (FinetuneFlags.Given(parse, targetsFlag) && parse.GetValue(targetsFlag) is { } targets
+        if (OptionFlags.Given(parse, targetsFlag) && parse.GetValue(targetsFlag) is { } targets
             && !LoraConfig.ParseTargets(targets).ToHashSet().SetEquals(adapter.TargetModules))
         {
             Warn("--lora-targets", targets, $"target modules {string.Join(",", adapter.TargetModules)}");
@@ -215,8 +215,6 @@ internal sealed class FinetuneFlags
     public OptionFlags Options { get; } = new(RunConfigKeys.All);
 
     public IEnumerable<Option> All => [Resume, Force, Strict, Config, .. Options.All];
-
-    public static bool Given(ParseResult parse, Option option) => OptionFlags.Given(parse, option);
 
     /// <summary>Defaults (or <paramref name="start"/>), then --config, then every flag given.</summary>
     public FinetuneOptions Resolve(ParseResult parse, FinetuneOptions start)
